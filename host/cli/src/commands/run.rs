@@ -1,0 +1,362 @@
+//! `p2pctl run`: run a job locally in the sandbox.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use p2pc_sandbox::{
+    ByteSize, Call, Config, Grants, Limits, Mode, Outcome, Program, Task, TaskError, Usage,
+    WasmExecutor, World,
+};
+use serde_json::json;
+
+use super::EXIT_TASK_FAILED;
+use crate::format;
+
+/// Run a job locally in the sandbox.
+///
+/// Accepts typed jobs (world p2pc:job/job), map/reduce jobs
+/// (p2pc:job/map-reduce: the input is split into shards at line boundaries,
+/// each shard is mapped, then the map outputs are reduced) and plain WASI P2
+/// commands (the input is their stdin, their stdout is the output).
+///
+/// The job's output goes to stdout (or --output FILE) and a summary of how it
+/// ended (fuel used, peak memory, wall time) to stderr. Runs are
+/// deterministic unless --nondeterministic is given: the same component and
+/// input give the same output bytes and the same fuel.
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The component to run (a .wasm file).
+    component: PathBuf,
+
+    /// Read the job's input from FILE, or from standard input with `-`.
+    /// Without it the input is empty.
+    #[arg(long, short, value_name = "FILE|-")]
+    input: Option<PathBuf>,
+
+    /// Write the job's output to FILE instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// Fuel limit: roughly one unit per wasm instruction executed.
+    #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT.fuel)]
+    fuel: u64,
+
+    /// Memory limit, e.g. 64MiB or 1GiB (at most 4GiB).
+    #[arg(long, value_name = "SIZE", default_value_t = Limits::DEFAULT.memory)]
+    memory: ByteSize,
+
+    /// Wall-clock limit, e.g. 500ms, 2s or 1m.
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+
+    /// Output limit, e.g. 1MiB.
+    #[arg(long, value_name = "SIZE", default_value_t = Limits::DEFAULT.output)]
+    max_output: ByteSize,
+
+    /// Print one JSON object describing the outcome on stdout instead of the
+    /// summary; the output is embedded in it unless --output is given.
+    #[arg(long)]
+    json: bool,
+
+    /// Give the job the real clocks and OS randomness instead of the virtual
+    /// clock and seeded randomness of deterministic mode.
+    #[arg(long)]
+    nondeterministic: bool,
+
+    /// Seed for the job's randomness in deterministic mode, as 64 hex
+    /// digits. Default: derived from the component and the input.
+    #[arg(long, value_name = "HEX", conflicts_with = "nondeterministic")]
+    seed: Option<String>,
+
+    /// Give the job an empty scratch directory, visible to it as /scratch and
+    /// removed when it ends.
+    #[arg(long)]
+    scratch: bool,
+
+    /// Let the job open network connections (needs --nondeterministic).
+    #[arg(long, requires = "nondeterministic")]
+    allow_network: bool,
+
+    /// Map/reduce jobs: split the input into at most N shards.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    shards: u32,
+
+    /// Where compiled components are cached between runs.
+    /// Default: $XDG_CACHE_HOME/p2pc/components or ~/.cache/p2pc/components.
+    #[arg(long, value_name = "DIR", env = "P2PC_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Compile the component afresh and cache nothing on disk.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+
+    /// Print neither the job's log lines nor the summary; errors still go to
+    /// stderr.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let component = std::fs::read(&args.component)
+        .with_context(|| format!("cannot read component {}", args.component.display()))?;
+    let input = read_input(args.input.as_deref())?;
+    let mode = mode(&args, &component, &input)?;
+    let limits = Limits {
+        fuel: args.fuel,
+        memory: args.memory,
+        timeout: args.timeout,
+        output: args.max_output,
+        ..Limits::DEFAULT
+    };
+    let grants = Grants {
+        scratch: args.scratch,
+        network: args.allow_network,
+    };
+    let config = Config {
+        cache_dir: if args.no_cache { None } else { args.cache_dir.clone().or_else(default_cache_dir) },
+        max_concurrent: args.shards.max(1),
+        max_memory: args.memory.max(ByteSize::mib(64)),
+        ..Config::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(async {
+        let executor = WasmExecutor::new(config)?;
+        let start = Instant::now();
+        let program = match executor.load(&component).await {
+            Ok(p) => p,
+            Err(e) => return Ok(Report::failed(None, e, start.elapsed())),
+        };
+        let task = |call| Task { call, limits, mode, grants };
+        let report = match program.world() {
+            World::MapReduce => map_reduce(&executor, &program, &input, args.shards, task).await,
+            World::Job | World::Command => {
+                Report::from_outcome(program.world(), executor.run(&program, task(Call::Run(input))).await)
+            }
+        };
+        anyhow::Ok(report)
+    })?;
+
+    let code = report.print(&args, blake3::hash(&component))?;
+    Ok(ExitCode::from(code))
+}
+
+fn read_input(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    match path {
+        None => Ok(Vec::new()),
+        Some(p) if p == Path::new("-") => {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf).context("cannot read the input from stdin")?;
+            Ok(buf)
+        }
+        Some(p) => std::fs::read(p).with_context(|| format!("cannot read input {}", p.display())),
+    }
+}
+
+fn mode(args: &Args, component: &[u8], input: &[u8]) -> anyhow::Result<Mode> {
+    if args.nondeterministic {
+        return Ok(Mode::Nondeterministic);
+    }
+    let seed = match &args.seed {
+        Some(hex_seed) => {
+            let bytes = hex::decode(hex_seed).context("--seed is not hexadecimal")?;
+            match <[u8; 32]>::try_from(bytes) {
+                Ok(seed) => seed,
+                Err(b) => bail!("--seed must be 64 hex digits (32 bytes), got {} bytes", b.len()),
+            }
+        }
+        None => {
+            let mut h = blake3::Hasher::new_derive_key("p2pc p2pctl run seed v1");
+            h.update(blake3::hash(component).as_bytes());
+            h.update(blake3::hash(input).as_bytes());
+            *h.finalize().as_bytes()
+        }
+    };
+    Ok(Mode::Deterministic { seed })
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("p2pc").join("components"))
+}
+
+/// Runs `map` over every shard at once, then `reduce` over the map outputs.
+async fn map_reduce(
+    executor: &WasmExecutor,
+    program: &Arc<Program>,
+    input: &[u8],
+    shards: u32,
+    task: impl Fn(Call) -> Task,
+) -> Report {
+    let start = Instant::now();
+    let mut maps = tokio::task::JoinSet::new();
+    for (i, shard) in p2pc_types::split_at_lines(input, shards as usize).into_iter().enumerate() {
+        let (executor, program, task) = (executor.clone(), program.clone(), task(Call::Map(shard.to_vec())));
+        maps.spawn(async move { (i, executor.run(&program, task).await) });
+    }
+    let mut outcomes = maps.join_all().await;
+    outcomes.sort_by_key(|(i, _)| *i);
+
+    let mut total = Report::from_outcome(World::MapReduce, outcomes[0].1.clone());
+    let mut outputs = Vec::with_capacity(outcomes.len());
+    for (i, outcome) in outcomes {
+        total.add_usage(&outcome.usage);
+        total.logs.extend(outcome.logs);
+        total.stderr.extend(outcome.stderr);
+        match outcome.result {
+            Ok(out) => outputs.push(out),
+            Err(e) if total.result.is_ok() => total.result = Err((Some(format!("map of shard {i}")), e)),
+            Err(_) => {}
+        }
+    }
+    if total.result.is_ok() {
+        let reduce = executor.run(program, task(Call::Reduce(outputs))).await;
+        total.add_usage(&reduce.usage);
+        total.logs.extend(reduce.logs);
+        total.stderr.extend(reduce.stderr);
+        total.result = reduce.result.map_err(|e| (Some("reduce".into()), e));
+    }
+    total.usage.wall_time = start.elapsed();
+    total
+}
+
+/// What `p2pctl run` prints: one task's outcome, or a map/reduce job's
+/// outcomes folded together.
+struct Report {
+    world: Option<World>,
+    /// The output, or the failing step (for map/reduce) and its error.
+    result: Result<Vec<u8>, (Option<String>, TaskError)>,
+    usage: Usage,
+    stderr: Vec<u8>,
+    logs: Vec<p2pc_sandbox::LogLine>,
+    tasks: u32,
+}
+
+impl Report {
+    fn failed(world: Option<World>, error: TaskError, wall_time: Duration) -> Self {
+        Self {
+            world,
+            result: Err((None, error)),
+            usage: Usage { wall_time, ..Usage::default() },
+            stderr: Vec::new(),
+            logs: Vec::new(),
+            tasks: 0,
+        }
+    }
+
+    fn from_outcome(world: World, o: Outcome) -> Self {
+        Self {
+            world: Some(world),
+            result: o.result.map_err(|e| (None, e)),
+            usage: o.usage,
+            stderr: o.stderr,
+            logs: o.logs,
+            tasks: 1,
+        }
+    }
+
+    /// Folds another task's usage in: fuel adds up, peak memory is the
+    /// largest any one task held.
+    fn add_usage(&mut self, u: &Usage) {
+        if self.tasks == 1 && self.usage == Usage::default() {
+            self.usage = *u;
+        } else {
+            self.usage.fuel_used += u.fuel_used;
+            self.usage.peak_memory = self.usage.peak_memory.max(u.peak_memory);
+        }
+        self.tasks += 1;
+    }
+
+    fn print(&self, args: &Args, component_hash: blake3::Hash) -> anyhow::Result<u8> {
+        if let (Ok(output), Some(path)) = (&self.result, &args.output) {
+            std::fs::write(path, output).with_context(|| format!("cannot write output {}", path.display()))?;
+        }
+        if args.json {
+            let mut value = json!({
+                "ok": self.result.is_ok(),
+                "world": self.world.map(|w| w.to_string()),
+                "component_blake3": component_hash.to_hex().as_str(),
+                "fuel_used": self.usage.fuel_used,
+                "peak_memory": self.usage.peak_memory,
+                "wall_time_us": u64::try_from(self.usage.wall_time.as_micros()).unwrap_or(u64::MAX),
+                "logs": self.logs,
+                "stderr": String::from_utf8_lossy(&self.stderr),
+            });
+            match &self.result {
+                Ok(output) => {
+                    value["ending"] = "success".into();
+                    value["output_len"] = output.len().into();
+                    value["output_blake3"] = blake3::hash(output).to_hex().as_str().into();
+                    if args.output.is_none() {
+                        match std::str::from_utf8(output) {
+                            Ok(text) => value["output"] = text.into(),
+                            Err(_) => {
+                                value["output_base64"] = base64::engine::general_purpose::STANDARD.encode(output).into()
+                            }
+                        }
+                    }
+                }
+                Err((step, e)) => {
+                    value["ending"] = e.code().into();
+                    value["error"] = json!({ "code": e.code(), "message": e.to_string(), "step": step, "detail": e });
+                }
+            }
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer(&mut out, &value)?;
+            writeln!(out)?;
+        } else {
+            if let (Ok(output), None) = (&self.result, &args.output) {
+                let mut out = std::io::stdout().lock();
+                out.write_all(output)?;
+                out.flush()?;
+            }
+            self.print_summary(args.quiet);
+        }
+        Ok(if self.result.is_ok() { 0 } else { EXIT_TASK_FAILED })
+    }
+
+    fn print_summary(&self, quiet: bool) {
+        if !quiet {
+            for line in &self.logs {
+                eprintln!("[job {}] {}", format!("{:?}", line.level).to_lowercase(), line.message);
+            }
+        }
+        let usage = format!(
+            "fuel {}  peak memory {}  wall {}",
+            format::thousands(self.usage.fuel_used),
+            ByteSize(self.usage.peak_memory),
+            format::duration(self.usage.wall_time),
+        );
+        match &self.result {
+            Ok(_) if quiet => {}
+            Ok(_) => {
+                let world = self.world.map(|w| w.to_string()).unwrap_or_default();
+                let tasks = if self.tasks > 1 { format!("  tasks {}", self.tasks) } else { String::new() };
+                eprintln!("ok ({world})  {usage}{tasks}");
+            }
+            Err((step, e)) => {
+                let text = String::from_utf8_lossy(&self.stderr);
+                let text = text.trim_end();
+                if !text.is_empty() && !quiet {
+                    eprintln!("--- job stderr ---\n{text}\n---");
+                }
+                match step {
+                    Some(step) => eprintln!("error: {step}: {e}"),
+                    None => eprintln!("error: {e}"),
+                }
+                eprintln!("  {usage}");
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use p2pc_types::ByteSize;
+
+/// How a [`WasmExecutor`](crate::WasmExecutor) sets up its engine. One
+/// executor (and so one engine) serves a whole node.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where compiled components are cached across runs. `None` keeps the
+    /// cache in memory only, so every new executor compiles again.
+    pub cache_dir: Option<PathBuf>,
+    /// Tasks that may run at once. The pooling allocator reserves slots for
+    /// this many instances up front; further tasks wait for a free slot.
+    pub max_concurrent: u32,
+    /// The most linear memory any one task may be given. Tasks asking for
+    /// more are refused before they start.
+    pub max_memory: ByteSize,
+    /// Whether to meter fuel. Always on in a node, because fuel is what a
+    /// task is billed for; off only to measure what metering costs.
+    pub fuel_metering: bool,
+    /// How often the deadline clock ticks. A task overruns its timeout by at
+    /// most about one tick.
+    pub epoch_tick: Duration,
+    /// Deepest wasm stack a task may use before it ends with "stack
+    /// overflow".
+    pub max_wasm_stack: usize,
+    /// Compiled programs kept in memory for instant reuse.
+    pub program_cache_entries: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            max_concurrent: 64,
+            max_memory: ByteSize::gib(4),
+            fuel_metering: true,
+            epoch_tick: Duration::from_millis(10),
+            max_wasm_stack: 512 * 1024,
+            program_cache_entries: 256,
+        }
+    }
+}

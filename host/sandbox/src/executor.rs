@@ -1,0 +1,582 @@
+//! [`WasmExecutor`]: loads components into programs and runs tasks on them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use p2pc_types::{TaskError, Usage, World};
+use tokio::sync::Semaphore;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::I32Exit;
+use wasmtime_wasi::p2::bindings::CommandPre;
+
+use crate::bindings::job::{Job, JobPre};
+use crate::bindings::map_reduce::MapReducePre;
+use crate::bindings::JobError;
+use crate::cache::{self, CacheStats, ProgramCache};
+use crate::pipe::OutputOverflow;
+use crate::state::TaskState;
+use crate::task::{Call, Mode, Outcome, Task};
+use crate::{Config, Error, SandboxExecutor};
+
+/// Interfaces a component may import. Anything else is a capability this
+/// runner does not have, and the component is refused before it runs.
+const PROVIDED: &[&str] = &[
+    "wasi:cli/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:filesystem/",
+    "p2pc:job/",
+];
+/// Interfaces that need the network grant.
+const NETWORK: &str = "wasi:sockets/";
+
+/// Extra time past a task's timeout before the host stops waiting even if the
+/// guest is blocked in a host call (where epoch interruption cannot reach).
+const DEADLINE_GRACE: Duration = Duration::from_millis(250);
+
+/// A compiled, linked component, ready to instantiate in microseconds.
+/// Obtained from [`WasmExecutor::load`]; cheap to share.
+pub struct Program {
+    hash: [u8; 32],
+    world: World,
+    network_imports: Vec<String>,
+    pre: Pre,
+}
+
+enum Pre {
+    Job(JobPre<TaskState>),
+    MapReduce(MapReducePre<TaskState>),
+    Command(CommandPre<TaskState>),
+}
+
+impl Program {
+    /// BLAKE3 of the component bytes.
+    pub fn hash(&self) -> &[u8; 32] {
+        &self.hash
+    }
+
+    /// The world the component was built for.
+    pub fn world(&self) -> World {
+        self.world
+    }
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program")
+            .field("hash", &hex::encode(self.hash))
+            .field("world", &self.world)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs WebAssembly components in a fuel-, memory- and time-limited sandbox.
+///
+/// One executor owns one wasmtime `Engine` (Cranelift, pooling allocator,
+/// fuel metering, epoch deadlines) and serves many concurrent tasks. Cloning
+/// is cheap and shares everything.
+///
+/// Order of use: [`new`](Self::new) once; [`load`](Self::load) a component
+/// (compiles it, or finds it cached); [`run`](Self::run) tasks on the
+/// program as often as needed, concurrently if you like.
+#[derive(Clone)]
+pub struct WasmExecutor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<TaskState>,
+    fingerprint: [u8; 32],
+    programs: ProgramCache,
+    slots: Semaphore,
+    config: Config,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl WasmExecutor {
+    /// Builds the engine and starts its deadline clock.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        let engine = Engine::new(&engine_config(&config)?).map_err(Error::Engine)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(Error::Engine)?;
+        Job::add_to_linker::<_, wasmtime::component::HasSelf<TaskState>>(&mut linker, |s| s)
+            .map_err(Error::Engine)?;
+        if let Some(dir) = &config.cache_dir {
+            std::fs::create_dir_all(dir).map_err(|source| Error::CacheDir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), config.epoch_tick, ticker_stop.clone())?;
+
+        Ok(Self {
+            inner: Arc::new(Inner {
+                fingerprint: cache::engine_fingerprint(&engine),
+                engine,
+                linker,
+                programs: ProgramCache::new(config.program_cache_entries),
+                slots: Semaphore::new(config.max_concurrent as usize),
+                config,
+                ticker_stop,
+            }),
+        })
+    }
+
+    /// The executor's configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Cache counters since this executor was created.
+    pub fn stats(&self) -> CacheStats {
+        self.inner.programs.counters.snapshot()
+    }
+
+    /// Turns component bytes into a [`Program`]: checks they are a component
+    /// of a world p2pc runs, importing nothing the runner lacks; compiles it
+    /// (or loads the cached compilation); and pre-links it.
+    pub async fn load(&self, bytes: &[u8]) -> Result<Arc<Program>, TaskError> {
+        let hash = *blake3::hash(bytes).as_bytes();
+        if let Some(program) = self.inner.programs.get(&hash) {
+            return Ok(program);
+        }
+        check_header(bytes)?;
+
+        let inner = self.inner.clone();
+        let owned = bytes.to_vec();
+        let component = tokio::task::spawn_blocking(move || {
+            cache::compile_or_load(
+                &inner.engine,
+                inner.config.cache_dir.as_deref(),
+                &inner.fingerprint,
+                &hash,
+                &owned,
+                &inner.programs.counters,
+            )
+        })
+        .await
+        .map_err(|e| TaskError::InvalidComponent {
+            reason: format!("compilation did not finish: {e}"),
+        })?
+        .map_err(|e| TaskError::InvalidComponent {
+            reason: format!("{e:#}"),
+        })?;
+
+        let program = Arc::new(self.link(hash, &component)?);
+        self.inner.programs.insert(program.clone());
+        Ok(program)
+    }
+
+    fn link(&self, hash: [u8; 32], component: &Component) -> Result<Program, TaskError> {
+        let engine = &self.inner.engine;
+        let ty = component.component_type();
+
+        let mut network_imports = Vec::new();
+        for (name, _) in ty.imports(engine) {
+            if name.starts_with(NETWORK) {
+                network_imports.push(name.to_owned());
+            } else if !PROVIDED.iter().any(|p| name.starts_with(p)) {
+                return Err(TaskError::CapabilityDenied {
+                    capability: format!(
+                        "the component imports `{name}`, which this runner does not provide"
+                    ),
+                });
+            }
+        }
+
+        let world = detect_world(engine, component)?;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| TaskError::CapabilityDenied {
+                capability: format!("the component's imports cannot be satisfied: {e:#}"),
+            })?;
+        let wrong = |e: wasmtime::Error| TaskError::WrongWorld {
+            reason: format!("exports look like {world} but do not match it: {e:#}"),
+        };
+        let pre = match world {
+            World::Job => Pre::Job(JobPre::new(pre).map_err(wrong)?),
+            World::MapReduce => Pre::MapReduce(MapReducePre::new(pre).map_err(wrong)?),
+            World::Command => Pre::Command(CommandPre::new(pre).map_err(wrong)?),
+        };
+        Ok(Program {
+            hash,
+            world,
+            network_imports,
+            pre,
+        })
+    }
+
+    /// Loads `bytes` and runs one task on it. Load failures come back as the
+    /// outcome's error, like any other ending.
+    pub async fn run_component(&self, bytes: &[u8], task: Task) -> Outcome {
+        let start = Instant::now();
+        match self.load(bytes).await {
+            Ok(program) => self.run(&program, task).await,
+            Err(e) => Outcome::rejected(e, start.elapsed()),
+        }
+    }
+
+    /// Runs one task on a loaded program. Never panics and never hangs past
+    /// the task's timeout: every ending is an [`Outcome`].
+    pub async fn run(&self, program: &Program, task: Task) -> Outcome {
+        let start = Instant::now();
+        if let Err(e) = self.admit(program, &task) {
+            return Outcome::rejected(e, start.elapsed());
+        }
+        let Ok(_slot) = self.inner.slots.acquire().await else {
+            unreachable!("the semaphore is never closed");
+        };
+
+        let scratch = match task.grants.scratch.then(tempfile::TempDir::new).transpose() {
+            Ok(dir) => dir,
+            Err(e) => {
+                return Outcome::rejected(
+                    TaskError::CapabilityDenied {
+                        capability: format!("scratch directory could not be created: {e}"),
+                    },
+                    start.elapsed(),
+                );
+            }
+        };
+        let is_command = program.world == World::Command;
+        let stdin = match (&task.call, is_command) {
+            (Call::Run(input), true) => input.clone(),
+            _ => Vec::new(),
+        };
+        let state = match TaskState::new(&task, stdin, is_command, scratch.as_ref().map(|d| d.path())) {
+            Ok(s) => s,
+            Err(e) => {
+                return Outcome::rejected(
+                    TaskError::CapabilityDenied {
+                        capability: format!("{e:#}"),
+                    },
+                    start.elapsed(),
+                );
+            }
+        };
+
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let fuel_limit = task.limits.fuel;
+        if self.inner.config.fuel_metering {
+            store.set_fuel(fuel_limit).expect("fuel metering is enabled");
+        }
+        let deadline = start + task.limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                // Yielding at every tick lets one thread interleave many
+                // long-running tasks fairly.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+
+        let call = call(&program.pre, &mut store, task.call);
+        let raw = match tokio::time::timeout(task.limits.timeout + DEADLINE_GRACE, call).await {
+            Ok(r) => r,
+            Err(_) => Err(wasmtime::Error::new(Trap::Interrupt)),
+        };
+        let wall_time = start.elapsed();
+
+        let fuel_used = if self.inner.config.fuel_metering {
+            fuel_limit.saturating_sub(store.get_fuel().unwrap_or(0))
+        } else {
+            0
+        };
+        let state = store.into_data();
+        drop(scratch);
+        let usage = Usage {
+            fuel_used,
+            peak_memory: state.limiter.peak(),
+            wall_time,
+        };
+        let stderr = state.diagnostics.take();
+        let result = classify(raw, &state, &task.limits, &stderr, is_command);
+        Outcome {
+            result,
+            usage,
+            stderr,
+            logs: state.logs,
+            logs_dropped: state.logs_dropped,
+            progress: state.progress,
+        }
+    }
+
+    /// Checks a task against the program and the runner before any slot or
+    /// memory is spent on it.
+    fn admit(&self, program: &Program, task: &Task) -> Result<(), TaskError> {
+        let fits = matches!(
+            (program.world, &task.call),
+            (World::Job | World::Command, Call::Run(_)) | (World::MapReduce, Call::Map(_) | Call::Reduce(_))
+        );
+        if !fits {
+            return Err(TaskError::WrongWorld {
+                reason: format!(
+                    "the task calls `{}` but the component is a {} component",
+                    task.call.name(),
+                    program.world
+                ),
+            });
+        }
+        if let Some(import) = program.network_imports.first()
+            && !task.grants.network
+        {
+            return Err(TaskError::CapabilityDenied {
+                capability: format!("network: the component imports `{import}` and the task is not granted network access"),
+            });
+        }
+        if task.grants.network && matches!(task.mode, Mode::Deterministic { .. }) {
+            return Err(TaskError::CapabilityDenied {
+                capability: "network: a deterministic task cannot be granted network access".into(),
+            });
+        }
+        let max = self.inner.config.max_memory;
+        if task.limits.memory > max {
+            return Err(TaskError::CapabilityDenied {
+                capability: format!(
+                    "memory: the task asks for {} and this runner offers at most {max}",
+                    task.limits.memory
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl SandboxExecutor for WasmExecutor {
+    fn kind(&self) -> &'static str {
+        "wasm"
+    }
+
+    async fn execute(&self, artifact: &[u8], task: Task) -> Outcome {
+        self.run_component(artifact, task).await
+    }
+}
+
+/// What the guest call returned: output bytes, or the job's own error.
+type CallResult = wasmtime::Result<Result<Vec<u8>, String>>;
+
+async fn call(pre: &Pre, store: &mut Store<TaskState>, call: Call) -> CallResult {
+    let job_result = |r: Result<Vec<u8>, JobError>| {
+        r.map_err(|e| match e {
+            JobError::InvalidInput(m) => format!("invalid input: {m}"),
+            JobError::Failed(m) => m,
+        })
+    };
+    match (pre, call) {
+        (Pre::Job(pre), Call::Run(input)) => {
+            let job = pre.instantiate_async(&mut *store).await?;
+            Ok(job_result(job.call_run(&mut *store, &input).await?))
+        }
+        (Pre::MapReduce(pre), Call::Map(shard)) => {
+            let job = pre.instantiate_async(&mut *store).await?;
+            Ok(job_result(job.call_map(&mut *store, &shard).await?))
+        }
+        (Pre::MapReduce(pre), Call::Reduce(outputs)) => {
+            let job = pre.instantiate_async(&mut *store).await?;
+            Ok(job_result(job.call_reduce(&mut *store, &outputs).await?))
+        }
+        (Pre::Command(pre), Call::Run(_)) => {
+            let cmd = pre.instantiate_async(&mut *store).await?;
+            match cmd.wasi_cli_run().call_run(&mut *store).await {
+                Ok(Ok(())) => Ok(Ok(Vec::new())),
+                Ok(Err(())) => Ok(Err("exit status 1".into())),
+                Err(e) => match e.downcast_ref::<I32Exit>() {
+                    Some(I32Exit(0)) => Ok(Ok(Vec::new())),
+                    Some(I32Exit(code)) => Ok(Err(format!("exit status {code}"))),
+                    None => Err(e),
+                },
+            }
+        }
+        _ => unreachable!("`admit` checked that the call fits the world"),
+    }
+}
+
+/// Turns what the call returned into the task's result, naming the limit or
+/// problem that ended it.
+fn classify(
+    raw: CallResult,
+    state: &TaskState,
+    limits: &p2pc_types::Limits,
+    stderr: &[u8],
+    is_command: bool,
+) -> Result<Vec<u8>, TaskError> {
+    let output_too_large = || TaskError::OutputTooLarge {
+        limit: limits.output,
+    };
+    match raw {
+        Ok(Ok(returned)) => {
+            let mut output = state.output.take();
+            if !is_command {
+                if output.len() as u64 + returned.len() as u64 > limits.output.bytes() {
+                    return Err(output_too_large());
+                }
+                output.extend_from_slice(&returned);
+            }
+            Ok(output)
+        }
+        Ok(Err(message)) => Err(TaskError::GuestError { message }),
+        Err(e) => {
+            if state.output.overflowed() || e.is::<OutputOverflow>() {
+                return Err(output_too_large());
+            }
+            match e.downcast_ref::<Trap>() {
+                Some(Trap::OutOfFuel) => Err(TaskError::OutOfFuel { limit: limits.fuel }),
+                Some(Trap::StackOverflow) => Err(TaskError::StackOverflow),
+                Some(Trap::Interrupt) => Err(TaskError::Deadline {
+                    timeout_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
+                }),
+                // A guest whose allocation was refused aborts with a trap of
+                // its own choosing; the limiter knows the real reason.
+                _ if state.limiter.was_denied() => Err(TaskError::MemoryLimit {
+                    limit: limits.memory,
+                }),
+                Some(trap) => Err(TaskError::Trap {
+                    message: with_last_line(trap.to_string(), stderr),
+                }),
+                None => Err(TaskError::Trap {
+                    message: with_last_line(format!("{e:#}"), stderr),
+                }),
+            }
+        }
+    }
+}
+
+/// Appends the last line the guest printed (a Rust panic message, usually)
+/// to a trap description.
+fn with_last_line(mut message: String, stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    if let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) {
+        let line: String = line.chars().take(300).collect();
+        message.push_str(" (stderr: ");
+        message.push_str(line.trim());
+        message.push(')');
+    }
+    message
+}
+
+fn check_header(bytes: &[u8]) -> Result<(), TaskError> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_VERSION: &[u8] = &[1, 0, 0, 0];
+    let invalid = |reason: &str| {
+        Err(TaskError::InvalidComponent {
+            reason: reason.to_owned(),
+        })
+    };
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return invalid("not WebAssembly (the file does not start with the \\0asm magic number)");
+    }
+    if &bytes[4..8] == CORE_VERSION {
+        return invalid(
+            "this is a core WebAssembly module, not a component; build it with \
+             `cargo component build` or `cargo build --target wasm32-wasip2`",
+        );
+    }
+    Ok(())
+}
+
+fn detect_world(engine: &Engine, component: &Component) -> Result<World, TaskError> {
+    let ty = component.component_type();
+    let exports: Vec<(String, bool)> = ty
+        .exports(engine)
+        .map(|(name, item)| (name.to_owned(), matches!(item.ty, ComponentItem::ComponentFunc(_))))
+        .collect();
+    let func = |n: &str| exports.iter().any(|(name, f)| name == n && *f);
+    if func("run") {
+        Ok(World::Job)
+    } else if func("map") && func("reduce") {
+        Ok(World::MapReduce)
+    } else if exports.iter().any(|(n, _)| n.starts_with("wasi:cli/run@0.2")) {
+        Ok(World::Command)
+    } else {
+        let names: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
+        Err(TaskError::WrongWorld {
+            reason: format!(
+                "the component exports [{}]; p2pc runs {} (export `run`), {} (exports `map` \
+                 and `reduce`) and {} (export `wasi:cli/run`)",
+                names.join(", "),
+                World::Job,
+                World::MapReduce,
+                World::Command
+            ),
+        })
+    }
+}
+
+fn engine_config(config: &Config) -> Result<wasmtime::Config, Error> {
+    let mut pool = PoolingAllocationConfig::default();
+    let slots = config.max_concurrent.max(1);
+    let max_memory = usize::try_from(config.max_memory.bytes()).unwrap_or(usize::MAX);
+    pool.total_component_instances(slots)
+        // A component built by cargo-component links a few core instances
+        // (the program, the WASI adapter, shims); leave room for more.
+        .total_core_instances(slots * 16)
+        .total_memories(slots * 4)
+        .total_tables(slots * 16)
+        .total_stacks(slots)
+        .max_memory_size(max_memory);
+
+    let mut c = wasmtime::Config::new();
+    c.strategy(wasmtime::Strategy::Cranelift)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .memory_init_cow(true)
+        .consume_fuel(config.fuel_metering)
+        .epoch_interruption(true)
+        .max_wasm_stack(config.max_wasm_stack)
+        .async_stack_size(config.max_wasm_stack + 1024 * 1024)
+        // Determinism is engine-wide: it costs little and means any replica
+        // computes the same bits. Wasm threads are compiled out (the
+        // `threads` feature is off), so there is no scheduling to vary.
+        .cranelift_nan_canonicalization(true)
+        .relaxed_simd_deterministic(true)
+        .wasm_component_model(true);
+    if config.max_memory.bytes() > 4 << 30 {
+        return Err(Error::MemoryCeiling(config.max_memory));
+    }
+    Ok(c)
+}
+
+fn spawn_epoch_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) -> Result<(), Error> {
+    std::thread::Builder::new()
+        .name("p2pc-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                engine.increment_epoch();
+            }
+        })
+        .map(drop)
+        .map_err(Error::Thread)
+}
+
+/// Where a component cache file lives. Exposed for tests that damage it.
+#[doc(hidden)]
+pub fn cache_files(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "cwasm") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,85 @@
+//! The p2pc sandbox: runs jobs, bounded in fuel, memory, time and output,
+//! and reports how each ended.
+//!
+//! [`SandboxExecutor`] is the interface a node uses to run a task whatever
+//! the executor; [`WasmExecutor`] is the default (and, for now, only)
+//! implementation: wasmtime with Cranelift, the pooling allocator, fuel
+//! metering, epoch deadlines and a per-task memory limiter, WASI P2 with no
+//! ambient authority, and an on-disk cache of compiled components.
+//!
+//! This crate does not fetch, verify or schedule anything: it is handed
+//! component bytes and a [`Task`] and returns an [`Outcome`].
+//!
+//! Modules:
+//! - `executor`: [`WasmExecutor`] and [`Program`] (a compiled, linked component).
+//! - `task`: [`Task`], [`Call`], [`Mode`], [`Grants`], [`Outcome`].
+//! - `config`: [`Config`] of the engine.
+//! - `cache`: compiled-component cache and its [`CacheStats`].
+//! - `state`: what a task's store holds; the `p2pc:job/host` implementation.
+//! - `bindings`: host bindings generated from `wit/job.wit`.
+//! - `determinism`: virtual clocks and seeded randomness.
+//! - `limiter`, `pipe`: memory accounting and capped output streams.
+
+#![deny(missing_docs)]
+
+mod bindings;
+mod cache;
+mod config;
+mod determinism;
+mod executor;
+mod limiter;
+mod pipe;
+mod state;
+mod task;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+pub use cache::CacheStats;
+pub use config::Config;
+#[doc(hidden)]
+pub use executor::cache_files;
+pub use executor::{Program, WasmExecutor};
+pub use p2pc_types::{ByteSize, Limits, TaskError, Usage, World};
+pub use task::{Call, Grants, LogLevel, LogLine, Mode, Outcome, Task};
+
+/// Runs tasks of one kind of artifact. Every implementation bounds what a
+/// task may consume by its [`Limits`] and reports every ending as an
+/// [`Outcome`], never a panic.
+///
+/// The wasm executor is the default; process and container executors will
+/// implement the same trait as operator-enabled fallbacks.
+pub trait SandboxExecutor: Send + Sync {
+    /// Short name for logs and configuration: `"wasm"`, `"process"`, ...
+    fn kind(&self) -> &'static str;
+
+    /// Runs `task` on `artifact` (for the wasm executor, component bytes).
+    fn execute(&self, artifact: &[u8], task: Task) -> impl Future<Output = Outcome> + Send;
+}
+
+/// Why an executor could not be set up. (How a task ended is a
+/// [`TaskError`], inside its [`Outcome`].)
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// wasmtime refused the engine or linker configuration.
+    #[error("could not set up the wasm engine: {0:#}")]
+    Engine(wasmtime::Error),
+    /// The compiled-component cache directory could not be created.
+    #[error("could not create the component cache directory {}: {source}", path.display())]
+    CacheDir {
+        /// The directory.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The deadline clock thread could not be started.
+    #[error("could not start the deadline clock thread: {0}")]
+    Thread(std::io::Error),
+    /// The configured memory ceiling is beyond what 32-bit wasm can address.
+    #[error("max memory {0} is more than the 4GiB a 32-bit wasm memory can address")]
+    MemoryCeiling(ByteSize),
+}
+
+/// Result type of this crate's setup functions.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

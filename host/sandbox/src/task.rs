@@ -1,0 +1,137 @@
+use std::time::Duration;
+
+use p2pc_types::{Limits, TaskError, Usage};
+use serde::{Deserialize, Serialize};
+
+/// One call into a job, with everything it may consume and be given.
+#[derive(Clone, Debug)]
+pub struct Task {
+    /// Which export to call, with its input.
+    pub call: Call,
+    /// Hard limits; reaching one ends the task with the matching error.
+    pub limits: Limits,
+    /// Deterministic (the default) or not.
+    pub mode: Mode,
+    /// Capabilities beyond pure computation.
+    pub grants: Grants,
+}
+
+impl Task {
+    /// A deterministic `run` (or command) task over `input` with default
+    /// limits, no grants, and a seed derived from the input.
+    pub fn run(input: Vec<u8>) -> Self {
+        let seed = *blake3::hash(&input).as_bytes();
+        Self {
+            call: Call::Run(input),
+            limits: Limits::default(),
+            mode: Mode::Deterministic { seed },
+            grants: Grants::default(),
+        }
+    }
+}
+
+/// Which export a task calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// `run(input)` of the job world, or a command with `input` on stdin.
+    Run(Vec<u8>),
+    /// `map(shard)` of the map-reduce world.
+    Map(Vec<u8>),
+    /// `reduce(outputs)` of the map-reduce world.
+    Reduce(Vec<Vec<u8>>),
+}
+
+impl Call {
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Call::Run(_) => "run",
+            Call::Map(_) => "map",
+            Call::Reduce(_) => "reduce",
+        }
+    }
+}
+
+/// Whether a task may observe anything beyond its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Same component + same input + same seed ⇒ same output bytes and same
+    /// fuel. The clock is virtual (fixed wall time, a monotonic clock that
+    /// steps per read), randomness comes from the seed, there is no
+    /// environment. NaN canonicalisation and deterministic relaxed SIMD are
+    /// engine-wide and so apply to every task.
+    Deterministic {
+        /// Seeds `wasi:random`; in a network, derived from the task id.
+        seed: [u8; 32],
+    },
+    /// Real clocks and OS randomness, for local runs that want them.
+    Nondeterministic,
+}
+
+/// Capabilities a task is given. Everything is denied by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// A fresh, empty directory the job sees as `/scratch`, removed when the
+    /// task ends. Nothing else of the host file system is visible.
+    pub scratch: bool,
+    /// Outgoing TCP/UDP and name lookup. Only for nondeterministic tasks.
+    pub network: bool,
+}
+
+/// What a task produced and consumed.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The output bytes, or why there are none.
+    pub result: Result<Vec<u8>, TaskError>,
+    /// Fuel, peak memory and wall time, whatever the ending.
+    pub usage: Usage,
+    /// What the job wrote to stderr (and, for typed jobs, stdout), up to
+    /// its limit.
+    pub stderr: Vec<u8>,
+    /// Lines the job logged through `host.log`, up to its limit.
+    pub logs: Vec<LogLine>,
+    /// Lines logged past the limit and dropped.
+    pub logs_dropped: u64,
+    /// The last progress the job reported, as (done, total).
+    pub progress: Option<(u64, u64)>,
+}
+
+impl Outcome {
+    pub(crate) fn rejected(error: TaskError, wall_time: Duration) -> Self {
+        Self {
+            result: Err(error),
+            usage: Usage {
+                wall_time,
+                ..Usage::default()
+            },
+            stderr: Vec::new(),
+            logs: Vec::new(),
+            logs_dropped: 0,
+            progress: None,
+        }
+    }
+}
+
+/// Severity of a job's log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Very detailed tracing.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// Normal progress.
+    Info,
+    /// Something unexpected the job coped with.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+/// One line from a job's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Severity.
+    pub level: LogLevel,
+    /// The text, cut to 4 KiB.
+    pub message: String,
+}

@@ -1,0 +1,24 @@
+//! The shared vocabulary of p2pc: resource limits, sizes, what a task used,
+//! and every way a task can end.
+//!
+//! This crate is plain data. It does no I/O, knows nothing of wasmtime,
+//! libp2p or fjall, and every other p2pc crate may depend on it. Types that
+//! cross the network later get their wire encodings here too.
+//!
+//! Modules:
+//! - `size`: [`ByteSize`], parsed from and printed as `64MiB`, `1.5GB`, `512`.
+//! - `limits`: [`Limits`], what a task may consume, with operator defaults.
+//! - `outcome`: [`Usage`], [`TaskError`] and [`World`], what a run produced.
+//! - `shard`: [`split_at_lines`], how a map/reduce input becomes shards.
+
+#![deny(missing_docs)]
+
+mod limits;
+mod outcome;
+mod shard;
+mod size;
+
+pub use limits::Limits;
+pub use outcome::{TaskError, Usage, World};
+pub use shard::split_at_lines;
+pub use size::{ByteSize, ParseSizeError};
