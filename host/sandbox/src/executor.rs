@@ -464,7 +464,13 @@ fn classify(
 /// to a trap description.
 fn with_last_line(mut message: String, stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
-    if let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) {
+    // Skip Rust's "note: run with RUST_BACKTRACE=1" hint: the line before it
+    // is the panic message, which is what a reader wants.
+    if let Some(line) = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty() && !l.starts_with("note: "))
+    {
         let line: String = line.chars().take(300).collect();
         message.push_str(" (stderr: ");
         message.push_str(line.trim());

@@ -1,0 +1,11 @@
+//! Workspace integration tests: one binary, one module per topic, all
+//! running real components (built by `tests/build.rs`) in the real sandbox.
+
+mod cache;
+mod capabilities;
+mod concurrency;
+mod determinism;
+mod examples;
+mod hostile;
+mod rejects;
+mod support;
