@@ -12,22 +12,52 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const EXAMPLES: &[&str] = &["hello", "wordcount", "sha256", "mandelbrot", "rot13"];
-const FIXTURES: &[&str] = &["hostile", "hostile-cmd", "wrong-world", "strange-import", "net-client", "kernels-guest"];
+const FIXTURES: &[&str] = &[
+    "hostile",
+    "hostile-cmd",
+    "wrong-world",
+    "strange-import",
+    "net-client",
+    "kernels-guest",
+];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest.parent().expect("tests/ is inside the workspace").to_path_buf();
-    for dir in ["wit", "guest-sdk", "examples", "tests/fixtures", "benches/kernels", "benches/kernels-guest"] {
+    let root = manifest
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_path_buf();
+    for dir in [
+        "wit",
+        "guest-sdk",
+        "examples",
+        "tests/fixtures",
+        "benches/kernels",
+        "benches/kernels-guest",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
     let target_dir = root.join("target").join("guests");
 
     let all: Vec<&str> = EXAMPLES.iter().chain(FIXTURES).copied().collect();
-    cargo(&root, &target_dir, &["build", "--release", "--target", "wasm32-wasip2"], &all);
+    cargo(
+        &root,
+        &target_dir,
+        &["build", "--release", "--target", "wasm32-wasip2"],
+        &all,
+    );
 
     let component = if cargo_component_available(&root) {
-        cargo(&root, &target_dir, &["component", "build", "--release"], EXAMPLES);
+        cargo(
+            &root,
+            &target_dir,
+            &["component", "build", "--release"],
+            EXAMPLES,
+        );
         true
     } else {
         println!(
@@ -38,8 +68,13 @@ fn main() {
     };
 
     let mut out = String::new();
-    out.push_str(&format!("pub const CARGO_COMPONENT_BUILT: bool = {component};\n"));
-    out.push_str(&format!("pub const GUEST_DIR: &str = {:?};\n", target_dir.display().to_string()));
+    out.push_str(&format!(
+        "pub const CARGO_COMPONENT_BUILT: bool = {component};\n"
+    ));
+    out.push_str(&format!(
+        "pub const GUEST_DIR: &str = {:?};\n",
+        target_dir.display().to_string()
+    ));
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
     std::fs::write(out_dir.join("guests.rs"), out).expect("OUT_DIR is writable");
 }
@@ -47,7 +82,10 @@ fn main() {
 fn cargo(root: &Path, target_dir: &Path, args: &[&str], packages: &[&str]) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(root).args(args).arg("--target-dir").arg(target_dir);
+    cmd.current_dir(root)
+        .args(args)
+        .arg("--target-dir")
+        .arg(target_dir);
     for p in packages {
         cmd.arg("-p").arg(p);
     }
@@ -64,7 +102,9 @@ fn cargo(root: &Path, target_dir: &Path, args: &[&str], packages: &[&str]) {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         status.success(),
         "building guests failed: {cmd:?} exited with {status}. Are the wasm targets installed? \

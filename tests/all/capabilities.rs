@@ -18,16 +18,26 @@ fn a_host_file_outside_any_grant_cannot_be_read() {
     let exec = executor();
     let (_dir, path) = secret_file();
     block_on(async {
-        for (guest, input) in [("hostile", format!("read-file {path}")), ("hostile-cmd", format!("read {path}"))] {
+        for (guest, input) in [
+            ("hostile", format!("read-file {path}")),
+            ("hostile-cmd", format!("read {path}")),
+        ] {
             for scratch in [false, true] {
-                let task = Task { grants: Grants { scratch, ..Grants::default() }, ..Task::run(input.clone().into_bytes()) };
+                let task = Task {
+                    grants: Grants {
+                        scratch,
+                        ..Grants::default()
+                    },
+                    ..Task::run(input.clone().into_bytes())
+                };
                 let o = run_task(&exec, guest, task).await;
                 assert!(
                     matches!(err(&o), TaskError::GuestError { .. }),
                     "{guest} (scratch {scratch}): {:?}",
                     o.result
                 );
-                let everything = [o.stderr.as_slice(), format!("{:?}", o.result).as_bytes()].concat();
+                let everything =
+                    [o.stderr.as_slice(), format!("{:?}", o.result).as_bytes()].concat();
                 assert!(!String::from_utf8_lossy(&everything).contains("TOP SECRET"));
             }
         }
@@ -38,13 +48,25 @@ fn a_host_file_outside_any_grant_cannot_be_read() {
 fn a_granted_scratch_directory_works_and_cannot_be_escaped() {
     let exec = executor();
     block_on(async {
-        let task = Task { grants: Grants { scratch: true, ..Grants::default() }, ..Task::run(b"scratch".to_vec()) };
+        let task = Task {
+            grants: Grants {
+                scratch: true,
+                ..Grants::default()
+            },
+            ..Task::run(b"scratch".to_vec())
+        };
         let o = run_task(&exec, "hostile", task).await;
-        assert_eq!(String::from_utf8_lossy(ok(&o)), "write: true\nread back: true\nescape: false\n");
+        assert_eq!(
+            String::from_utf8_lossy(ok(&o)),
+            "write: true\nread back: true\nescape: false\n"
+        );
 
         // Without the grant there is no /scratch at all.
         let o = run_task(&exec, "hostile", Task::run(b"scratch".to_vec())).await;
-        assert_eq!(String::from_utf8_lossy(ok(&o)), "write: false\nread back: false\nescape: false\n");
+        assert_eq!(
+            String::from_utf8_lossy(ok(&o)),
+            "write: false\nread back: false\nescape: false\n"
+        );
     });
 }
 
@@ -55,16 +77,27 @@ fn network_is_a_denied_capability_unless_granted() {
         let o = run_task(&exec, "net-client", Task::run(b"127.0.0.1:9".to_vec())).await;
         match err(&o) {
             TaskError::CapabilityDenied { capability } => {
-                assert!(capability.contains("network") && capability.contains("wasi:sockets"), "{capability}")
+                assert!(
+                    capability.contains("network") && capability.contains("wasi:sockets"),
+                    "{capability}"
+                )
             }
             e => panic!("unexpected {e:?}"),
         }
         assert_eq!(o.usage.fuel_used, 0, "refused before running");
 
         // A deterministic task cannot be granted the network at all.
-        let task = Task { grants: Grants { network: true, ..Grants::default() }, ..Task::run(b"127.0.0.1:9".to_vec()) };
+        let task = Task {
+            grants: Grants {
+                network: true,
+                ..Grants::default()
+            },
+            ..Task::run(b"127.0.0.1:9".to_vec())
+        };
         let o = run_task(&exec, "net-client", task).await;
-        assert!(matches!(err(&o), TaskError::CapabilityDenied { capability } if capability.contains("deterministic")));
+        assert!(
+            matches!(err(&o), TaskError::CapabilityDenied { capability } if capability.contains("deterministic"))
+        );
 
         // Granted (nondeterministic), the job reaches the socket layer: a
         // loopback listener accepts its connection.
@@ -72,7 +105,10 @@ fn network_is_a_denied_capability_unless_granted() {
         let addr = listener.local_addr().expect("addr").to_string();
         let task = Task {
             mode: Mode::Nondeterministic,
-            grants: Grants { network: true, ..Grants::default() },
+            grants: Grants {
+                network: true,
+                ..Grants::default()
+            },
             ..Task::run(addr.into_bytes())
         };
         let o = run_task(&exec, "net-client", task).await;

@@ -29,8 +29,14 @@ fn same_job_same_input_same_output_and_fuel_on_one_and_two_engines() {
             let c = run_task(&second, name, task()).await;
             for other in [&b, &c] {
                 assert_eq!(ok(&a), ok(other), "{name}: output differs");
-                assert_eq!(a.usage.fuel_used, other.usage.fuel_used, "{name}: fuel differs");
-                assert_eq!(a.usage.peak_memory, other.usage.peak_memory, "{name}: memory differs");
+                assert_eq!(
+                    a.usage.fuel_used, other.usage.fuel_used,
+                    "{name}: fuel differs"
+                );
+                assert_eq!(
+                    a.usage.peak_memory, other.usage.peak_memory,
+                    "{name}: memory differs"
+                );
             }
         }
     });
@@ -52,7 +58,10 @@ fn deterministic_mode_hides_the_host_clock_and_environment() {
 fn the_seed_decides_the_randomness() {
     let exec = executor();
     block_on(async {
-        let with_seed = |seed: u8| Task { mode: Mode::Deterministic { seed: [seed; 32] }, ..Task::run(b"entropy".to_vec()) };
+        let with_seed = |seed: u8| Task {
+            mode: Mode::Deterministic { seed: [seed; 32] },
+            ..Task::run(b"entropy".to_vec())
+        };
         let a = run_task(&exec, "hostile", with_seed(1)).await;
         let b = run_task(&exec, "hostile", with_seed(1)).await;
         let c = run_task(&exec, "hostile", with_seed(2)).await;
@@ -61,7 +70,10 @@ fn the_seed_decides_the_randomness() {
 
         // Nondeterministic mode draws from the OS; two 64-bit draws collide
         // with probability 2^-64.
-        let nd = || Task { mode: Mode::Nondeterministic, ..Task::run(b"entropy".to_vec()) };
+        let nd = || Task {
+            mode: Mode::Nondeterministic,
+            ..Task::run(b"entropy".to_vec())
+        };
         let x = run_task(&exec, "hostile", nd()).await;
         let y = run_task(&exec, "hostile", nd()).await;
         assert_ne!(ok(&x), ok(&y));

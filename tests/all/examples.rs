@@ -7,7 +7,8 @@ use sha2::Digest;
 
 use crate::support::{block_on, executor, ok};
 
-const TEXT: &str = "The quick brown fox\njumps over the lazy dog.\nThe dog sleeps; the fox doesn't.\n";
+const TEXT: &str =
+    "The quick brown fox\njumps over the lazy dog.\nThe dog sleeps; the fox doesn't.\n";
 
 fn check_example(build: Build) {
     assert!(
@@ -19,7 +20,10 @@ fn check_example(build: Build) {
     block_on(async {
         for name in EXAMPLES {
             let bytes = std::fs::read(guest(name, build)).expect("example built");
-            let program = exec.load(&bytes).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let program = exec
+                .load(&bytes)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             let run = |input: &[u8]| {
                 let (exec, program) = (exec.clone(), program.clone());
                 let task = Task::run(input.to_vec());
@@ -62,15 +66,25 @@ fn check_example(build: Build) {
                     assert_eq!(program.world(), World::MapReduce);
                     let mut outputs = Vec::new();
                     for shard in p2pc_types::split_at_lines(TEXT.as_bytes(), 3) {
-                        let task = Task { call: Call::Map(shard.to_vec()), ..Task::run(Vec::new()) };
+                        let task = Task {
+                            call: Call::Map(shard.to_vec()),
+                            ..Task::run(Vec::new())
+                        };
                         outputs.push(ok(&exec.run(&program, task).await).to_vec());
                     }
                     assert!(outputs.len() > 1, "the text splits into several shards");
-                    let task = Task { call: Call::Reduce(outputs), ..Task::run(Vec::new()) };
+                    let task = Task {
+                        call: Call::Reduce(outputs),
+                        ..Task::run(Vec::new())
+                    };
                     let o = exec.run(&program, task).await;
                     let text = String::from_utf8(ok(&o).to_vec()).expect("utf-8");
                     let lines: Vec<&str> = text.lines().collect();
-                    assert_eq!(&lines[..4], ["4\tthe", "2\tdog", "2\tfox", "1\tbrown"], "{text}");
+                    assert_eq!(
+                        &lines[..4],
+                        ["4\tthe", "2\tdog", "2\tfox", "1\tbrown"],
+                        "{text}"
+                    );
                     assert!(lines.contains(&"1\tdoesn't"), "{text}");
                 }
                 other => panic!("example {other} has no check; add one here"),

@@ -18,31 +18,71 @@ fn limits() -> Limits {
 }
 
 fn task(input: &str) -> Task {
-    Task { limits: limits(), ..Task::run(input.as_bytes().to_vec()) }
+    Task {
+        limits: limits(),
+        ..Task::run(input.as_bytes().to_vec())
+    }
 }
+
+/// Whether an ending is the one a case expects.
+type Expect = fn(&TaskError) -> bool;
 
 #[test]
 fn each_hostile_job_ends_with_its_typed_error_and_the_host_keeps_serving() {
     let exec = executor();
     block_on(async {
-        let cases: &[(&str, &str, fn(&TaskError) -> bool)] = &[
-            ("hostile", "loop", |e| matches!(e, TaskError::OutOfFuel { limit: 2_000_000_000 })),
-            ("hostile", "memory", |e| matches!(e, TaskError::MemoryLimit { .. })),
-            ("hostile", "recursion", |e| matches!(e, TaskError::StackOverflow)),
-            ("hostile", "emit-flood", |e| matches!(e, TaskError::OutputTooLarge { .. })),
-            ("hostile", "return-flood", |e| matches!(e, TaskError::OutputTooLarge { .. })),
-            ("hostile", "panic", |e| matches!(e, TaskError::Trap { message } if message.contains("panicked on purpose"))),
-            ("hostile-cmd", "flood", |e| matches!(e, TaskError::OutputTooLarge { .. })),
-            ("hostile-cmd", "exit 3", |e| matches!(e, TaskError::GuestError { message } if message.contains("exit status"))),
+        let cases: &[(&str, &str, Expect)] = &[
+            ("hostile", "loop", |e| {
+                matches!(
+                    e,
+                    TaskError::OutOfFuel {
+                        limit: 2_000_000_000
+                    }
+                )
+            }),
+            ("hostile", "memory", |e| {
+                matches!(e, TaskError::MemoryLimit { .. })
+            }),
+            ("hostile", "recursion", |e| {
+                matches!(e, TaskError::StackOverflow)
+            }),
+            ("hostile", "emit-flood", |e| {
+                matches!(e, TaskError::OutputTooLarge { .. })
+            }),
+            ("hostile", "return-flood", |e| {
+                matches!(e, TaskError::OutputTooLarge { .. })
+            }),
+            (
+                "hostile",
+                "panic",
+                |e| matches!(e, TaskError::Trap { message } if message.contains("panicked on purpose")),
+            ),
+            ("hostile-cmd", "flood", |e| {
+                matches!(e, TaskError::OutputTooLarge { .. })
+            }),
+            (
+                "hostile-cmd",
+                "exit 3",
+                |e| matches!(e, TaskError::GuestError { message } if message.contains("exit status")),
+            ),
         ];
         for (guest, input, expected) in cases {
             let o = run_task(&exec, guest, task(input)).await;
             let e = err(&o);
             assert!(expected(e), "{guest} {input}: unexpected ending {e:?}");
             let limits = limits();
-            assert!(o.usage.fuel_used <= limits.fuel, "{input}: fuel within limit");
-            assert!(o.usage.peak_memory <= limits.memory.bytes(), "{input}: memory within limit");
-            assert!(o.stderr.len() as u64 <= limits.stderr.bytes(), "{input}: stderr capped");
+            assert!(
+                o.usage.fuel_used <= limits.fuel,
+                "{input}: fuel within limit"
+            );
+            assert!(
+                o.usage.peak_memory <= limits.memory.bytes(),
+                "{input}: memory within limit"
+            );
+            assert!(
+                o.stderr.len() as u64 <= limits.stderr.bytes(),
+                "{input}: stderr capped"
+            );
 
             // The host is unharmed: the next task on the same executor works.
             let next = run(&exec, "hello", b"again").await;
@@ -55,7 +95,13 @@ fn each_hostile_job_ends_with_its_typed_error_and_the_host_keeps_serving() {
 fn out_of_fuel_bills_exactly_the_limit() {
     let exec = executor();
     block_on(async {
-        let t = Task { limits: Limits { fuel: 1_000_000, ..limits() }, ..task("loop") };
+        let t = Task {
+            limits: Limits {
+                fuel: 1_000_000,
+                ..limits()
+            },
+            ..task("loop")
+        };
         let o = run_task(&exec, "hostile", t).await;
         assert_eq!(err(&o), &TaskError::OutOfFuel { limit: 1_000_000 });
         assert_eq!(o.usage.fuel_used, 1_000_000);
@@ -67,7 +113,11 @@ fn a_compute_loop_is_stopped_at_its_deadline() {
     let exec = executor();
     block_on(async {
         let t = Task {
-            limits: Limits { fuel: u64::MAX, timeout: Duration::from_millis(300), ..limits() },
+            limits: Limits {
+                fuel: u64::MAX,
+                timeout: Duration::from_millis(300),
+                ..limits()
+            },
             ..task("loop")
         };
         let o = run_task(&exec, "hostile", t).await;
@@ -80,7 +130,13 @@ fn a_compute_loop_is_stopped_at_its_deadline() {
 fn a_job_blocked_in_a_host_call_is_stopped_at_its_deadline() {
     let exec = executor();
     block_on(async {
-        let t = Task { limits: Limits { timeout: Duration::from_millis(300), ..limits() }, ..task("sleep") };
+        let t = Task {
+            limits: Limits {
+                timeout: Duration::from_millis(300),
+                ..limits()
+            },
+            ..task("sleep")
+        };
         let o = run_task(&exec, "hostile", t).await;
         assert_eq!(err(&o), &TaskError::Deadline { timeout_ms: 300 });
     });
@@ -92,7 +148,9 @@ fn a_job_that_reports_an_error_is_a_guest_error() {
     block_on(async {
         let o = run(&exec, "hello", b"").await;
         match err(&o) {
-            TaskError::GuestError { message } => assert!(message.contains("give a name"), "{message}"),
+            TaskError::GuestError { message } => {
+                assert!(message.contains("give a name"), "{message}")
+            }
             e => panic!("unexpected {e:?}"),
         }
         assert!(o.usage.fuel_used > 0, "a guest error is still billed");

@@ -17,7 +17,12 @@ fn garbage_a_core_module_and_a_wrong_world_each_get_a_clear_error() {
         let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
             ("garbage", garbage, "invalid_component", "magic number"),
             ("empty", Vec::new(), "invalid_component", "not WebAssembly"),
-            ("core module", core, "invalid_component", "core WebAssembly module"),
+            (
+                "core module",
+                core,
+                "invalid_component",
+                "core WebAssembly module",
+            ),
             ("truncated component", truncated, "invalid_component", ""),
             ("wrong world", wrong, "wrong_world", "greet"),
         ];
@@ -28,7 +33,9 @@ fn garbage_a_core_module_and_a_wrong_world_each_get_a_clear_error() {
             assert!(err.is_rejection());
         }
         // Still healthy.
-        let o = exec.run_component(&p2pc_tests::guest_bytes("hello"), Task::run(b"x".to_vec())).await;
+        let o = exec
+            .run_component(&p2pc_tests::guest_bytes("hello"), Task::run(b"x".to_vec()))
+            .await;
         assert_eq!(ok(&o), b"Hello, x!");
     });
 }
@@ -37,9 +44,24 @@ fn garbage_a_core_module_and_a_wrong_world_each_get_a_clear_error() {
 fn calling_an_export_the_world_lacks_is_a_wrong_world() {
     let exec = executor();
     block_on(async {
-        let program = exec.load(&p2pc_tests::guest_bytes("hello")).await.expect("loads");
-        let o = exec.run(&program, Task { call: Call::Map(b"x".to_vec()), ..Task::run(Vec::new()) }).await;
-        assert!(matches!(&o.result, Err(TaskError::WrongWorld { reason }) if reason.contains("map")), "{:?}", o.result);
+        let program = exec
+            .load(&p2pc_tests::guest_bytes("hello"))
+            .await
+            .expect("loads");
+        let o = exec
+            .run(
+                &program,
+                Task {
+                    call: Call::Map(b"x".to_vec()),
+                    ..Task::run(Vec::new())
+                },
+            )
+            .await;
+        assert!(
+            matches!(&o.result, Err(TaskError::WrongWorld { reason }) if reason.contains("map")),
+            "{:?}",
+            o.result
+        );
     });
 }
 

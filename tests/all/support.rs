@@ -32,7 +32,11 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
         .enable_all()
         .build()
         .expect("runtime")
-        .block_on(async { tokio::time::timeout(TEST_TIMEOUT, fut).await.expect("test timed out") })
+        .block_on(async {
+            tokio::time::timeout(TEST_TIMEOUT, fut)
+                .await
+                .expect("test timed out")
+        })
 }
 
 /// Runs guest `name` (wasm32-wasip2 build) with `input` and default limits.
@@ -41,7 +45,8 @@ pub async fn run(exec: &WasmExecutor, name: &str, input: &[u8]) -> Outcome {
 }
 
 pub async fn run_task(exec: &WasmExecutor, name: &str, task: Task) -> Outcome {
-    exec.run_component(&p2pc_tests::guest_bytes(name), task).await
+    exec.run_component(&p2pc_tests::guest_bytes(name), task)
+        .await
 }
 
 /// The output of a successful outcome, or a panic naming what went wrong.

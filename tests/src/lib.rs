@@ -39,7 +39,10 @@ pub fn guest(name: &str, build: Build) -> PathBuf {
         Build::WasiP2 => "wasm32-wasip2",
         Build::CargoComponent => "wasm32-wasip1",
     };
-    PathBuf::from(generated::GUEST_DIR).join(target).join("release").join(file)
+    PathBuf::from(generated::GUEST_DIR)
+        .join(target)
+        .join("release")
+        .join(file)
 }
 
 /// The bytes of guest `name` built for wasm32-wasip2.

@@ -14,8 +14,11 @@ fn run(input: Vec<u8>) -> p2pc_guest::Result {
         .trim()
         .split_once(' ')
         .ok_or_else(|| JobError::invalid_input("expected NAME SIZE"))?;
-    let size: u64 = size.parse().map_err(|_| JobError::invalid_input("SIZE is not a number"))?;
-    let sum = p2pc_kernels::run(name, size).ok_or_else(|| JobError::invalid_input(format!("no kernel {name:?}")))?;
+    let size: u64 = size
+        .parse()
+        .map_err(|_| JobError::invalid_input("SIZE is not a number"))?;
+    let sum = p2pc_kernels::run(name, size)
+        .ok_or_else(|| JobError::invalid_input(format!("no kernel {name:?}")))?;
     Ok(sum.to_string().into_bytes())
 }
 

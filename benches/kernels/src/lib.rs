@@ -35,7 +35,9 @@ pub fn matmul(n: usize) -> u64 {
             }
         }
     }
-    c.iter().fold(0u64, |acc, x| acc.wrapping_mul(31).wrapping_add(x.to_bits()))
+    c.iter().fold(0u64, |acc, x| {
+        acc.wrapping_mul(31).wrapping_add(x.to_bits())
+    })
 }
 
 /// Naive recursive Fibonacci. Call bound: about 1.6^n calls.

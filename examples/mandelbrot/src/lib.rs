@@ -27,10 +27,15 @@ fn parse(input: &[u8]) -> Result<(u32, u32, u32), JobError> {
     }
     let nums: Vec<u32> = text
         .split_whitespace()
-        .map(|t| t.parse().map_err(|_| JobError::invalid_input(format!("{t:?} is not a whole number"))))
+        .map(|t| {
+            t.parse()
+                .map_err(|_| JobError::invalid_input(format!("{t:?} is not a whole number")))
+        })
         .collect::<Result<_, _>>()?;
     match nums[..] {
-        [w, h, it] if (1..=4096).contains(&w) && (1..=4096).contains(&h) && it >= 1 => Ok((w, h, it)),
+        [w, h, it] if (1..=4096).contains(&w) && (1..=4096).contains(&h) && it >= 1 => {
+            Ok((w, h, it))
+        }
         _ => Err(JobError::invalid_input(
             "expected WIDTH HEIGHT MAX_ITER with sides from 1 to 4096 and MAX_ITER >= 1",
         )),

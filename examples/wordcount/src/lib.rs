@@ -45,9 +45,9 @@ fn reduce(outputs: Vec<Vec<u8>>) -> p2pc_guest::Result {
     for (i, output) in outputs.iter().enumerate() {
         p2pc_guest::progress(i as u64, outputs.len() as u64);
         for line in std::str::from_utf8(output)?.lines() {
-            let (word, n) = line
-                .split_once('\t')
-                .ok_or_else(|| JobError::invalid_input(format!("map output line without a tab: {line:?}")))?;
+            let (word, n) = line.split_once('\t').ok_or_else(|| {
+                JobError::invalid_input(format!("map output line without a tab: {line:?}"))
+            })?;
             let n: u64 = n
                 .parse()
                 .map_err(|_| JobError::invalid_input(format!("bad count in {line:?}")))?;

@@ -187,7 +187,9 @@ fn read_verified(path: &Path) -> Result<Option<Vec<u8>>, CacheFileDamaged> {
 
 fn store(path: &Path, component: &Component) -> wasmtime::Result<()> {
     let artifact = component.serialize()?;
-    let dir = path.parent().expect("cache paths are inside the cache directory");
+    let dir = path
+        .parent()
+        .expect("cache paths are inside the cache directory");
     fs::create_dir_all(dir)?;
     // Write to a temporary file and rename, so a reader never sees half a
     // file and two writers of the same key cannot interleave.

@@ -9,13 +9,15 @@ use p2pc_types::{TaskError, Usage, World};
 use tokio::sync::Semaphore;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime::{
+    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
+};
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
+use crate::bindings::JobError;
 use crate::bindings::job::{Job, JobPre};
 use crate::bindings::map_reduce::MapReducePre;
-use crate::bindings::JobError;
 use crate::cache::{self, CacheStats, ProgramCache};
 use crate::pipe::OutputOverflow;
 use crate::state::TaskState;
@@ -199,13 +201,11 @@ impl WasmExecutor {
         }
 
         let world = detect_world(engine, component)?;
-        let pre = self
-            .inner
-            .linker
-            .instantiate_pre(component)
-            .map_err(|e| TaskError::CapabilityDenied {
+        let pre = self.inner.linker.instantiate_pre(component).map_err(|e| {
+            TaskError::CapabilityDenied {
                 capability: format!("the component's imports cannot be satisfied: {e:#}"),
-            })?;
+            }
+        })?;
         let wrong = |e: wasmtime::Error| TaskError::WrongWorld {
             reason: format!("exports look like {world} but do not match it: {e:#}"),
         };
@@ -259,23 +259,26 @@ impl WasmExecutor {
             (Call::Run(input), true) => input.clone(),
             _ => Vec::new(),
         };
-        let state = match TaskState::new(&task, stdin, is_command, scratch.as_ref().map(|d| d.path())) {
-            Ok(s) => s,
-            Err(e) => {
-                return Outcome::rejected(
-                    TaskError::CapabilityDenied {
-                        capability: format!("{e:#}"),
-                    },
-                    start.elapsed(),
-                );
-            }
-        };
+        let state =
+            match TaskState::new(&task, stdin, is_command, scratch.as_ref().map(|d| d.path())) {
+                Ok(s) => s,
+                Err(e) => {
+                    return Outcome::rejected(
+                        TaskError::CapabilityDenied {
+                            capability: format!("{e:#}"),
+                        },
+                        start.elapsed(),
+                    );
+                }
+            };
 
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
         let fuel_limit = task.limits.fuel;
         if self.inner.config.fuel_metering {
-            store.set_fuel(fuel_limit).expect("fuel metering is enabled");
+            store
+                .set_fuel(fuel_limit)
+                .expect("fuel metering is enabled");
         }
         let deadline = start + task.limits.timeout;
         store.set_epoch_deadline(1);
@@ -325,7 +328,8 @@ impl WasmExecutor {
     fn admit(&self, program: &Program, task: &Task) -> Result<(), TaskError> {
         let fits = matches!(
             (program.world, &task.call),
-            (World::Job | World::Command, Call::Run(_)) | (World::MapReduce, Call::Map(_) | Call::Reduce(_))
+            (World::Job | World::Command, Call::Run(_))
+                | (World::MapReduce, Call::Map(_) | Call::Reduce(_))
         );
         if !fits {
             return Err(TaskError::WrongWorld {
@@ -340,7 +344,9 @@ impl WasmExecutor {
             && !task.grants.network
         {
             return Err(TaskError::CapabilityDenied {
-                capability: format!("network: the component imports `{import}` and the task is not granted network access"),
+                capability: format!(
+                    "network: the component imports `{import}` and the task is not granted network access"
+                ),
             });
         }
         if task.grants.network && matches!(task.mode, Mode::Deterministic { .. }) {
@@ -503,14 +509,22 @@ fn detect_world(engine: &Engine, component: &Component) -> Result<World, TaskErr
     let ty = component.component_type();
     let exports: Vec<(String, bool)> = ty
         .exports(engine)
-        .map(|(name, item)| (name.to_owned(), matches!(item.ty, ComponentItem::ComponentFunc(_))))
+        .map(|(name, item)| {
+            (
+                name.to_owned(),
+                matches!(item.ty, ComponentItem::ComponentFunc(_)),
+            )
+        })
         .collect();
     let func = |n: &str| exports.iter().any(|(name, f)| name == n && *f);
     if func("run") {
         Ok(World::Job)
     } else if func("map") && func("reduce") {
         Ok(World::MapReduce)
-    } else if exports.iter().any(|(n, _)| n.starts_with("wasi:cli/run@0.2")) {
+    } else if exports
+        .iter()
+        .any(|(n, _)| n.starts_with("wasi:cli/run@0.2"))
+    {
         Ok(World::Command)
     } else {
         let names: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();

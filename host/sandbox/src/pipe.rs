@@ -160,7 +160,10 @@ mod tests {
     fn output_overflow_traps_and_keeps_the_prefix() {
         let mut pipe = CappedPipe::output(4);
         assert!(pipe.write(Bytes::from_static(b"abc")).is_ok());
-        assert!(matches!(pipe.write(Bytes::from_static(b"de")), Err(StreamError::Trap(_))));
+        assert!(matches!(
+            pipe.write(Bytes::from_static(b"de")),
+            Err(StreamError::Trap(_))
+        ));
         assert!(pipe.overflowed());
         assert_eq!(pipe.take(), b"abcd");
     }

@@ -143,7 +143,7 @@ impl TaskError {
 }
 
 fn humanize(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -179,7 +179,10 @@ mod tests {
 
     #[test]
     fn messages_name_the_limit() {
-        let msg = TaskError::MemoryLimit { limit: ByteSize::mib(64) }.to_string();
+        let msg = TaskError::MemoryLimit {
+            limit: ByteSize::mib(64),
+        }
+        .to_string();
         assert!(msg.contains("64MiB"), "{msg}");
         let msg = TaskError::Deadline { timeout_ms: 2000 }.to_string();
         assert!(msg.contains("2s"), "{msg}");

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 /// `1.5GiB`, `10MB`. Binary (`KiB`, `MiB`, `GiB`, `TiB`) and decimal (`kB`,
 /// `MB`, `GB`, `TB`) units are both accepted, case-insensitively; a bare
 /// number is bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[derive(Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct ByteSize(pub u64);
 
@@ -106,10 +107,15 @@ impl fmt::Display for ByteSize {
     /// Exact when the size is a whole number of a binary unit (`64MiB`),
     /// otherwise one decimal place (`1.3MiB`) or plain bytes below 1 KiB.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const STEPS: &[(&str, u64)] = &[("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        const STEPS: &[(&str, u64)] = &[
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
         for (name, unit) in STEPS {
             if self.0 >= *unit {
-                return if self.0 % unit == 0 {
+                return if self.0.is_multiple_of(*unit) {
                     write!(f, "{}{name}", self.0 / unit)
                 } else {
                     write!(f, "{:.1}{name}", self.0 as f64 / *unit as f64)
@@ -145,7 +151,15 @@ mod tests {
 
     #[test]
     fn rejects_nonsense() {
-        for input in ["", "MiB", "12 parsecs", "1.2.3MiB", "-5", "0.3B", "99999999999TiB"] {
+        for input in [
+            "",
+            "MiB",
+            "12 parsecs",
+            "1.2.3MiB",
+            "-5",
+            "0.3B",
+            "99999999999TiB",
+        ] {
             let err = input.parse::<ByteSize>().expect_err(input);
             assert!(err.to_string().contains("invalid size"), "{err}");
         }
@@ -153,7 +167,13 @@ mod tests {
 
     #[test]
     fn displays_round_trip_for_whole_units() {
-        for size in [ByteSize(0), ByteSize(1000), ByteSize::kib(3), ByteSize::mib(64), ByteSize::gib(2)] {
+        for size in [
+            ByteSize(0),
+            ByteSize(1000),
+            ByteSize::kib(3),
+            ByteSize::mib(64),
+            ByteSize::gib(2),
+        ] {
             let text = size.to_string();
             assert_eq!(text.parse::<ByteSize>(), Ok(size), "{text}");
         }

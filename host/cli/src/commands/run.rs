@@ -103,6 +103,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.memory > ByteSize::gib(4) {
+        bail!(
+            "--memory {} is more than the 4GiB a 32-bit wasm job can address",
+            args.memory
+        );
+    }
     let component = std::fs::read(&args.component)
         .with_context(|| format!("cannot read component {}", args.component.display()))?;
     let input = read_input(args.input.as_deref())?;
@@ -119,7 +125,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         network: args.allow_network,
     };
     let config = Config {
-        cache_dir: if args.no_cache { None } else { args.cache_dir.clone().or_else(default_cache_dir) },
+        cache_dir: if args.no_cache {
+            None
+        } else {
+            args.cache_dir.clone().or_else(default_cache_dir)
+        },
         max_concurrent: args.shards.max(1),
         max_memory: args.memory.max(ByteSize::mib(64)),
         ..Config::default()
@@ -135,12 +145,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(p) => p,
             Err(e) => return Ok(Report::failed(None, e, start.elapsed())),
         };
-        let task = |call| Task { call, limits, mode, grants };
+        let task = |call| Task {
+            call,
+            limits,
+            mode,
+            grants,
+        };
         let report = match program.world() {
             World::MapReduce => map_reduce(&executor, &program, &input, args.shards, task).await,
-            World::Job | World::Command => {
-                Report::from_outcome(program.world(), executor.run(&program, task(Call::Run(input))).await)
-            }
+            World::Job | World::Command => Report::from_outcome(
+                program.world(),
+                executor.run(&program, task(Call::Run(input))).await,
+            ),
         };
         anyhow::Ok(report)
     })?;
@@ -154,7 +170,9 @@ fn read_input(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
         None => Ok(Vec::new()),
         Some(p) if p == Path::new("-") => {
             let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf).context("cannot read the input from stdin")?;
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("cannot read the input from stdin")?;
             Ok(buf)
         }
         Some(p) => std::fs::read(p).with_context(|| format!("cannot read input {}", p.display())),
@@ -170,7 +188,10 @@ fn mode(args: &Args, component: &[u8], input: &[u8]) -> anyhow::Result<Mode> {
             let bytes = hex::decode(hex_seed).context("--seed is not hexadecimal")?;
             match <[u8; 32]>::try_from(bytes) {
                 Ok(seed) => seed,
-                Err(b) => bail!("--seed must be 64 hex digits (32 bytes), got {} bytes", b.len()),
+                Err(b) => bail!(
+                    "--seed must be 64 hex digits (32 bytes), got {} bytes",
+                    b.len()
+                ),
             }
         }
         None => {
@@ -201,14 +222,28 @@ async fn map_reduce(
 ) -> Report {
     let start = Instant::now();
     let mut maps = tokio::task::JoinSet::new();
-    for (i, shard) in p2pc_types::split_at_lines(input, shards as usize).into_iter().enumerate() {
-        let (executor, program, task) = (executor.clone(), program.clone(), task(Call::Map(shard.to_vec())));
+    for (i, shard) in p2pc_types::split_at_lines(input, shards as usize)
+        .into_iter()
+        .enumerate()
+    {
+        let (executor, program, task) = (
+            executor.clone(),
+            program.clone(),
+            task(Call::Map(shard.to_vec())),
+        );
         maps.spawn(async move { (i, executor.run(&program, task).await) });
     }
     let mut outcomes = maps.join_all().await;
     outcomes.sort_by_key(|(i, _)| *i);
 
-    let mut total = Report::from_outcome(World::MapReduce, outcomes[0].1.clone());
+    let mut total = Report {
+        world: Some(World::MapReduce),
+        result: Ok(Vec::new()),
+        usage: Usage::default(),
+        stderr: Vec::new(),
+        logs: Vec::new(),
+        tasks: 0,
+    };
     let mut outputs = Vec::with_capacity(outcomes.len());
     for (i, outcome) in outcomes {
         total.add_usage(&outcome.usage);
@@ -216,7 +251,9 @@ async fn map_reduce(
         total.stderr.extend(outcome.stderr);
         match outcome.result {
             Ok(out) => outputs.push(out),
-            Err(e) if total.result.is_ok() => total.result = Err((Some(format!("map of shard {i}")), e)),
+            Err(e) if total.result.is_ok() => {
+                total.result = Err((Some(format!("map of shard {i}")), e))
+            }
             Err(_) => {}
         }
     }
@@ -248,7 +285,10 @@ impl Report {
         Self {
             world,
             result: Err((None, error)),
-            usage: Usage { wall_time, ..Usage::default() },
+            usage: Usage {
+                wall_time,
+                ..Usage::default()
+            },
             stderr: Vec::new(),
             logs: Vec::new(),
             tasks: 0,
@@ -269,18 +309,15 @@ impl Report {
     /// Folds another task's usage in: fuel adds up, peak memory is the
     /// largest any one task held.
     fn add_usage(&mut self, u: &Usage) {
-        if self.tasks == 1 && self.usage == Usage::default() {
-            self.usage = *u;
-        } else {
-            self.usage.fuel_used += u.fuel_used;
-            self.usage.peak_memory = self.usage.peak_memory.max(u.peak_memory);
-        }
+        self.usage.fuel_used += u.fuel_used;
+        self.usage.peak_memory = self.usage.peak_memory.max(u.peak_memory);
         self.tasks += 1;
     }
 
     fn print(&self, args: &Args, component_hash: blake3::Hash) -> anyhow::Result<u8> {
         if let (Ok(output), Some(path)) = (&self.result, &args.output) {
-            std::fs::write(path, output).with_context(|| format!("cannot write output {}", path.display()))?;
+            std::fs::write(path, output)
+                .with_context(|| format!("cannot write output {}", path.display()))?;
         }
         if args.json {
             let mut value = json!({
@@ -302,7 +339,9 @@ impl Report {
                         match std::str::from_utf8(output) {
                             Ok(text) => value["output"] = text.into(),
                             Err(_) => {
-                                value["output_base64"] = base64::engine::general_purpose::STANDARD.encode(output).into()
+                                value["output_base64"] = base64::engine::general_purpose::STANDARD
+                                    .encode(output)
+                                    .into()
                             }
                         }
                     }
@@ -323,13 +362,21 @@ impl Report {
             }
             self.print_summary(args.quiet);
         }
-        Ok(if self.result.is_ok() { 0 } else { EXIT_TASK_FAILED })
+        Ok(if self.result.is_ok() {
+            0
+        } else {
+            EXIT_TASK_FAILED
+        })
     }
 
     fn print_summary(&self, quiet: bool) {
         if !quiet {
             for line in &self.logs {
-                eprintln!("[job {}] {}", format!("{:?}", line.level).to_lowercase(), line.message);
+                eprintln!(
+                    "[job {}] {}",
+                    format!("{:?}", line.level).to_lowercase(),
+                    line.message
+                );
             }
         }
         let usage = format!(
@@ -342,7 +389,11 @@ impl Report {
             Ok(_) if quiet => {}
             Ok(_) => {
                 let world = self.world.map(|w| w.to_string()).unwrap_or_default();
-                let tasks = if self.tasks > 1 { format!("  tasks {}", self.tasks) } else { String::new() };
+                let tasks = if self.tasks > 1 {
+                    format!("  tasks {}", self.tasks)
+                } else {
+                    String::new()
+                };
                 eprintln!("ok ({world})  {usage}{tasks}");
             }
             Err((step, e)) => {

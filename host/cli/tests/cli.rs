@@ -1,0 +1,249 @@
+//! `p2pctl` as a user meets it: the real binary, real components, checked
+//! stdout, stderr and exit status.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use p2pc_tests::{Build, guest};
+
+fn p2pctl(args: &[&str], stdin: &[u8]) -> Output {
+    let cache = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_p2pctl"))
+        .args(args)
+        .env("P2PC_CACHE_DIR", cache.path())
+        .env_remove("P2PC_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("p2pctl starts");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(stdin)
+        .expect("write stdin");
+    child.wait_with_output().expect("p2pctl finishes")
+}
+
+fn path(name: &str) -> String {
+    guest(name, Build::WasiP2).display().to_string()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn run_prints_the_output_to_stdout_and_a_summary_to_stderr() {
+    let out = p2pctl(&["run", &path("hello"), "--input", "-"], b"world");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "Hello, world!");
+    let err = text(&out.stderr);
+    assert!(err.contains("ok (p2pc:job/job)"), "{err}");
+    assert!(
+        err.contains("fuel ") && err.contains("peak memory ") && err.contains("wall "),
+        "{err}"
+    );
+    assert!(err.contains("[job info] greeting world"), "{err}");
+}
+
+#[test]
+fn run_reads_input_files_and_writes_output_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("in.txt");
+    let output = dir.path().join("out.txt");
+    std::fs::write(&input, "Hello, p2pc!\n").expect("write input");
+    let out = p2pctl(
+        &[
+            "run",
+            &path("rot13"),
+            "-i",
+            input.to_str().expect("utf-8"),
+            "-o",
+            output.to_str().expect("utf-8"),
+            "-q",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    assert!(
+        out.stderr.is_empty(),
+        "--quiet prints nothing on success: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&output).expect("output written"),
+        "Uryyb, c2cp!\n"
+    );
+}
+
+#[test]
+fn run_splits_map_reduce_jobs_into_shards() {
+    let out = p2pctl(
+        &["run", &path("wordcount"), "--input", "-", "--shards", "2"],
+        b"b a\nb\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "2\tb\n1\ta\n");
+    assert!(
+        text(&out.stderr).contains("tasks 3"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn json_describes_the_whole_outcome() {
+    let out = p2pctl(&["run", &path("sha256"), "--input", "-", "--json"], b"abc");
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["ending"], "success");
+    assert_eq!(v["world"], "p2pc:job/job");
+    assert_eq!(
+        v["output"],
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n"
+    );
+    assert!(v["fuel_used"].as_u64().expect("number") > 0);
+    assert!(v["peak_memory"].as_u64().expect("number") > 0);
+
+    let out = p2pctl(
+        &[
+            "run",
+            &path("hostile"),
+            "--input",
+            "-",
+            "--json",
+            "--fuel",
+            "5000",
+        ],
+        b"loop",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["ending"], "out_of_fuel");
+    assert_eq!(v["error"]["detail"]["limit"], 5000);
+    assert_eq!(v["fuel_used"], 5000);
+}
+
+#[test]
+fn failures_exit_1_with_a_reason_that_names_the_limit() {
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            "loop",
+            &["--fuel", "100000"],
+            "out of fuel: the job used its whole limit of 100000 fuel",
+        ),
+        (
+            "memory",
+            &["--memory", "32MiB"],
+            "memory limit: the job tried to use more than 32MiB",
+        ),
+        (
+            "loop",
+            &["--fuel", "100000000000000", "--timeout", "300ms"],
+            "deadline: the job was still running after 300ms",
+        ),
+        (
+            "emit-flood",
+            &["--max-output", "64KiB"],
+            "output too large: the job wrote more than 64KiB",
+        ),
+        ("recursion", &[], "stack overflow"),
+    ];
+    for (input, flags, reason) in cases {
+        let mut args = vec!["run", &*path("hostile").leak(), "--input", "-"];
+        args.extend_from_slice(flags);
+        let out = p2pctl(&args, input.as_bytes());
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{input}: {err}");
+        assert!(err.contains(reason), "{input}: {err}");
+        // The job's own stderr is shown, but p2pctl itself never panics.
+        assert!(
+            !err.contains("thread 'main'") && !err.contains("stack backtrace"),
+            "{input}: {err}"
+        );
+    }
+}
+
+#[test]
+fn bad_components_and_bad_arguments_get_short_errors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, "definitely not wasm").expect("write");
+    let out = p2pctl(&["run", garbage.to_str().expect("utf-8")], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("invalid component: not WebAssembly"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = p2pctl(&["run", &path("wrong-world")], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("wrong world"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = p2pctl(&["run", "/no/such/component.wasm"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read component /no/such/component.wasm"));
+
+    for (flag, value, needle) in [
+        ("--memory", "lots", "invalid size"),
+        ("--timeout", "soon", "invalid value 'soon'"),
+        ("--fuel", "-1", "unexpected argument"),
+        ("--memory", "8GiB", "more than the 4GiB"),
+    ] {
+        let out = p2pctl(&["run", &path("hello"), flag, value], b"");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{flag} {value}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(needle),
+            "{flag} {value}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn help_lists_every_command_and_option() {
+    let out = p2pctl(&["--help"], b"");
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    assert!(
+        help.contains("run") && help.contains("Exit status"),
+        "{help}"
+    );
+
+    let out = p2pctl(&["run", "--help"], b"");
+    let help = text(&out.stdout);
+    for option in [
+        "--input",
+        "--output",
+        "--fuel",
+        "--memory",
+        "--timeout",
+        "--max-output",
+        "--json",
+        "--nondeterministic",
+        "--seed",
+        "--scratch",
+        "--allow-network",
+        "--shards",
+        "--cache-dir",
+        "--no-cache",
+        "--quiet",
+    ] {
+        assert!(help.contains(option), "run --help lacks {option}");
+    }
+}
