@@ -359,6 +359,11 @@ impl Report {
                 let mut out = std::io::stdout().lock();
                 out.write_all(output)?;
                 out.flush()?;
+                // On a terminal, keep the summary off the output's last line
+                // without changing the output bytes themselves.
+                if std::io::IsTerminal::is_terminal(&out) && !output.is_empty() && !output.ends_with(b"\n") {
+                    eprintln!();
+                }
             }
             self.print_summary(args.quiet);
         }
