@@ -361,7 +361,10 @@ impl Report {
                 out.flush()?;
                 // On a terminal, keep the summary off the output's last line
                 // without changing the output bytes themselves.
-                if std::io::IsTerminal::is_terminal(&out) && !output.is_empty() && !output.ends_with(b"\n") {
+                if std::io::IsTerminal::is_terminal(&out)
+                    && !output.is_empty()
+                    && !output.ends_with(b"\n")
+                {
                     eprintln!();
                 }
             }

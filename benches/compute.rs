@@ -1,0 +1,110 @@
+//! Compute overhead: the same kernels (`benches/kernels`) built natively and
+//! as components, run in the sandbox with fuel metering on and off.
+//!
+//! Each wasm figure includes instantiation and the call; the kernels are
+//! sized to run for milliseconds so that start-up is noise.
+//!
+//! Run: `cargo bench -p p2pc-benches --bench compute`
+
+use std::time::Duration;
+
+use criterion::Criterion;
+use p2pc_benches::{geomean, percentile, sample};
+use p2pc_sandbox::{Config, Limits, Program, Task, WasmExecutor};
+
+const KERNELS: &[(&str, u64)] = &[("hash", 20_000_000), ("matmul", 160), ("fib", 27)];
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let bytes = p2pc_tests::guest_bytes("kernels-guest");
+    let metered = WasmExecutor::new(Config::default()).expect("executor");
+    let unmetered = WasmExecutor::new(Config {
+        fuel_metering: false,
+        ..Config::default()
+    })
+    .expect("executor");
+    let p_metered = rt.block_on(metered.load(&bytes)).expect("load");
+    let p_unmetered = rt.block_on(unmetered.load(&bytes)).expect("load");
+
+    let wasm = |exec: &WasmExecutor, program: &Program, name: &str, size: u64| {
+        let input = format!("{name} {size}").into_bytes();
+        let task = Task {
+            limits: Limits {
+                fuel: u64::MAX,
+                timeout: Duration::from_secs(600),
+                ..Limits::DEFAULT
+            },
+            ..Task::run(input)
+        };
+        let o = rt.block_on(exec.run(program, task));
+        let out = o.result.expect("kernel ran");
+        String::from_utf8(out)
+            .expect("decimal")
+            .parse::<u64>()
+            .expect("checksum")
+    };
+
+    // Both builds must compute the same thing, or the comparison is void.
+    for &(name, size) in KERNELS {
+        let native = p2pc_kernels::run(name, size).expect("kernel");
+        assert_eq!(wasm(&metered, &p_metered, name, size), native, "{name}");
+    }
+
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for &(name, size) in KERNELS {
+        let mut g = c.benchmark_group(format!("compute/{name}"));
+        g.bench_function("native", |b| {
+            b.iter(|| p2pc_kernels::run(std::hint::black_box(name), size))
+        });
+        g.bench_function("wasm_fuel", |b| {
+            b.iter(|| wasm(&metered, &p_metered, name, size))
+        });
+        g.bench_function("wasm_no_fuel", |b| {
+            b.iter(|| wasm(&unmetered, &p_unmetered, name, size))
+        });
+        g.finish();
+    }
+    c.final_summary();
+
+    // The ratio table, from medians of interleaved samples taken in this run.
+    const N: usize = 15;
+    let (mut fuel_ratios, mut nofuel_ratios) = (Vec::new(), Vec::new());
+    println!("\ncompute overhead (median of {N}):");
+    println!("| kernel | native | wasm, fuel on | ratio | wasm, fuel off | ratio |");
+    println!("|---|---|---|---|---|---|");
+    for &(name, size) in KERNELS {
+        let mut n = sample(N, || {
+            std::hint::black_box(p2pc_kernels::run(std::hint::black_box(name), size));
+        });
+        let mut f = sample(N, || {
+            wasm(&metered, &p_metered, name, size);
+        });
+        let mut u = sample(N, || {
+            wasm(&unmetered, &p_unmetered, name, size);
+        });
+        let (n, f, u) = (
+            percentile(&mut n, 50.0),
+            percentile(&mut f, 50.0),
+            percentile(&mut u, 50.0),
+        );
+        let (rf, ru) = (
+            f.as_secs_f64() / n.as_secs_f64(),
+            u.as_secs_f64() / n.as_secs_f64(),
+        );
+        fuel_ratios.push(rf);
+        nofuel_ratios.push(ru);
+        println!("| {name} {size} | {n:.2?} | {f:.2?} | {rf:.2}x | {u:.2?} | {ru:.2}x |");
+    }
+    println!(
+        "| geometric mean | | | {:.2}x | | {:.2}x |",
+        geomean(&fuel_ratios),
+        geomean(&nofuel_ratios)
+    );
+}
