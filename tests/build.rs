@@ -37,10 +37,11 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!(
-        "cargo:rerun-if-changed={}",
-        root.join("Cargo.lock").display()
-    );
+    // The lock file pins guest dependencies; the cargo config sets their
+    // target features.
+    for file in ["Cargo.lock", ".cargo/config.toml"] {
+        println!("cargo:rerun-if-changed={}", root.join(file).display());
+    }
     let target_dir = root.join("target").join("guests");
 
     let all: Vec<&str> = EXAMPLES.iter().chain(FIXTURES).copied().collect();

@@ -27,11 +27,12 @@ pub fn matmul(n: usize) -> u64 {
     let a: Vec<f64> = (0..n * n).map(|i| (i % 7) as f64 * 0.5).collect();
     let b: Vec<f64> = (0..n * n).map(|i| (i % 5) as f64 * 0.25).collect();
     let mut c = vec![0.0f64; n * n];
-    for i in 0..n {
-        for k in 0..n {
-            let aik = a[i * n + k];
-            for j in 0..n {
-                c[i * n + j] += aik * b[k * n + j];
+    // Row slices rather than `c[i * n + j]` indexing: each row's bounds are
+    // checked once, so both compilers can keep the inner loop tight.
+    for (c_row, a_row) in c.chunks_exact_mut(n).zip(a.chunks_exact(n)) {
+        for (&aik, b_row) in a_row.iter().zip(b.chunks_exact(n)) {
+            for (cij, &bkj) in c_row.iter_mut().zip(b_row) {
+                *cij += aik * bkj;
             }
         }
     }

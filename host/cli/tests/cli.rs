@@ -170,6 +170,23 @@ fn failures_exit_1_with_a_reason_that_names_the_limit() {
 }
 
 #[test]
+fn an_enormous_timeout_is_no_deadline_rather_than_a_crash() {
+    let out = p2pctl(
+        &[
+            "run",
+            &path("hello"),
+            "--input",
+            "-",
+            "--timeout",
+            "100000000years",
+        ],
+        b"x",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "Hello, x!");
+}
+
+#[test]
 fn bad_components_and_bad_arguments_get_short_errors() {
     let dir = tempfile::tempdir().expect("temp dir");
     let garbage = dir.path().join("garbage.wasm");

@@ -280,10 +280,12 @@ impl WasmExecutor {
                 .set_fuel(fuel_limit)
                 .expect("fuel metering is enabled");
         }
-        let deadline = start + task.limits.timeout;
+        // A timeout too large to add is no deadline at all (fuel still ends
+        // the task).
+        let deadline = start.checked_add(task.limits.timeout);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 // Yielding at every tick lets one thread interleave many
@@ -293,7 +295,8 @@ impl WasmExecutor {
         });
 
         let call = call(&program.pre, &mut store, task.call);
-        let raw = match tokio::time::timeout(task.limits.timeout + DEADLINE_GRACE, call).await {
+        let backstop = task.limits.timeout.saturating_add(DEADLINE_GRACE);
+        let raw = match tokio::time::timeout(backstop, call).await {
             Ok(r) => r,
             Err(_) => Err(wasmtime::Error::new(Trap::Interrupt)),
         };

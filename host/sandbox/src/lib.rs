@@ -10,6 +10,23 @@
 //! This crate does not fetch, verify or schedule anything: it is handed
 //! component bytes and a [`Task`] and returns an [`Outcome`].
 //!
+//! ```no_run
+//! use p2pc_sandbox::{Config, Task, TaskError, WasmExecutor};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let executor = WasmExecutor::new(Config::default())?;
+//! let program = executor.load(&std::fs::read("hello.wasm")?).await?;
+//! let outcome = executor.run(&program, Task::run(b"world".to_vec())).await;
+//! match outcome.result {
+//!     Ok(output) => println!("{}", String::from_utf8_lossy(&output)),
+//!     Err(TaskError::OutOfFuel { limit }) => eprintln!("needs more than {limit} fuel"),
+//!     Err(other) => eprintln!("{other}"),
+//! }
+//! println!("fuel used: {}", outcome.usage.fuel_used);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Modules:
 //! - `executor`: [`WasmExecutor`] and [`Program`] (a compiled, linked component).
 //! - `task`: [`Task`], [`Call`], [`Mode`], [`Grants`], [`Outcome`].

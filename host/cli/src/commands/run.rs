@@ -130,7 +130,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } else {
             args.cache_dir.clone().or_else(default_cache_dir)
         },
-        max_concurrent: args.shards.max(1),
+        // Maps beyond this wait for a slot; each slot reserves address space.
+        max_concurrent: args.shards.clamp(1, 16),
         max_memory: args.memory.max(ByteSize::mib(64)),
         ..Config::default()
     };
