@@ -15,10 +15,7 @@ use p2pc_sandbox::{Config, Limits, Program, Task, WasmExecutor};
 const KERNELS: &[(&str, u64)] = &[("hash", 20_000_000), ("matmul", 160), ("fib", 27)];
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = p2pc_benches::runtime();
     let bytes = p2pc_tests::guest_bytes("kernels-guest");
     let metered = WasmExecutor::new(Config::default()).expect("executor");
     let unmetered = WasmExecutor::new(Config {

@@ -6,6 +6,15 @@
 
 use std::time::Duration;
 
+/// The runtime every benchmark drives tasks on: one thread, so the figures
+/// measure the sandbox rather than the scheduler.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// The `p`-th percentile (0..=100) of `samples`, which it sorts.
 pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     assert!(!samples.is_empty(), "no samples");

@@ -31,10 +31,7 @@ impl WasiView for Bare {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = p2pc_benches::runtime();
     let bytes = p2pc_tests::guest_bytes("kernels-guest");
 
     // p2pc's path.

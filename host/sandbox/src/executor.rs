@@ -239,38 +239,18 @@ impl WasmExecutor {
         if let Err(e) = self.admit(program, &task) {
             return Outcome::rejected(e, start.elapsed());
         }
-        let Ok(_slot) = self.inner.slots.acquire().await else {
-            unreachable!("the semaphore is never closed");
-        };
+        let _slot = self
+            .inner
+            .slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
 
-        let scratch = match task.grants.scratch.then(tempfile::TempDir::new).transpose() {
-            Ok(dir) => dir,
-            Err(e) => {
-                return Outcome::rejected(
-                    TaskError::CapabilityDenied {
-                        capability: format!("scratch directory could not be created: {e}"),
-                    },
-                    start.elapsed(),
-                );
-            }
-        };
         let is_command = program.world == World::Command;
-        let stdin = match (&task.call, is_command) {
-            (Call::Run(input), true) => input.clone(),
-            _ => Vec::new(),
+        let (scratch, state) = match prepare(&task, is_command) {
+            Ok(prepared) => prepared,
+            Err(e) => return Outcome::rejected(e, start.elapsed()),
         };
-        let state =
-            match TaskState::new(&task, stdin, is_command, scratch.as_ref().map(|d| d.path())) {
-                Ok(s) => s,
-                Err(e) => {
-                    return Outcome::rejected(
-                        TaskError::CapabilityDenied {
-                            capability: format!("{e:#}"),
-                        },
-                        start.elapsed(),
-                    );
-                }
-            };
 
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -378,6 +358,28 @@ impl SandboxExecutor for WasmExecutor {
     async fn execute(&self, artifact: &[u8], task: Task) -> Outcome {
         self.run_component(artifact, task).await
     }
+}
+
+/// Creates what a task is granted and the state its store holds. The
+/// scratch directory, if any, lives until the returned handle is dropped.
+fn prepare(
+    task: &Task,
+    is_command: bool,
+) -> Result<(Option<tempfile::TempDir>, TaskState), TaskError> {
+    let denied = |what: String| TaskError::CapabilityDenied { capability: what };
+    let scratch = task
+        .grants
+        .scratch
+        .then(tempfile::TempDir::new)
+        .transpose()
+        .map_err(|e| denied(format!("scratch directory could not be created: {e}")))?;
+    let stdin = match (&task.call, is_command) {
+        (Call::Run(input), true) => input.clone(),
+        _ => Vec::new(),
+    };
+    let state = TaskState::new(task, stdin, is_command, scratch.as_ref().map(|d| d.path()))
+        .map_err(|e| denied(format!("{e:#}")))?;
+    Ok((scratch, state))
 }
 
 /// What the guest call returned: output bytes, or the job's own error.
