@@ -6,6 +6,7 @@
 //! cross the network later get their wire encodings here too.
 //!
 //! Modules:
+//! - `cid`: [`Cid`], the BLAKE3 name of a chunk, blob or bundle.
 //! - `size`: [`ByteSize`], parsed from and printed as `64MiB`, `1.5GB`, `512`.
 //! - `limits`: [`Limits`], what a task may consume, with operator defaults.
 //! - `outcome`: [`Usage`], [`TaskError`] and [`World`], what a run produced.
@@ -13,11 +14,13 @@
 
 #![deny(missing_docs)]
 
+mod cid;
 mod limits;
 mod outcome;
 mod shard;
 mod size;
 
+pub use cid::{Cid, ParseCidError};
 pub use limits::Limits;
 pub use outcome::{TaskError, Usage, World};
 pub use shard::split_at_lines;

@@ -1,0 +1,414 @@
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use fjall::{Database, PersistMode};
+use p2pc_types::Cid;
+use serde::Serialize;
+
+use crate::keyspaces::Keyspaces;
+use crate::{Error, Result};
+
+/// Size of every chunk but a blob's last. 256 KiB: large enough that a
+/// 1 GiB blob is only 4096 index entries and BLAKE3 hashes each chunk at
+/// full speed, small enough that one chunk fits comfortably in a network
+/// message with many in flight. See `docs/design/store.md`.
+pub const CHUNK_SIZE: usize = 256 * 1024;
+
+/// What the store knows about a blob.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BlobInfo {
+    /// The blob's name: BLAKE3 of its chunk list.
+    pub id: Cid,
+    /// Length in bytes.
+    pub len: u64,
+    /// Number of chunks.
+    pub chunks: u64,
+    /// Whether it is pinned.
+    pub pinned: bool,
+}
+
+/// What a garbage collection removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GcStats {
+    /// Chunks no blob refers to, removed.
+    pub chunks_removed: u64,
+    /// Their bytes.
+    pub bytes_freed: u64,
+}
+
+/// A node's database. Cheap to clone; clones share one database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    ks: Keyspaces,
+    poisoned: AtomicBool,
+    /// Puts hold this shared while they write chunks; `gc` holds it
+    /// exclusively, so it never frees a chunk a put in flight relies on.
+    gc_lock: RwLock<()>,
+}
+
+/// The store's durability rule: a put is acknowledged only after the
+/// journal holding the blob's record, and every chunk written before it,
+/// is synced to disk (`PersistMode::SyncAll`). Chunks are not synced one by
+/// one: until the record is synced the blob does not exist, so a crash
+/// leaves either the whole blob or no blob (and some orphaned chunks, which
+/// `gc` removes).
+const ACK: PersistMode = PersistMode::SyncAll;
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| Error::Open {
+            path: dir.to_owned(),
+            source: e.into(),
+        })?;
+        let db = Database::builder(dir)
+            .open()
+            .map_err(|source| Error::Open {
+                path: dir.to_owned(),
+                source,
+            })?;
+        let ks = Keyspaces::open(&db)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                ks,
+                poisoned: AtomicBool::new(false),
+                gc_lock: RwLock::new(()),
+            }),
+        })
+    }
+
+    /// Stores everything `input` yields as one blob, chunk by chunk.
+    pub fn put(&self, input: impl Read) -> Result<BlobInfo> {
+        self.put_with_progress(input, |_| {})
+    }
+
+    /// Like [`put`](Self::put), calling `progress(bytes_so_far)` after each
+    /// chunk is written.
+    pub fn put_with_progress(
+        &self,
+        mut input: impl Read,
+        mut progress: impl FnMut(u64),
+    ) -> Result<BlobInfo> {
+        self.check_writable()?;
+        let _shared = self.inner.gc_lock.read().unwrap_or_else(|e| e.into_inner());
+        let ks = &self.inner.ks;
+        let mut buf = vec![0u8; CHUNK_SIZE];
+        let mut record = Vec::with_capacity(8 + 32 * 16);
+        record.extend_from_slice(&0u64.to_be_bytes());
+        let mut len = 0u64;
+        loop {
+            let n = read_full(&mut input, &mut buf).map_err(Error::Input)?;
+            if n == 0 {
+                break;
+            }
+            let chunk = &buf[..n];
+            let hash = Cid::of(chunk);
+            if !ks.chunks.contains_key(hash.as_bytes())? {
+                self.write(|| ks.chunks.insert(hash.as_bytes(), chunk))?;
+            }
+            record.extend_from_slice(hash.as_bytes());
+            len += n as u64;
+            progress(len);
+            if n < CHUNK_SIZE {
+                break;
+            }
+        }
+        record[..8].copy_from_slice(&len.to_be_bytes());
+        let id = Cid::of(&record[8..]);
+        let chunks = ((record.len() - 8) / 32) as u64;
+
+        let mut batch = self.inner.db.batch().durability(Some(ACK));
+        batch.insert(&ks.blobs, id.as_bytes(), record);
+        self.write(|| batch.commit())?;
+        Ok(BlobInfo {
+            id,
+            len,
+            chunks,
+            pinned: self.is_pinned(&id)?,
+        })
+    }
+
+    /// Stores `bytes` as a blob.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<BlobInfo> {
+        self.put(bytes)
+    }
+
+    /// A reader over blob `id` that verifies every chunk as it reads it.
+    pub fn get(&self, id: &Cid) -> Result<BlobReader> {
+        let record = self.record(id)?;
+        Ok(BlobReader {
+            store: self.clone(),
+            blob: *id,
+            record,
+            next: 0,
+            chunk: Vec::new(),
+            pos: 0,
+        })
+    }
+
+    /// The whole blob in memory, verified.
+    pub fn get_bytes(&self, id: &Cid) -> Result<Vec<u8>> {
+        let mut reader = self.get(id)?;
+        let mut out = Vec::with_capacity(usize::try_from(reader.len()).unwrap_or(0));
+        reader
+            .read_to_end(&mut out)
+            .map_err(|e| reader.take_error(e))?;
+        Ok(out)
+    }
+
+    /// Whether blob `id` is stored.
+    pub fn has(&self, id: &Cid) -> Result<bool> {
+        Ok(self.inner.ks.blobs.contains_key(id.as_bytes())?)
+    }
+
+    /// What the store knows about blob `id`.
+    pub fn info(&self, id: &Cid) -> Result<BlobInfo> {
+        let record = self.record(id)?;
+        Ok(BlobInfo {
+            id: *id,
+            len: record.len,
+            chunks: record.hashes.len() as u64,
+            pinned: self.is_pinned(id)?,
+        })
+    }
+
+    /// Every blob, ordered by id.
+    pub fn list(&self) -> Result<Vec<BlobInfo>> {
+        let mut out = Vec::new();
+        for item in self.inner.ks.blobs.iter() {
+            let (key, value) = item.into_inner()?;
+            let id = Cid::from_slice(&key).ok_or(Error::CorruptRecord(Cid([0; 32])))?;
+            let record = Record::decode(&id, &value)?;
+            out.push(BlobInfo {
+                id,
+                len: record.len,
+                chunks: record.hashes.len() as u64,
+                pinned: self.is_pinned(&id)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Protects blob `id` from [`remove`](Self::remove).
+    pub fn pin(&self, id: &Cid) -> Result<()> {
+        self.check_writable()?;
+        self.record(id)?;
+        let mut batch = self.inner.db.batch().durability(Some(ACK));
+        batch.insert(&self.inner.ks.pins, id.as_bytes(), []);
+        self.write(|| batch.commit())
+    }
+
+    /// Lifts a pin. Unpinning an unpinned blob is not an error.
+    pub fn unpin(&self, id: &Cid) -> Result<()> {
+        self.check_writable()?;
+        let mut batch = self.inner.db.batch().durability(Some(ACK));
+        batch.remove(&self.inner.ks.pins, id.as_bytes());
+        self.write(|| batch.commit())
+    }
+
+    /// Removes blob `id`; returns false if it was not there. Its chunks stay
+    /// until [`gc`](Self::gc), since other blobs may share them.
+    pub fn remove(&self, id: &Cid) -> Result<bool> {
+        self.check_writable()?;
+        if !self.has(id)? {
+            return Ok(false);
+        }
+        if self.is_pinned(id)? {
+            return Err(Error::Pinned(*id));
+        }
+        let mut batch = self.inner.db.batch().durability(Some(ACK));
+        batch.remove(&self.inner.ks.blobs, id.as_bytes());
+        self.write(|| batch.commit())?;
+        Ok(true)
+    }
+
+    /// Removes every chunk no blob refers to (left by removed blobs and by
+    /// puts that never finished).
+    pub fn gc(&self) -> Result<GcStats> {
+        self.check_writable()?;
+        let _exclusive = self
+            .inner
+            .gc_lock
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut live = std::collections::HashSet::new();
+        for item in self.inner.ks.blobs.iter() {
+            let (key, value) = item.into_inner()?;
+            let id = Cid::from_slice(&key).ok_or(Error::CorruptRecord(Cid([0; 32])))?;
+            live.extend(Record::decode(&id, &value)?.hashes);
+        }
+        let mut stats = GcStats::default();
+        let mut batch = self.inner.db.batch().durability(Some(ACK));
+        for item in self.inner.ks.chunks.iter() {
+            let (key, value) = item.into_inner()?;
+            let Some(hash) = Cid::from_slice(&key) else {
+                continue;
+            };
+            if !live.contains(&hash) {
+                batch.remove(&self.inner.ks.chunks, key);
+                stats.chunks_removed += 1;
+                stats.bytes_freed += value.len() as u64;
+            }
+        }
+        self.write(|| batch.commit())?;
+        Ok(stats)
+    }
+
+    /// Stores a chunk without checking its name. For tests that need a
+    /// corrupt chunk on disk.
+    #[doc(hidden)]
+    pub fn put_chunk_unchecked(&self, name: &Cid, bytes: &[u8]) -> Result<()> {
+        self.write(|| self.inner.ks.chunks.insert(name.as_bytes(), bytes))
+    }
+
+    /// The chunk names of blob `id`, in order.
+    pub fn chunk_ids(&self, id: &Cid) -> Result<Vec<Cid>> {
+        Ok(self.record(id)?.hashes)
+    }
+
+    fn is_pinned(&self, id: &Cid) -> Result<bool> {
+        Ok(self.inner.ks.pins.contains_key(id.as_bytes())?)
+    }
+
+    fn record(&self, id: &Cid) -> Result<Record> {
+        let value = self
+            .inner
+            .ks
+            .blobs
+            .get(id.as_bytes())?
+            .ok_or(Error::NotFound(*id))?;
+        Record::decode(id, &value)
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.inner.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// Runs a write; a failure poisons the store, because fjall cannot say
+    /// whether the write reached the disk.
+    fn write(&self, op: impl FnOnce() -> fjall::Result<()>) -> Result<()> {
+        self.check_writable()?;
+        op().map_err(|e| {
+            self.inner.poisoned.store(true, Ordering::Release);
+            Error::Db(e)
+        })
+    }
+
+    fn chunk(&self, blob: &Cid, hash: &Cid) -> Result<Vec<u8>> {
+        let bytes = self
+            .inner
+            .ks
+            .chunks
+            .get(hash.as_bytes())?
+            .ok_or(Error::MissingChunk {
+                blob: *blob,
+                chunk: *hash,
+            })?;
+        if Cid::of(&bytes) != *hash {
+            return Err(Error::CorruptChunk {
+                blob: *blob,
+                chunk: *hash,
+            });
+        }
+        Ok(bytes.to_vec())
+    }
+}
+
+/// A blob's record: its length and chunk names.
+struct Record {
+    len: u64,
+    hashes: Vec<Cid>,
+}
+
+impl Record {
+    fn decode(id: &Cid, value: &[u8]) -> Result<Self> {
+        if value.len() < 8 || (value.len() - 8) % 32 != 0 || Cid::of(&value[8..]) != *id {
+            return Err(Error::CorruptRecord(*id));
+        }
+        let len = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
+        let hashes = value[8..]
+            .chunks_exact(32)
+            .map(|c| Cid::from_slice(c).expect("32 bytes"))
+            .collect();
+        Ok(Self { len, hashes })
+    }
+}
+
+/// Reads a blob chunk by chunk, verifying each chunk before returning any of
+/// its bytes. A verification failure is an `io::Error` of kind
+/// `InvalidData` wrapping the store [`Error`].
+pub struct BlobReader {
+    store: Store,
+    blob: Cid,
+    record: Record,
+    next: usize,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl BlobReader {
+    /// The blob's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.record.len
+    }
+
+    /// Whether the blob is empty.
+    pub fn is_empty(&self) -> bool {
+        self.record.len == 0
+    }
+
+    /// Recovers the store error behind an `io::Error` this reader returned.
+    pub fn take_error(&self, e: io::Error) -> Error {
+        match e.into_inner().map(|inner| inner.downcast::<Error>()) {
+            Some(Ok(store_error)) => *store_error,
+            Some(Err(other)) => Error::Input(io::Error::other(other)),
+            None => Error::CorruptRecord(self.blob),
+        }
+    }
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            let Some(hash) = self.record.hashes.get(self.next) else {
+                return Ok(0);
+            };
+            self.chunk = self
+                .store
+                .chunk(&self.blob, hash)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            self.next += 1;
+            self.pos = 0;
+        }
+        let n = out.len().min(self.chunk.len() - self.pos);
+        out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Fills `buf` from `r` unless the input ends first; returns the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}

@@ -1,0 +1,27 @@
+//! The p2pc node database: content-addressed blobs and signed bundles in one
+//! fjall database per node.
+//!
+//! A blob is split into fixed-size chunks of [`CHUNK_SIZE`] bytes (the last
+//! may be shorter). Each chunk is named by its BLAKE3 hash; a blob is named
+//! by the BLAKE3 hash of its chunk list (the chunk hashes concatenated), so
+//! a blob's name commits to every byte. Everything read back is checked
+//! against its name. Blobs stream in and out, so no blob has to fit in
+//! memory.
+//!
+//! This crate is storage only: it does not fetch from peers or verify
+//! signatures (bundles are verified by `p2pc-crypto` before being stored).
+//!
+//! Modules:
+//! - `keyspaces`: the one list of fjall keyspaces and what each holds.
+//! - `blob`: [`Store`] with put/get/has/list/pin/remove/gc, [`BlobReader`].
+//! - `error`: [`Error`].
+
+#![deny(missing_docs)]
+
+mod blob;
+mod error;
+mod keyspaces;
+
+pub use blob::{BlobInfo, BlobReader, CHUNK_SIZE, GcStats, Store};
+pub use error::{Error, Result};
+pub use p2pc_types::Cid;
