@@ -334,7 +334,7 @@ struct Record {
 
 impl Record {
     fn decode(id: &Cid, value: &[u8]) -> Result<Self> {
-        if value.len() < 8 || (value.len() - 8) % 32 != 0 || Cid::of(&value[8..]) != *id {
+        if value.len() < 8 || !(value.len() - 8).is_multiple_of(32) || Cid::of(&value[8..]) != *id {
             return Err(Error::CorruptRecord(*id));
         }
         let len = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
