@@ -119,6 +119,30 @@ fn a_byte_flipped_in_the_database_files_is_never_returned_as_data() {
     }
 }
 
+#[test]
+fn pin_remove_and_gc() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path()).expect("open");
+    let a = store.put_bytes(&data(CHUNK_SIZE * 2, 1)).expect("put a");
+    let b = store.put_bytes(&data(CHUNK_SIZE, 2)).expect("put b");
+
+    store.pin(&a.id).expect("pin");
+    assert!(store.info(&a.id).expect("info").pinned);
+    assert!(matches!(store.remove(&a.id), Err(Error::Pinned(_))));
+    store.unpin(&a.id).expect("unpin");
+    assert!(store.remove(&a.id).expect("remove"));
+    assert!(!store.remove(&a.id).expect("remove again"));
+    assert!(matches!(store.get(&a.id), Err(Error::NotFound(_))));
+
+    let stats = store.gc().expect("gc");
+    assert_eq!(stats.chunks_removed, 2);
+    assert_eq!(
+        store.get_bytes(&b.id).expect("b survives gc"),
+        data(CHUNK_SIZE, 2)
+    );
+    assert_eq!(store.gc().expect("gc again").chunks_removed, 0);
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).expect("read dir") {
