@@ -5,6 +5,7 @@
 //! own module under `commands/`.
 
 mod commands;
+mod context;
 mod format;
 
 use std::process::ExitCode;

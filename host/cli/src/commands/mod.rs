@@ -1,15 +1,20 @@
 //! The `p2pctl` command tree.
 
+mod blob;
+mod bundle;
+mod key;
 mod run;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::context::Global;
+
 /// Exit status when the job ran (or was loaded) and failed.
 pub const EXIT_TASK_FAILED: u8 = 1;
 /// Exit status when p2pctl could not even start: bad arguments, unreadable
-/// files.
+/// files, a refused bundle, a wrong passphrase.
 pub const EXIT_USAGE: u8 = 2;
 
 /// p2pctl: run, publish and pay for WebAssembly jobs on a peer-to-peer
@@ -20,24 +25,41 @@ pub const EXIT_USAGE: u8 = 2;
     version,
     about,
     after_help = "Exit status: 0 on success, 1 when a job ran and failed \
-                  (the reason is printed), 2 when the command could not start.\n\
+                  (the reason is printed), 2 when the command could not start or \
+                  was refused.\n\
                   Logging: set P2PC_LOG (e.g. P2PC_LOG=debug) for diagnostics on stderr."
 )]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+
+    #[command(flatten)]
+    global: Global,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(run::Args),
+    /// Create and manage keys (identities) in the encrypted keystore.
+    #[command(subcommand)]
+    Key(key::Command),
+    /// Pack, sign, verify and inspect signed component bundles.
+    #[command(subcommand)]
+    Bundle(bundle::Command),
+    /// Store and retrieve content-addressed blobs in the local store.
+    #[command(subcommand)]
+    Blob(blob::Command),
 }
 
 impl Cli {
     /// Runs the chosen subcommand.
     pub fn run(self) -> anyhow::Result<ExitCode> {
+        let g = &self.global;
         match self.command {
-            Command::Run(args) => run::run(args),
+            Command::Run(args) => run::run(args, g),
+            Command::Key(cmd) => key::run(cmd, g).map(|()| ExitCode::SUCCESS),
+            Command::Bundle(cmd) => bundle::run(cmd, g).map(|()| ExitCode::SUCCESS),
+            Command::Blob(cmd) => blob::run(cmd, g).map(|()| ExitCode::SUCCESS),
         }
     }
 }

@@ -15,9 +15,15 @@ use p2pc_sandbox::{
 use serde_json::json;
 
 use super::EXIT_TASK_FAILED;
+use crate::context::Global;
 use crate::format;
 
 /// Run a job locally in the sandbox.
+///
+/// COMPONENT is a .wasm component or a signed bundle (.p2pcb). A bundle is
+/// run only if its signature, component hash and dates verify and its
+/// publisher passes --trust; the limits it asks for apply unless a flag
+/// overrides them.
 ///
 /// Accepts typed jobs (world p2pc:job/job), map/reduce jobs
 /// (p2pc:job/map-reduce: the input is split into shards at line boundaries,
@@ -31,7 +37,7 @@ use crate::format;
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// The component to run (a .wasm file).
+    /// The component (.wasm) or signed bundle (.p2pcb) to run.
     component: PathBuf,
 
     /// Read the job's input from FILE, or from standard input with `-`.
@@ -44,25 +50,28 @@ pub struct Args {
     output: Option<PathBuf>,
 
     /// Fuel limit: roughly one unit per wasm instruction executed.
-    #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT.fuel)]
-    fuel: u64,
+    /// [default: the bundle's request, else 10000000000]
+    #[arg(long, value_name = "N")]
+    fuel: Option<u64>,
 
     /// Memory limit, e.g. 64MiB or 1GiB (at most 4GiB).
-    #[arg(long, value_name = "SIZE", default_value_t = Limits::DEFAULT.memory)]
-    memory: ByteSize,
+    /// [default: the bundle's request, else 256MiB]
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<ByteSize>,
 
     /// Wall-clock limit, e.g. 500ms, 2s or 1m.
-    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = humantime::parse_duration)]
-    timeout: Duration,
+    /// [default: the bundle's request, else 30s]
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
 
-    /// Output limit, e.g. 1MiB.
-    #[arg(long, value_name = "SIZE", default_value_t = Limits::DEFAULT.output)]
-    max_output: ByteSize,
+    /// Output limit, e.g. 1MiB. [default: the bundle's request, else 64MiB]
+    #[arg(long, value_name = "SIZE")]
+    max_output: Option<ByteSize>,
 
-    /// Print one JSON object describing the outcome on stdout instead of the
-    /// summary; the output is embedded in it unless --output is given.
-    #[arg(long)]
-    json: bool,
+    /// Bundles only: accept only these publishers (public key or keystore
+    /// name; repeatable). Without it any correctly signed bundle runs.
+    #[arg(long, value_name = "KEY")]
+    trust: Vec<String>,
 
     /// Give the job the real clocks and OS randomness instead of the virtual
     /// clock and seeded randomness of deterministic mode.
@@ -102,24 +111,59 @@ pub struct Args {
     quiet: bool,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.memory > ByteSize::gib(4) {
-        bail!(
-            "--memory {} is more than the 4GiB a 32-bit wasm job can address",
-            args.memory
-        );
-    }
-    let component = std::fs::read(&args.component)
+pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(&args.component)
         .with_context(|| format!("cannot read component {}", args.component.display()))?;
-    let input = read_input(args.input.as_deref())?;
-    let mode = mode(&args, &component, &input)?;
+    let (component, requested) = if bytes.starts_with(p2pc_crypto::BUNDLE_MAGIC) {
+        let file = p2pc_crypto::BundleFile::from_bytes(&bytes)
+            .with_context(|| format!("{} is not a usable bundle", args.component.display()))?;
+        let bundle = super::bundle::verify(&file, &super::bundle::policy(&args.trust, g)?)
+            .with_context(|| format!("refusing to run {}", args.component.display()))?;
+        for cap in &bundle.manifest.capabilities {
+            if !(cap == "scratch" && args.scratch) {
+                bail!(
+                    "the bundle asks for the {cap:?} capability; grant it with --{cap} to run it"
+                );
+            }
+        }
+        (bundle.component, bundle.manifest.limits.unwrap_or_default())
+    } else {
+        if !args.trust.is_empty() {
+            bail!(
+                "--trust applies to signed bundles; {} is a bare component",
+                args.component.display()
+            );
+        }
+        (bytes, p2pc_crypto::RequestedLimits::default())
+    };
+    let nonzero = |v: u64| (v != 0).then_some(v);
     let limits = Limits {
-        fuel: args.fuel,
-        memory: args.memory,
-        timeout: args.timeout,
-        output: args.max_output,
+        fuel: args
+            .fuel
+            .or(nonzero(requested.fuel))
+            .unwrap_or(Limits::DEFAULT.fuel),
+        memory: args
+            .memory
+            .or(nonzero(requested.memory_bytes).map(ByteSize))
+            .unwrap_or(Limits::DEFAULT.memory),
+        timeout: args
+            .timeout
+            .or(nonzero(requested.timeout_ms).map(Duration::from_millis))
+            .unwrap_or(Limits::DEFAULT.timeout),
+        output: args
+            .max_output
+            .or(nonzero(requested.output_bytes).map(ByteSize))
+            .unwrap_or(Limits::DEFAULT.output),
         ..Limits::DEFAULT
     };
+    if limits.memory > ByteSize::gib(4) {
+        bail!(
+            "--memory {} is more than the 4GiB a 32-bit wasm job can address",
+            limits.memory
+        );
+    }
+    let input = read_input(args.input.as_deref())?;
+    let mode = mode(&args, &component, &input)?;
     let grants = Grants {
         scratch: args.scratch,
         network: args.allow_network,
@@ -132,7 +176,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         // Maps beyond this wait for a slot; each slot reserves address space.
         max_concurrent: args.shards.clamp(1, 16),
-        max_memory: args.memory.max(ByteSize::mib(64)),
+        max_memory: limits.memory.max(ByteSize::mib(64)),
         ..Config::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -162,7 +206,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::Ok(report)
     })?;
 
-    let code = report.print(&args, blake3::hash(&component))?;
+    let code = report.print(&args, g.json, blake3::hash(&component))?;
     Ok(ExitCode::from(code))
 }
 
@@ -315,12 +359,12 @@ impl Report {
         self.tasks += 1;
     }
 
-    fn print(&self, args: &Args, component_hash: blake3::Hash) -> anyhow::Result<u8> {
+    fn print(&self, args: &Args, json: bool, component_hash: blake3::Hash) -> anyhow::Result<u8> {
         if let (Ok(output), Some(path)) = (&self.result, &args.output) {
             std::fs::write(path, output)
                 .with_context(|| format!("cannot write output {}", path.display()))?;
         }
-        if args.json {
+        if json {
             let mut value = json!({
                 "ok": self.result.is_ok(),
                 "world": self.world.map(|w| w.to_string()),

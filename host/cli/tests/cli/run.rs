@@ -1,38 +1,6 @@
-//! `p2pctl` as a user meets it: the real binary, real components, checked
-//! stdout, stderr and exit status.
+//! `p2pctl run` as a user meets it.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
-use p2pc_tests::{Build, guest};
-
-fn p2pctl(args: &[&str], stdin: &[u8]) -> Output {
-    let cache = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_p2pctl"))
-        .args(args)
-        .env("P2PC_CACHE_DIR", cache.path())
-        .env_remove("P2PC_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("p2pctl starts");
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(stdin)
-        .expect("write stdin");
-    child.wait_with_output().expect("p2pctl finishes")
-}
-
-fn path(name: &str) -> String {
-    guest(name, Build::WasiP2).display().to_string()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use crate::{p2pctl, path, text};
 
 #[test]
 fn run_prints_the_output_to_stdout_and_a_summary_to_stderr() {

@@ -1,0 +1,130 @@
+//! What several commands share: where the keystore and the store live, and
+//! how a passphrase is obtained.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use p2pc_crypto::{Keystore, PublicKey, SecretKey};
+
+/// Options every command accepts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// Directory of key files.
+    /// Default: $XDG_DATA_HOME/p2pc/keys or ~/.local/share/p2pc/keys.
+    #[arg(long, global = true, value_name = "DIR", env = "P2PC_KEYSTORE")]
+    pub keystore: Option<PathBuf>,
+
+    /// Directory of the node's database (blobs, bundles).
+    /// Default: $XDG_DATA_HOME/p2pc/store or ~/.local/share/p2pc/store.
+    #[arg(long, global = true, value_name = "DIR", env = "P2PC_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Read the key passphrase from the first line of FILE. Otherwise it
+    /// comes from $P2PC_PASSPHRASE, or a prompt on the terminal.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+fn data_home() -> Option<PathBuf> {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("share")))
+}
+
+impl Global {
+    pub fn keystore(&self) -> anyhow::Result<Keystore> {
+        let dir = match &self.keystore {
+            Some(d) => d.clone(),
+            None => data_home()
+                .context("cannot find a home directory; pass --keystore")?
+                .join("p2pc")
+                .join("keys"),
+        };
+        Ok(Keystore::open(&dir)?)
+    }
+
+    pub fn store(&self) -> anyhow::Result<p2pc_store::Store> {
+        let dir = match &self.data_dir {
+            Some(d) => d.clone(),
+            None => data_home()
+                .context("cannot find a home directory; pass --data-dir")?
+                .join("p2pc")
+                .join("store"),
+        };
+        Ok(p2pc_store::Store::open(&dir)?)
+    }
+
+    /// The passphrase, from --passphrase-file, $P2PC_PASSPHRASE or a prompt
+    /// (asked twice when `confirm`).
+    pub fn passphrase(&self, prompt: &str, confirm: bool) -> anyhow::Result<String> {
+        if let Some(path) = &self.passphrase_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read passphrase file {}", path.display()))?;
+            let line = text.lines().next().unwrap_or("").to_owned();
+            if line.is_empty() {
+                bail!("passphrase file {} is empty", path.display());
+            }
+            return Ok(line);
+        }
+        if let Ok(p) = std::env::var("P2PC_PASSPHRASE") {
+            if p.is_empty() {
+                bail!("P2PC_PASSPHRASE is set but empty");
+            }
+            return Ok(p);
+        }
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "a passphrase is needed: use --passphrase-file, set P2PC_PASSPHRASE, or run in a terminal"
+            );
+        }
+        let first = rpassword::prompt_password(prompt).context("cannot read the passphrase")?;
+        if first.is_empty() {
+            bail!("empty passphrase; use --insecure-no-passphrase to store a key unencrypted");
+        }
+        if confirm
+            && rpassword::prompt_password("Repeat passphrase: ")
+                .context("cannot read the passphrase")?
+                != first
+        {
+            bail!("the passphrases do not match");
+        }
+        Ok(first)
+    }
+
+    /// Unlocks key `name`, asking for its passphrase only if it has one.
+    pub fn unlock(&self, name: &str) -> anyhow::Result<SecretKey> {
+        let ks = self.keystore()?;
+        let passphrase = if ks.is_encrypted(name)? {
+            Some(self.passphrase(&format!("Passphrase for key {name}: "), false)?)
+        } else {
+            None
+        };
+        Ok(ks.unlock(name, passphrase.as_deref())?)
+    }
+
+    /// A public key given as 64 hex digits or as the name of a key in the
+    /// keystore.
+    pub fn public_key(&self, key: &str) -> anyhow::Result<PublicKey> {
+        if let Ok(k) = key.parse() {
+            return Ok(k);
+        }
+        self.keystore()?
+            .info(key)
+            .map(|i| i.public_key)
+            .with_context(|| {
+                format!("{key:?} is neither a public key (64 hex digits) nor a key in the keystore")
+            })
+    }
+}
+
+/// Prints `value` as one line of JSON.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
