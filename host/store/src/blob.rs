@@ -44,9 +44,9 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    db: Database,
-    ks: Keyspaces,
+pub(crate) struct Inner {
+    pub(crate) db: Database,
+    pub(crate) ks: Keyspaces,
     poisoned: AtomicBool,
     /// Puts hold this shared while they write chunks; `gc` holds it
     /// exclusively, so it never frees a chunk a put in flight relies on.
@@ -59,7 +59,7 @@ struct Inner {
 /// one: until the record is synced the blob does not exist, so a crash
 /// leaves either the whole blob or no blob (and some orphaned chunks, which
 /// `gc` removes).
-const ACK: PersistMode = PersistMode::SyncAll;
+pub(crate) const ACK: PersistMode = PersistMode::SyncAll;
 
 impl Store {
     /// Opens (or creates) the store in `dir`.
@@ -289,6 +289,10 @@ impl Store {
         Record::decode(id, &value)
     }
 
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
     fn check_writable(&self) -> Result<()> {
         if self.inner.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
@@ -298,7 +302,7 @@ impl Store {
 
     /// Runs a write; a failure poisons the store, because fjall cannot say
     /// whether the write reached the disk.
-    fn write(&self, op: impl FnOnce() -> fjall::Result<()>) -> Result<()> {
+    pub(crate) fn write(&self, op: impl FnOnce() -> fjall::Result<()>) -> Result<()> {
         self.check_writable()?;
         op().map_err(|e| {
             self.inner.poisoned.store(true, Ordering::Release);

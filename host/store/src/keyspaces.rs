@@ -10,11 +10,14 @@ pub(crate) const CHUNKS: &str = "chunks";
 pub(crate) const BLOBS: &str = "blobs";
 /// Blob id (32 bytes) → nothing. A pinned blob cannot be removed.
 pub(crate) const PINS: &str = "pins";
+/// Bundle id (32 bytes) → JSON `BundleRecord`; the file itself is a blob.
+pub(crate) const BUNDLES: &str = "bundles";
 
 pub(crate) struct Keyspaces {
     pub(crate) chunks: Keyspace,
     pub(crate) blobs: Keyspace,
     pub(crate) pins: Keyspace,
+    pub(crate) bundles: Keyspace,
 }
 
 impl Keyspaces {
@@ -29,6 +32,7 @@ impl Keyspaces {
             })?,
             blobs: db.keyspace(BLOBS, KeyspaceCreateOptions::default)?,
             pins: db.keyspace(PINS, KeyspaceCreateOptions::default)?,
+            bundles: db.keyspace(BUNDLES, KeyspaceCreateOptions::default)?,
         })
     }
 }

@@ -14,14 +14,17 @@
 //! Modules:
 //! - `keyspaces`: the one list of fjall keyspaces and what each holds.
 //! - `blob`: [`Store`] with put/get/has/list/pin/remove/gc, [`BlobReader`].
+//! - `bundle`: [`BundleRecord`]s of verified bundles, files kept as pinned blobs.
 //! - `error`: [`Error`].
 
 #![deny(missing_docs)]
 
 mod blob;
+mod bundle;
 mod error;
 mod keyspaces;
 
 pub use blob::{BlobInfo, BlobReader, CHUNK_SIZE, GcStats, Store};
+pub use bundle::BundleRecord;
 pub use error::{Error, Result};
 pub use p2pc_types::Cid;

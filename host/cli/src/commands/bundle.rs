@@ -39,6 +39,17 @@ pub enum Command {
         /// The bundle file.
         bundle: PathBuf,
     },
+    /// Verify a bundle and keep it in the local store.
+    Add {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// Accept only these publishers (public key or keystore name;
+        /// repeatable).
+        #[arg(long, value_name = "KEY")]
+        trust: Vec<String>,
+    },
+    /// List the bundles in the local store.
+    Ls,
 }
 
 #[derive(Debug, clap::Args)]
@@ -112,6 +123,42 @@ pub fn run(cmd: Command, g: &Global) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Inspect { bundle } => inspect(&read(&bundle)?, g),
+        Command::Add { bundle, trust } => {
+            let file = read(&bundle)?;
+            let v = verify(&file, &policy(&trust, g)?)?;
+            let record = p2pc_store::BundleRecord {
+                id: p2pc_store::Cid(v.id),
+                name: v.manifest.name.clone(),
+                version: v.manifest.version.clone(),
+                world: v.manifest.world.clone(),
+                publisher: v.publisher.to_string(),
+                component: p2pc_store::Cid::of(&v.component),
+                file: p2pc_store::Cid([0; 32]),
+            };
+            let record = g.store()?.put_bundle(record, &file.to_bytes())?;
+            if g.json {
+                return print_json(&record);
+            }
+            println!("{}", record.id);
+            Ok(())
+        }
+        Command::Ls => {
+            let bundles = g.store()?.bundles()?;
+            if g.json {
+                return print_json(&bundles);
+            }
+            for b in bundles {
+                println!(
+                    "{}  {} {}  {}  by {}",
+                    b.id,
+                    b.name,
+                    b.version,
+                    b.world,
+                    &b.publisher[..16]
+                );
+            }
+            Ok(())
+        }
     }
 }
 

@@ -215,3 +215,37 @@ fn pack_refuses_what_is_not_a_runnable_component() {
         "wrong world",
     );
 }
+
+#[test]
+fn verified_bundles_are_kept_in_the_store() {
+    let env = Env::new();
+    let bundle = signed_hello(&env, &[]);
+    let id = ok(&env.run(&["bundle", "add", &bundle, "--trust", "pub1"], b"", None));
+    let id = id.trim();
+    assert_eq!(id.len(), 64);
+    let listed = ok(&env.run(&["bundle", "ls"], b"", None));
+    assert!(
+        listed.contains(id) && listed.contains("hello 1.2.3"),
+        "{listed}"
+    );
+    // The bundle file is a pinned blob: `blob rm` refuses it.
+    let blobs: serde_json::Value =
+        serde_json::from_str(&ok(&env.run(&["blob", "ls", "--json"], b"", None))).expect("json");
+    assert_eq!(blobs[0]["pinned"], true);
+
+    // A tampered bundle is not added.
+    let mut bad = std::fs::read(&bundle).expect("bundle");
+    let n = bad.len();
+    bad[n - 10] ^= 1;
+    let bad_path = env.path("bad.p2pcb");
+    std::fs::write(&bad_path, bad).expect("write");
+    fails(
+        &env.run(
+            &["bundle", "add", bad_path.to_str().expect("utf-8")],
+            b"",
+            None,
+        ),
+        2,
+        "altered",
+    );
+}
