@@ -15,6 +15,8 @@
 
 mod bundle;
 mod envelope;
+#[doc(hidden)]
+pub mod fuzzing;
 mod keys;
 mod keystore;
 

@@ -1,0 +1,4 @@
+//! Fuzzes bundle decoding and verification. Run: see docs/fuzzing.md.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| p2pc_crypto::fuzzing::bundle(data));
