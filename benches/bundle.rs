@@ -12,7 +12,9 @@ use p2pc_crypto::{BundleFile, Manifest, SecretKey, TrustPolicy};
 
 fn main() {
     let key = SecretKey::from_seed(&[1; 32]);
-    let component: Vec<u8> = (0..5u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let component: Vec<u8> = (0..5u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     let manifest = Manifest {
         name: "bench".into(),
         version: "1.0.0".into(),
@@ -24,13 +26,18 @@ fn main() {
     file.sign(&key).expect("sign");
     let bytes = file.to_bytes();
     let verify = || {
-        BundleFile::from_bytes(&bytes).expect("parse").verify(&TrustPolicy::Any, 1_800_000_000).expect("valid");
+        BundleFile::from_bytes(&bytes)
+            .expect("parse")
+            .verify(&TrustPolicy::Any, 1_800_000_000)
+            .expect("valid");
     };
     let hash = || {
         std::hint::black_box(blake3::hash(std::hint::black_box(&component)));
     };
 
-    let mut c = Criterion::default().configure_from_args().measurement_time(Duration::from_secs(3));
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .measurement_time(Duration::from_secs(3));
     let mut g = c.benchmark_group("bundle_5MiB");
     g.bench_function("parse_and_verify", |b| b.iter(verify));
     g.bench_function("blake3_only", |b| b.iter(hash));

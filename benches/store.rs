@@ -42,7 +42,9 @@ fn drain(mut r: impl Read) -> u64 {
 
 fn main() {
     let bytes = data();
-    let dir = tempfile::tempdir_in(std::env::var_os("P2PC_BENCH_DIR").unwrap_or_else(|| ".".into())).expect("temp dir");
+    let dir =
+        tempfile::tempdir_in(std::env::var_os("P2PC_BENCH_DIR").unwrap_or_else(|| ".".into()))
+            .expect("temp dir");
 
     // One blob and one file to read back, written once.
     let store = Store::open(dir.path().join("read-store")).expect("store");
@@ -50,7 +52,8 @@ fn main() {
     let file_path = dir.path().join("read-file");
     std::fs::write(&file_path, &bytes).expect("write file");
 
-    let timings: std::cell::RefCell<std::collections::BTreeMap<&str, Vec<Duration>>> = Default::default();
+    let timings: std::cell::RefCell<std::collections::BTreeMap<&str, Vec<Duration>>> =
+        Default::default();
     let record = |name, d| timings.borrow_mut().entry(name).or_default().push(d);
 
     let mut c = Criterion::default()
@@ -110,7 +113,10 @@ fn main() {
             let t = Instant::now();
             for _ in 0..iters {
                 let t1 = Instant::now();
-                assert_eq!(drain(std::fs::File::open(&file_path).expect("open")), LEN as u64);
+                assert_eq!(
+                    drain(std::fs::File::open(&file_path).expect("open")),
+                    LEN as u64
+                );
                 record("file_read", t1.elapsed());
             }
             t.elapsed()
@@ -122,10 +128,25 @@ fn main() {
     let mut t = timings.into_inner();
     let mut median = |k| percentile(t.get_mut(k).expect("measured"), 50.0);
     let rate = |d: Duration| LEN as f64 / d.as_secs_f64() / (1 << 20) as f64;
-    let (put, write, get, read) = (median("store_put"), median("file_write"), median("store_get"), median("file_read"));
+    let (put, write, get, read) = (
+        median("store_put"),
+        median("file_write"),
+        median("store_get"),
+        median("file_read"),
+    );
     println!("\nblob of 1 GiB, medians:");
     println!("| operation | store | plain file | store / file |");
     println!("|---|---|---|---|");
-    println!("| write (durable) | {:.0} MiB/s | {:.0} MiB/s | {:.2}x |", rate(put), rate(write), rate(put) / rate(write));
-    println!("| read (verified) | {:.0} MiB/s | {:.0} MiB/s | {:.2}x |", rate(get), rate(read), rate(get) / rate(read));
+    println!(
+        "| write (durable) | {:.0} MiB/s | {:.0} MiB/s | {:.2}x |",
+        rate(put),
+        rate(write),
+        rate(put) / rate(write)
+    );
+    println!(
+        "| read (verified) | {:.0} MiB/s | {:.0} MiB/s | {:.2}x |",
+        rate(get),
+        rate(read),
+        rate(get) / rate(read)
+    );
 }

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 
+use bytes::Bytes;
 use prost::Message;
 
 use crate::{PublicKey, SecretKey, Signature};
@@ -28,14 +29,15 @@ pub struct BundleFile {
     #[prost(uint32, tag = "1")]
     pub format_version: u32,
     /// An encoded [`Manifest`], exactly as signed.
-    #[prost(bytes = "vec", tag = "2")]
-    pub manifest: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub manifest: Bytes,
     /// Ed25519 signature over the manifest bytes; empty while unsigned.
-    #[prost(bytes = "vec", tag = "3")]
-    pub signature: Vec<u8>,
-    /// The component.
-    #[prost(bytes = "vec", tag = "4")]
-    pub component: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "3")]
+    pub signature: Bytes,
+    /// The component. Decoding shares the input buffer rather than copying
+    /// it (see [`BundleFile::from_vec`]).
+    #[prost(bytes = "bytes", tag = "4")]
+    pub component: Bytes,
 }
 
 /// What a bundle says about its component.
@@ -173,7 +175,7 @@ pub struct VerifiedBundle {
     /// The publisher.
     pub publisher: PublicKey,
     /// The component bytes.
-    pub component: Vec<u8>,
+    pub component: Bytes,
     /// BLAKE3 of the signed manifest bytes: the bundle's identity.
     pub id: [u8; 32],
 }
@@ -186,9 +188,9 @@ impl BundleFile {
         manifest.component_size = component.len() as u64;
         Self {
             format_version: FORMAT_VERSION,
-            manifest: manifest.encode_to_vec(),
-            signature: Vec::new(),
-            component,
+            manifest: manifest.encode_to_vec().into(),
+            signature: Bytes::new(),
+            component: component.into(),
         }
     }
 
@@ -198,13 +200,13 @@ impl BundleFile {
         if manifest.publisher != key.public().to_bytes() {
             return Err(BundleError::BadPublisher);
         }
-        self.signature = key.sign(&signing_bytes(&self.manifest)).0.to_vec();
+        self.signature = Bytes::copy_from_slice(&key.sign(&signing_bytes(&self.manifest)).0);
         Ok(())
     }
 
     /// The decoded manifest, unverified.
     pub fn manifest(&self) -> Result<Manifest, BundleError> {
-        Manifest::decode(self.manifest.as_slice())
+        Manifest::decode(&self.manifest[..])
             .map_err(|e| BundleError::Malformed(format!("manifest: {e}")))
     }
 
@@ -216,15 +218,27 @@ impl BundleFile {
         out
     }
 
-    /// Parses file bytes; checks framing only.
+    /// Parses file bytes; checks framing only. Copies the input once; use
+    /// [`from_vec`](Self::from_vec) to avoid even that.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, BundleError> {
         if bytes.len() > MAX_BUNDLE_BYTES {
             return Err(BundleError::TooLarge(bytes.len()));
         }
-        let body = bytes
-            .strip_prefix(MAGIC.as_slice())
-            .ok_or(BundleError::BadMagic)?;
-        let file = BundleFile::decode(body).map_err(|e| BundleError::Malformed(e.to_string()))?;
+        Self::from_vec(bytes.to_vec())
+    }
+
+    /// Parses file bytes it takes ownership of without copying them: the
+    /// component and manifest share the buffer.
+    pub fn from_vec(bytes: Vec<u8>) -> Result<Self, BundleError> {
+        if bytes.len() > MAX_BUNDLE_BYTES {
+            return Err(BundleError::TooLarge(bytes.len()));
+        }
+        let bytes = Bytes::from(bytes);
+        if !bytes.starts_with(MAGIC) {
+            return Err(BundleError::BadMagic);
+        }
+        let file = BundleFile::decode(bytes.slice(MAGIC.len()..))
+            .map_err(|e| BundleError::Malformed(e.to_string()))?;
         if file.format_version != FORMAT_VERSION {
             return Err(BundleError::UnsupportedVersion(file.format_version));
         }
@@ -244,9 +258,7 @@ impl BundleFile {
         let manifest = self.manifest()?;
         let publisher =
             PublicKey::from_bytes(&manifest.publisher).map_err(|_| BundleError::BadPublisher)?;
-        let signature: [u8; 64] = self
-            .signature
-            .as_slice()
+        let signature: [u8; 64] = self.signature[..]
             .try_into()
             .map_err(|_| BundleError::BadSignature)?;
         publisher
@@ -359,21 +371,25 @@ mod tests {
         let verify = |b: BundleFile| b.verify(&TrustPolicy::Any, 1_500).err();
 
         let mut b = good.clone();
-        b.component[20] ^= 1;
+        let mut c = b.component.to_vec();
+        c[20] ^= 1;
+        b.component = c.into();
         assert_eq!(verify(b), Some(BundleError::ComponentMismatch));
 
         let mut b = good.clone();
-        b.signature[3] ^= 1;
+        let mut sig = b.signature.to_vec();
+        sig[3] ^= 1;
+        b.signature = sig.into();
         assert_eq!(verify(b), Some(BundleError::BadSignature));
 
         let mut b = good.clone();
         let mut m = b.manifest().expect("manifest");
         m.name = "evil".into();
-        b.manifest = m.encode_to_vec();
+        b.manifest = m.encode_to_vec().into();
         assert_eq!(verify(b), Some(BundleError::BadSignature));
 
         let mut b = good.clone();
-        b.signature.clear();
+        b.signature = Bytes::new();
         assert_eq!(verify(b), Some(BundleError::Unsigned));
 
         assert!(matches!(

@@ -9,9 +9,12 @@ use crate::{BundleFile, Envelope, TrustPolicy};
 /// Decodes `data` as a bundle file; if that works, checks that verification
 /// returns (never panics) and that re-encoding gives the same bundle.
 pub fn bundle(data: &[u8]) {
-    let Ok(file) = BundleFile::from_bytes(data) else { return };
+    let Ok(file) = BundleFile::from_bytes(data) else {
+        return;
+    };
     let _ = file.manifest();
-    let again = BundleFile::from_bytes(&file.to_bytes()).expect("a decoded bundle re-encodes to a decodable one");
+    let again = BundleFile::from_bytes(&file.to_bytes())
+        .expect("a decoded bundle re-encodes to a decodable one");
     assert_eq!(again, file, "bundle encoding round trip");
     let _ = file.verify(&TrustPolicy::Any, 1_800_000_000);
 }
@@ -19,8 +22,11 @@ pub fn bundle(data: &[u8]) {
 /// Decodes `data` as an envelope; if that works, checks that opening it
 /// returns (never panics) and that re-encoding gives the same envelope.
 pub fn envelope(data: &[u8]) {
-    let Ok(env) = Envelope::decode_bounded(data) else { return };
-    let again = Envelope::decode_bounded(&env.encode_to_vec()).expect("a decoded envelope re-encodes");
+    let Ok(env) = Envelope::decode_bounded(data) else {
+        return;
+    };
+    let again =
+        Envelope::decode_bounded(&env.encode_to_vec()).expect("a decoded envelope re-encodes");
     assert_eq!(again, env, "envelope encoding round trip");
     let kind = env.kind.clone();
     let _ = env.open(&kind);
@@ -69,7 +75,11 @@ mod tests {
     #[test]
     fn smoke_bundle_decoding() {
         let key = SecretKey::from_seed(&[3; 32]);
-        let manifest = Manifest { name: "f".into(), publisher: key.public().to_bytes().to_vec(), ..Manifest::default() };
+        let manifest = Manifest {
+            name: "f".into(),
+            publisher: key.public().to_bytes().to_vec(),
+            ..Manifest::default()
+        };
         let mut file = BundleFile::pack(manifest, b"\0asm\x0d\0\x01\0component".to_vec());
         file.sign(&key).expect("sign");
         let valid = file.to_bytes();
@@ -81,7 +91,13 @@ mod tests {
 
     #[test]
     fn smoke_envelope_decoding() {
-        let valid = Envelope::seal(&SecretKey::from_seed(&[4; 32]), "p2pc/fuzz/1", 9, b"payload".to_vec()).encode_to_vec();
+        let valid = Envelope::seal(
+            &SecretKey::from_seed(&[4; 32]),
+            "p2pc/fuzz/1",
+            9,
+            b"payload".to_vec(),
+        )
+        .encode_to_vec();
         envelope(&valid);
         for input in inputs(&valid, 3000) {
             envelope(&input);

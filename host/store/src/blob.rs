@@ -150,7 +150,7 @@ impl Store {
             blob: *id,
             record,
             next: 0,
-            chunk: Vec::new(),
+            chunk: fjall::Slice::from(&[][..]),
             pos: 0,
         })
     }
@@ -310,7 +310,7 @@ impl Store {
         })
     }
 
-    fn chunk(&self, blob: &Cid, hash: &Cid) -> Result<Vec<u8>> {
+    fn chunk(&self, blob: &Cid, hash: &Cid) -> Result<fjall::Slice> {
         let bytes = self
             .inner
             .ks
@@ -326,7 +326,7 @@ impl Store {
                 chunk: *hash,
             });
         }
-        Ok(bytes.to_vec())
+        Ok(bytes)
     }
 }
 
@@ -358,7 +358,8 @@ pub struct BlobReader {
     blob: Cid,
     record: Record,
     next: usize,
-    chunk: Vec<u8>,
+    /// The current chunk, verified, as fjall returned it (no copy).
+    chunk: fjall::Slice,
     pos: usize,
 }
 

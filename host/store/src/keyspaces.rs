@@ -1,6 +1,6 @@
 //! Every fjall keyspace the store uses, in one place.
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions};
+use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions};
 
 /// Chunk hash (32 bytes) → chunk bytes. Values are large, so fjall keeps
 /// them in separate blob files (key-value separation) and compaction moves
@@ -25,7 +25,11 @@ impl Keyspaces {
         Ok(Self {
             chunks: db.keyspace(CHUNKS, || {
                 KeyspaceCreateOptions::default()
-                    .with_kv_separation(Some(KvSeparationOptions::default()))
+                    // Chunks are mostly incompressible (media, archives, model
+                    // weights), so compressing them only costs time.
+                    .with_kv_separation(Some(
+                        KvSeparationOptions::default().compression(CompressionType::None),
+                    ))
                     // Bounds what a streaming put holds in memory before
                     // fjall flushes it to disk.
                     .max_memtable_size(32 << 20)

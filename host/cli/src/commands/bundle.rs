@@ -251,7 +251,7 @@ pub fn verify(file: &BundleFile, policy: &TrustPolicy) -> anyhow::Result<Verifie
 pub fn read(path: &Path) -> anyhow::Result<BundleFile> {
     let bytes =
         std::fs::read(path).with_context(|| format!("cannot read bundle {}", path.display()))?;
-    BundleFile::from_bytes(&bytes)
+    BundleFile::from_vec(bytes)
         .with_context(|| format!("{} is not a usable bundle", path.display()))
 }
 

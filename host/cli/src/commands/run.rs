@@ -115,7 +115,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&args.component)
         .with_context(|| format!("cannot read component {}", args.component.display()))?;
     let (component, requested) = if bytes.starts_with(p2pc_crypto::BUNDLE_MAGIC) {
-        let file = p2pc_crypto::BundleFile::from_bytes(&bytes)
+        let file = p2pc_crypto::BundleFile::from_vec(bytes)
             .with_context(|| format!("{} is not a usable bundle", args.component.display()))?;
         let bundle = super::bundle::verify(&file, &super::bundle::policy(&args.trust, g)?)
             .with_context(|| format!("refusing to run {}", args.component.display()))?;
@@ -134,7 +134,10 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 args.component.display()
             );
         }
-        (bytes, p2pc_crypto::RequestedLimits::default())
+        (
+            bytes::Bytes::from(bytes),
+            p2pc_crypto::RequestedLimits::default(),
+        )
     };
     let nonzero = |v: u64| (v != 0).then_some(v);
     let limits = Limits {
