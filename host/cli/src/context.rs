@@ -2,7 +2,8 @@
 //! how a passphrase is obtained.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use p2pc_crypto::{Keystore, PublicKey, SecretKey};
@@ -126,5 +127,93 @@ impl Global {
 /// Prints `value` as one line of JSON.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
+/// Resource limits, as flags. `run` enforces them; `bundle pack` records
+/// them as what the job asks for. Unset means "the bundle's request, else
+/// the runner's default".
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
+    /// Fuel: roughly one unit per wasm instruction executed.
+    /// [run default: the bundle's request, else 10000000000]
+    #[arg(long, value_name = "N")]
+    pub fuel: Option<u64>,
+
+    /// Memory, e.g. 64MiB or 1GiB (at most 4GiB).
+    /// [run default: the bundle's request, else 256MiB]
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<p2pc_sandbox::ByteSize>,
+
+    /// Wall-clock time, e.g. 500ms, 2s or 1m.
+    /// [run default: the bundle's request, else 30s]
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// Output, e.g. 1MiB. [run default: the bundle's request, else 64MiB]
+    #[arg(long, value_name = "SIZE")]
+    pub max_output: Option<p2pc_sandbox::ByteSize>,
+}
+
+impl LimitArgs {
+    /// The flags as a manifest's request (0 for unset).
+    pub fn requested(&self) -> p2pc_crypto::RequestedLimits {
+        p2pc_crypto::RequestedLimits {
+            fuel: self.fuel.unwrap_or(0),
+            memory_bytes: self.memory.map_or(0, |m| m.bytes()),
+            timeout_ms: self
+                .timeout
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            output_bytes: self.max_output.map_or(0, |m| m.bytes()),
+        }
+    }
+
+    /// The limits to enforce: each flag, else the bundle's request, else the
+    /// default.
+    pub fn resolve(&self, requested: &p2pc_crypto::RequestedLimits) -> p2pc_sandbox::Limits {
+        use p2pc_sandbox::{ByteSize, Limits};
+        let nonzero = |v: u64| (v != 0).then_some(v);
+        Limits {
+            fuel: self
+                .fuel
+                .or(nonzero(requested.fuel))
+                .unwrap_or(Limits::DEFAULT.fuel),
+            memory: self
+                .memory
+                .or(nonzero(requested.memory_bytes).map(ByteSize))
+                .unwrap_or(Limits::DEFAULT.memory),
+            timeout: self
+                .timeout
+                .or(nonzero(requested.timeout_ms).map(Duration::from_millis))
+                .unwrap_or(Limits::DEFAULT.timeout),
+            output: self
+                .max_output
+                .or(nonzero(requested.output_bytes).map(ByteSize))
+                .unwrap_or(Limits::DEFAULT.output),
+            ..Limits::DEFAULT
+        }
+    }
+}
+
+/// Writes `path` by filling a temporary file beside it and renaming it into
+/// place, so a failure part-way (a blob that fails verification, a full
+/// disk) leaves the old file, or none, never half a new one.
+pub fn write_atomically(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    fill(tmp.as_file_mut())?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use p2pc_store::Cid;
 
-use crate::context::{Global, print_json};
+use crate::context::{Global, print_json, write_atomically};
 
 /// Put, get, list and remove blobs in the local store.
 #[derive(Debug, clap::Subcommand)]
@@ -90,19 +90,10 @@ pub fn run(cmd: Command, g: &Global) -> anyhow::Result<()> {
                     std::io::copy(&mut reader, &mut out).map_err(|e| reader.take_error(e))?;
                     out.flush()?;
                 }
-                Some(path) => {
-                    // Write beside the target and rename, so a blob that
-                    // fails verification never leaves a partial file.
-                    let dir = path
-                        .parent()
-                        .filter(|p| !p.as_os_str().is_empty())
-                        .unwrap_or(Path::new("."));
-                    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-                        .with_context(|| format!("cannot write in {}", dir.display()))?;
-                    std::io::copy(&mut reader, &mut tmp).map_err(|e| reader.take_error(e))?;
-                    tmp.persist(&path)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                }
+                Some(path) => write_atomically(&path, |f| {
+                    std::io::copy(&mut reader, f).map_err(|e| reader.take_error(e))?;
+                    Ok(())
+                })?,
             }
             Ok(())
         }

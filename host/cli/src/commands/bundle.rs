@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use p2pc_crypto::{BundleFile, Manifest, RequestedLimits, TrustPolicy, VerifiedBundle, now_unix};
+use p2pc_crypto::{BundleFile, Manifest, TrustPolicy, VerifiedBundle, now_unix};
 use p2pc_sandbox::{ByteSize, Config, WasmExecutor};
 
-use crate::context::{Global, print_json};
+use crate::context::{Global, LimitArgs, print_json, write_atomically};
 
 /// Pack, sign, verify and inspect signed component bundles.
 #[derive(Debug, clap::Subcommand)]
@@ -71,18 +71,9 @@ pub struct PackArgs {
     /// Where to write the bundle. Default: NAME-VERSION.p2pcb.
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Fuel the job asks for.
-    #[arg(long, value_name = "N")]
-    fuel: Option<u64>,
-    /// Memory the job asks for, e.g. 64MiB.
-    #[arg(long, value_name = "SIZE")]
-    memory: Option<ByteSize>,
-    /// Wall-clock time the job asks for, e.g. 10s.
-    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
-    timeout: Option<Duration>,
-    /// Output the job may produce, e.g. 1MiB.
-    #[arg(long, value_name = "SIZE")]
-    max_output: Option<ByteSize>,
+    /// Limits the job asks for; runners apply them unless overridden.
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Capabilities the job needs (repeatable): scratch.
     #[arg(long, value_name = "CAP", value_parser = ["scratch"])]
     capability: Vec<String>,
@@ -172,14 +163,7 @@ fn pack(a: PackArgs, g: &Global) -> anyhow::Result<()> {
         name: a.name.clone(),
         version: a.version.clone(),
         world: world.to_string(),
-        limits: Some(RequestedLimits {
-            fuel: a.fuel.unwrap_or(0),
-            memory_bytes: a.memory.map_or(0, ByteSize::bytes),
-            timeout_ms: a
-                .timeout
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            output_bytes: a.max_output.map_or(0, ByteSize::bytes),
-        }),
+        limits: Some(a.limits.requested()),
         capabilities: a.capability,
         publisher: publisher.to_bytes().to_vec(),
         created_unix: created,
@@ -257,17 +241,9 @@ pub fn read(path: &Path) -> anyhow::Result<BundleFile> {
 
 /// Writes a bundle atomically: the old file stays whole if anything fails.
 fn write(path: &Path, file: &BundleFile) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    std::io::Write::write_all(&mut tmp, &file.to_bytes())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    write_atomically(path, |f| {
+        Ok(std::io::Write::write_all(f, &file.to_bytes())?)
+    })
 }
 
 fn inspect(file: &BundleFile, g: &Global) -> anyhow::Result<()> {

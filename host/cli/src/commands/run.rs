@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use base64::Engine as _;
 use p2pc_sandbox::{
-    ByteSize, Call, Config, Grants, Limits, Mode, Outcome, Program, Task, TaskError, Usage,
-    WasmExecutor, World,
+    ByteSize, Call, Config, Grants, Mode, Outcome, Program, Task, TaskError, Usage, WasmExecutor,
+    World,
 };
 use serde_json::json;
 
 use super::EXIT_TASK_FAILED;
-use crate::context::Global;
+use crate::context::{Global, LimitArgs};
 use crate::format;
 
 /// Run a job locally in the sandbox.
@@ -49,24 +49,8 @@ pub struct Args {
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
 
-    /// Fuel limit: roughly one unit per wasm instruction executed.
-    /// [default: the bundle's request, else 10000000000]
-    #[arg(long, value_name = "N")]
-    fuel: Option<u64>,
-
-    /// Memory limit, e.g. 64MiB or 1GiB (at most 4GiB).
-    /// [default: the bundle's request, else 256MiB]
-    #[arg(long, value_name = "SIZE")]
-    memory: Option<ByteSize>,
-
-    /// Wall-clock limit, e.g. 500ms, 2s or 1m.
-    /// [default: the bundle's request, else 30s]
-    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
-    timeout: Option<Duration>,
-
-    /// Output limit, e.g. 1MiB. [default: the bundle's request, else 64MiB]
-    #[arg(long, value_name = "SIZE")]
-    max_output: Option<ByteSize>,
+    #[command(flatten)]
+    limits: LimitArgs,
 
     /// Bundles only: accept only these publishers (public key or keystore
     /// name; repeatable). Without it any correctly signed bundle runs.
@@ -139,26 +123,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             p2pc_crypto::RequestedLimits::default(),
         )
     };
-    let nonzero = |v: u64| (v != 0).then_some(v);
-    let limits = Limits {
-        fuel: args
-            .fuel
-            .or(nonzero(requested.fuel))
-            .unwrap_or(Limits::DEFAULT.fuel),
-        memory: args
-            .memory
-            .or(nonzero(requested.memory_bytes).map(ByteSize))
-            .unwrap_or(Limits::DEFAULT.memory),
-        timeout: args
-            .timeout
-            .or(nonzero(requested.timeout_ms).map(Duration::from_millis))
-            .unwrap_or(Limits::DEFAULT.timeout),
-        output: args
-            .max_output
-            .or(nonzero(requested.output_bytes).map(ByteSize))
-            .unwrap_or(Limits::DEFAULT.output),
-        ..Limits::DEFAULT
-    };
+    let limits = args.limits.resolve(&requested);
     if limits.memory > ByteSize::gib(4) {
         bail!(
             "--memory {} is more than the 4GiB a 32-bit wasm job can address",
