@@ -51,3 +51,16 @@ done
 
 printf '\n--- a hostile job is stopped by its fuel limit ---\n'
 "$p2pctl" run target/wasm32-wasip2/release/sha256.wasm --input "$p2pctl" --fuel 1000000 || echo "(exit status $?, as expected)"
+
+printf '\n--- publish: a signed bundle, verified before it runs ---\n'
+# A throwaway keystore and store, so the demo leaves nothing behind.
+export P2PC_KEYSTORE="$out/keys" P2PC_DATA_DIR="$out/store" P2PC_PASSPHRASE=demo-passphrase
+"$p2pctl" key new demo-publisher
+"$p2pctl" bundle pack target/wasm32-wasip2/release/hello.wasm --name hello --version 1.0.0 \
+  --key demo-publisher --sign --fuel 10000000 --output "$out/hello.p2pcb"
+printf 'signed bundle' | "$p2pctl" run "$out/hello.p2pcb" --trust demo-publisher --input - --output "$out/output" 2>"$out/summary"
+cat "$out/output"; echo; cat "$out/summary"
+printf '\n--- a tampered bundle is refused ---\n'
+python3 -c 'import sys; b=bytearray(open(sys.argv[1],"rb").read()); b[-100]^=1; open(sys.argv[2],"wb").write(b)' \
+  "$out/hello.p2pcb" "$out/tampered.p2pcb"
+"$p2pctl" run "$out/tampered.p2pcb" || echo "(exit status $?, as expected)"
