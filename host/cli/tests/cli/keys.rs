@@ -160,3 +160,63 @@ fn import_from_a_seed_and_from_a_key_file() {
         "32 bytes",
     );
 }
+
+/// Runs `p2pctl args` on a pseudo-terminal (util-linux `script`), typing
+/// `typed` at it, as a person at a terminal would.
+fn on_terminal(env: &Env, args: &str, typed: &str) -> std::process::Output {
+    assert!(
+        std::process::Command::new("script")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "this test needs util-linux `script` to give p2pctl a terminal"
+    );
+    let command = format!("{} {args}", env!("CARGO_BIN_EXE_p2pctl"));
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &command, "/dev/null"])
+        .env("P2PC_KEYSTORE", env.path("keys"))
+        .env_remove("P2PC_PASSPHRASE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("script starts");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), typed.as_bytes())
+        .expect("type");
+    child.wait_with_output().expect("script finishes")
+}
+
+#[test]
+fn the_passphrase_prompt_asks_twice_and_the_key_then_unlocks() {
+    let env = Env::new();
+    let out = on_terminal(&env, "key new typed", "open sesame\nopen sesame\n");
+    let shown = crate::text(&out.stdout);
+    assert!(
+        out.status.success() && shown.contains("created key typed"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("open sesame"),
+        "the passphrase is not echoed"
+    );
+
+    let out = on_terminal(&env, "key new typo", "first\nsecond\n");
+    assert!(!out.status.success());
+    assert!(crate::text(&out.stdout).contains("do not match"));
+    assert!(!env.path("keys/typo.key").exists());
+
+    // The typed passphrase is the one that unlocks the key.
+    let bundle = env.path("b.p2pcb");
+    let pack = [
+        "bundle",
+        "pack",
+        &crate::path("hello"),
+        "--name",
+        "b",
+        "--key",
+        "typed",
+        "--sign",
+        "-o",
+        bundle.to_str().expect("utf-8"),
+    ];
+    ok(&env.run(&pack, b"", Some("open sesame")));
+}
