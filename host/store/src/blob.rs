@@ -8,6 +8,7 @@ use p2pc_types::Cid;
 use serde::Serialize;
 
 use crate::keyspaces::Keyspaces;
+use crate::pack::{Loc, Packs};
 use crate::{Error, Result};
 
 /// Size of every chunk but a blob's last. 256 KiB: large enough that a
@@ -47,6 +48,7 @@ pub struct Store {
 pub(crate) struct Inner {
     pub(crate) db: Database,
     pub(crate) ks: Keyspaces,
+    packs: Packs,
     poisoned: AtomicBool,
     /// Puts hold this shared while they write chunks; `gc` holds it
     /// exclusively, so it never frees a chunk a put in flight relies on.
@@ -76,10 +78,15 @@ impl Store {
                 source,
             })?;
         let ks = Keyspaces::open(&db)?;
+        let packs = Packs::open(dir.join("packs")).map_err(|e| Error::Open {
+            path: dir.to_owned(),
+            source: e.into(),
+        })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
                 ks,
+                packs,
                 poisoned: AtomicBool::new(false),
                 gc_lock: RwLock::new(()),
             }),
@@ -105,6 +112,11 @@ impl Store {
         let mut record = Vec::with_capacity(8 + 32 * 16);
         record.extend_from_slice(&0u64.to_be_bytes());
         let mut len = 0u64;
+        // New chunks go to this put's own pack file; their index entries
+        // are committed with the blob record, after the pack is synced.
+        let mut pack = None;
+        let mut new_chunks: Vec<(Cid, Loc)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         loop {
             let n = read_full(&mut input, &mut buf).map_err(Error::Input)?;
             if n == 0 {
@@ -112,8 +124,13 @@ impl Store {
             }
             let chunk = &buf[..n];
             let hash = Cid::of(chunk);
-            if !ks.chunks.contains_key(hash.as_bytes())? {
-                self.write(|| ks.chunks.insert(hash.as_bytes(), chunk))?;
+            if !seen.contains(&hash) && !ks.chunks.contains_key(hash.as_bytes())? {
+                let writer = match &mut pack {
+                    Some(w) => w,
+                    None => pack.insert(self.inner.packs.create().map_err(Error::Io)?),
+                };
+                new_chunks.push((hash, writer.append(chunk).map_err(Error::Io)?));
+                seen.insert(hash);
             }
             record.extend_from_slice(hash.as_bytes());
             len += n as u64;
@@ -122,11 +139,17 @@ impl Store {
                 break;
             }
         }
+        if let Some(writer) = pack {
+            writer.finish().map_err(Error::Io)?;
+        }
         record[..8].copy_from_slice(&len.to_be_bytes());
         let id = Cid::of(&record[8..]);
         let chunks = ((record.len() - 8) / 32) as u64;
 
         let mut batch = self.inner.db.batch().durability(Some(ACK));
+        for (hash, loc) in &new_chunks {
+            batch.insert(&ks.chunks, hash.as_bytes(), loc.encode());
+        }
         batch.insert(&ks.blobs, id.as_bytes(), record);
         self.write(|| batch.commit())?;
         Ok(BlobInfo {
@@ -150,7 +173,7 @@ impl Store {
             blob: *id,
             record,
             next: 0,
-            chunk: fjall::Slice::from(&[][..]),
+            chunk: Vec::with_capacity(CHUNK_SIZE),
             pos: 0,
         })
     }
@@ -247,19 +270,32 @@ impl Store {
             live.extend(Record::decode(&id, &value)?.hashes);
         }
         let mut stats = GcStats::default();
+        let mut live_packs = std::collections::HashSet::new();
         let mut batch = self.inner.db.batch().durability(Some(ACK));
         for item in self.inner.ks.chunks.iter() {
             let (key, value) = item.into_inner()?;
             let Some(hash) = Cid::from_slice(&key) else {
                 continue;
             };
-            if !live.contains(&hash) {
+            if live.contains(&hash) {
+                if let Some(loc) = Loc::decode(&value) {
+                    live_packs.insert(loc.pack);
+                }
+            } else {
                 batch.remove(&self.inner.ks.chunks, key);
                 stats.chunks_removed += 1;
-                stats.bytes_freed += value.len() as u64;
             }
         }
         self.write(|| batch.commit())?;
+        // A pack no live chunk points into holds only dead bytes (or is the
+        // leftover of a put that never finished): delete it. Packs that are
+        // partly live are kept whole. TODO: rewrite mostly-dead packs once
+        // nodes churn through enough data for it to matter.
+        for pack in self.inner.packs.ids().map_err(Error::Io)? {
+            if !live_packs.contains(&pack) {
+                stats.bytes_freed += self.inner.packs.delete(pack).map_err(Error::Io)?;
+            }
+        }
         Ok(stats)
     }
 
@@ -267,7 +303,10 @@ impl Store {
     /// corrupt chunk on disk.
     #[doc(hidden)]
     pub fn put_chunk_unchecked(&self, name: &Cid, bytes: &[u8]) -> Result<()> {
-        self.write(|| self.inner.ks.chunks.insert(name.as_bytes(), bytes))
+        let mut writer = self.inner.packs.create().map_err(Error::Io)?;
+        let loc = writer.append(bytes).map_err(Error::Io)?;
+        writer.finish().map_err(Error::Io)?;
+        self.write(|| self.inner.ks.chunks.insert(name.as_bytes(), loc.encode()))
     }
 
     /// The chunk names of blob `id`, in order.
@@ -310,23 +349,34 @@ impl Store {
         })
     }
 
-    fn chunk(&self, blob: &Cid, hash: &Cid) -> Result<fjall::Slice> {
-        let bytes = self
-            .inner
-            .ks
-            .chunks
-            .get(hash.as_bytes())?
-            .ok_or(Error::MissingChunk {
-                blob: *blob,
-                chunk: *hash,
-            })?;
-        if Cid::of(&bytes) != *hash {
-            return Err(Error::CorruptChunk {
-                blob: *blob,
-                chunk: *hash,
-            });
+    /// Reads chunk `hash` of `blob` into `buf`, verified.
+    fn read_chunk(&self, blob: &Cid, hash: &Cid, buf: &mut Vec<u8>) -> Result<()> {
+        let missing = Error::MissingChunk {
+            blob: *blob,
+            chunk: *hash,
+        };
+        let corrupt = || Error::CorruptChunk {
+            blob: *blob,
+            chunk: *hash,
+        };
+        let value = self.inner.ks.chunks.get(hash.as_bytes())?.ok_or(missing)?;
+        let loc = Loc::decode(&value).ok_or_else(corrupt)?;
+        match self.inner.packs.read(loc, buf) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::MissingChunk {
+                    blob: *blob,
+                    chunk: *hash,
+                });
+            }
+            // A pack shorter than its index says is damaged.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(corrupt()),
+            Err(e) => return Err(Error::Io(e)),
         }
-        Ok(bytes)
+        if Cid::of(buf) != *hash {
+            return Err(corrupt());
+        }
+        Ok(())
     }
 }
 
@@ -358,8 +408,8 @@ pub struct BlobReader {
     blob: Cid,
     record: Record,
     next: usize,
-    /// The current chunk, verified, as fjall returned it (no copy).
-    chunk: fjall::Slice,
+    /// The current chunk, verified; the buffer is reused chunk to chunk.
+    chunk: Vec<u8>,
     pos: usize,
 }
 
@@ -390,9 +440,8 @@ impl Read for BlobReader {
             let Some(hash) = self.record.hashes.get(self.next) else {
                 return Ok(0);
             };
-            self.chunk = self
-                .store
-                .chunk(&self.blob, hash)
+            self.store
+                .read_chunk(&self.blob, hash, &mut self.chunk)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             self.next += 1;
             self.pos = 0;

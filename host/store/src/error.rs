@@ -48,6 +48,9 @@ pub enum Error {
         /// What fjall said.
         source: fjall::Error,
     },
+    /// Reading or writing a pack file failed.
+    #[error("pack file I/O: {0}")]
+    Io(std::io::Error),
     /// fjall reported an error.
     #[error("database error: {0}")]
     Db(#[from] fjall::Error),

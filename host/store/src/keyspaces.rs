@@ -1,10 +1,10 @@
 //! Every fjall keyspace the store uses, in one place.
 
-use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
-/// Chunk hash (32 bytes) → chunk bytes. Values are large, so fjall keeps
-/// them in separate blob files (key-value separation) and compaction moves
-/// only the small keys.
+/// Chunk hash (32 bytes) → where its bytes are: pack number (u32 BE),
+/// offset (u64 BE), length (u32 BE). The bytes themselves live in pack
+/// files (`pack.rs`), written once, outside the LSM tree.
 pub(crate) const CHUNKS: &str = "chunks";
 /// Blob id (32 bytes) → blob record: length (u64 BE), then chunk hashes.
 pub(crate) const BLOBS: &str = "blobs";
@@ -23,17 +23,7 @@ pub(crate) struct Keyspaces {
 impl Keyspaces {
     pub(crate) fn open(db: &Database) -> fjall::Result<Self> {
         Ok(Self {
-            chunks: db.keyspace(CHUNKS, || {
-                KeyspaceCreateOptions::default()
-                    // Chunks are mostly incompressible (media, archives, model
-                    // weights), so compressing them only costs time.
-                    .with_kv_separation(Some(
-                        KvSeparationOptions::default().compression(CompressionType::None),
-                    ))
-                    // Bounds what a streaming put holds in memory before
-                    // fjall flushes it to disk.
-                    .max_memtable_size(32 << 20)
-            })?,
+            chunks: db.keyspace(CHUNKS, KeyspaceCreateOptions::default)?,
             blobs: db.keyspace(BLOBS, KeyspaceCreateOptions::default)?,
             pins: db.keyspace(PINS, KeyspaceCreateOptions::default)?,
             bundles: db.keyspace(BUNDLES, KeyspaceCreateOptions::default)?,

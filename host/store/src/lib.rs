@@ -13,6 +13,7 @@
 //!
 //! Modules:
 //! - `keyspaces`: the one list of fjall keyspaces and what each holds.
+//! - `pack`: append-only pack files holding chunk bytes.
 //! - `blob`: [`Store`] with put/get/has/list/pin/remove/gc, [`BlobReader`].
 //! - `bundle`: [`BundleRecord`]s of verified bundles, files kept as pinned blobs.
 //! - `error`: [`Error`].
@@ -23,6 +24,7 @@ mod blob;
 mod bundle;
 mod error;
 mod keyspaces;
+mod pack;
 
 pub use blob::{BlobInfo, BlobReader, CHUNK_SIZE, GcStats, Store};
 pub use bundle::BundleRecord;
