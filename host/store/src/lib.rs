@@ -1,5 +1,6 @@
-//! The p2pc node database: content-addressed blobs and signed bundles in one
-//! fjall database per node.
+//! The p2pc node database: content-addressed blobs and signed bundles. One
+//! fjall database per node holds the index and records; chunk bytes live in
+//! append-only pack files beside it.
 //!
 //! A blob is split into fixed-size chunks of [`CHUNK_SIZE`] bytes (the last
 //! may be shorter). Each chunk is named by its BLAKE3 hash; a blob is named
