@@ -31,11 +31,18 @@ pub struct Global {
     pub json: bool,
 }
 
-fn data_home() -> Option<PathBuf> {
-    std::env::var_os("XDG_DATA_HOME")
+/// `$VAR`/p2pc if `VAR` holds an absolute path, else `$HOME/fallback`/p2pc,
+/// as the XDG base-directory convention says.
+pub fn xdg_dir(var: &str, fallback: &str) -> Option<PathBuf> {
+    let base = std::env::var_os(var)
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("share")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(fallback)))?;
+    Some(base.join("p2pc"))
+}
+
+fn data_home() -> Option<PathBuf> {
+    xdg_dir("XDG_DATA_HOME", ".local/share")
 }
 
 impl Global {
@@ -44,7 +51,6 @@ impl Global {
             Some(d) => d.clone(),
             None => data_home()
                 .context("cannot find a home directory; pass --keystore")?
-                .join("p2pc")
                 .join("keys"),
         };
         Ok(Keystore::open(&dir)?)
@@ -55,7 +61,6 @@ impl Global {
             Some(d) => d.clone(),
             None => data_home()
                 .context("cannot find a home directory; pass --data-dir")?
-                .join("p2pc")
                 .join("store"),
         };
         Ok(p2pc_store::Store::open(&dir)?)

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use p2pc_crypto::{KeyInfo, SecretKey};
-use zeroize_free::trim_hex;
 
 use crate::context::{Global, print_json};
 
@@ -156,10 +155,8 @@ fn show(info: &KeyInfo, g: &Global, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-mod zeroize_free {
-    /// The hex digits of a seed file, without whitespace or a 0x prefix.
-    pub fn trim_hex(text: &str) -> &str {
-        let t = text.trim();
-        t.strip_prefix("0x").unwrap_or(t)
-    }
+/// The hex digits of a seed file, without whitespace or a 0x prefix.
+fn trim_hex(text: &str) -> &str {
+    let t = text.trim();
+    t.strip_prefix("0x").unwrap_or(t)
 }

@@ -218,11 +218,7 @@ fn mode(args: &Args, component: &[u8], input: &[u8]) -> anyhow::Result<Mode> {
 }
 
 fn default_cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("p2pc").join("components"))
+    crate::context::xdg_dir("XDG_CACHE_HOME", ".cache").map(|d| d.join("components"))
 }
 
 /// Runs `map` over every shard at once, then `reduce` over the map outputs.
