@@ -74,6 +74,26 @@ pub struct Manifest {
     /// for never.
     #[prost(uint64, tag = "10")]
     pub expires_unix: u64,
+    /// The executor the artifact needs: `wasm` (also when empty, as in
+    /// bundles made before this field), `process` (a native program) or
+    /// `container` (a root file system tarball).
+    #[prost(string, tag = "11")]
+    pub executor: String,
+    /// Command-line arguments after the program name, for `process` and
+    /// `container` bundles (and wasm commands).
+    #[prost(string, repeated, tag = "12")]
+    pub args: Vec<String>,
+}
+
+impl Manifest {
+    /// The executor this bundle needs, `wasm` when the field is empty.
+    pub fn executor(&self) -> &str {
+        if self.executor.is_empty() {
+            "wasm"
+        } else {
+            &self.executor
+        }
+    }
 }
 
 /// Limits a manifest asks for; 0 means "the runner's default".

@@ -22,7 +22,7 @@ use crate::cache::{self, CacheStats, ProgramCache};
 use crate::pipe::OutputOverflow;
 use crate::state::TaskState;
 use crate::task::{Call, Mode, Outcome, Task};
-use crate::{Config, Error, SandboxExecutor};
+use crate::{Artifact, Config, Error, SandboxExecutor};
 
 /// Interfaces a component may import. Anything else is a capability this
 /// runner does not have, and the component is refused before it runs.
@@ -355,8 +355,8 @@ impl SandboxExecutor for WasmExecutor {
         "wasm"
     }
 
-    async fn execute(&self, artifact: &[u8], task: Task) -> Outcome {
-        self.run_component(artifact, task).await
+    async fn execute(&self, artifact: &Artifact, task: Task) -> Outcome {
+        self.run_component(&artifact.bytes, task).await
     }
 }
 

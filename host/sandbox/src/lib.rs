@@ -2,8 +2,8 @@
 //! and reports how each ended.
 //!
 //! [`SandboxExecutor`] is the interface a node uses to run a task whatever
-//! the executor; [`WasmExecutor`] is the default (and, for now, only)
-//! implementation: wasmtime with Cranelift, the pooling allocator, fuel
+//! the executor; [`WasmExecutor`] is the default
+//! implementation in this crate: wasmtime with Cranelift, the pooling allocator, fuel
 //! metering, epoch deadlines and a per-task memory limiter, WASI P2 with no
 //! ambient authority, and an on-disk cache of compiled components.
 //!
@@ -60,18 +60,50 @@ pub use executor::{Program, WasmExecutor};
 pub use p2pc_types::{ByteSize, Limits, TaskError, Usage, World};
 pub use task::{Call, Grants, LogLevel, LogLine, Mode, Outcome, Task};
 
+pub use bytes::Bytes;
+
 /// Runs tasks of one kind of artifact. Every implementation bounds what a
 /// task may consume by its [`Limits`] and reports every ending as an
 /// [`Outcome`], never a panic.
 ///
-/// The wasm executor is the default; process and container executors will
-/// implement the same trait as operator-enabled fallbacks.
+/// The wasm executor is the default; the process and container executors
+/// of `p2pc-exec`, and its pool of isolated wasm workers, implement the same
+/// trait as operator-enabled alternatives.
 pub trait SandboxExecutor: Send + Sync {
     /// Short name for logs and configuration: `"wasm"`, `"process"`, ...
     fn kind(&self) -> &'static str;
 
-    /// Runs `task` on `artifact` (for the wasm executor, component bytes).
-    fn execute(&self, artifact: &[u8], task: Task) -> impl Future<Output = Outcome> + Send;
+    /// Runs `task` on `artifact`.
+    fn execute(&self, artifact: &Artifact, task: Task) -> impl Future<Output = Outcome> + Send;
+}
+
+/// What an executor runs: a component, a native program or a root file
+/// system tarball, with the command line that goes with it.
+#[derive(Clone, Debug, Default)]
+pub struct Artifact {
+    /// The bytes: content-addressed by their BLAKE3 like every artifact.
+    pub bytes: bytes::Bytes,
+    /// A file name for the program (its `argv[0]` for native programs).
+    /// Empty means `program`.
+    pub name: String,
+    /// Arguments after the program name. Native programs and containers
+    /// receive them; wasm jobs do not (their input is their interface).
+    pub args: Vec<String>,
+}
+
+impl Artifact {
+    /// An artifact with no name and no arguments: what a wasm job needs.
+    pub fn new(bytes: impl Into<bytes::Bytes>) -> Self {
+        Self {
+            bytes: bytes.into(),
+            ..Self::default()
+        }
+    }
+
+    /// BLAKE3 of the bytes.
+    pub fn blake3(&self) -> [u8; 32] {
+        *blake3::hash(&self.bytes).as_bytes()
+    }
 }
 
 /// Why an executor could not be set up. (How a task ended is a

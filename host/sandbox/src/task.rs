@@ -96,7 +96,9 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub(crate) fn rejected(error: TaskError, wall_time: Duration) -> Self {
+    /// An outcome for a task that ended before it ran: `error`, nothing
+    /// consumed but the wall time.
+    pub fn rejected(error: TaskError, wall_time: Duration) -> Self {
         Self {
             result: Err(error),
             usage: Usage {

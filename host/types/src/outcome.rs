@@ -111,6 +111,23 @@ pub enum TaskError {
         /// The capability and what the job did to ask for it.
         capability: String,
     },
+    /// The task needs an executor this runner does not offer: it is not
+    /// enabled by the operator, or the tool it needs (bubblewrap, podman,
+    /// docker) is missing or not working.
+    #[error("executor {executor:?} is not available here: {reason}")]
+    ExecutorUnavailable {
+        /// `wasm`, `process` or `container`.
+        executor: String,
+        /// What is missing and how an operator would enable it.
+        reason: String,
+    },
+    /// The process running the task (an isolated wasm worker, a container
+    /// engine) died or broke its protocol before the task ended.
+    #[error("the executor was lost mid-task: {reason}")]
+    WorkerLost {
+        /// What was observed.
+        reason: String,
+    },
 }
 
 impl TaskError {
@@ -127,6 +144,8 @@ impl TaskError {
             TaskError::WrongWorld { .. } => "wrong_world",
             TaskError::OutputTooLarge { .. } => "output_too_large",
             TaskError::CapabilityDenied { .. } => "capability_denied",
+            TaskError::ExecutorUnavailable { .. } => "executor_unavailable",
+            TaskError::WorkerLost { .. } => "worker_lost",
         }
     }
 
@@ -138,6 +157,7 @@ impl TaskError {
             TaskError::InvalidComponent { .. }
                 | TaskError::WrongWorld { .. }
                 | TaskError::CapabilityDenied { .. }
+                | TaskError::ExecutorUnavailable { .. }
         )
     }
 }
