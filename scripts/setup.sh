@@ -25,3 +25,22 @@ else
   echo "setup: installing cargo-component $CARGO_COMPONENT_VERSION (takes about 12 minutes on 2 cores)"
   cargo install cargo-component --locked --version "$CARGO_COMPONENT_VERSION"
 fi
+
+# bubblewrap, podman (with Debian's runc) and a static busybox: the process
+# and container executors use the first two, and their tests build a tiny
+# container image from the last. Installed where apt and root allow it;
+# elsewhere the tests that need them say they were skipped.
+missing=()
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+command -v runc >/dev/null 2>&1 || missing+=(runc)
+command -v busybox >/dev/null 2>&1 || missing+=(busybox-static)
+if ((${#missing[@]})); then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "setup: ${missing[*]} not installed (needs apt and root); the executor tests that need them will be skipped" >&2
+  fi
+fi

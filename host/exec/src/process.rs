@@ -179,18 +179,21 @@ impl ProcessExecutor {
                 cmd.arg("--bind").arg(&dir.work).arg("/work");
                 cmd.args(["--chdir", "/work", "--die-with-parent", "--"]);
                 cmd.arg(Path::new("/p2pc/bin").join(&dir.name));
-                cmd.env("HOME", "/work");
                 cmd
             }
             None => {
                 let mut cmd = Command::new(dir.bin.join(&dir.name));
                 cmd.current_dir(&dir.work);
-                cmd.env("HOME", &dir.work);
                 cmd
             }
         };
+        let home = match &self.bwrap {
+            Some(_) => Path::new("/work"),
+            None => dir.work.as_path(),
+        };
         cmd.args(&artifact.args)
             .env_clear()
+            .env("HOME", home)
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("LANG", "C.UTF-8")
             .env("TMPDIR", "/tmp")

@@ -54,8 +54,18 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct PackArgs {
-    /// The component (.wasm).
+    /// The component (.wasm); with --executor, the native program or the
+    /// root file system tarball.
     component: PathBuf,
+    /// Which executor runs the artifact: wasm (a component), process (a
+    /// native program) or container (a root file system tarball, as
+    /// `podman import` takes).
+    #[arg(long, default_value = "wasm", value_parser = ["wasm", "process", "container"])]
+    executor: String,
+    /// An argument for the program, or the container's command
+    /// (repeatable, in order).
+    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    args: Vec<String>,
     /// Job name.
     #[arg(long)]
     name: String,
@@ -121,7 +131,11 @@ pub fn run(cmd: Command, g: &Global) -> anyhow::Result<()> {
                 id: p2pc_store::Cid(v.id),
                 name: v.manifest.name.clone(),
                 version: v.manifest.version.clone(),
-                world: v.manifest.world.clone(),
+                world: if v.manifest.world.is_empty() {
+                    v.manifest.executor().to_owned()
+                } else {
+                    v.manifest.world.clone()
+                },
                 publisher: v.publisher.to_string(),
                 component: p2pc_store::Cid::of(&v.component),
                 file: p2pc_store::Cid([0; 32]),
@@ -156,13 +170,26 @@ pub fn run(cmd: Command, g: &Global) -> anyhow::Result<()> {
 fn pack(a: PackArgs, g: &Global) -> anyhow::Result<()> {
     let component = std::fs::read(&a.component)
         .with_context(|| format!("cannot read component {}", a.component.display()))?;
-    let world = detect_world(&component)?;
+    let world = match a.executor.as_str() {
+        "wasm" => {
+            if !a.args.is_empty() {
+                anyhow::bail!("--arg is for process and container bundles; a wasm job takes its input");
+            }
+            detect_world(&component)?.to_string()
+        }
+        "container" if a.args.is_empty() => {
+            anyhow::bail!("a container bundle needs its command: give it with --arg (repeatable)")
+        }
+        _ => String::new(),
+    };
     let publisher = g.keystore()?.info(&a.key)?.public_key;
     let created = now_unix();
     let manifest = Manifest {
         name: a.name.clone(),
         version: a.version.clone(),
-        world: world.to_string(),
+        world: world.clone(),
+        executor: if a.executor == "wasm" { String::new() } else { a.executor.clone() },
+        args: a.args.clone(),
         limits: Some(a.limits.requested()),
         capabilities: a.capability,
         publisher: publisher.to_bytes().to_vec(),
@@ -182,11 +209,12 @@ fn pack(a: PackArgs, g: &Global) -> anyhow::Result<()> {
     write(&out, &file)?;
     if g.json {
         return print_json(
-            &serde_json::json!({ "bundle": out, "world": world.to_string(), "signed": a.sign }),
+            &serde_json::json!({ "bundle": out, "world": world, "executor": a.executor, "signed": a.sign }),
         );
     }
+    let kind = if world.is_empty() { &a.executor } else { &world };
     eprintln!(
-        "packed {} ({world}, {}) into {}",
+        "packed {} ({kind}, {}) into {}",
         a.component.display(),
         if a.sign {
             "signed"
@@ -259,6 +287,7 @@ fn inspect(file: &BundleFile, g: &Global) -> anyhow::Result<()> {
     if g.json {
         return print_json(&serde_json::json!({
             "name": m.name, "version": m.version, "world": m.world,
+            "executor": m.executor(), "args": m.args,
             "component_blake3": hex::encode(&m.component_blake3), "component_size": m.component_size,
             "limits": { "fuel": limits.fuel, "memory_bytes": limits.memory_bytes,
                         "timeout_ms": limits.timeout_ms, "output_bytes": limits.output_bytes },
@@ -275,7 +304,13 @@ fn inspect(file: &BundleFile, g: &Global) -> anyhow::Result<()> {
         }
     };
     println!("name:         {} {}", m.name, m.version);
-    println!("world:        {}", m.world);
+    println!("executor:     {}", m.executor());
+    if !m.world.is_empty() {
+        println!("world:        {}", m.world);
+    }
+    if !m.args.is_empty() {
+        println!("args:         {}", m.args.join(" "));
+    }
     println!(
         "component:    {} ({})",
         hex::encode(&m.component_blake3),

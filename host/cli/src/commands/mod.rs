@@ -49,6 +49,19 @@ enum Command {
     /// Store and retrieve content-addressed blobs in the local store.
     #[command(subcommand)]
     Blob(blob::Command),
+    /// Programs p2pctl runs as its own helpers; not for people.
+    #[command(subcommand, hide = true)]
+    Internal(Internal),
+}
+
+#[derive(Debug, Subcommand)]
+enum Internal {
+    /// Serve a pool of isolated wasm workers on stdin and stdout.
+    WasmWorker {
+        /// Largest memory a task may be given, in bytes.
+        #[arg(long, default_value_t = 4 << 30)]
+        max_memory: u64,
+    },
 }
 
 impl Cli {
@@ -60,6 +73,9 @@ impl Cli {
             Command::Key(cmd) => key::run(cmd, g).map(|()| ExitCode::SUCCESS),
             Command::Bundle(cmd) => bundle::run(cmd, g).map(|()| ExitCode::SUCCESS),
             Command::Blob(cmd) => blob::run(cmd, g).map(|()| ExitCode::SUCCESS),
+            Command::Internal(Internal::WasmWorker { max_memory }) => Ok(
+                p2pc_exec::worker::serve_blocking(p2pc_sandbox::ByteSize(max_memory)),
+            ),
         }
     }
 }

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
+use p2pc_exec::{ContainerExecutor, ExecutorsConfig, PoolConfig, PoolProgram, ProcessExecutor, WasmPool};
 use p2pc_sandbox::{
-    ByteSize, Call, Config, Grants, Mode, Outcome, Program, Task, TaskError, Usage, WasmExecutor,
-    World,
+    ByteSize, Call, Config, Grants, Mode, Outcome, Program, SandboxExecutor, Task, TaskError,
+    Usage, WasmExecutor, World,
 };
 use serde_json::json;
 
@@ -20,7 +21,8 @@ use crate::format;
 
 /// Run a job locally in the sandbox.
 ///
-/// COMPONENT is a .wasm component or a signed bundle (.p2pcb). A bundle is
+/// COMPONENT is a .wasm component, a signed bundle (.p2pcb), or with
+/// --executor a native program or a root file system tarball. A bundle is
 /// run only if its signature, component hash and dates verify and its
 /// publisher passes --trust; the limits it asks for apply unless a flag
 /// overrides them.
@@ -34,6 +36,13 @@ use crate::format;
 /// ended (fuel used, peak memory, wall time) to stderr. Runs are
 /// deterministic unless --nondeterministic is given: the same component and
 /// input give the same output bytes and the same fuel.
+///
+/// Process and container jobs (bundles packed with --executor, or a bare
+/// file with --executor) run only where the operator enables their
+/// executor: in node.toml ([executors.process] enabled = true) or for one
+/// run with --enable. Their arguments follow `--`; their input is stdin
+/// and their stdout is the output. They are not deterministic and use no
+/// fuel.
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -93,11 +102,38 @@ pub struct Args {
     /// stderr.
     #[arg(long, short)]
     quiet: bool,
+
+    /// Bare files only: which executor runs COMPONENT. A bundle names its
+    /// own.
+    #[arg(long, value_name = "KIND", value_parser = ["wasm", "process", "container"])]
+    executor: Option<String>,
+
+    /// Turn an executor on for this run, as node.toml would (repeatable):
+    /// process, container, or isolated-wasm (the wasm engine in a confined
+    /// worker process).
+    #[arg(long, value_name = "EXECUTOR", value_parser = ["process", "container", "isolated-wasm"])]
+    enable: Vec<String>,
+
+    /// Let process jobs and isolated wasm workers run without bubblewrap
+    /// where it is not installed (rlimits and, as root, an own uid only).
+    #[arg(long)]
+    allow_unisolated: bool,
+
+    /// The operator's configuration; its [executors] table says which
+    /// executors are on. Default: $XDG_CONFIG_HOME/p2pc/node.toml or
+    /// ~/.config/p2pc/node.toml, if it exists.
+    #[arg(long, value_name = "FILE", env = "P2PC_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Arguments for a bare process or container job, after `--`.
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
 }
 
 pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&args.component)
         .with_context(|| format!("cannot read component {}", args.component.display()))?;
+    let mut artifact = Artifact::default();
     let (component, requested) = if bytes.starts_with(p2pc_crypto::BUNDLE_MAGIC) {
         let file = p2pc_crypto::BundleFile::from_vec(bytes)
             .with_context(|| format!("{} is not a usable bundle", args.component.display()))?;
@@ -110,8 +146,24 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        if args.executor.is_some() || !args.args.is_empty() {
+            bail!("a bundle names its own executor and arguments; drop --executor and the arguments after --");
+        }
+        artifact.name = bundle.manifest.name.clone();
+        artifact.args = bundle.manifest.args.clone();
+        artifact.kind = bundle.manifest.executor().to_owned();
         (bundle.component, bundle.manifest.limits.unwrap_or_default())
     } else {
+        artifact.kind = args.executor.clone().unwrap_or_else(|| "wasm".into());
+        artifact.name = args
+            .component
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        artifact.args = args.args.clone();
+        if artifact.kind == "wasm" && !artifact.args.is_empty() {
+            bail!("arguments after -- are for process and container jobs; a wasm job takes --input");
+        }
         if !args.trust.is_empty() {
             bail!(
                 "--trust applies to signed bundles; {} is a bare component",
@@ -124,6 +176,10 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         )
     };
     let limits = args.limits.resolve(&requested);
+    let executors = executors_config(&args)?;
+    if artifact.kind != "wasm" {
+        return run_native(&args, g, &executors, artifact.with_bytes(component), limits);
+    }
     if limits.memory > ByteSize::gib(4) {
         bail!(
             "--memory {} is more than the 4GiB a 32-bit wasm job can address",
@@ -151,6 +207,11 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    if executors.wasm.isolated || args.enable.iter().any(|e| e == "isolated-wasm") {
+        let report = runtime.block_on(run_isolated(&args, &executors, &component, input, Task { call: Call::Run(Vec::new()), limits, mode, grants }, config.max_memory))?;
+        let code = report.print(&args, g.json, blake3::hash(&component))?;
+        return Ok(ExitCode::from(code));
+    }
     let report = runtime.block_on(async {
         let executor = WasmExecutor::new(config)?;
         let start = Instant::now();
@@ -167,7 +228,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         let report = match program.world() {
             World::MapReduce => map_reduce(&executor, &program, &input, args.shards, task).await,
             World::Job | World::Command => Report::from_outcome(
-                program.world(),
+                Some(program.world()),
                 executor.run(&program, task(Call::Run(input))).await,
             ),
         };
@@ -176,6 +237,129 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
 
     let code = report.print(&args, g.json, blake3::hash(&component))?;
     Ok(ExitCode::from(code))
+}
+
+/// An artifact as `p2pctl run` found it: bytes, which executor, its name
+/// and arguments.
+#[derive(Default)]
+struct Artifact {
+    kind: String,
+    name: String,
+    args: Vec<String>,
+}
+
+impl Artifact {
+    fn with_bytes(self, bytes: bytes::Bytes) -> (String, p2pc_sandbox::Artifact) {
+        (
+            self.kind,
+            p2pc_sandbox::Artifact {
+                bytes,
+                name: self.name,
+                args: self.args,
+            },
+        )
+    }
+}
+
+/// The [executors] table of the operator's node.toml, if there is one.
+fn executors_config(args: &Args) -> anyhow::Result<ExecutorsConfig> {
+    let path = match &args.config {
+        Some(p) => p.clone(),
+        None => match crate::context::xdg_dir("XDG_CONFIG_HOME", ".config") {
+            Some(dir) if dir.join("node.toml").exists() => dir.join("node.toml"),
+            _ => return Ok(ExecutorsConfig::default()),
+        },
+    };
+    Ok(ExecutorsConfig::load(&path)?)
+}
+
+/// Runs a process or container job.
+fn run_native(
+    args: &Args,
+    g: &Global,
+    executors: &ExecutorsConfig,
+    (kind, artifact): (String, p2pc_sandbox::Artifact),
+    limits: p2pc_sandbox::Limits,
+) -> anyhow::Result<ExitCode> {
+    let enabled = |on: bool| on || args.enable.iter().any(|e| *e == kind);
+    let input = read_input(args.input.as_deref())?;
+    let task = Task {
+        call: Call::Run(input),
+        limits,
+        mode: Mode::Nondeterministic,
+        grants: Grants {
+            scratch: args.scratch,
+            network: args.allow_network,
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let outcome = match kind.as_str() {
+        "process" => {
+            if !enabled(executors.process.enabled) {
+                bail!(
+                    "this runner does not offer the process executor: enable it in node.toml \
+                     ([executors.process] enabled = true) or for this run with --enable process"
+                );
+            }
+            let mut config = executors.process_config();
+            config.allow_unisolated |= args.allow_unisolated;
+            let exec = ProcessExecutor::new(config);
+            runtime.block_on(exec.execute(&artifact, task))
+        }
+        "container" => {
+            if !enabled(executors.container.enabled) {
+                bail!(
+                    "this runner does not offer the container executor: enable it in node.toml \
+                     ([executors.container] enabled = true) or for this run with --enable container"
+                );
+            }
+            let exec = ContainerExecutor::new(executors.container_config());
+            if let Some(e) = exec.unavailable() {
+                bail!("{e}");
+            }
+            runtime.block_on(exec.execute(&artifact, task))
+        }
+        other => bail!(
+            "this runner has no {other:?} executor (it knows wasm, process and container)"
+        ),
+    };
+    if let Err(e @ TaskError::ExecutorUnavailable { .. }) = &outcome.result {
+        bail!("{e}");
+    }
+    let mut report = Report::from_outcome(None, outcome);
+    report.executor = if kind == "process" { "process" } else { "container" };
+    let code = report.print(args, g.json, blake3::hash(&artifact.bytes))?;
+    Ok(ExitCode::from(code))
+}
+
+/// Runs a wasm job in a confined worker process (`p2pctl internal
+/// wasm-worker`) instead of in this process.
+async fn run_isolated(
+    args: &Args,
+    executors: &ExecutorsConfig,
+    component: &bytes::Bytes,
+    input: Vec<u8>,
+    mut task: Task,
+    max_memory: ByteSize,
+) -> anyhow::Result<Report> {
+    let exe = std::env::current_exe().context("cannot find the p2pctl binary for the worker")?;
+    let mut config = PoolConfig::new(exe, vec!["internal".into(), "wasm-worker".into()]);
+    config.workers = 1;
+    config.max_memory = max_memory;
+    config.allow_unisolated = executors.wasm.allow_unisolated || args.allow_unisolated;
+    let pool = WasmPool::new(config);
+    let program = PoolProgram::new(component.clone());
+    task.call = Call::Run(input);
+    let outcome = pool.run(&program, task).await;
+    if let Err(e @ TaskError::ExecutorUnavailable { .. }) = &outcome.result {
+        bail!("{e}");
+    }
+    let mut report = Report::from_outcome(None, outcome);
+    report.executor = "wasm (isolated)";
+    Ok(report)
 }
 
 fn read_input(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
@@ -247,6 +431,7 @@ async fn map_reduce(
 
     let mut total = Report {
         world: Some(World::MapReduce),
+        executor: "wasm",
         result: Ok(Vec::new()),
         usage: Usage::default(),
         stderr: Vec::new(),
@@ -281,6 +466,8 @@ async fn map_reduce(
 /// outcomes folded together.
 struct Report {
     world: Option<World>,
+    /// Which executor ran it.
+    executor: &'static str,
     /// The output, or the failing step (for map/reduce) and its error.
     result: Result<Vec<u8>, (Option<String>, TaskError)>,
     usage: Usage,
@@ -293,6 +480,7 @@ impl Report {
     fn failed(world: Option<World>, error: TaskError, wall_time: Duration) -> Self {
         Self {
             world,
+            executor: "wasm",
             result: Err((None, error)),
             usage: Usage {
                 wall_time,
@@ -304,9 +492,10 @@ impl Report {
         }
     }
 
-    fn from_outcome(world: World, o: Outcome) -> Self {
+    fn from_outcome(world: Option<World>, o: Outcome) -> Self {
         Self {
-            world: Some(world),
+            world,
+            executor: "wasm",
             result: o.result.map_err(|e| (None, e)),
             usage: o.usage,
             stderr: o.stderr,
@@ -332,6 +521,7 @@ impl Report {
             let mut value = json!({
                 "ok": self.result.is_ok(),
                 "world": self.world.map(|w| w.to_string()),
+                "executor": self.executor,
                 "component_blake3": component_hash.to_hex().as_str(),
                 "fuel_used": self.usage.fuel_used,
                 "peak_memory": self.usage.peak_memory,
@@ -405,7 +595,10 @@ impl Report {
         match &self.result {
             Ok(_) if quiet => {}
             Ok(_) => {
-                let world = self.world.map(|w| w.to_string()).unwrap_or_default();
+                let world = self
+                    .world
+                    .map(|w| w.to_string())
+                    .unwrap_or_else(|| self.executor.to_owned());
                 let tasks = if self.tasks > 1 {
                     format!("  tasks {}", self.tasks)
                 } else {
