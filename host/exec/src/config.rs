@@ -202,8 +202,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = ExecutorsConfig::parse("[executors.process]\nenabeld = true\n")
-            .expect_err("typo");
+        let err =
+            ExecutorsConfig::parse("[executors.process]\nenabeld = true\n").expect_err("typo");
         assert!(err.contains("enabeld"), "{err}");
     }
 }

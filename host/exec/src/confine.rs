@@ -241,14 +241,17 @@ pub(crate) fn bwrap_system_args(share_net: bool) -> Vec<OsString> {
             args.extend(["--ro-bind", dir, dir].map(OsString::from));
         }
     }
-    for secret in ["/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-"] {
+    for secret in [
+        "/etc/shadow",
+        "/etc/gshadow",
+        "/etc/shadow-",
+        "/etc/gshadow-",
+    ] {
         if Path::new(secret).exists() {
             args.extend(["--ro-bind", "/dev/null", secret].map(OsString::from));
         }
     }
-    args.extend(
-        ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"].map(OsString::from),
-    );
+    args.extend(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"].map(OsString::from));
     args
 }
 

@@ -69,9 +69,10 @@ pub struct ContainerExecutor {
 impl ContainerExecutor {
     /// An executor with `config`; finds the engine now.
     pub fn new(config: ContainerConfig) -> Self {
-        let engine = config.engine.clone().or_else(|| {
-            confine::find_tool("podman").or_else(|| confine::find_tool("docker"))
-        });
+        let engine = config
+            .engine
+            .clone()
+            .or_else(|| confine::find_tool("podman").or_else(|| confine::find_tool("docker")));
         Self {
             config: Arc::new(config),
             engine,
@@ -99,7 +100,7 @@ impl ContainerExecutor {
             ));
         };
         match Command::new(engine)
-            .args(["info", "--format", "{{.Host.OS}}{{.OSType}}"])
+            .arg("version")
             .stdin(Stdio::null())
             .output()
         {
@@ -115,13 +116,25 @@ impl ContainerExecutor {
 
     /// The local tag of an image tarball: its BLAKE3.
     pub fn image_tag(artifact: &Artifact) -> String {
-        format!("localhost/p2pc-image:{}", &hex::encode(artifact.blake3())[..32])
+        format!(
+            "localhost/p2pc-image:{}",
+            &hex::encode(artifact.blake3())[..32]
+        )
     }
 
     /// Imports the image unless this engine already has it.
-    async fn ensure_image(&self, engine: &PathBuf, artifact: &Artifact) -> Result<String, TaskError> {
+    async fn ensure_image(
+        &self,
+        engine: &PathBuf,
+        artifact: &Artifact,
+    ) -> Result<String, TaskError> {
         let tag = Self::image_tag(artifact);
-        let known = |s: &Self| s.loaded.lock().unwrap_or_else(|e| e.into_inner()).contains(&tag);
+        let known = |s: &Self| {
+            s.loaded
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&tag)
+        };
         if known(self) {
             return Ok(tag);
         }
@@ -184,10 +197,12 @@ impl SandboxExecutor for ContainerExecutor {
     async fn execute(&self, artifact: &Artifact, task: Task) -> Outcome {
         let start = Instant::now();
         let Some(engine) = self.engine.clone() else {
-            let e = self.unavailable().unwrap_or_else(|| TaskError::ExecutorUnavailable {
-                executor: "container".into(),
-                reason: "no container engine".into(),
-            });
+            let e = self
+                .unavailable()
+                .unwrap_or_else(|| TaskError::ExecutorUnavailable {
+                    executor: "container".into(),
+                    reason: "no container engine".into(),
+                });
             return Outcome::rejected(e, start.elapsed());
         };
         if artifact.args.is_empty() {

@@ -179,8 +179,7 @@ impl WasmPool {
         self.inner.busy.send_modify(|b| b.push(pid));
         let budget = task.limits.timeout + GRACE;
         let max_response = task.limits.output.0 + task.limits.stderr.0 + RESPONSE_SLACK;
-        let result =
-            tokio::time::timeout(budget, worker.call(program, &task, max_response)).await;
+        let result = tokio::time::timeout(budget, worker.call(program, &task, max_response)).await;
         self.inner.busy.send_modify(|b| b.retain(|p| *p != pid));
         match result {
             Ok(Ok(outcome)) => {

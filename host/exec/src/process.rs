@@ -337,9 +337,11 @@ pub(crate) fn supervise(
 
 pub(crate) fn classify(exit: Exit, output: Vec<u8>, task: &Task) -> Result<Vec<u8>, TaskError> {
     // bubblewrap reports a child killed by signal N as exit status 128 + N.
-    let signal = exit
-        .signal()
-        .or_else(|| exit.code().filter(|c| (129..160).contains(c)).map(|c| c - 128));
+    let signal = exit.signal().or_else(|| {
+        exit.code()
+            .filter(|c| (129..160).contains(c))
+            .map(|c| c - 128)
+    });
     match (exit.code(), signal) {
         (Some(0), _) => Ok(output),
         (_, Some(libc::SIGXCPU)) => Err(TaskError::Deadline {

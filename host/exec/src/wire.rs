@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use p2pc_sandbox::{ByteSize, Call, Grants, Limits, LogLine, Mode, Outcome, Task, TaskError, Usage};
+use p2pc_sandbox::{
+    ByteSize, Call, Grants, Limits, LogLine, Mode, Outcome, Task, TaskError, Usage,
+};
 use prost::Message;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -108,7 +110,11 @@ impl Request {
         let call = match self.call {
             0 | 1 if inputs.len() == 1 => {
                 let input = inputs.pop().unwrap_or_default();
-                if self.call == 0 { Call::Run(input) } else { Call::Map(input) }
+                if self.call == 0 {
+                    Call::Run(input)
+                } else {
+                    Call::Map(input)
+                }
             }
             2 => Call::Reduce(inputs),
             other => return Err(format!("malformed call {other}")),
@@ -143,7 +149,11 @@ impl Response {
     pub(crate) fn from_outcome(o: Outcome) -> Self {
         let (ok, output, error_json) = match o.result {
             Ok(out) => (true, out, String::new()),
-            Err(e) => (false, Vec::new(), serde_json::to_string(&e).unwrap_or_default()),
+            Err(e) => (
+                false,
+                Vec::new(),
+                serde_json::to_string(&e).unwrap_or_default(),
+            ),
         };
         Self {
             missing_component: false,
@@ -168,11 +178,13 @@ impl Response {
         let result = if self.ok {
             Ok(self.output)
         } else {
-            Err(serde_json::from_str::<TaskError>(&self.error_json).unwrap_or_else(|e| {
-                TaskError::WorkerLost {
-                    reason: format!("the worker sent an unreadable error: {e}"),
-                }
-            }))
+            Err(
+                serde_json::from_str::<TaskError>(&self.error_json).unwrap_or_else(|e| {
+                    TaskError::WorkerLost {
+                        reason: format!("the worker sent an unreadable error: {e}"),
+                    }
+                }),
+            )
         };
         Outcome {
             result,

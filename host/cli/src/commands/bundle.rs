@@ -173,7 +173,9 @@ fn pack(a: PackArgs, g: &Global) -> anyhow::Result<()> {
     let world = match a.executor.as_str() {
         "wasm" => {
             if !a.args.is_empty() {
-                anyhow::bail!("--arg is for process and container bundles; a wasm job takes its input");
+                anyhow::bail!(
+                    "--arg is for process and container bundles; a wasm job takes its input"
+                );
             }
             detect_world(&component)?.to_string()
         }
@@ -188,7 +190,11 @@ fn pack(a: PackArgs, g: &Global) -> anyhow::Result<()> {
         name: a.name.clone(),
         version: a.version.clone(),
         world: world.clone(),
-        executor: if a.executor == "wasm" { String::new() } else { a.executor.clone() },
+        executor: if a.executor == "wasm" {
+            String::new()
+        } else {
+            a.executor.clone()
+        },
         args: a.args.clone(),
         limits: Some(a.limits.requested()),
         capabilities: a.capability,
@@ -212,7 +218,11 @@ fn pack(a: PackArgs, g: &Global) -> anyhow::Result<()> {
             &serde_json::json!({ "bundle": out, "world": world, "executor": a.executor, "signed": a.sign }),
         );
     }
-    let kind = if world.is_empty() { &a.executor } else { &world };
+    let kind = if world.is_empty() {
+        &a.executor
+    } else {
+        &world
+    };
     eprintln!(
         "packed {} ({kind}, {}) into {}",
         a.component.display(),

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
-use p2pc_exec::{ContainerExecutor, ExecutorsConfig, PoolConfig, PoolProgram, ProcessExecutor, WasmPool};
+use p2pc_exec::{
+    ContainerExecutor, ExecutorsConfig, PoolConfig, PoolProgram, ProcessExecutor, WasmPool,
+};
 use p2pc_sandbox::{
     ByteSize, Call, Config, Grants, Mode, Outcome, Program, SandboxExecutor, Task, TaskError,
     Usage, WasmExecutor, World,
@@ -147,7 +149,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             }
         }
         if args.executor.is_some() || !args.args.is_empty() {
-            bail!("a bundle names its own executor and arguments; drop --executor and the arguments after --");
+            bail!(
+                "a bundle names its own executor and arguments; drop --executor and the arguments after --"
+            );
         }
         artifact.name = bundle.manifest.name.clone();
         artifact.args = bundle.manifest.args.clone();
@@ -162,7 +166,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             .unwrap_or_default();
         artifact.args = args.args.clone();
         if artifact.kind == "wasm" && !artifact.args.is_empty() {
-            bail!("arguments after -- are for process and container jobs; a wasm job takes --input");
+            bail!(
+                "arguments after -- are for process and container jobs; a wasm job takes --input"
+            );
         }
         if !args.trust.is_empty() {
             bail!(
@@ -208,7 +214,19 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     if executors.wasm.isolated || args.enable.iter().any(|e| e == "isolated-wasm") {
-        let report = runtime.block_on(run_isolated(&args, &executors, &component, input, Task { call: Call::Run(Vec::new()), limits, mode, grants }, config.max_memory))?;
+        let report = runtime.block_on(run_isolated(
+            &args,
+            &executors,
+            &component,
+            input,
+            Task {
+                call: Call::Run(Vec::new()),
+                limits,
+                mode,
+                grants,
+            },
+            config.max_memory,
+        ))?;
         let code = report.print(&args, g.json, blake3::hash(&component))?;
         return Ok(ExitCode::from(code));
     }
@@ -322,15 +340,19 @@ fn run_native(
             }
             runtime.block_on(exec.execute(&artifact, task))
         }
-        other => bail!(
-            "this runner has no {other:?} executor (it knows wasm, process and container)"
-        ),
+        other => {
+            bail!("this runner has no {other:?} executor (it knows wasm, process and container)")
+        }
     };
     if let Err(e @ TaskError::ExecutorUnavailable { .. }) = &outcome.result {
         bail!("{e}");
     }
     let mut report = Report::from_outcome(None, outcome);
-    report.executor = if kind == "process" { "process" } else { "container" };
+    report.executor = if kind == "process" {
+        "process"
+    } else {
+        "container"
+    };
     let code = report.print(args, g.json, blake3::hash(&artifact.bytes))?;
     Ok(ExitCode::from(code))
 }

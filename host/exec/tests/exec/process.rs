@@ -52,20 +52,33 @@ fn unisolated(uid_base: u32, work: &Path) -> ProcessExecutor {
 #[tokio::test]
 async fn input_in_output_out_and_nothing_left_behind() {
     let work = tempfile::tempdir().expect("tempdir");
-    let Some(exec) = isolated(2_000_100_000, work.path()) else { return };
+    let Some(exec) = isolated(2_000_100_000, work.path()) else {
+        return;
+    };
     let o = exec
-        .execute(&program("/bin/cat", &[]), task(b"hello", Duration::from_secs(10)))
+        .execute(
+            &program("/bin/cat", &[]),
+            task(b"hello", Duration::from_secs(10)),
+        )
         .await;
     assert_eq!(o.result.as_deref(), Ok(&b"hello"[..]), "{}", out(&o));
-    assert!(is_empty_dir(work.path()), "the task directory was not removed");
+    assert!(
+        is_empty_dir(work.path()),
+        "the task directory was not removed"
+    );
 }
 
 #[tokio::test]
 async fn the_environment_is_empty_and_the_directory_fresh() {
     let work = tempfile::tempdir().expect("tempdir");
-    let Some(exec) = isolated(2_000_110_000, work.path()) else { return };
+    let Some(exec) = isolated(2_000_110_000, work.path()) else {
+        return;
+    };
     let o = exec
-        .execute(&sh("env | sort; pwd; ls -A"), task(b"", Duration::from_secs(10)))
+        .execute(
+            &sh("env | sort; pwd; ls -A"),
+            task(b"", Duration::from_secs(10)),
+        )
         .await;
     let text = out(&o);
     assert!(o.result.is_ok(), "{text}");
@@ -73,18 +86,36 @@ async fn the_environment_is_empty_and_the_directory_fresh() {
         .lines()
         .filter(|l| l.contains('=') && !l.starts_with("PWD=") && !l.starts_with("SHLVL="))
         .collect();
-    assert_eq!(vars, ["HOME=/work", "LANG=C.UTF-8", "PATH=/usr/local/bin:/usr/bin:/bin", "TMPDIR=/tmp"], "{text}");
+    assert_eq!(
+        vars,
+        [
+            "HOME=/work",
+            "LANG=C.UTF-8",
+            "PATH=/usr/local/bin:/usr/bin:/bin",
+            "TMPDIR=/tmp"
+        ],
+        "{text}"
+    );
     assert!(text.lines().any(|l| l == "/work"), "{text}");
-    assert_eq!(text.lines().last(), Some("/work"), "the directory is not empty: {text}");
+    assert_eq!(
+        text.lines().last(),
+        Some("/work"),
+        "the directory is not empty: {text}"
+    );
 }
 
 #[tokio::test]
 async fn a_fork_bomb_is_contained() {
     let work = tempfile::tempdir().expect("tempdir");
     let base = 2_000_120_000;
-    let Some(exec) = isolated(base, work.path()) else { return };
+    let Some(exec) = isolated(base, work.path()) else {
+        return;
+    };
     let o = exec
-        .execute(&sh("f(){ f | f & }; f; wait"), task(b"", Duration::from_secs(2)))
+        .execute(
+            &sh("f(){ f | f & }; f; wait"),
+            task(b"", Duration::from_secs(2)),
+        )
         .await;
     // Contained: the process limit stopped it from growing (it may then
     // die out by itself, or reach the deadline).
@@ -94,18 +125,24 @@ async fn a_fork_bomb_is_contained() {
         "the bomb was never refused a process: {} / {stderr}",
         out(&o)
     );
-    eventually("the bomb's processes are gone", Duration::from_secs(10), || {
-        processes_of(base..base + 2).is_empty()
-    });
+    eventually(
+        "the bomb's processes are gone",
+        Duration::from_secs(10),
+        || processes_of(base..base + 2).is_empty(),
+    );
     // The executor still works afterwards.
-    let o = exec.execute(&sh("echo fine"), task(b"", Duration::from_secs(10))).await;
+    let o = exec
+        .execute(&sh("echo fine"), task(b"", Duration::from_secs(10)))
+        .await;
     assert_eq!(out(&o), "fine\n");
 }
 
 #[tokio::test]
 async fn a_memory_hog_is_stopped() {
     let work = tempfile::tempdir().expect("tempdir");
-    let Some(exec) = isolated(2_000_130_000, work.path()) else { return };
+    let Some(exec) = isolated(2_000_130_000, work.path()) else {
+        return;
+    };
     let mut t = task(b"", Duration::from_secs(10));
     t.limits.memory = ByteSize::mib(64);
     let o = exec
@@ -125,7 +162,9 @@ async fn a_memory_hog_is_stopped() {
 
 async fn sleeper_is_killed_with_children(exec: ProcessExecutor, marker: &str) {
     let script = format!("sleep {marker} & sleep {marker} & echo started; wait");
-    let o = exec.execute(&sh(&script), task(b"", Duration::from_millis(1500))).await;
+    let o = exec
+        .execute(&sh(&script), task(b"", Duration::from_millis(1500)))
+        .await;
     assert!(
         matches!(o.result, Err(TaskError::Deadline { timeout_ms: 1500 })),
         "{}",
@@ -139,7 +178,9 @@ async fn sleeper_is_killed_with_children(exec: ProcessExecutor, marker: &str) {
 #[tokio::test]
 async fn a_sleeper_is_killed_with_its_children_at_the_deadline() {
     let work = tempfile::tempdir().expect("tempdir");
-    let Some(exec) = isolated(2_000_140_000, work.path()) else { return };
+    let Some(exec) = isolated(2_000_140_000, work.path()) else {
+        return;
+    };
     sleeper_is_killed_with_children(exec, "4141").await;
     assert!(is_empty_dir(work.path()));
 }
@@ -153,13 +194,18 @@ async fn unisolated_sleepers_are_killed_too() {
 #[tokio::test]
 async fn loopback_is_unreachable_under_bubblewrap() {
     let work = tempfile::tempdir().expect("tempdir");
-    let Some(exec) = isolated(2_000_160_000, work.path()) else { return };
+    let Some(exec) = isolated(2_000_160_000, work.path()) else {
+        return;
+    };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.set_nonblocking(true).expect("nonblocking");
     let port = listener.local_addr().expect("addr").port();
     let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected");
     let o = exec
-        .execute(&program("/bin/bash", &["-c", &script]), task(b"", Duration::from_secs(10)))
+        .execute(
+            &program("/bin/bash", &["-c", &script]),
+            task(b"", Duration::from_secs(10)),
+        )
         .await;
     assert!(o.result.is_err(), "connected: {}", out(&o));
     assert!(
@@ -169,7 +215,10 @@ async fn loopback_is_unreachable_under_bubblewrap() {
     // The same program reaches the listener without isolation: the test
     // can tell a blocked connection from a broken one.
     let o = unisolated(2_000_165_000, work.path())
-        .execute(&program("/bin/bash", &["-c", &script]), task(b"", Duration::from_secs(10)))
+        .execute(
+            &program("/bin/bash", &["-c", &script]),
+            task(b"", Duration::from_secs(10)),
+        )
         .await;
     assert_eq!(out(&o), "connected\n");
 }
@@ -177,9 +226,18 @@ async fn loopback_is_unreachable_under_bubblewrap() {
 #[tokio::test]
 async fn secrets_and_homes_are_out_of_reach() {
     let work = tempfile::tempdir().expect("tempdir");
-    let Some(exec) = isolated(2_000_170_000, work.path()) else { return };
-    for script in ["cat /etc/shadow", "ls /root", "ls /home/*/", "touch /usr/p2pc-was-here"] {
-        let o = exec.execute(&sh(script), task(b"", Duration::from_secs(10))).await;
+    let Some(exec) = isolated(2_000_170_000, work.path()) else {
+        return;
+    };
+    for script in [
+        "cat /etc/shadow",
+        "ls /root",
+        "ls /home/*/",
+        "touch /usr/p2pc-was-here",
+    ] {
+        let o = exec
+            .execute(&sh(script), task(b"", Duration::from_secs(10)))
+            .await;
         assert!(o.result.is_err(), "{script}: {}", out(&o));
         assert!(!out(&o).contains("root:"), "{script}: {}", out(&o));
     }
@@ -189,7 +247,9 @@ async fn secrets_and_homes_are_out_of_reach() {
 #[tokio::test]
 async fn output_over_the_cap_is_refused() {
     let work = tempfile::tempdir().expect("tempdir");
-    let Some(exec) = isolated(2_000_180_000, work.path()) else { return };
+    let Some(exec) = isolated(2_000_180_000, work.path()) else {
+        return;
+    };
     let mut t = task(b"", Duration::from_secs(10));
     t.limits.output = ByteSize::kib(16);
     let o = exec.execute(&sh("yes"), t).await;
@@ -203,11 +263,20 @@ async fn output_over_the_cap_is_refused() {
 #[tokio::test]
 async fn exit_status_and_stderr_are_reported() {
     let work = tempfile::tempdir().expect("tempdir");
-    let Some(exec) = isolated(2_000_190_000, work.path()) else { return };
-    let o = exec.execute(&sh("echo oops >&2; exit 3"), task(b"", Duration::from_secs(10))).await;
+    let Some(exec) = isolated(2_000_190_000, work.path()) else {
+        return;
+    };
+    let o = exec
+        .execute(
+            &sh("echo oops >&2; exit 3"),
+            task(b"", Duration::from_secs(10)),
+        )
+        .await;
     assert_eq!(
         o.result,
-        Err(TaskError::GuestError { message: "exit status 3".into() })
+        Err(TaskError::GuestError {
+            message: "exit status 3".into()
+        })
     );
     assert_eq!(o.stderr, b"oops\n");
 }
@@ -221,7 +290,9 @@ async fn without_bubblewrap_it_refuses_unless_allowed() {
         ..ProcessConfig::default()
     });
     assert_eq!(exec.isolation(), "refused");
-    let o = exec.execute(&sh("echo hi"), task(b"", Duration::from_secs(10))).await;
+    let o = exec
+        .execute(&sh("echo hi"), task(b"", Duration::from_secs(10)))
+        .await;
     match o.result {
         Err(TaskError::ExecutorUnavailable { executor, reason }) => {
             assert_eq!(executor, "process");

@@ -29,7 +29,10 @@ pub fn task(input: &[u8], timeout: Duration) -> Task {
 pub fn out(o: &Outcome) -> String {
     match &o.result {
         Ok(b) => String::from_utf8_lossy(b).into_owned(),
-        Err(e) => format!("error: {e} (stderr: {})", String::from_utf8_lossy(&o.stderr)),
+        Err(e) => format!(
+            "error: {e} (stderr: {})",
+            String::from_utf8_lossy(&o.stderr)
+        ),
     }
 }
 
@@ -38,7 +41,10 @@ pub fn out(o: &Outcome) -> String {
 pub fn eventually(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < limit, "{what}: still false after {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "{what}: still false after {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -75,7 +81,9 @@ pub fn processes_of(uids: std::ops::Range<u32>) -> Vec<u32> {
             .lines()
             .find_map(|l| l.strip_prefix("Uid:"))
             .and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok());
-        let zombie = status.lines().any(|l| l.starts_with("State:") && l.contains('Z'));
+        let zombie = status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'));
         if uid.is_some_and(|u| uids.contains(&u)) && !zombie {
             found.push(pid);
         }
@@ -88,5 +96,7 @@ pub fn tool(name: &str) -> Option<std::path::PathBuf> {
 }
 
 pub fn is_empty_dir(p: &Path) -> bool {
-    std::fs::read_dir(p).map(|mut d| d.next().is_none()).unwrap_or(false)
+    std::fs::read_dir(p)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false)
 }
