@@ -17,10 +17,13 @@ use p2pc_exec::{
 };
 use p2pc_sandbox::{Artifact, Config, SandboxExecutor, Task, WasmExecutor};
 
+/// p50 and p99 of one executor's samples.
+type Percentiles = (Duration, Duration);
+
 fn main() {
     let rt = p2pc_benches::runtime();
     let bytes = p2pc_tests::guest_bytes("kernels-guest");
-    let mut rows: Vec<(&str, usize, Option<(Duration, Duration)>)> = Vec::new();
+    let mut rows: Vec<(&str, usize, Option<Percentiles>)> = Vec::new();
     let measure = |n: usize, f: &mut dyn FnMut()| {
         for _ in 0..(n / 10).max(1) {
             f();

@@ -125,7 +125,7 @@ impl ContainerExecutor {
     /// Imports the image unless this engine already has it.
     async fn ensure_image(
         &self,
-        engine: &PathBuf,
+        engine: &std::path::Path,
         artifact: &Artifact,
     ) -> Result<String, TaskError> {
         let tag = Self::image_tag(artifact);
@@ -142,7 +142,7 @@ impl ContainerExecutor {
         if known(self) {
             return Ok(tag);
         }
-        let (engine, bytes, tag2) = (engine.clone(), artifact.bytes.clone(), tag.clone());
+        let (engine, bytes, tag2) = (engine.to_path_buf(), artifact.bytes.clone(), tag.clone());
         let imported = tokio::task::spawn_blocking(move || -> Result<(), String> {
             let exists = Command::new(&engine)
                 .args(["image", "inspect", "--format", "{{.Id}}", &tag2])
@@ -276,7 +276,7 @@ impl SandboxExecutor for ContainerExecutor {
 impl ContainerExecutor {
     fn command(
         &self,
-        engine: &PathBuf,
+        engine: &std::path::Path,
         name: &str,
         tag: &str,
         artifact: &Artifact,

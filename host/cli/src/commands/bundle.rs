@@ -13,7 +13,7 @@ use crate::context::{Global, LimitArgs, print_json, write_atomically};
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Pack a component and its manifest into a bundle (signed with --sign).
-    Pack(PackArgs),
+    Pack(Box<PackArgs>),
     /// Sign a bundle with a key from the keystore (the manifest's publisher).
     Sign {
         /// The bundle file; rewritten in place unless --output is given.
@@ -94,7 +94,7 @@ pub struct PackArgs {
 
 pub fn run(cmd: Command, g: &Global) -> anyhow::Result<()> {
     match cmd {
-        Command::Pack(args) => pack(args, g),
+        Command::Pack(args) => pack(*args, g),
         Command::Sign {
             bundle,
             key,

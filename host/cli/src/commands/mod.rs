@@ -39,7 +39,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    Run(run::Args),
+    Run(Box<run::Args>),
     /// Create and manage keys (identities) in the encrypted keystore.
     #[command(subcommand)]
     Key(key::Command),
@@ -69,7 +69,7 @@ impl Cli {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let g = &self.global;
         match self.command {
-            Command::Run(args) => run::run(args, g),
+            Command::Run(args) => run::run(*args, g),
             Command::Key(cmd) => key::run(cmd, g).map(|()| ExitCode::SUCCESS),
             Command::Bundle(cmd) => bundle::run(cmd, g).map(|()| ExitCode::SUCCESS),
             Command::Blob(cmd) => blob::run(cmd, g).map(|()| ExitCode::SUCCESS),

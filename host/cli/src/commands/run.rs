@@ -299,7 +299,7 @@ fn run_native(
     (kind, artifact): (String, p2pc_sandbox::Artifact),
     limits: p2pc_sandbox::Limits,
 ) -> anyhow::Result<ExitCode> {
-    let enabled = |on: bool| on || args.enable.iter().any(|e| *e == kind);
+    let enabled = |on: bool| on || args.enable.contains(&kind);
     let input = read_input(args.input.as_deref())?;
     let task = Task {
         call: Call::Run(input),
