@@ -3,6 +3,7 @@
 
 mod blobs;
 mod bundles;
+mod executors;
 mod keys;
 mod run;
 
