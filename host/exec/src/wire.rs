@@ -241,3 +241,41 @@ pub(crate) async fn read_frame<M: Message + Default>(
         .map(Some)
         .map_err(|e| std::io::Error::other(format!("malformed frame: {e}")))
 }
+
+/// [`write_frame`] on a blocking writer (the worker's stdout).
+pub(crate) fn write_frame_blocking(
+    w: &mut impl std::io::Write,
+    msg: &impl Message,
+) -> std::io::Result<()> {
+    let body = msg.encode_to_vec();
+    let len = u32::try_from(body.len()).map_err(|_| std::io::Error::other("frame over 4 GiB"))?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(&body);
+    w.write_all(&frame)?;
+    w.flush()
+}
+
+/// [`read_frame`] on a blocking reader (the worker's stdin).
+pub(crate) fn read_frame_blocking<M: Message + Default>(
+    r: &mut impl std::io::Read,
+    max: usize,
+) -> std::io::Result<Option<M>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > max {
+        return Err(std::io::Error::other(format!(
+            "frame of {len} bytes is over the {max}-byte limit"
+        )));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    M::decode(body.as_slice())
+        .map(Some)
+        .map_err(|e| std::io::Error::other(format!("malformed frame: {e}")))
+}

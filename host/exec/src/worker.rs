@@ -37,8 +37,8 @@ pub fn main() -> std::process::ExitCode {
 /// Serves the pool on stdin and stdout with tasks of at most `max_memory`,
 /// until stdin closes. For a binary that parses its own arguments.
 pub fn serve_blocking(max_memory: ByteSize) -> std::process::ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    // One task at a time, driven on this thread: no cross-thread wake-ups.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -48,7 +48,7 @@ pub fn serve_blocking(max_memory: ByteSize) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(max_memory)) {
+    match serve(&runtime, max_memory) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("p2pc wasm worker: {e}");
@@ -57,7 +57,13 @@ pub fn serve_blocking(max_memory: ByteSize) -> std::process::ExitCode {
     }
 }
 
-async fn serve(max_memory: ByteSize) -> Result<(), Box<dyn std::error::Error>> {
+/// Reads and writes the pipes on this thread with blocking calls: a task
+/// start then costs two pipe wake-ups, not hops through a blocking pool.
+fn serve(
+    runtime: &tokio::runtime::Runtime,
+    max_memory: ByteSize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let _enter = runtime.enter();
     let executor = WasmExecutor::new(Config {
         // A compromised worker must not be able to poison a cache that
         // other workers trust, so it compiles in memory only.
@@ -67,11 +73,11 @@ async fn serve(max_memory: ByteSize) -> Result<(), Box<dyn std::error::Error>> {
         ..Config::default()
     })?;
     let mut programs: HashMap<[u8; 32], Arc<Program>> = HashMap::new();
-    let mut stdin = tokio::io::stdin();
-    let mut stdout = tokio::io::stdout();
-    while let Some(req) = wire::read_frame::<Request>(&mut stdin, MAX_REQUEST).await? {
-        let response = handle(&executor, &mut programs, req).await;
-        wire::write_frame(&mut stdout, &response).await?;
+    let mut stdin = std::io::stdin().lock();
+    let mut stdout = std::io::stdout().lock();
+    while let Some(req) = wire::read_frame_blocking::<Request>(&mut stdin, MAX_REQUEST)? {
+        let response = runtime.block_on(handle(&executor, &mut programs, req));
+        wire::write_frame_blocking(&mut stdout, &response)?;
     }
     Ok(())
 }
