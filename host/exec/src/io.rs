@@ -53,12 +53,12 @@ impl Capture {
         Self { done }
     }
 
-    /// The captured bytes and whether more were dropped. Gives up after a
-    /// few seconds if something outside the task's process group still
-    /// holds the stream open, returning nothing rather than hanging.
-    pub(crate) fn finish(self) -> (Vec<u8>, bool) {
+    /// The captured bytes and whether more were dropped. `None` if the
+    /// stream is still open long after the task ended: something outside
+    /// its process group holds it, and the bytes cannot be trusted whole.
+    pub(crate) fn finish(self) -> Option<(Vec<u8>, bool)> {
         self.done
-            .recv_timeout(std::time::Duration::from_secs(5))
-            .unwrap_or_default()
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .ok()
     }
 }

@@ -260,6 +260,9 @@ impl Inner {
                 let mut cmd = std::process::Command::new(bwrap);
                 cmd.args(confine::bwrap_system_args(false));
                 cmd.arg("--ro-bind").arg(&c.worker).arg(&c.worker);
+                // If bubblewrap itself is killed, the worker goes with it
+                // and the node sees its pipe close.
+                cmd.arg("--die-with-parent");
                 cmd.arg("--").arg(&c.worker);
                 cmd
             }

@@ -307,8 +307,21 @@ pub(crate) fn supervise(
     // Anything the program left running in its group goes with it.
     confine::kill_group(pid);
     let wall_time = start.elapsed();
-    let (output, _) = stdout.map(Capture::finish).unwrap_or_default();
-    let (stderr, _) = stderr.map(Capture::finish).unwrap_or_default();
+    let output = stdout.and_then(Capture::finish).map(|(bytes, _)| bytes);
+    let (stderr, _) = stderr.and_then(Capture::finish).unwrap_or_default();
+    let Some(output) = output else {
+        return Outcome {
+            stderr,
+            ..Outcome::rejected(
+                TaskError::WorkerLost {
+                    reason: "the program's output stayed open after it ended \
+                             (a process outside its group holds it)"
+                        .into(),
+                },
+                wall_time,
+            )
+        };
+    };
     let (result, peak_memory) = match exit {
         Err(e) => (
             Err(TaskError::WorkerLost {
