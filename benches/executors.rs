@@ -59,7 +59,12 @@ fn main() {
         n,
         Some(measure(n, &mut || {
             let o = rt.block_on(pool.run(&program, Task::run(Vec::new())));
-            assert!(o.result.is_ok(), "{:?}", o.result);
+            assert!(
+                o.result.is_ok(),
+                "{:?} {}",
+                o.result,
+                String::from_utf8_lossy(&o.stderr)
+            );
         })),
     ));
 
@@ -82,7 +87,12 @@ fn main() {
         n,
         Some(measure(n, &mut || {
             let o = rt.block_on(plain.execute(&truth, Task::run(Vec::new())));
-            assert!(o.result.is_ok(), "{:?}", o.result);
+            assert!(
+                o.result.is_ok(),
+                "{:?} {}",
+                o.result,
+                String::from_utf8_lossy(&o.stderr)
+            );
         })),
     ));
     let bwrap = process(true);
@@ -92,7 +102,12 @@ fn main() {
         (bwrap.isolation() == "bubblewrap").then(|| {
             measure(n, &mut || {
                 let o = rt.block_on(bwrap.execute(&truth, Task::run(Vec::new())));
-                assert!(o.result.is_ok(), "{:?}", o.result);
+                assert!(
+                    o.result.is_ok(),
+                    "{:?} {}",
+                    o.result,
+                    String::from_utf8_lossy(&o.stderr)
+                );
             })
         }),
     ));
@@ -112,7 +127,12 @@ fn main() {
                 };
                 Some(measure(n, &mut || {
                     let o = rt.block_on(container.execute(&artifact, Task::run(Vec::new())));
-                    assert!(o.result.is_ok(), "{:?}", o.result);
+                    assert!(
+                        o.result.is_ok(),
+                        "{:?} {}",
+                        o.result,
+                        String::from_utf8_lossy(&o.stderr)
+                    );
                 }))
             }
             _ => None,

@@ -51,7 +51,7 @@ pub struct ProcessSection {
     pub enabled: bool,
     /// Run programs without bubblewrap when it is missing.
     pub allow_unisolated: bool,
-    /// Tasks at once (and uids used, when root). Default 16.
+    /// Tasks at once (four uids each are used, when root). Default 16.
     pub slots: Option<u32>,
     /// Processes and threads per task. Default 64.
     pub processes: Option<u64>,

@@ -2,6 +2,7 @@
 //! resource limits, its own session, an unprivileged identity, and
 //! bubblewrap namespaces where bubblewrap is installed.
 
+use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -127,11 +128,20 @@ fn is_executable(p: &Path) -> bool {
 /// A pool of otherwise unused uids, one per running task, so that a task's
 /// process limit counts only its own processes and everything it left
 /// behind can be killed by uid before the uid is used again.
+///
+/// The pool holds more uids than tasks may run and hands out the one that
+/// rested longest: the kernel releases a uid's process count some time
+/// after its processes are reaped (here, after each bubblewrap pid
+/// namespace is torn down), so a uid reused at once could start its next
+/// task already near its limit.
 #[derive(Debug)]
 pub struct UidSlots {
-    free: Mutex<Vec<u32>>,
+    free: Mutex<VecDeque<u32>>,
     permits: Arc<Semaphore>,
 }
+
+/// Uids per concurrent task.
+const UIDS_PER_SLOT: u32 = 4;
 
 /// One uid, held while a task runs; returned (after its processes are
 /// killed) when dropped.
@@ -142,12 +152,13 @@ pub(crate) struct UidSlot {
 }
 
 impl UidSlots {
-    /// `count` uids starting at `base`.
-    pub fn new(base: u32, count: u32) -> Arc<Self> {
-        let count = count.max(1);
+    /// Room for `slots` tasks at once, with uids from `base` on.
+    pub fn new(base: u32, slots: u32) -> Arc<Self> {
+        let slots = slots.max(1);
+        let uids = slots.saturating_mul(UIDS_PER_SLOT);
         Arc::new(Self {
-            free: Mutex::new((base..base.saturating_add(count)).rev().collect()),
-            permits: Arc::new(Semaphore::new(count as usize)),
+            free: Mutex::new((base..base.saturating_add(uids)).collect()),
+            permits: Arc::new(Semaphore::new(slots as usize)),
         })
     }
 
@@ -162,7 +173,7 @@ impl UidSlots {
             .free
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .pop()
+            .pop_front()
             .unwrap_or_else(|| unreachable!("a permit guarantees a free uid"));
         // Whatever an earlier holder left running dies before reuse.
         kill_uid(uid);
@@ -181,7 +192,7 @@ impl Drop for UidSlot {
             .free
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(self.uid);
+            .push_back(self.uid);
     }
 }
 

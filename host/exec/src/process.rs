@@ -23,7 +23,7 @@ pub struct ProcessConfig {
     pub allow_unisolated: bool,
     /// Where per-task directories are made. Default: the system temp dir.
     pub work_root: PathBuf,
-    /// As root, tasks run as uids `uid_base..uid_base + slots`, one per
+    /// As root, tasks run as uids `uid_base..uid_base + 4 * slots`, one per
     /// running task; `slots` also caps how many run at once.
     pub uid_base: u32,
     /// Tasks that may run at once.
