@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use p2pc_sandbox::{Artifact, ByteSize, Outcome, SandboxExecutor, Task, TaskError};
-use tokio::io::BufReader;
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::{Semaphore, watch};
 
@@ -82,7 +81,7 @@ struct Inner {
 struct Worker {
     child: Child,
     stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    stdout: ChildStdout,
     pid: u32,
     has: HashSet<[u8; 32]>,
 }
@@ -224,6 +223,14 @@ impl SandboxExecutor for WasmPool {
     }
 }
 
+fn closed(e: std::io::Error) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        std::io::Error::other("the worker closed its output")
+    } else {
+        e
+    }
+}
+
 /// Copies `worker` into a fresh directory readable and executable by all,
 /// writable by none.
 fn private_copy(worker: &std::path::Path) -> std::io::Result<(tempfile::TempDir, PathBuf)> {
@@ -315,7 +322,7 @@ impl Inner {
         Ok(Worker {
             child,
             stdin,
-            stdout: BufReader::new(stdout),
+            stdout,
             pid,
             has: HashSet::new(),
         })
@@ -344,9 +351,16 @@ impl Worker {
     }
 
     async fn read(&mut self, max: usize) -> std::io::Result<Response> {
-        wire::read_frame::<Response>(&mut self.stdout, max)
-            .await?
-            .ok_or_else(|| std::io::Error::other("the worker closed its output"))
+        use std::os::fd::AsRawFd;
+        let mut frame = wire::Partial::default();
+        // tokio keeps the pipe non-blocking; a raw read that finds nothing
+        // leaves its readiness tracking correct.
+        let fd = self.stdout.as_raw_fd();
+        let whole = frame.fill(fd, max, wire::SPIN, false).map_err(closed)?;
+        if !whole {
+            frame.finish(&mut self.stdout, max).await.map_err(closed)?;
+        }
+        frame.decode()
     }
 
     /// Kills the worker (its whole process group) and says how it ended.

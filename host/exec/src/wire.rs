@@ -217,31 +217,6 @@ pub(crate) async fn write_frame(
     w.flush().await
 }
 
-/// Reads one frame of at most `max` bytes. `Ok(None)` at a clean end of
-/// stream before a frame starts.
-pub(crate) async fn read_frame<M: Message + Default>(
-    r: &mut (impl AsyncRead + Unpin),
-    max: usize,
-) -> std::io::Result<Option<M>> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let len = u32::from_le_bytes(len) as usize;
-    if len > max {
-        return Err(std::io::Error::other(format!(
-            "frame of {len} bytes is over the {max}-byte limit"
-        )));
-    }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await?;
-    M::decode(body.as_slice())
-        .map(Some)
-        .map_err(|e| std::io::Error::other(format!("malformed frame: {e}")))
-}
-
 /// [`write_frame`] on a blocking writer (the worker's stdout).
 pub(crate) fn write_frame_blocking(
     w: &mut impl std::io::Write,
@@ -256,26 +231,217 @@ pub(crate) fn write_frame_blocking(
     w.flush()
 }
 
-/// [`read_frame`] on a blocking reader (the worker's stdin).
-pub(crate) fn read_frame_blocking<M: Message + Default>(
-    r: &mut impl std::io::Read,
-    max: usize,
-) -> std::io::Result<Option<M>> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
+/// How long a reader spins on a non-blocking pipe before it sleeps. A
+/// short task's frame usually arrives within it, and catching it awake
+/// saves the two scheduler wake-ups a sleeping reader costs (tens of
+/// microseconds each on a virtual machine).
+pub(crate) const SPIN: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// One non-blocking `read(2)`.
+fn read_raw(fd: std::os::fd::RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+}
+
+/// Sets `O_NONBLOCK` on `fd`.
+pub(crate) fn set_nonblocking(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: plain fcntl calls on a descriptor this process owns.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
     }
-    let len = u32::from_le_bytes(len) as usize;
-    if len > max {
-        return Err(std::io::Error::other(format!(
-            "frame of {len} bytes is over the {max}-byte limit"
-        )));
+    Ok(())
+}
+
+/// A frame being read from a non-blocking pipe: the 4-byte length, then
+/// the body; never a byte past the frame's end.
+pub(crate) struct Partial {
+    /// Sized to what is wanted so far; `filled` bytes of it are real.
+    bytes: Vec<u8>,
+    filled: usize,
+    body_len: Option<usize>,
+}
+
+impl Default for Partial {
+    fn default() -> Self {
+        Self {
+            bytes: vec![0; 4],
+            filled: 0,
+            body_len: None,
+        }
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
-    M::decode(body.as_slice())
-        .map(Some)
-        .map_err(|e| std::io::Error::other(format!("malformed frame: {e}")))
+}
+
+impl Partial {
+    pub(crate) fn is_complete(&self) -> bool {
+        self.body_len.is_some() && self.filled == self.bytes.len()
+    }
+
+    /// Whether nothing at all has been read.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.filled == 0
+    }
+
+    /// Accounts for `n` new bytes; sizes the buffer for the body when the
+    /// header is whole.
+    fn grew(&mut self, n: usize, max: usize) -> std::io::Result<()> {
+        self.filled += n;
+        if self.body_len.is_none() && self.filled == 4 {
+            let len =
+                u32::from_le_bytes([self.bytes[0], self.bytes[1], self.bytes[2], self.bytes[3]])
+                    as usize;
+            if len > max {
+                return Err(std::io::Error::other(format!(
+                    "frame of {len} bytes is over the {max}-byte limit"
+                )));
+            }
+            self.body_len = Some(len);
+            self.bytes.resize(4 + len, 0);
+        }
+        Ok(())
+    }
+
+    fn eof() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the pipe closed")
+    }
+
+    /// Reads from `fd` until the frame is whole or, when nothing arrives
+    /// for `spin`, until `block` says to sleep in `poll(2)` (true) or to
+    /// return what there is (false). Returns whether the frame is whole.
+    pub(crate) fn fill(
+        &mut self,
+        fd: std::os::fd::RawFd,
+        max: usize,
+        spin: std::time::Duration,
+        block: bool,
+    ) -> std::io::Result<bool> {
+        let mut since = std::time::Instant::now();
+        while !self.is_complete() {
+            let filled = self.filled;
+            match read_raw(fd, &mut self.bytes[filled..]) {
+                Ok(0) => return Err(Self::eof()),
+                Ok(n) => {
+                    self.grew(n, max)?;
+                    since = std::time::Instant::now();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if since.elapsed() < spin {
+                        std::hint::spin_loop();
+                    } else if block {
+                        let mut pfd = libc::pollfd {
+                            fd,
+                            events: libc::POLLIN,
+                            revents: 0,
+                        };
+                        // SAFETY: one valid pollfd; EINTR just loops.
+                        unsafe { libc::poll(&mut pfd, 1, -1) };
+                        since = std::time::Instant::now();
+                    } else {
+                        return Ok(false);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Finishes the frame with async reads (after [`fill`](Self::fill)
+    /// gave up spinning).
+    pub(crate) async fn finish(
+        &mut self,
+        r: &mut (impl AsyncRead + Unpin),
+        max: usize,
+    ) -> std::io::Result<()> {
+        while !self.is_complete() {
+            let filled = self.filled;
+            match r.read(&mut self.bytes[filled..]).await? {
+                0 => return Err(Self::eof()),
+                n => self.grew(n, max)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes the whole frame's message.
+    pub(crate) fn decode<M: Message + Default>(&self) -> std::io::Result<M> {
+        M::decode(&self.bytes[4..])
+            .map_err(|e| std::io::Error::other(format!("malformed frame: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::time::Duration;
+
+    use super::*;
+
+    fn pipe() -> (std::fs::File, std::fs::File) {
+        let mut fds = [0; 2];
+        // SAFETY: two valid out-parameters; the descriptors are then owned.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: fresh descriptors from pipe(2), each owned once.
+        unsafe {
+            (
+                std::fs::File::from_raw_fd(fds[0]),
+                std::fs::File::from_raw_fd(fds[1]),
+            )
+        }
+    }
+
+    fn request() -> Request {
+        Request::new([7; 32], Some(b"component"), &Task::run(b"input".to_vec()))
+    }
+
+    #[test]
+    fn a_frame_arriving_in_pieces_is_read_whole_and_no_further() {
+        let (r, mut w) = pipe();
+        set_nonblocking(r.as_raw_fd()).expect("nonblocking");
+        let mut bytes = Vec::new();
+        write_frame_blocking(&mut bytes, &request()).expect("encode");
+        let (head, tail) = bytes.split_at(3);
+        w.write_all(head).expect("write");
+        let mut frame = Partial::default();
+        let whole = frame.fill(r.as_raw_fd(), 1 << 20, Duration::ZERO, false);
+        assert!(!whole.expect("partial read"));
+        w.write_all(tail).expect("write");
+        w.write_all(b"next frame").expect("write");
+        assert!(
+            frame
+                .fill(r.as_raw_fd(), 1 << 20, SPIN, true)
+                .expect("whole")
+        );
+        assert_eq!(frame.decode::<Request>().expect("decode"), request());
+        // The bytes after the frame are still in the pipe.
+        let mut rest = [0u8; 10];
+        assert_eq!(read_raw(r.as_raw_fd(), &mut rest).expect("rest"), 10);
+    }
+
+    #[test]
+    fn an_oversized_or_cut_frame_is_an_error() {
+        let (r, mut w) = pipe();
+        set_nonblocking(r.as_raw_fd()).expect("nonblocking");
+        w.write_all(&u32::MAX.to_le_bytes()).expect("write");
+        let err = Partial::default()
+            .fill(r.as_raw_fd(), 1 << 20, SPIN, true)
+            .expect_err("too large");
+        assert!(err.to_string().contains("limit"), "{err}");
+
+        let (r, mut w) = pipe();
+        set_nonblocking(r.as_raw_fd()).expect("nonblocking");
+        w.write_all(&100u32.to_le_bytes()).expect("write");
+        drop(w);
+        let mut frame = Partial::default();
+        let err = frame
+            .fill(r.as_raw_fd(), 1 << 20, SPIN, true)
+            .expect_err("cut");
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(!frame.is_empty());
+    }
 }

@@ -73,13 +73,22 @@ fn serve(
         ..Config::default()
     })?;
     let mut programs: HashMap<[u8; 32], Arc<Program>> = HashMap::new();
-    let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
-    while let Some(req) = wire::read_frame_blocking::<Request>(&mut stdin, MAX_REQUEST)? {
+    wire::set_nonblocking(0)?;
+    loop {
+        let mut frame = wire::Partial::default();
+        match frame.fill(0, MAX_REQUEST, wire::SPIN, true) {
+            Ok(_) => {}
+            // The pool closed the pipe between tasks: a clean end.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && frame.is_empty() => {
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let req: Request = frame.decode()?;
         let response = runtime.block_on(handle(&executor, &mut programs, req));
         wire::write_frame_blocking(&mut stdout, &response)?;
     }
-    Ok(())
 }
 
 async fn handle(
