@@ -80,9 +80,13 @@ struct Inner {
 
 struct Worker {
     child: Child,
+    io: WorkerIo,
+    pid: u32,
+}
+
+struct WorkerIo {
     stdin: ChildStdin,
     stdout: ChildStdout,
-    pid: u32,
     has: HashSet<[u8; 32]>,
 }
 
@@ -178,7 +182,19 @@ impl WasmPool {
         self.inner.busy.send_modify(|b| b.push(pid));
         let budget = task.limits.timeout + GRACE;
         let max_response = task.limits.output.0 + task.limits.stderr.0 + RESPONSE_SLACK;
-        let result = tokio::time::timeout(budget, worker.call(program, &task, max_response)).await;
+        // The worker's pipe may outlive the process the pool started (if
+        // bubblewrap is killed before its child is set to die with it), so
+        // the process ending counts as the worker lost, whatever the pipe.
+        let result = tokio::time::timeout(budget, async {
+            tokio::select! {
+                r = worker.io.call(program, &task, max_response) => r,
+                status = worker.child.wait() => Err(std::io::Error::other(match status {
+                    Ok(s) => format!("the worker process ended ({s})"),
+                    Err(e) => format!("the worker process could not be watched: {e}"),
+                })),
+            }
+        })
+        .await;
         self.inner.busy.send_modify(|b| b.retain(|p| *p != pid));
         match result {
             Ok(Ok(outcome)) => {
@@ -321,15 +337,17 @@ impl Inner {
         };
         Ok(Worker {
             child,
-            stdin,
-            stdout,
+            io: WorkerIo {
+                stdin,
+                stdout,
+                has: HashSet::new(),
+            },
             pid,
-            has: HashSet::new(),
         })
     }
 }
 
-impl Worker {
+impl WorkerIo {
     async fn call(
         &mut self,
         program: &PoolProgram,
@@ -362,7 +380,9 @@ impl Worker {
         }
         frame.decode()
     }
+}
 
+impl Worker {
     /// Kills the worker (its whole process group) and says how it ended.
     async fn kill(&mut self) -> String {
         confine::kill_group(self.pid);
