@@ -376,6 +376,14 @@ async fn run_isolated(
     let program = PoolProgram::new(component.clone());
     task.call = Call::Run(input);
     let outcome = pool.run(&program, task).await;
+    if let Err(TaskError::WrongWorld { reason }) = &outcome.result
+        && reason.contains(&World::MapReduce.to_string())
+    {
+        bail!(
+            "map/reduce jobs do not run in isolated workers yet; run this one without \
+             --enable isolated-wasm (or with [executors.wasm] isolated = false)"
+        );
+    }
     if let Err(e @ TaskError::ExecutorUnavailable { .. }) = &outcome.result {
         bail!("{e}");
     }
