@@ -225,4 +225,22 @@ fn isolated_wasm_gives_the_same_output_and_fuel() {
     assert_eq!(isolated["executor"], "wasm (isolated)", "{isolated}");
     assert_eq!(isolated["output"], local["output"]);
     assert_eq!(isolated["fuel_used"], local["fuel_used"]);
+
+    let wordcount = path("wordcount");
+    fails(
+        &env.run(
+            &[
+                "run",
+                &wordcount,
+                "--input",
+                "-",
+                "--enable",
+                "isolated-wasm",
+            ],
+            b"a b a",
+            None,
+        ),
+        2,
+        "map/reduce jobs do not run in isolated workers yet",
+    );
 }
