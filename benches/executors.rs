@@ -156,17 +156,8 @@ fn main() {
 
 /// A busybox root file system as a tarball, if busybox is installed.
 fn rootfs() -> Option<Vec<u8>> {
-    let busybox = find_tool("busybox")?;
-    let dir = tempfile::tempdir().ok()?;
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).ok()?;
-    std::fs::copy(busybox, bin.join("busybox")).ok()?;
-    std::os::unix::fs::symlink("busybox", bin.join("true")).ok()?;
-    let out = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(dir.path())
-        .args(["-cf", "-", "."])
-        .output()
-        .ok()?;
-    out.status.success().then_some(out.stdout)
+    Some(p2pc_tests::busybox_rootfs(
+        &find_tool("busybox")?,
+        &["true"],
+    ))
 }

@@ -50,3 +50,37 @@ pub fn guest_bytes(name: &str) -> Vec<u8> {
     let path = guest(name, Build::WasiP2);
     std::fs::read(&path).unwrap_or_else(|e| panic!("guest {} missing: {e}", path.display()))
 }
+
+/// Reports that a test cannot run here, for want of `why`. Written straight
+/// to stderr, past the test harness's capture, so a skip is never silent;
+/// a failure instead where `P2PC_REQUIRE_ISOLATION` is set (as in CI, which
+/// installs every tool).
+pub fn skip(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+    assert!(
+        std::env::var_os("P2PC_REQUIRE_ISOLATION").is_none(),
+        "P2PC_REQUIRE_ISOLATION is set but: {why}"
+    );
+}
+
+/// A root file system tarball holding `busybox` (a static build, such as
+/// Debian's busybox-static) as `/bin/busybox` with a link for each of
+/// `applets`: the image of a container bundle in tests and benchmarks.
+pub fn busybox_rootfs(busybox: &std::path::Path, applets: &[&str]) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("mkdir bin");
+    std::fs::copy(busybox, bin.join("busybox")).expect("copy busybox");
+    for applet in applets {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("applet link");
+    }
+    let tar = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(dir.path())
+        .args(["-cf", "-", "."])
+        .output()
+        .expect("tar runs");
+    assert!(tar.status.success(), "tar failed");
+    tar.stdout
+}

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use p2pc_sandbox::{Artifact, ByteSize, Call, Outcome, SandboxExecutor, Task, TaskError};
+use p2pc_sandbox::{Artifact, ByteSize, Outcome, SandboxExecutor, Task, TaskError};
 
 use crate::confine::{self, Confine, Exit, Rlimits};
 use crate::process::supervise;
@@ -223,10 +223,6 @@ impl SandboxExecutor for ContainerExecutor {
             self.counter.fetch_add(1, Ordering::Relaxed)
         );
         let cmd = self.command(&engine, &name, &tag, artifact, &task);
-        let input = match &task.call {
-            Call::Run(input) | Call::Map(input) => input.clone(),
-            Call::Reduce(parts) => parts.concat(),
-        };
         let outcome = tokio::task::spawn_blocking(move || {
             let mut cmd = cmd;
             Confine {
@@ -242,7 +238,7 @@ impl SandboxExecutor for ContainerExecutor {
             }
             .apply(&mut cmd);
             let outcome = match cmd.spawn() {
-                Ok(child) => supervise(child, input, &task, start, classify(&task)),
+                Ok(child) => supervise(child, &task, start, classify(&task)),
                 Err(e) => Outcome::rejected(
                     TaskError::ExecutorUnavailable {
                         executor: "container".into(),

@@ -216,13 +216,7 @@ impl WasmPool {
             Err(_) => {
                 worker.kill().await;
                 self.inner.replace();
-                Outcome::rejected(
-                    TaskError::Deadline {
-                        timeout_ms: u64::try_from(task.limits.timeout.as_millis())
-                            .unwrap_or(u64::MAX),
-                    },
-                    start.elapsed(),
-                )
+                Outcome::rejected(TaskError::deadline(task.limits.timeout), start.elapsed())
             }
         }
     }

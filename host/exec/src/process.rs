@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use p2pc_sandbox::{Artifact, ByteSize, Outcome, SandboxExecutor, Task, TaskError, Usage};
+use p2pc_sandbox::{Artifact, ByteSize, Call, Outcome, SandboxExecutor, Task, TaskError, Usage};
 
 use crate::confine::{self, Confine, Exit, Rlimits, UidSlots};
 use crate::io::{Capture, Event};
@@ -230,29 +230,27 @@ impl ProcessExecutor {
                 );
             }
         };
-        let input = match &task.call {
-            p2pc_sandbox::Call::Run(input) | p2pc_sandbox::Call::Map(input) => input.clone(),
-            p2pc_sandbox::Call::Reduce(parts) => parts.concat(),
-        };
-        let run = supervise(child, input, task, start, |exit, out, _| {
-            classify(exit, out, task)
-        });
+        let run = supervise(child, task, start, |exit, out, _| classify(exit, out, task));
         drop(dir);
         run
     }
 }
 
-/// Feeds the input, captures the output, enforces the deadline and the
-/// output cap, and maps how the child ended to an [`Outcome`].
+/// Feeds the task's input to stdin (a reduce's parts one after another),
+/// captures the output, enforces the deadline and the output cap, and maps
+/// how the child ended to an [`Outcome`].
 pub(crate) fn supervise(
     mut child: std::process::Child,
-    input: Vec<u8>,
     task: &Task,
     start: Instant,
     classify: impl Fn(Exit, Vec<u8>, &[u8]) -> Result<Vec<u8>, TaskError>,
 ) -> Outcome {
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
+    let input = match &task.call {
+        Call::Run(input) | Call::Map(input) => input.clone(),
+        Call::Reduce(parts) => parts.concat(),
+    };
     if let Some(mut stdin) = child.stdin.take() {
         std::thread::spawn(move || {
             // A program that does not read its input is not an error.
@@ -292,9 +290,7 @@ pub(crate) fn supervise(
                 confine::kill_group(pid);
             }
             Err(mpsc::RecvTimeoutError::Timeout) if ended_by.is_none() => {
-                ended_by = Some(TaskError::Deadline {
-                    timeout_ms: u64::try_from(task.limits.timeout.as_millis()).unwrap_or(u64::MAX),
-                });
+                ended_by = Some(TaskError::deadline(task.limits.timeout));
                 confine::kill_group(pid);
             }
             Err(_) => {
@@ -357,9 +353,7 @@ pub(crate) fn classify(exit: Exit, output: Vec<u8>, task: &Task) -> Result<Vec<u
     });
     match (exit.code(), signal) {
         (Some(0), _) => Ok(output),
-        (_, Some(libc::SIGXCPU)) => Err(TaskError::Deadline {
-            timeout_ms: u64::try_from(task.limits.timeout.as_millis()).unwrap_or(u64::MAX),
-        }),
+        (_, Some(libc::SIGXCPU)) => Err(TaskError::deadline(task.limits.timeout)),
         (_, Some(libc::SIGXFSZ)) => Err(TaskError::GuestError {
             message: "killed by SIGXFSZ: the program wrote a file over its size limit".into(),
         }),

@@ -203,17 +203,22 @@ impl Response {
     }
 }
 
-/// Writes one frame: a little-endian u32 length, then the message.
+/// One frame: a little-endian u32 length, then the message.
+fn encode_frame(msg: &impl Message) -> std::io::Result<Vec<u8>> {
+    let len = msg.encoded_len();
+    let prefix = u32::try_from(len).map_err(|_| std::io::Error::other("frame over 4 GiB"))?;
+    let mut frame = Vec::with_capacity(4 + len);
+    frame.extend_from_slice(&prefix.to_le_bytes());
+    msg.encode(&mut frame).map_err(std::io::Error::other)?;
+    Ok(frame)
+}
+
+/// Writes one frame.
 pub(crate) async fn write_frame(
     w: &mut (impl AsyncWrite + Unpin),
     msg: &impl Message,
 ) -> std::io::Result<()> {
-    let body = msg.encode_to_vec();
-    let len = u32::try_from(body.len()).map_err(|_| std::io::Error::other("frame over 4 GiB"))?;
-    let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&len.to_le_bytes());
-    frame.extend_from_slice(&body);
-    w.write_all(&frame).await?;
+    w.write_all(&encode_frame(msg)?).await?;
     w.flush().await
 }
 
@@ -222,12 +227,7 @@ pub(crate) fn write_frame_blocking(
     w: &mut impl std::io::Write,
     msg: &impl Message,
 ) -> std::io::Result<()> {
-    let body = msg.encode_to_vec();
-    let len = u32::try_from(body.len()).map_err(|_| std::io::Error::other("frame over 4 GiB"))?;
-    let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&len.to_le_bytes());
-    frame.extend_from_slice(&body);
-    w.write_all(&frame)?;
+    w.write_all(&encode_frame(msg)?)?;
     w.flush()
 }
 

@@ -452,9 +452,7 @@ fn classify(
             match e.downcast_ref::<Trap>() {
                 Some(Trap::OutOfFuel) => Err(TaskError::OutOfFuel { limit: limits.fuel }),
                 Some(Trap::StackOverflow) => Err(TaskError::StackOverflow),
-                Some(Trap::Interrupt) => Err(TaskError::Deadline {
-                    timeout_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
-                }),
+                Some(Trap::Interrupt) => Err(TaskError::deadline(limits.timeout)),
                 // A guest whose allocation was refused aborts with a trap of
                 // its own choosing; the limiter knows the real reason.
                 _ if state.limiter.was_denied() => Err(TaskError::MemoryLimit {

@@ -149,6 +149,13 @@ impl TaskError {
         }
     }
 
+    /// The job was still running after `timeout`.
+    pub fn deadline(timeout: std::time::Duration) -> Self {
+        TaskError::Deadline {
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
     /// Whether the task never started running guest code (so nothing was
     /// consumed and nothing should be billed).
     pub fn is_rejection(&self) -> bool {

@@ -135,7 +135,10 @@ pub struct Args {
 pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&args.component)
         .with_context(|| format!("cannot read component {}", args.component.display()))?;
-    let mut artifact = Artifact::default();
+    // Which executor, and the artifact's name and arguments; the bytes are
+    // filled in once the bundle (if any) is verified.
+    let mut kind = "wasm".to_owned();
+    let mut artifact = p2pc_sandbox::Artifact::default();
     let (component, requested) = if bytes.starts_with(p2pc_crypto::BUNDLE_MAGIC) {
         let file = p2pc_crypto::BundleFile::from_vec(bytes)
             .with_context(|| format!("{} is not a usable bundle", args.component.display()))?;
@@ -155,17 +158,19 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         }
         artifact.name = bundle.manifest.name.clone();
         artifact.args = bundle.manifest.args.clone();
-        artifact.kind = bundle.manifest.executor().to_owned();
+        kind = bundle.manifest.executor().to_owned();
         (bundle.component, bundle.manifest.limits.unwrap_or_default())
     } else {
-        artifact.kind = args.executor.clone().unwrap_or_else(|| "wasm".into());
+        if let Some(k) = &args.executor {
+            kind.clone_from(k);
+        }
         artifact.name = args
             .component
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         artifact.args = args.args.clone();
-        if artifact.kind == "wasm" && !artifact.args.is_empty() {
+        if kind == "wasm" && !artifact.args.is_empty() {
             bail!(
                 "arguments after -- are for process and container jobs; a wasm job takes --input"
             );
@@ -183,8 +188,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     };
     let limits = args.limits.resolve(&requested);
     let executors = executors_config(&args)?;
-    if artifact.kind != "wasm" {
-        return run_native(&args, g, &executors, artifact.with_bytes(component), limits);
+    if kind != "wasm" {
+        artifact.bytes = component;
+        return run_native(&args, g, &executors, &kind, &artifact, limits);
     }
     if limits.memory > ByteSize::gib(4) {
         bail!(
@@ -218,9 +224,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             &args,
             &executors,
             &component,
-            input,
             Task {
-                call: Call::Run(Vec::new()),
+                call: Call::Run(input),
                 limits,
                 mode,
                 grants,
@@ -257,28 +262,6 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
-/// An artifact as `p2pctl run` found it: bytes, which executor, its name
-/// and arguments.
-#[derive(Default)]
-struct Artifact {
-    kind: String,
-    name: String,
-    args: Vec<String>,
-}
-
-impl Artifact {
-    fn with_bytes(self, bytes: bytes::Bytes) -> (String, p2pc_sandbox::Artifact) {
-        (
-            self.kind,
-            p2pc_sandbox::Artifact {
-                bytes,
-                name: self.name,
-                args: self.args,
-            },
-        )
-    }
-}
-
 /// The [executors] table of the operator's node.toml, if there is one.
 fn executors_config(args: &Args) -> anyhow::Result<ExecutorsConfig> {
     let path = match &args.config {
@@ -296,10 +279,11 @@ fn run_native(
     args: &Args,
     g: &Global,
     executors: &ExecutorsConfig,
-    (kind, artifact): (String, p2pc_sandbox::Artifact),
+    kind: &str,
+    artifact: &p2pc_sandbox::Artifact,
     limits: p2pc_sandbox::Limits,
 ) -> anyhow::Result<ExitCode> {
-    let enabled = |on: bool| on || args.enable.contains(&kind);
+    let enabled = |on: bool| on || args.enable.iter().any(|e| e == kind);
     let input = read_input(args.input.as_deref())?;
     let task = Task {
         call: Call::Run(input),
@@ -314,7 +298,7 @@ fn run_native(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let outcome = match kind.as_str() {
+    let (executor, outcome) = match kind {
         "process" => {
             if !enabled(executors.process.enabled) {
                 bail!(
@@ -325,7 +309,7 @@ fn run_native(
             let mut config = executors.process_config();
             config.allow_unisolated |= args.allow_unisolated;
             let exec = ProcessExecutor::new(config);
-            runtime.block_on(exec.execute(&artifact, task))
+            (exec.kind(), runtime.block_on(exec.execute(artifact, task)))
         }
         "container" => {
             if !enabled(executors.container.enabled) {
@@ -338,7 +322,7 @@ fn run_native(
             if let Some(e) = exec.unavailable() {
                 bail!("{e}");
             }
-            runtime.block_on(exec.execute(&artifact, task))
+            (exec.kind(), runtime.block_on(exec.execute(artifact, task)))
         }
         other => {
             bail!("this runner has no {other:?} executor (it knows wasm, process and container)")
@@ -348,11 +332,7 @@ fn run_native(
         bail!("{e}");
     }
     let mut report = Report::from_outcome(None, outcome);
-    report.executor = if kind == "process" {
-        "process"
-    } else {
-        "container"
-    };
+    report.executor = executor;
     let code = report.print(args, g.json, blake3::hash(&artifact.bytes))?;
     Ok(ExitCode::from(code))
 }
@@ -363,8 +343,7 @@ async fn run_isolated(
     args: &Args,
     executors: &ExecutorsConfig,
     component: &bytes::Bytes,
-    input: Vec<u8>,
-    mut task: Task,
+    task: Task,
     max_memory: ByteSize,
 ) -> anyhow::Result<Report> {
     let exe = std::env::current_exe().context("cannot find the p2pctl binary for the worker")?;
@@ -374,7 +353,6 @@ async fn run_isolated(
     config.allow_unisolated = executors.wasm.allow_unisolated || args.allow_unisolated;
     let pool = WasmPool::new(config);
     let program = PoolProgram::new(component.clone());
-    task.call = Call::Run(input);
     let outcome = pool.run(&program, task).await;
     if let Err(TaskError::WrongWorld { reason }) = &outcome.result
         && reason.contains(&World::MapReduce.to_string())

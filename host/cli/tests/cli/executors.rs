@@ -1,21 +1,11 @@
 //! `p2pctl run` with every executor: process and container bundles, and
 //! the wasm engine in an isolated worker process.
 
-use std::io::Write;
+use p2pc_tests::skip;
 
 use crate::{Env, fails, ok, path, text};
 
 const PASS: Option<&str> = Some("exec pass");
-
-/// Says why a test cannot run here (past the harness's capture), and fails
-/// instead where CI asks for every tool.
-fn skip(why: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
-    assert!(
-        std::env::var_os("P2PC_REQUIRE_ISOLATION").is_none(),
-        "P2PC_REQUIRE_ISOLATION is set but: {why}"
-    );
-}
 
 fn have(tool: &str) -> bool {
     p2pc_exec::find_tool(tool).is_some()
@@ -133,71 +123,34 @@ fn a_container_bundle_runs_where_the_executor_is_enabled() {
         return skip(&e.to_string());
     }
     let env = Env::new();
-    let root = env.path("rootfs");
-    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
-    std::fs::copy(busybox, root.join("bin/busybox")).expect("copy");
-    for applet in ["sh", "tr"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("link");
-    }
     let tar = env.path("rootfs.tar");
-    let status = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .args(["-cf"])
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .expect("tar");
-    assert!(status.success());
+    std::fs::write(&tar, p2pc_tests::busybox_rootfs(&busybox, &["sh", "tr"])).expect("write");
     ok(&env.run(&["key", "new", "me"], b"", PASS));
     let bundle = env.path("tool.p2pcb");
     let (tar, bundle) = (
         tar.to_str().expect("utf-8"),
         bundle.to_str().expect("utf-8"),
     );
-    fails(
-        &env.run(
-            &[
-                "bundle",
-                "pack",
-                tar,
-                "--executor",
-                "container",
-                "--name",
-                "tool",
-                "--key",
-                "me",
-            ],
-            b"",
-            PASS,
-        ),
-        2,
-        "needs its command",
-    );
-    ok(&env.run(
+    let pack = [
+        "bundle",
+        "pack",
+        tar,
+        "--executor",
+        "container",
+        "--name",
+        "tool",
+        "--key",
+        "me",
+    ];
+    fails(&env.run(&pack, b"", PASS), 2, "needs its command");
+    let signed = [
+        &pack[..],
         &[
-            "bundle",
-            "pack",
-            tar,
-            "--executor",
-            "container",
-            "--name",
-            "tool",
-            "--key",
-            "me",
-            "--sign",
-            "-o",
-            bundle,
-            "--arg",
-            "tr",
-            "--arg",
-            "a-z",
-            "--arg",
-            "A-Z",
+            "--sign", "-o", bundle, "--arg", "tr", "--arg", "a-z", "--arg", "A-Z",
         ],
-        b"",
-        PASS,
-    ));
+    ]
+    .concat();
+    ok(&env.run(&signed, b"", PASS));
     let out = env.run(
         &["run", bundle, "--input", "-", "--enable", "container"],
         b"boxed",

@@ -6,30 +6,18 @@ use p2pc_sandbox::{Artifact, ByteSize, SandboxExecutor, TaskError};
 
 use crate::support::*;
 
-/// A root file system of Debian's static busybox and its applet links, as
-/// a tarball: the image artifact of a container bundle.
+/// A busybox root file system as a tarball, or `None` (having said why).
 fn busybox_rootfs() -> Option<Vec<u8>> {
     let Some(busybox) = tool("busybox") else {
         skip("busybox (Debian's busybox-static) is not installed");
         return None;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).expect("mkdir");
-    std::fs::copy(&busybox, bin.join("busybox")).expect("copy busybox");
-    for applet in [
-        "sh", "cat", "dd", "echo", "nc", "sleep", "yes", "id", "ls", "wait", "touch",
-    ] {
-        std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("symlink");
-    }
-    let tar = Command::new("tar")
-        .arg("-C")
-        .arg(dir.path())
-        .args(["-cf", "-", "."])
-        .output()
-        .expect("tar");
-    assert!(tar.status.success());
-    Some(tar.stdout)
+    Some(p2pc_tests::busybox_rootfs(
+        &busybox,
+        &[
+            "sh", "cat", "dd", "echo", "nc", "sleep", "yes", "id", "ls", "wait", "touch",
+        ],
+    ))
 }
 
 /// An executor whose engine answers, or `None` having said why not.

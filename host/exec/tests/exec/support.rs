@@ -1,18 +1,8 @@
-use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use p2pc_sandbox::{ByteSize, Limits, Outcome, Task};
-
-/// Reports that a test cannot run here. Written straight to stderr so the
-/// harness does not swallow it; a failure when CI asks for every tool.
-pub fn skip(why: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
-    assert!(
-        std::env::var_os("P2PC_REQUIRE_ISOLATION").is_none(),
-        "P2PC_REQUIRE_ISOLATION is set but: {why}"
-    );
-}
+pub use p2pc_tests::skip;
 
 /// A task over `input` with a short deadline and small caps.
 pub fn task(input: &[u8], timeout: Duration) -> Task {
