@@ -7,5 +7,6 @@ mod concurrency;
 mod determinism;
 mod examples;
 mod hostile;
+mod overlay;
 mod rejects;
 mod support;

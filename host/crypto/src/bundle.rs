@@ -124,7 +124,8 @@ pub enum TrustPolicy {
 }
 
 impl TrustPolicy {
-    fn allows(&self, key: &PublicKey) -> bool {
+    /// Whether `key` is trusted.
+    pub fn allows(&self, key: &PublicKey) -> bool {
         match self {
             TrustPolicy::Any => true,
             TrustPolicy::Only(keys) => keys.contains(key),

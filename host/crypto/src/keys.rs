@@ -63,6 +63,15 @@ impl PublicKey {
         libp2p_identity::PublicKey::from(key).to_peer_id()
     }
 
+    /// The Ed25519 key a peer id was derived from, if it was derived from
+    /// one (p2pc peer ids always are).
+    pub fn from_peer_id(peer: &libp2p_identity::PeerId) -> Option<Self> {
+        let digest = peer.as_ref().digest();
+        let key = libp2p_identity::PublicKey::try_decode_protobuf(digest).ok()?;
+        let ed = key.try_into_ed25519().ok()?;
+        Some(Self(ed.to_bytes()))
+    }
+
     /// A short form for people: the first 8 hex digits.
     pub fn short(&self) -> String {
         hex::encode(&self.0[..4])
@@ -189,6 +198,7 @@ mod tests {
         let key = SecretKey::from_seed(&[9; 32]);
         let via_libp2p = key.to_libp2p().public().to_peer_id();
         assert_eq!(key.public().peer_id(), via_libp2p);
+        assert_eq!(PublicKey::from_peer_id(&via_libp2p), Some(key.public()));
         // Stable across runs: the PeerId is a pure function of the key.
         assert_eq!(
             SecretKey::from_seed(&[9; 32]).public().peer_id(),

@@ -48,11 +48,14 @@ pub struct Store {
 pub(crate) struct Inner {
     pub(crate) db: Database,
     pub(crate) ks: Keyspaces,
-    packs: Packs,
+    pub(crate) packs: Packs,
     poisoned: AtomicBool,
     /// Puts hold this shared while they write chunks; `gc` holds it
     /// exclusively, so it never frees a chunk a put in flight relies on.
-    gc_lock: RwLock<()>,
+    pub(crate) gc_lock: RwLock<()>,
+    /// Imports in progress. Their chunks belong to no blob yet, so `gc`
+    /// frees nothing while one is open.
+    pub(crate) active_imports: std::sync::atomic::AtomicUsize,
 }
 
 /// The store's durability rule: a put is acknowledged only after the
@@ -89,6 +92,7 @@ impl Store {
                 packs,
                 poisoned: AtomicBool::new(false),
                 gc_lock: RwLock::new(()),
+                active_imports: std::sync::atomic::AtomicUsize::new(0),
             }),
         })
     }
@@ -263,6 +267,11 @@ impl Store {
             .gc_lock
             .write()
             .unwrap_or_else(|e| e.into_inner());
+        if self.inner.active_imports.load(Ordering::Acquire) > 0 {
+            // TODO: track imports' chunks as live instead, so a long
+            // download does not hold off collection.
+            return Ok(GcStats::default());
+        }
         let mut live = std::collections::HashSet::new();
         for item in self.inner.ks.blobs.iter() {
             let (key, value) = item.into_inner()?;
@@ -332,7 +341,7 @@ impl Store {
         &self.inner
     }
 
-    fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         if self.inner.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
         }
@@ -350,7 +359,7 @@ impl Store {
     }
 
     /// Reads chunk `hash` of `blob` into `buf`, verified.
-    fn read_chunk(&self, blob: &Cid, hash: &Cid, buf: &mut Vec<u8>) -> Result<()> {
+    pub(crate) fn read_chunk(&self, blob: &Cid, hash: &Cid, buf: &mut Vec<u8>) -> Result<()> {
         let missing = Error::MissingChunk {
             blob: *blob,
             chunk: *hash,
@@ -381,13 +390,13 @@ impl Store {
 }
 
 /// A blob's record: its length and chunk names.
-struct Record {
-    len: u64,
-    hashes: Vec<Cid>,
+pub(crate) struct Record {
+    pub(crate) len: u64,
+    pub(crate) hashes: Vec<Cid>,
 }
 
 impl Record {
-    fn decode(id: &Cid, value: &[u8]) -> Result<Self> {
+    pub(crate) fn decode(id: &Cid, value: &[u8]) -> Result<Self> {
         if value.len() < 8 || !(value.len() - 8).is_multiple_of(32) || Cid::of(&value[8..]) != *id {
             return Err(Error::CorruptRecord(*id));
         }

@@ -16,6 +16,8 @@
 //! - `keyspaces`: the one list of fjall keyspaces and what each holds.
 //! - `pack`: append-only pack files holding chunk bytes.
 //! - `blob`: [`Store`] with put/get/has/list/pin/remove/gc, [`BlobReader`].
+//! - `import`: [`Import`], a blob assembled from verified chunks that
+//!   arrive in any order (a network download).
 //! - `bundle`: [`BundleRecord`]s of verified bundles, files kept as pinned blobs.
 //! - `error`: [`Error`].
 
@@ -24,10 +26,12 @@
 mod blob;
 mod bundle;
 mod error;
+mod import;
 mod keyspaces;
 mod pack;
 
 pub use blob::{BlobInfo, BlobReader, CHUNK_SIZE, GcStats, Store};
 pub use bundle::BundleRecord;
 pub use error::{Error, Result};
+pub use import::{Import, Rejected};
 pub use p2pc_types::Cid;

@@ -1,0 +1,205 @@
+//! [`Client`]: the handle the rest of the node uses to drive the overlay.
+//! Every method sends a [`Command`] to the [`EventLoop`](crate::EventLoop)
+//! and waits for its answer.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId, request_response::ResponseChannel};
+use p2pc_types::Cid;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::protocol::{ChunkRequest, ChunkResponse};
+use crate::{Error, Result};
+
+/// A cloneable handle on a running overlay.
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) peer_id: PeerId,
+}
+
+/// A peer this node is connected to.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PeerInfo {
+    /// Its id.
+    pub peer_id: String,
+    /// Addresses of its open connections.
+    pub addresses: Vec<String>,
+    /// Its agent string, once identify has run.
+    pub agent: Option<String>,
+    /// Last measured round trip, in microseconds.
+    pub rtt_us: Option<u64>,
+}
+
+/// A request the overlay received, for the node to answer.
+pub enum Inbound {
+    /// A peer asks for a manifest or chunks.
+    Chunk {
+        /// Who asks.
+        peer: PeerId,
+        /// What they ask for.
+        request: ChunkRequest,
+        /// Where the answer goes: [`Client::respond_chunk`].
+        channel: ResponseChannel<ChunkResponse>,
+    },
+    /// A peer sends a task-protocol message.
+    Task {
+        /// Who sent it.
+        peer: PeerId,
+        /// The message, at most `MAX_TASK_MESSAGE_BYTES`.
+        request: Vec<u8>,
+        /// Where the answer goes: [`Client::respond_task`].
+        channel: ResponseChannel<Vec<u8>>,
+    },
+    /// A gossip message on a topic this node subscribed to.
+    Gossip {
+        /// The peer that published it (gossipsub signs messages).
+        source: Option<PeerId>,
+        /// The topic.
+        topic: String,
+        /// The message.
+        data: Vec<u8>,
+    },
+    /// A connection to a new peer was established.
+    Connected(PeerId),
+    /// The last connection to a peer closed.
+    Disconnected(PeerId),
+}
+
+type Reply<T> = oneshot::Sender<Result<T>>;
+
+pub(crate) enum Command {
+    Listen(Multiaddr, Reply<Multiaddr>),
+    ListenAddrs(Reply<Vec<Multiaddr>>),
+    Dial(Multiaddr, Reply<PeerId>),
+    Bootstrap(Reply<()>),
+    Provide(Cid, Reply<()>),
+    Providers(Cid, Reply<HashSet<PeerId>>),
+    Chunk(PeerId, ChunkRequest, Reply<ChunkResponse>),
+    Task(PeerId, Vec<u8>, Reply<Vec<u8>>),
+    RespondChunk(ResponseChannel<ChunkResponse>, ChunkResponse),
+    RespondTask(ResponseChannel<Vec<u8>>, Vec<u8>),
+    Subscribe(String, Reply<()>),
+    Publish(String, Vec<u8>, Reply<()>),
+    Peers(Reply<Vec<PeerInfo>>),
+    Shutdown(Reply<()>),
+}
+
+impl Client {
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Starts listening on `addr`; returns the address actually bound
+    /// (port 0 resolved).
+    pub async fn listen(&self, addr: Multiaddr) -> Result<Multiaddr> {
+        self.call(|r| Command::Listen(addr, r)).await
+    }
+
+    /// Every address this node listens on.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>> {
+        self.call(Command::ListenAddrs).await
+    }
+
+    /// Connects to `addr`, which must end in `/p2p/<peer id>`; returns the
+    /// peer once the connection is established.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId> {
+        self.call(|r| Command::Dial(addr, r)).await
+    }
+
+    /// Runs a Kademlia bootstrap: fills the routing table through the peers
+    /// already known.
+    pub async fn bootstrap(&self) -> Result<()> {
+        self.call(Command::Bootstrap).await
+    }
+
+    /// Announces that this node holds blob `cid`.
+    pub async fn provide(&self, cid: Cid) -> Result<()> {
+        self.call(|r| Command::Provide(cid, r)).await
+    }
+
+    /// Peers that announced they hold blob `cid`.
+    pub async fn providers(&self, cid: Cid) -> Result<HashSet<PeerId>> {
+        self.call(|r| Command::Providers(cid, r)).await
+    }
+
+    /// Sends a chunk request to `peer`.
+    pub async fn request_chunk(
+        &self,
+        peer: PeerId,
+        request: ChunkRequest,
+    ) -> Result<ChunkResponse> {
+        self.call(|r| Command::Chunk(peer, request, r)).await
+    }
+
+    /// Sends a task-protocol message to `peer` and waits up to `timeout`
+    /// for its answer.
+    pub async fn request_task(
+        &self,
+        peer: PeerId,
+        request: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>> {
+        match tokio::time::timeout(timeout, self.call(|r| Command::Task(peer, request, r))).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(timeout)),
+        }
+    }
+
+    /// Answers a chunk request.
+    pub async fn respond_chunk(
+        &self,
+        channel: ResponseChannel<ChunkResponse>,
+        response: ChunkResponse,
+    ) -> Result<()> {
+        self.commands
+            .send(Command::RespondChunk(channel, response))
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Answers a task-protocol message.
+    pub async fn respond_task(
+        &self,
+        channel: ResponseChannel<Vec<u8>>,
+        response: Vec<u8>,
+    ) -> Result<()> {
+        self.commands
+            .send(Command::RespondTask(channel, response))
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Subscribes to gossip `topic`.
+    pub async fn subscribe(&self, topic: &str) -> Result<()> {
+        let topic = topic.to_owned();
+        self.call(|r| Command::Subscribe(topic, r)).await
+    }
+
+    /// Publishes `data` on gossip `topic`.
+    pub async fn publish(&self, topic: &str, data: Vec<u8>) -> Result<()> {
+        let topic = topic.to_owned();
+        self.call(|r| Command::Publish(topic, data, r)).await
+    }
+
+    /// The peers this node is connected to.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>> {
+        self.call(Command::Peers).await
+    }
+
+    /// Closes every connection and stops the event loop.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.call(Command::Shutdown).await
+    }
+}

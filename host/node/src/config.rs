@@ -1,0 +1,291 @@
+//! `node.toml`: everything an operator sets for a node, with environment
+//! overrides for the settings that change between deployments.
+//!
+//! ```toml
+//! [node]
+//! data_dir = "/var/lib/p2pc"          # store, keys, control socket
+//! key = "node"                         # the node's key in <data_dir>/keys
+//! listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+//! bootstrap = ["/ip4/10.0.0.1/tcp/4001/p2p/12D3Koo..."]
+//! mdns = true
+//! max_connections = 256
+//! slots = 4                            # tasks run at once for peers
+//!
+//! [limits]                             # the most a peer's task may ask for
+//! fuel = 10000000000
+//! memory = "1GiB"
+//! timeout = "5m"
+//! output = "64MiB"
+//!
+//! [trust]
+//! submitters = []                      # keys whose tasks run here; empty: anyone
+//! publishers = []                      # keys whose bundles run here; empty: anyone
+//!
+//! [executors]                          # see the operator guide
+//! ```
+//!
+//! Environment overrides: `P2PC_LISTEN` and `P2PC_BOOTSTRAP` (comma
+//! separated), `P2PC_MDNS` (`true`/`false`), `P2PC_DATA_DIR`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use p2pc_crypto::{PublicKey, TrustPolicy};
+use p2pc_exec::ExecutorsConfig;
+use p2pc_net::Multiaddr;
+use p2pc_types::ByteSize;
+use serde::{Deserialize, Deserializer};
+
+use crate::{Error, Result};
+
+/// A node's whole configuration.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// `[node]`.
+    pub node: NodeSection,
+    /// `[limits]`.
+    pub limits: LimitsSection,
+    /// `[trust]`.
+    pub trust: TrustSection,
+    /// `[executors]`.
+    pub executors: ExecutorsConfig,
+}
+
+/// `[node]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSection {
+    /// Where the node keeps its store, keys and control socket.
+    pub data_dir: PathBuf,
+    /// Name of the node's key in `<data_dir>/keys`.
+    pub key: String,
+    /// Addresses to listen on.
+    #[serde(deserialize_with = "addrs")]
+    pub listen: Vec<Multiaddr>,
+    /// Peers to join through, each ending in `/p2p/<peer id>`.
+    #[serde(deserialize_with = "addrs")]
+    pub bootstrap: Vec<Multiaddr>,
+    /// Discover peers on the LAN by mDNS.
+    pub mdns: bool,
+    /// Most connections at once.
+    pub max_connections: u32,
+    /// Peers' tasks run at once.
+    pub slots: usize,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("p2pc-node"),
+            key: "node".to_owned(),
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4001".parse().expect("valid address"),
+                "/ip4/0.0.0.0/udp/4001/quic-v1"
+                    .parse()
+                    .expect("valid address"),
+            ],
+            bootstrap: Vec::new(),
+            mdns: true,
+            max_connections: 256,
+            slots: 4,
+        }
+    }
+}
+
+/// `[limits]`: the most a peer's task may ask for.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Fuel.
+    pub fuel: u64,
+    /// Linear memory.
+    #[serde(deserialize_with = "size")]
+    pub memory: ByteSize,
+    /// Wall-clock time, e.g. "5m".
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Output bytes.
+    #[serde(deserialize_with = "size")]
+    pub output: ByteSize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            fuel: 100_000_000_000,
+            memory: ByteSize::gib(1),
+            timeout: Duration::from_secs(300),
+            output: ByteSize::mib(64),
+        }
+    }
+}
+
+/// `[trust]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrustSection {
+    /// Keys (64 hex digits) allowed to submit tasks here; empty: anyone.
+    pub submitters: Vec<String>,
+    /// Keys allowed to publish the bundles run here; empty: anyone.
+    pub publishers: Vec<String>,
+}
+
+impl TrustSection {
+    fn policy(keys: &[String], what: &str) -> Result<TrustPolicy> {
+        if keys.is_empty() {
+            return Ok(TrustPolicy::Any);
+        }
+        let mut set = std::collections::BTreeSet::new();
+        for k in keys {
+            let key: PublicKey = k.parse().map_err(|_| {
+                Error::Config(format!(
+                    "[trust] {what}: {k:?} is not a 64-hex-digit public key"
+                ))
+            })?;
+            set.insert(key);
+        }
+        Ok(TrustPolicy::Only(set))
+    }
+
+    /// Who may submit tasks.
+    pub fn submitters(&self) -> Result<TrustPolicy> {
+        Self::policy(&self.submitters, "submitters")
+    }
+
+    /// Whose bundles may run.
+    pub fn publishers(&self) -> Result<TrustPolicy> {
+        Self::policy(&self.publishers, "publishers")
+    }
+}
+
+fn addrs<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<Multiaddr>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| {
+            s.parse()
+                .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a multiaddr: {e}")))
+        })
+        .collect()
+}
+
+fn size<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<ByteSize, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Bytes(n) => Ok(ByteSize(n)),
+        Size::Text(s) => s
+            .parse()
+            .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a size: {e}"))),
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s)
+        .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration: {e}")))
+}
+
+impl NodeConfig {
+    /// Reads `path`, then applies the environment overrides. A relative
+    /// `data_dir` is taken relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        let mut config =
+            Self::parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        if config.node.data_dir.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            config.node.data_dir = base.join(&config.node.data_dir);
+        }
+        config.apply_env(|k| std::env::var(k).ok())?;
+        Ok(config)
+    }
+
+    /// Parses `node.toml` text.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    /// Applies `P2PC_*` overrides read through `var`.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<()> {
+        let list = |name: &str, v: String| -> Result<Vec<Multiaddr>> {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse().map_err(|e| {
+                        Error::Config(format!("{name}: {s:?} is not a multiaddr: {e}"))
+                    })
+                })
+                .collect()
+        };
+        if let Some(v) = var("P2PC_LISTEN") {
+            self.node.listen = list("P2PC_LISTEN", v)?;
+        }
+        if let Some(v) = var("P2PC_BOOTSTRAP") {
+            self.node.bootstrap = list("P2PC_BOOTSTRAP", v)?;
+        }
+        if let Some(v) = var("P2PC_MDNS") {
+            self.node.mdns = match v.as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                other => {
+                    return Err(Error::Config(format!(
+                        "P2PC_MDNS: {other:?} is not true or false"
+                    )));
+                }
+            };
+        }
+        if let Some(v) = var("P2PC_DATA_DIR") {
+            self.node.data_dir = PathBuf::from(v);
+        }
+        Ok(())
+    }
+
+    /// The overlay's settings.
+    pub fn net(&self) -> p2pc_net::Config {
+        p2pc_net::Config {
+            listen: self.node.listen.clone(),
+            bootstrap: self.node.bootstrap.clone(),
+            mdns: self.node.mdns,
+            max_connections: self.node.max_connections,
+            ..p2pc_net::Config::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_overrides_apply_and_mistakes_are_named() {
+        let c = NodeConfig::parse(
+            "[node]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\n[limits]\nmemory = \"64MiB\"\ntimeout = \"10s\"\n",
+        )
+        .expect("parses");
+        assert_eq!(c.node.listen.len(), 1);
+        assert_eq!(c.limits.memory, ByteSize::mib(64));
+        assert_eq!(c.limits.timeout, Duration::from_secs(10));
+        assert_eq!(c.node.key, "node");
+
+        let mut c = c;
+        c.apply_env(|k| (k == "P2PC_MDNS").then(|| "true".to_owned()))
+            .expect("applies");
+        assert!(c.node.mdns);
+        let err = c
+            .apply_env(|k| (k == "P2PC_LISTEN").then(|| "nonsense".to_owned()))
+            .expect_err("bad address");
+        assert!(err.to_string().contains("P2PC_LISTEN"), "{err}");
+
+        let err = NodeConfig::parse("[node]\nlisten = [\"tcp://x\"]\n").expect_err("bad");
+        assert!(err.contains("not a multiaddr"), "{err}");
+        let err = NodeConfig::parse("[node]\nlisen = []\n").expect_err("typo");
+        assert!(err.contains("lisen"), "{err}");
+    }
+}

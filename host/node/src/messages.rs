@@ -1,0 +1,289 @@
+//! The messages of `/p2pc/task/1`: signed tasks, signed receipts and
+//! worker adverts, each carried in a `p2pc_crypto::Envelope` of its own
+//! kind so a signature over one can never pass as another.
+//!
+//! Participants: a *submitter* node and a *worker* node.
+//! Goals: the worker runs only tasks signed by a submitter it trusts, once
+//! each, before their deadline; the submitter accepts only a result signed
+//! by the worker it chose, bound to the exact task it sent.
+//! Non-goals: payment (the ledger), checking that the result is right
+//! (validation by re-execution is the market's job), secrecy of inputs from
+//! the worker.
+
+use bytes::Bytes;
+use p2pc_crypto::{Envelope, EnvelopeError, PublicKey, SecretKey};
+use p2pc_types::Cid;
+use prost::Message;
+
+/// Envelope kind of a task.
+pub const TASK_KIND: &str = "p2pc/task/1";
+/// Envelope kind of a receipt.
+pub const RECEIPT_KIND: &str = "p2pc/receipt/1";
+/// Envelope kind of a worker advert.
+pub const ADVERT_KIND: &str = "p2pc/advert/1";
+/// Gossip topic of worker adverts.
+pub const ADVERT_TOPIC: &str = "p2pc/workers/1";
+/// Inputs and outputs up to this size travel inside the task or the
+/// reply; larger ones are fetched as blobs.
+pub const INLINE_BYTES: usize = 1 << 20;
+/// Furthest in the future a task's deadline may be.
+pub const MAX_DEADLINE_MS: u64 = 24 * 3600 * 1000;
+
+/// What a submitter asks a worker to run. Signed as a [`TASK_KIND`]
+/// envelope.
+#[derive(Clone, PartialEq, Message)]
+pub struct TaskSpec {
+    /// Random 16 bytes; the submitter's name for the task.
+    #[prost(bytes = "vec", tag = "1")]
+    pub task_id: Vec<u8>,
+    /// The signed bundle to run, as a blob.
+    #[prost(bytes = "vec", tag = "2")]
+    pub bundle: Vec<u8>,
+    /// The input, as a blob.
+    #[prost(bytes = "vec", tag = "3")]
+    pub input: Vec<u8>,
+    /// Fuel limit.
+    #[prost(uint64, tag = "4")]
+    pub fuel: u64,
+    /// Memory limit in bytes.
+    #[prost(uint64, tag = "5")]
+    pub memory: u64,
+    /// Wall-clock limit of the run in milliseconds.
+    #[prost(uint64, tag = "6")]
+    pub timeout_ms: u64,
+    /// Output limit in bytes.
+    #[prost(uint64, tag = "7")]
+    pub output: u64,
+    /// Unix milliseconds after which the task must not start.
+    #[prost(uint64, tag = "8")]
+    pub deadline_unix_ms: u64,
+    /// The worker key allowed to run it (32 bytes); empty: any.
+    #[prost(bytes = "vec", tag = "9")]
+    pub worker: Vec<u8>,
+    /// The input's bytes, when at most [`INLINE_BYTES`]; they must hash to
+    /// `input`.
+    #[prost(bytes = "bytes", tag = "10")]
+    pub inline_input: Bytes,
+}
+
+/// What a worker attests it did. Signed as a [`RECEIPT_KIND`] envelope.
+#[derive(Clone, PartialEq, Message)]
+pub struct Receipt {
+    /// The task's id.
+    #[prost(bytes = "vec", tag = "1")]
+    pub task_id: Vec<u8>,
+    /// BLAKE3 of the task envelope's encoded bytes: binds the receipt to
+    /// exactly one signed task.
+    #[prost(bytes = "vec", tag = "2")]
+    pub task_digest: Vec<u8>,
+    /// The submitter's key.
+    #[prost(bytes = "vec", tag = "3")]
+    pub submitter: Vec<u8>,
+    /// `ok`, or the task error's code (`fuel_exhausted`, ...).
+    #[prost(string, tag = "4")]
+    pub outcome: String,
+    /// The error's message, when not ok.
+    #[prost(string, tag = "5")]
+    pub message: String,
+    /// The output blob, when ok.
+    #[prost(bytes = "vec", tag = "6")]
+    pub output: Vec<u8>,
+    /// Output length.
+    #[prost(uint64, tag = "7")]
+    pub output_len: u64,
+    /// Fuel used.
+    #[prost(uint64, tag = "8")]
+    pub fuel_used: u64,
+    /// Peak memory in bytes.
+    #[prost(uint64, tag = "9")]
+    pub peak_memory: u64,
+    /// Wall time in microseconds (informational).
+    #[prost(uint64, tag = "10")]
+    pub wall_us: u64,
+}
+
+/// What a worker offers. Signed as an [`ADVERT_KIND`] envelope, gossiped
+/// on [`ADVERT_TOPIC`] and returned by a describe request.
+#[derive(Clone, PartialEq, Message)]
+pub struct Advert {
+    /// Executors offered: `wasm`, `process`, `container`.
+    #[prost(string, repeated, tag = "1")]
+    pub executors: Vec<String>,
+    /// Slots free now.
+    #[prost(uint32, tag = "2")]
+    pub free_slots: u32,
+    /// Slots in all.
+    #[prost(uint32, tag = "3")]
+    pub slots: u32,
+    /// Most fuel a task may ask for.
+    #[prost(uint64, tag = "4")]
+    pub max_fuel: u64,
+    /// Most memory.
+    #[prost(uint64, tag = "5")]
+    pub max_memory: u64,
+    /// Longest run, in milliseconds.
+    #[prost(uint64, tag = "6")]
+    pub max_timeout_ms: u64,
+    /// Largest output.
+    #[prost(uint64, tag = "7")]
+    pub max_output: u64,
+    /// Unix milliseconds when made; older adverts are ignored.
+    #[prost(uint64, tag = "8")]
+    pub issued_unix_ms: u64,
+}
+
+/// A task-protocol request.
+#[derive(Clone, PartialEq, Message)]
+pub struct TaskRequest {
+    /// A signed [`TaskSpec`] envelope, encoded. Empty with `describe`.
+    #[prost(bytes = "vec", tag = "1")]
+    pub task: Vec<u8>,
+    /// Asks for the worker's signed [`Advert`] instead.
+    #[prost(bool, tag = "2")]
+    pub describe: bool,
+}
+
+/// A task-protocol response.
+#[derive(Clone, PartialEq, Message)]
+pub struct TaskReply {
+    /// A signed [`Receipt`] envelope, encoded.
+    #[prost(bytes = "vec", tag = "1")]
+    pub receipt: Vec<u8>,
+    /// The output, when at most [`INLINE_BYTES`].
+    #[prost(bytes = "bytes", tag = "2")]
+    pub inline_output: Bytes,
+    /// Why the task was refused without running (no receipt then).
+    #[prost(string, tag = "3")]
+    pub refused: String,
+    /// The refusal's code, e.g. `untrusted_submitter`.
+    #[prost(string, tag = "4")]
+    pub refused_code: String,
+    /// A signed [`Advert`] envelope, for a describe request.
+    #[prost(bytes = "vec", tag = "5")]
+    pub advert: Vec<u8>,
+}
+
+/// Why a receipt was not accepted.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReceiptError {
+    /// Not a receipt envelope, or its signature fails.
+    #[error("receipt envelope: {0}")]
+    Envelope(#[from] EnvelopeError),
+    /// Signed by someone other than the worker the task went to.
+    #[error("receipt signed by {found}, not by the worker {expected}")]
+    WrongSigner {
+        /// The worker the task was sent to.
+        expected: PublicKey,
+        /// Who signed.
+        found: PublicKey,
+    },
+    /// The receipt is for another task (a replay of an old receipt).
+    #[error("receipt is for another task: replayed or misdirected")]
+    OtherTask,
+    /// The receipt does not decode.
+    #[error("receipt is malformed: {0}")]
+    Malformed(String),
+    /// The inline output does not match the receipt's output blob.
+    #[error("the output sent does not match the output the receipt names")]
+    OutputMismatch,
+}
+
+/// The name of a blob holding exactly `bytes`, as the store computes it:
+/// BLAKE3 of the list of BLAKE3s of its chunks.
+pub fn blob_id(bytes: &[u8]) -> Cid {
+    let mut list = Vec::with_capacity(32 * (bytes.len() / p2pc_store::CHUNK_SIZE + 1));
+    for chunk in bytes.chunks(p2pc_store::CHUNK_SIZE) {
+        list.extend_from_slice(Cid::of(chunk).as_bytes());
+    }
+    Cid::of(&list)
+}
+
+/// Seals `spec` as a task envelope.
+pub fn seal_task(key: &SecretKey, sequence: u64, spec: &TaskSpec) -> Envelope {
+    Envelope::seal(key, TASK_KIND, sequence, spec.encode_to_vec())
+}
+
+/// Verifies a receipt envelope answers the task envelope `task_wire` sent
+/// to `worker`, and returns the receipt.
+pub fn check_receipt(
+    receipt_wire: &[u8],
+    task_wire: &[u8],
+    worker: &PublicKey,
+) -> Result<Receipt, ReceiptError> {
+    let envelope = Envelope::decode_bounded(receipt_wire)?;
+    let opened = envelope.open(RECEIPT_KIND)?;
+    if opened.author != *worker {
+        return Err(ReceiptError::WrongSigner {
+            expected: *worker,
+            found: opened.author,
+        });
+    }
+    let receipt =
+        Receipt::decode(opened.payload).map_err(|e| ReceiptError::Malformed(e.to_string()))?;
+    if receipt.task_digest != blake3::hash(task_wire).as_bytes() {
+        return Err(ReceiptError::OtherTask);
+    }
+    Ok(receipt)
+}
+
+/// Current Unix time in milliseconds.
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_id_matches_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = p2pc_store::Store::open(dir.path()).expect("open");
+        for len in [0, 1, p2pc_store::CHUNK_SIZE, p2pc_store::CHUNK_SIZE + 1] {
+            let data = vec![7u8; len];
+            assert_eq!(
+                store.put_bytes(&data).expect("put").id,
+                blob_id(&data),
+                "{len}"
+            );
+        }
+    }
+
+    #[test]
+    fn receipts_bind_to_worker_and_task() {
+        let worker = SecretKey::generate();
+        let other = SecretKey::generate();
+        let task_a = b"task a".to_vec();
+        let task_b = b"task b".to_vec();
+        let receipt = Receipt {
+            task_digest: blake3::hash(&task_a).as_bytes().to_vec(),
+            outcome: "ok".into(),
+            ..Receipt::default()
+        };
+        let wire =
+            Envelope::seal(&worker, RECEIPT_KIND, 1, receipt.encode_to_vec()).encode_to_vec();
+        assert_eq!(
+            check_receipt(&wire, &task_a, &worker.public()),
+            Ok(receipt.clone())
+        );
+        assert_eq!(
+            check_receipt(&wire, &task_b, &worker.public()),
+            Err(ReceiptError::OtherTask)
+        );
+        assert!(matches!(
+            check_receipt(&wire, &task_a, &other.public()),
+            Err(ReceiptError::WrongSigner { .. })
+        ));
+        let forged = Envelope::seal(&other, RECEIPT_KIND, 1, receipt.encode_to_vec());
+        let mut forged = forged;
+        forged.author = worker.public().to_bytes().to_vec();
+        assert!(matches!(
+            check_receipt(&forged.encode_to_vec(), &task_a, &worker.public()),
+            Err(ReceiptError::Envelope(EnvelopeError::BadSignature))
+        ));
+    }
+}
