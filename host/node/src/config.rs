@@ -25,7 +25,7 @@
 //! ```
 //!
 //! Environment overrides: `P2PC_LISTEN` and `P2PC_BOOTSTRAP` (comma
-//! separated), `P2PC_MDNS` (`true`/`false`), `P2PC_DATA_DIR`.
+//! separated) and `P2PC_MDNS` (`true`/`false`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -240,9 +240,6 @@ impl NodeConfig {
                     )));
                 }
             };
-        }
-        if let Some(v) = var("P2PC_DATA_DIR") {
-            self.node.data_dir = PathBuf::from(v);
         }
         Ok(())
     }

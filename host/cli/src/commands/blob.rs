@@ -50,9 +50,42 @@ pub enum Command {
     },
     /// Free chunks no blob uses.
     Gc,
+    /// Fetch a blob from the network into the running node's store,
+    /// verifying every chunk, from every provider at once.
+    Fetch {
+        /// The blob's content id.
+        cid: Cid,
+        /// Ask this peer first (repeatable); the DHT finds the others.
+        #[arg(long, value_name = "PEER")]
+        from: Vec<String>,
+        /// The node's directory.
+        #[command(flatten)]
+        node: super::node::NodeDir,
+    },
 }
 
 pub fn run(cmd: Command, g: &Global) -> anyhow::Result<()> {
+    // A running node holds its store open; fetches go through the node.
+    if let Command::Fetch { cid, from, node } = &cmd {
+        let stats = node.control()?.call(
+            serde_json::json!({"cmd": "fetch", "cid": cid.to_string(), "from": from}),
+            std::time::Duration::from_secs(24 * 3600),
+        )?;
+        if g.json {
+            return print_json(&stats);
+        }
+        println!(
+            "{cid}: {} bytes, {} chunks fetched from {} peer(s)",
+            stats["bytes"], stats["chunks_fetched"], stats["peers_used"]
+        );
+        for bad in stats["bad_peers"].as_array().into_iter().flatten() {
+            println!(
+                "dropped {} for sending corrupt data",
+                bad.as_str().unwrap_or("")
+            );
+        }
+        return Ok(());
+    }
     let store = g.store()?;
     match cmd {
         Command::Put {
@@ -122,6 +155,7 @@ pub fn run(cmd: Command, g: &Global) -> anyhow::Result<()> {
         }
         Command::Pin { cid } => Ok(store.pin(&cid)?),
         Command::Unpin { cid } => Ok(store.unpin(&cid)?),
+        Command::Fetch { .. } => unreachable!("handled before the store is opened"),
         Command::Gc => {
             let stats = store.gc()?;
             if g.json {

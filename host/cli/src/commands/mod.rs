@@ -2,7 +2,9 @@
 
 mod blob;
 mod bundle;
+mod job;
 mod key;
+mod node;
 mod run;
 
 use std::process::ExitCode;
@@ -49,6 +51,10 @@ enum Command {
     /// Store and retrieve content-addressed blobs in the local store.
     #[command(subcommand)]
     Blob(blob::Command),
+    /// Set up, run and inspect a runner node.
+    Node(node::Args),
+    /// Submit jobs to the network through the local node and follow them.
+    Job(job::Args),
     /// Programs p2pctl runs as its own helpers; not for people.
     #[command(subcommand, hide = true)]
     Internal(Internal),
@@ -73,6 +79,8 @@ impl Cli {
             Command::Key(cmd) => key::run(cmd, g).map(|()| ExitCode::SUCCESS),
             Command::Bundle(cmd) => bundle::run(cmd, g).map(|()| ExitCode::SUCCESS),
             Command::Blob(cmd) => blob::run(cmd, g).map(|()| ExitCode::SUCCESS),
+            Command::Node(args) => node::run(args, g).map(|()| ExitCode::SUCCESS),
+            Command::Job(args) => job::run(args, g),
             Command::Internal(Internal::WasmWorker { max_memory }) => Ok(
                 p2pc_exec::worker::serve_blocking(p2pc_sandbox::ByteSize(max_memory)),
             ),

@@ -5,6 +5,7 @@ mod blobs;
 mod bundles;
 mod executors;
 mod keys;
+mod network;
 mod run;
 
 use std::io::Write;

@@ -1,0 +1,261 @@
+//! `p2pctl node`: set up, run and inspect a runner node.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use p2pc_crypto::Keystore;
+use p2pc_node::{ComputeNode, Control, NodeConfig};
+use serde_json::json;
+
+use crate::context::{Global, print_json};
+
+/// Where the node lives.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeDir {
+    /// The node's directory: node.toml, keys, store and control socket.
+    /// Default: $XDG_DATA_HOME/p2pc/node or ~/.local/share/p2pc/node.
+    #[arg(long = "node", global = true, value_name = "DIR", env = "P2PC_NODE")]
+    pub dir: Option<PathBuf>,
+}
+
+impl NodeDir {
+    pub fn path(&self) -> anyhow::Result<PathBuf> {
+        match &self.dir {
+            Some(d) => Ok(d.clone()),
+            None => Ok(crate::context::xdg_dir("XDG_DATA_HOME", ".local/share")
+                .context("cannot find a home directory; pass --node DIR")?
+                .join("node")),
+        }
+    }
+
+    /// A control connection to the running node.
+    pub fn control(&self) -> anyhow::Result<Control> {
+        Ok(Control::connect(&self.path()?)?)
+    }
+}
+
+/// Set up, start and inspect a runner node.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Create a node: its directory, node.toml, key and control token.
+    Init {
+        /// Listen on ADDR (repeatable). Default: TCP and QUIC on port 4001.
+        #[arg(long, value_name = "MULTIADDR")]
+        listen: Vec<String>,
+        /// Join the network through ADDR, ending in /p2p/<peer id> (repeatable).
+        #[arg(long, value_name = "MULTIADDR")]
+        bootstrap: Vec<String>,
+        /// Do not look for peers on the LAN by mDNS.
+        #[arg(long)]
+        no_mdns: bool,
+        /// Store the node key unencrypted, so the node starts unattended.
+        #[arg(long)]
+        insecure_no_passphrase: bool,
+    },
+    /// Run the node in the foreground until interrupted (Ctrl-C, SIGTERM).
+    Start,
+    /// Show what the running node sees.
+    Status,
+    /// List the peers the running node is connected to.
+    Peers,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    node: NodeDir,
+}
+
+pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
+    let dir = args.node.path()?;
+    match args.command {
+        Command::Init {
+            listen,
+            bootstrap,
+            no_mdns,
+            insecure_no_passphrase,
+        } => init(&dir, listen, bootstrap, no_mdns, insecure_no_passphrase, g),
+        Command::Start => start(&dir, g),
+        Command::Status => {
+            let status = args
+                .node
+                .control()?
+                .call(json!({"cmd": "status"}), Duration::from_secs(10))?;
+            if g.json {
+                return print_json(&status);
+            }
+            println!("peer id     {}", status["peer_id"].as_str().unwrap_or(""));
+            println!(
+                "public key  {}",
+                status["public_key"].as_str().unwrap_or("")
+            );
+            for addr in status["listen"].as_array().into_iter().flatten() {
+                println!("listening   {}", addr.as_str().unwrap_or(""));
+            }
+            println!("peers       {}", status["peers"]);
+            println!("workers     {} known", status["workers_known"]);
+            println!(
+                "slots       {} of {} free",
+                status["free_slots"], status["slots"]
+            );
+            println!("blobs       {}", status["blobs"]);
+            println!("jobs        {}", status["jobs"]);
+            println!("uptime      {}s", status["uptime_secs"]);
+            Ok(())
+        }
+        Command::Peers => {
+            let peers = args
+                .node
+                .control()?
+                .call(json!({"cmd": "peers"}), Duration::from_secs(10))?;
+            if g.json {
+                return print_json(&peers);
+            }
+            let list = peers.as_array().cloned().unwrap_or_default();
+            if list.is_empty() {
+                println!("no peers connected");
+            }
+            for p in list {
+                let rtt = p["rtt_us"]
+                    .as_u64()
+                    .map(|us| format!("{:.1}ms", us as f64 / 1000.0));
+                println!(
+                    "{}  {}  {}",
+                    p["peer_id"].as_str().unwrap_or(""),
+                    p["addresses"][0].as_str().unwrap_or("-"),
+                    rtt.unwrap_or_else(|| "-".into())
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn init(
+    dir: &Path,
+    listen: Vec<String>,
+    bootstrap: Vec<String>,
+    no_mdns: bool,
+    insecure: bool,
+    g: &Global,
+) -> anyhow::Result<()> {
+    let config_path = dir.join("node.toml");
+    if config_path.exists() {
+        bail!(
+            "{} already exists; this node is set up",
+            config_path.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for a in listen.iter().chain(&bootstrap) {
+        a.parse::<p2pc_net::Multiaddr>()
+            .with_context(|| format!("{a:?} is not a multiaddr"))?;
+    }
+    let keystore = Keystore::open(dir.join("keys"))?;
+    let passphrase = if insecure {
+        None
+    } else {
+        Some(g.passphrase("Passphrase for the node key: ", true)?)
+    };
+    let info = keystore.create("node", passphrase.as_deref())?;
+    p2pc_node::ensure_token(dir)?;
+    let quote = |v: &[String]| {
+        v.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let listen = if listen.is_empty() {
+        vec![
+            "/ip4/0.0.0.0/tcp/4001".to_owned(),
+            "/ip4/0.0.0.0/udp/4001/quic-v1".to_owned(),
+        ]
+    } else {
+        listen
+    };
+    let text = format!(
+        "# p2pc node configuration; see docs/operator-guide.md.\n\
+         [node]\n\
+         data_dir = \".\"\n\
+         key = \"node\"\n\
+         listen = [{}]\n\
+         bootstrap = [{}]\n\
+         mdns = {}\n\
+         slots = 4\n\n\
+         [limits]\n\
+         fuel = 100000000000\n\
+         memory = \"1GiB\"\n\
+         timeout = \"5m\"\n\
+         output = \"64MiB\"\n\n\
+         [trust]\n\
+         submitters = []\n\
+         publishers = []\n",
+        quote(&listen),
+        quote(&bootstrap),
+        !no_mdns
+    );
+    NodeConfig::parse(&text).map_err(|e| anyhow::anyhow!("generated config is invalid: {e}"))?;
+    std::fs::write(&config_path, text)
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    let peer = info.public_key.peer_id();
+    if g.json {
+        return print_json(
+            &json!({"dir": dir, "peer_id": peer.to_string(), "public_key": info.public_key.to_string()}),
+        );
+    }
+    println!("node set up in {}", dir.display());
+    println!("peer id     {peer}");
+    println!("public key  {}", info.public_key);
+    println!("start it with: p2pctl node start --node {}", dir.display());
+    Ok(())
+}
+
+fn start(dir: &Path, g: &Global) -> anyhow::Result<()> {
+    let config_path = dir.join("node.toml");
+    if !config_path.exists() {
+        bail!(
+            "{} not found; set the node up with `p2pctl node init --node {}`",
+            config_path.display(),
+            dir.display()
+        );
+    }
+    let config = NodeConfig::load(&config_path)?;
+    let keystore = Keystore::open(config.node.data_dir.join("keys"))?;
+    let name = config.node.key.clone();
+    let passphrase = if keystore.is_encrypted(&name)? {
+        Some(g.passphrase(&format!("Passphrase for node key {name}: "), false)?)
+    } else {
+        None
+    };
+    let key = keystore.unlock(&name, passphrase.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let node = ComputeNode::start(config, key).await?;
+        let control = node.serve_control()?;
+        // Machine-readable first lines: scripts and tests wait for these.
+        println!("peer_id {}", node.peer_id());
+        for addr in node.addrs() {
+            println!("listening {addr}");
+        }
+        println!("ready");
+        use std::io::Write;
+        std::io::stdout().flush().ok();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot watch for SIGTERM")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("shutting down");
+        control.abort();
+        let _ = std::fs::remove_file(node.data_dir().join(p2pc_node::SOCKET_FILE));
+        node.shutdown().await;
+        anyhow::Ok(())
+    })
+}

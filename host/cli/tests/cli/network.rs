@@ -1,0 +1,236 @@
+//! Three real `p2pctl node` processes on 127.0.0.1, one over QUIC: a job
+//! submitted through the CLI runs on another node and its result comes
+//! back; `node status`, `node peers` and `blob fetch` talk to the running
+//! node over its control socket.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use sha2::Digest;
+
+use crate::{Env, text};
+
+/// A running `p2pctl node start`, killed when dropped.
+struct NodeProcess {
+    child: Child,
+    peer_id: String,
+    addrs: Vec<String>,
+    dir: String,
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn init(env: &Env, name: &str, listen: &[&str], bootstrap: &[String]) -> String {
+    let dir = env.path(name).display().to_string();
+    let mut args = vec![
+        "node",
+        "init",
+        "--node",
+        &dir,
+        "--no-mdns",
+        "--insecure-no-passphrase",
+    ];
+    for l in listen {
+        args.extend(["--listen", l]);
+    }
+    for b in bootstrap {
+        args.extend(["--bootstrap", b]);
+    }
+    let out = env.run(&args, b"", None);
+    assert!(out.status.success(), "init: {}", text(&out.stderr));
+    dir
+}
+
+fn start(env: &Env, dir: &str) -> NodeProcess {
+    let mut child = env
+        .command(&["node", "start", "--node", dir])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("node starts");
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut peer_id, mut addrs) = (String::new(), Vec::new());
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the node reports ready within a minute");
+        if let Some(p) = line.strip_prefix("peer_id ") {
+            peer_id = p.to_owned();
+        } else if let Some(a) = line.strip_prefix("listening ") {
+            addrs.push(a.to_owned());
+        } else if line == "ready" {
+            break;
+        }
+    }
+    NodeProcess {
+        child,
+        peer_id,
+        addrs,
+        dir: dir.to_owned(),
+    }
+}
+
+#[test]
+fn three_node_processes_over_tcp_and_quic_run_a_job_submitted_through_the_cli() {
+    let env = Env::new();
+    let a_dir = init(
+        &env,
+        "a",
+        &["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"],
+        &[],
+    );
+    let a = start(&env, &a_dir);
+    let a_tcp = a
+        .addrs
+        .iter()
+        .find(|x| x.contains("/tcp/"))
+        .expect("tcp")
+        .clone();
+    let a_quic = a
+        .addrs
+        .iter()
+        .find(|x| x.contains("/quic-v1"))
+        .expect("quic")
+        .clone();
+    // B joins over TCP, C over QUIC only.
+    let b_dir = init(&env, "b", &["/ip4/127.0.0.1/tcp/0"], &[a_tcp]);
+    let b = start(&env, &b_dir);
+    let c_dir = init(&env, "c", &["/ip4/127.0.0.1/udp/0/quic-v1"], &[a_quic]);
+    let c = start(&env, &c_dir);
+
+    let status = env.run(&["node", "status", "--node", &c.dir, "--json"], b"", None);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+    assert_eq!(status["peer_id"], c.peer_id.as_str());
+    let peers = env.run(&["node", "peers", "--node", &a.dir], b"", None);
+    assert!(peers.status.success());
+
+    // A signed bundle, written where the CLI can read it.
+    let publisher = p2pc_crypto::SecretKey::generate();
+    let file = p2pc_testkit::bundle(
+        &publisher,
+        "sha256",
+        p2pc_tests::guest_bytes("sha256"),
+        p2pc_crypto::RequestedLimits::default(),
+    );
+    std::fs::write(env.path("sha256.p2pc"), file).expect("write bundle");
+    std::fs::write(env.path("input"), b"hello from the CLI").expect("write input");
+    let bundle = env.path("sha256.p2pc").display().to_string();
+    let input = env.path("input").display().to_string();
+
+    // Submitted on C (QUIC), run on B (TCP), through A's DHT.
+    let out = env.run(
+        &[
+            "job",
+            "submit",
+            &bundle,
+            "--input",
+            &input,
+            "--to",
+            &b.peer_id,
+            "--wait",
+            "--timeout",
+            "60s",
+            "--node",
+            &c.dir,
+        ],
+        b"",
+        None,
+    );
+    assert!(out.status.success(), "submit: {}", text(&out.stderr));
+    let expected = format!(
+        "{}\n",
+        hex::encode(sha2::Sha256::digest(b"hello from the CLI"))
+    );
+    assert_eq!(text(&out.stdout), expected);
+    assert!(
+        text(&out.stderr).contains(&format!("done on {}", b.peer_id)),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Without --wait the id comes back; status and result follow it.
+    let out = env.run(
+        &[
+            "job", "submit", &bundle, "--input", &input, "--to", &b.peer_id, "--node", &c.dir,
+        ],
+        b"",
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_owned();
+    let mut done = false;
+    for _ in 0..600 {
+        let s = env.run(
+            &["job", "status", &id, "--json", "--node", &c.dir],
+            b"",
+            None,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&s.stdout).expect("json");
+        if v["state"] == "done" {
+            done = true;
+            break;
+        }
+        assert_ne!(v["state"], "failed", "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(done, "the job finished within a minute");
+    let out = env.run(&["job", "result", &id, "--node", &c.dir], b"", None);
+    assert_eq!(text(&out.stdout), expected);
+
+    // The output, held by B and C, is fetched by A through the network.
+    let s = env.run(
+        &["job", "status", &id, "--json", "--node", &c.dir],
+        b"",
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&s.stdout).expect("json");
+    let output = v["output"].as_str().expect("output cid").to_owned();
+    let out = env.run(
+        &[
+            "blob", "fetch", &output, "--node", &a.dir, "--from", &b.peer_id,
+        ],
+        b"",
+        None,
+    );
+    assert!(out.status.success(), "fetch: {}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("{} bytes", expected.len())),
+        "{}",
+        text(&out.stdout)
+    );
+    let missing = env.run(&["job", "status", "0000", "--node", &c.dir], b"", None);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("no job 0000"),
+        "{}",
+        text(&missing.stderr)
+    );
+
+    // Talking to a node that is not running says so.
+    drop(b);
+    let out = env.run(&["node", "status", "--node", &b_dir], b"", None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no node is running"),
+        "{}",
+        text(&out.stderr)
+    );
+    drop(c);
+    drop(a);
+}
