@@ -87,12 +87,8 @@ fn five_nodes_discover_each_other_share_blobs_and_run_remote_tasks() {
             cluster.node(2).peer_id().to_string(),
             "ran on another node"
         );
-        let cid = output.parse().expect("cid");
-        let bytes = cluster
-            .node(2)
-            .store()
-            .get_bytes(&cid)
-            .expect("output stored");
+        let bytes = cluster.node(2).output(&job).expect("output");
+        assert_eq!(p2pc_node::messages::blob_id(&bytes).to_string(), output);
         assert_eq!(String::from_utf8(bytes).expect("utf8"), sha256_hex(&input));
         cluster.shutdown().await;
     });
@@ -103,8 +99,8 @@ fn large_outputs_and_inputs_travel_as_blobs() {
     runtime().block_on(async {
         let cluster = Cluster::start(2).await.expect("cluster");
         let publisher = SecretKey::generate();
-        // rot13 echoes its input transformed: a 3 MiB input gives a 3 MiB
-        // output, both over the inline limit.
+        // hello greets its input: a 3 MiB name gives a 3 MiB greeting,
+        // both over the inline limit.
         let component = p2pc_tests::guest_bytes("hello");
         let file = bundle(&publisher, "hello", component, RequestedLimits::default());
         let input: Vec<u8> = vec![b'a'; 3 << 20];
@@ -112,14 +108,23 @@ fn large_outputs_and_inputs_travel_as_blobs() {
             .node(0)
             .submit(Submission {
                 bundle: file,
-                input,
+                input: input.clone(),
                 to: Some(cluster.node(1).peer_id()),
                 timeout: WAIT,
             })
             .await
             .expect("submit");
         let state = cluster.node(0).wait(&job, WAIT).await.expect("wait");
-        assert!(matches!(state, JobState::Done { .. }), "{state:?}");
+        assert!(
+            matches!(state, JobState::Done { ref outcome, .. } if outcome == "ok"),
+            "{state:?}"
+        );
+        let output = cluster.node(0).output(&job).expect("output");
+        assert!(
+            output.len() > p2pc_node::messages::INLINE_BYTES,
+            "fetched as a blob"
+        );
+        assert_eq!(output, hello(&input));
         cluster.shutdown().await;
     });
 }
@@ -335,4 +340,9 @@ fn a_worker_that_dies_mid_task_gives_a_clear_error_before_the_deadline() {
         assert!(started.elapsed() < WAIT);
         cluster.shutdown().await;
     });
+}
+
+/// What the hello example answers.
+fn hello(input: &[u8]) -> Vec<u8> {
+    format!("Hello, {}!", String::from_utf8_lossy(input).trim()).into_bytes()
 }

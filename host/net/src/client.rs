@@ -76,6 +76,7 @@ pub(crate) enum Command {
     Bootstrap(Reply<()>),
     Provide(Cid, Reply<()>),
     Providers(Cid, Reply<HashSet<PeerId>>),
+    FindPeer(PeerId, Reply<bool>),
     Chunk(PeerId, ChunkRequest, Reply<ChunkResponse>),
     Task(PeerId, Vec<u8>, Reply<Vec<u8>>),
     RespondChunk(ResponseChannel<ChunkResponse>, ChunkResponse),
@@ -132,6 +133,12 @@ impl Client {
     /// Peers that announced they hold blob `cid`.
     pub async fn providers(&self, cid: Cid) -> Result<HashSet<PeerId>> {
         self.call(|r| Command::Providers(cid, r)).await
+    }
+
+    /// Looks `peer` up in the DHT so it can be dialled by id; true if it
+    /// was found.
+    pub async fn find_peer(&self, peer: PeerId) -> Result<bool> {
+        self.call(|r| Command::FindPeer(peer, r)).await
     }
 
     /// Sends a chunk request to `peer`.

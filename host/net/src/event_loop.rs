@@ -31,6 +31,7 @@ pub struct EventLoop {
     pending_bootstrap: HashMap<kad::QueryId, Reply<()>>,
     pending_provide: HashMap<kad::QueryId, Reply<()>>,
     pending_providers: HashMap<kad::QueryId, (HashSet<PeerId>, Reply<HashSet<PeerId>>)>,
+    pending_find: HashMap<kad::QueryId, (PeerId, Reply<bool>)>,
     pending_chunk: HashMap<OutboundRequestId, (PeerId, Reply<ChunkResponse>)>,
     pending_task: HashMap<OutboundRequestId, (PeerId, Reply<Vec<u8>>)>,
     peers: HashMap<PeerId, PeerState>,
@@ -75,6 +76,7 @@ pub fn new(
         pending_bootstrap: HashMap::new(),
         pending_provide: HashMap::new(),
         pending_providers: HashMap::new(),
+        pending_find: HashMap::new(),
         pending_chunk: HashMap::new(),
         pending_task: HashMap::new(),
         peers: HashMap::new(),
@@ -199,6 +201,14 @@ impl EventLoop {
                 let key = kad::RecordKey::new(&cid.as_bytes());
                 let id = swarm.behaviour_mut().kad.get_providers(key);
                 self.pending_providers.insert(id, (HashSet::new(), reply));
+            }
+            Command::FindPeer(peer, reply) => {
+                if swarm.is_connected(&peer) {
+                    let _ = reply.send(Ok(true));
+                    return;
+                }
+                let id = swarm.behaviour_mut().kad.get_closest_peers(peer);
+                self.pending_find.insert(id, (peer, reply));
             }
             Command::Chunk(peer, request, reply) => {
                 let id = swarm.behaviour_mut().chunk.send_request(&peer, request);
@@ -482,6 +492,15 @@ impl EventLoop {
             kad::QueryResult::StartProviding(result) => {
                 if let Some(reply) = self.pending_provide.remove(&id) {
                     let _ = reply.send(result.map(|_| ()).map_err(|e| Error::Dht(e.to_string())));
+                }
+            }
+            kad::QueryResult::GetClosestPeers(result) => {
+                if let Some((target, reply)) = self.pending_find.remove(&id) {
+                    let found = match &result {
+                        Ok(ok) => ok.peers.iter().any(|p| p.peer_id == target),
+                        Err(_) => false,
+                    };
+                    let _ = reply.send(Ok(found || self.swarm.is_connected(&target)));
                 }
             }
             kad::QueryResult::GetProviders(result) => {

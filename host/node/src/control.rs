@@ -217,14 +217,26 @@ async fn command(shared: &Arc<Shared>, request: &Value) -> Result<Value> {
             Ok(to_json(&stats))
         }
         "export" => {
-            let cid = cid(request, "cid")?;
             let path = PathBuf::from(field(request, "path")?);
-            let mut reader = shared.store.get(&cid)?;
             let tmp = path.with_extension("p2pc-partial");
             let mut file = std::fs::File::create(&tmp)
                 .map_err(|e| Error::Io(format!("cannot create {}: {e}", tmp.display())))?;
-            let n = std::io::copy(&mut reader, &mut file)
-                .map_err(|e| Error::Io(format!("cannot write {}: {e}", tmp.display())))?;
+            let inline = request
+                .get("job")
+                .and_then(Value::as_str)
+                .and_then(|job| shared.jobs.inline_output(job));
+            let n = match inline {
+                Some(bytes) => {
+                    file.write_all(&bytes)
+                        .map_err(|e| Error::Io(format!("cannot write {}: {e}", tmp.display())))?;
+                    bytes.len() as u64
+                }
+                None => {
+                    let mut reader = shared.store.get(&cid(request, "cid")?)?;
+                    std::io::copy(&mut reader, &mut file)
+                        .map_err(|e| Error::Io(format!("cannot write {}: {e}", tmp.display())))?
+                }
+            };
             std::fs::rename(&tmp, &path)
                 .map_err(|e| Error::Io(format!("cannot rename to {}: {e}", path.display())))?;
             Ok(json!({"bytes": n, "path": path}))

@@ -43,6 +43,16 @@ pub enum FetchError {
     /// Nobody offered the blob.
     #[error("no provider of blob {0} was found")]
     NoProviders(Cid),
+    /// No provider sent a valid manifest.
+    #[error("blob {cid}: none of {tried} peer(s) asked could send its manifest{bad}")]
+    NoManifest {
+        /// The blob.
+        cid: Cid,
+        /// Peers asked.
+        tried: usize,
+        /// Note on peers that sent bad data.
+        bad: String,
+    },
     /// Providers were found but none finished the download.
     #[error(
         "blob {cid}: {missing} of {total} chunks could not be fetched from {tried} provider(s){bad}"
@@ -124,10 +134,8 @@ pub async fn fetch(
         }
     }
     let Some(mut import) = import else {
-        return Err(FetchError::Incomplete {
+        return Err(FetchError::NoManifest {
             cid,
-            missing: 0,
-            total: 0,
             tried: peers.len(),
             bad: bad_note(&bad),
         });

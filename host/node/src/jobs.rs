@@ -80,6 +80,9 @@ pub struct Submission {
 #[derive(Default)]
 pub(crate) struct Jobs {
     jobs: Mutex<HashMap<String, watch::Sender<JobState>>>,
+    /// Outputs small enough to come inline, kept with the job record
+    /// rather than written to the store (one fsync less per tiny task).
+    outputs: Mutex<HashMap<String, bytes::Bytes>>,
 }
 
 impl Jobs {
@@ -94,6 +97,14 @@ impl Jobs {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, tx.clone());
         tx
+    }
+
+    pub(crate) fn inline_output(&self, id: &str) -> Option<bytes::Bytes> {
+        self.outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
     }
 
     fn get(&self, id: &str) -> Option<watch::Receiver<JobState>> {
@@ -120,6 +131,25 @@ impl ComputeNode {
     /// Waits up to `timeout` for a job to finish.
     pub async fn wait(&self, id: &str, timeout: Duration) -> Result<JobState> {
         self.shared.wait(id, timeout).await
+    }
+
+    /// A finished job's output: kept with the job when it came inline,
+    /// otherwise read (verified) from the store.
+    pub fn output(&self, id: &str) -> Result<Vec<u8>> {
+        if let Some(bytes) = self.shared.jobs.inline_output(id) {
+            return Ok(bytes.to_vec());
+        }
+        match self.shared.job(id)? {
+            JobState::Done {
+                output: Some(cid), ..
+            } => {
+                let cid: Cid = cid
+                    .parse()
+                    .map_err(|_| Error::Submit("bad output id".into()))?;
+                Ok(self.shared.store.get_bytes(&cid)?)
+            }
+            other => Err(Error::Submit(format!("job {id} has no output: {other:?}"))),
+        }
     }
 
     /// The workers this node has heard adverts from.
@@ -164,10 +194,15 @@ impl Shared {
         let verified = BundleFile::from_bytes(&submission.bundle)
             .and_then(|f| f.verify(&TrustPolicy::Any, p2pc_crypto::now_unix()))
             .map_err(|e| Error::Submit(format!("the bundle is not valid: {e}")))?;
-        let bundle = self.store.put_bytes(&submission.bundle)?.id;
-        let input = self.store.put_bytes(&submission.input)?.id;
-        self.announce(bundle);
-        if submission.input.len() > INLINE_BYTES {
+        // The same bundle is stored once, however many jobs use it.
+        let bundle = blob_id(&submission.bundle);
+        if !self.store.has(&bundle)? {
+            self.store.put_bytes(&submission.bundle)?;
+            self.announce(bundle);
+        }
+        let input = blob_id(&submission.input);
+        if submission.input.len() > INLINE_BYTES && !self.store.has(&input)? {
+            self.store.put_bytes(&submission.input)?;
             self.announce(input);
         }
         let mut id = [0u8; 16];
@@ -195,7 +230,7 @@ impl Shared {
         let job = job_id.clone();
         tokio::spawn(async move {
             let end = match shared
-                .run_job(spec, submission.to, submission.timeout, &state)
+                .run_job(&job, spec, submission.to, submission.timeout, &state)
                 .await
             {
                 Ok(done) => done,
@@ -211,6 +246,7 @@ impl Shared {
 
     async fn run_job(
         self: &Arc<Self>,
+        job: &str,
         mut spec: TaskSpec,
         to: Option<PeerId>,
         timeout: Duration,
@@ -234,22 +270,33 @@ impl Shared {
         }
         .encode_to_vec();
         let left = timeout.saturating_sub(started.elapsed());
-        let answer = self
+        let mut answer = self
             .client
-            .request_task(worker, request, left)
-            .await
-            .map_err(|e| match e {
-                p2pc_net::Error::Request {
-                    kind: RequestFailure::ConnectionClosed,
-                    ..
-                } => Error::Submit(format!(
-                    "worker {worker} went away before answering (its connection closed)"
-                )),
-                p2pc_net::Error::Timeout(t) => {
-                    Error::Submit(format!("worker {worker} did not answer within {t:?}"))
-                }
-                other => Error::Submit(format!("worker {worker}: {other}")),
-            })?;
+            .request_task(worker, request.clone(), left)
+            .await;
+        if let Err(p2pc_net::Error::Request {
+            kind: RequestFailure::Unreachable,
+            ..
+        }) = &answer
+        {
+            // No address known for the worker yet: look it up and retry.
+            if self.client.find_peer(worker).await.unwrap_or(false) {
+                let left = timeout.saturating_sub(started.elapsed());
+                answer = self.client.request_task(worker, request, left).await;
+            }
+        }
+        let answer = answer.map_err(|e| match e {
+            p2pc_net::Error::Request {
+                kind: RequestFailure::ConnectionClosed,
+                ..
+            } => Error::Submit(format!(
+                "worker {worker} went away before answering (its connection closed)"
+            )),
+            p2pc_net::Error::Timeout(t) => {
+                Error::Submit(format!("worker {worker} did not answer within {t:?}"))
+            }
+            other => Error::Submit(format!("worker {worker}: {other}")),
+        })?;
         let reply = TaskReply::decode(answer.as_slice())
             .map_err(|e| Error::Submit(format!("worker {worker} sent a malformed reply: {e}")))?;
         if !reply.refused.is_empty() {
@@ -275,7 +322,11 @@ impl Shared {
                         "receipt from {worker} rejected: the output sent does not match the output it names"
                     )));
                 }
-                self.store.put_bytes(&reply.inline_output)?;
+                self.jobs
+                    .outputs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(job.to_owned(), reply.inline_output.clone());
             } else {
                 let left = timeout.saturating_sub(started.elapsed());
                 tokio::time::timeout(

@@ -60,6 +60,15 @@ impl Cluster {
                 tokio::time::timeout(WAIT, ComputeNode::start(config, SecretKey::generate()))
                     .await
                     .context("node start timed out")??;
+            // Both ends must see the connection before a test uses it.
+            if let Some(first) = nodes.first() {
+                let id = node.peer_id().to_string();
+                eventually("the bootstrap node to see a new node", WAIT, || async {
+                    let peers = first.client().peers().await.ok()?;
+                    peers.iter().any(|p| p.peer_id == id).then_some(())
+                })
+                .await?;
+            }
             nodes.push(node);
         }
         Ok(Self { nodes, dir })

@@ -106,7 +106,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             print_state(&state);
             if state["state"] == "done" && state["outcome"] == "ok" {
                 let tmp = tempfile::NamedTempFile::new().context("cannot make a temporary file")?;
-                export(&mut control, &state, tmp.path())?;
+                export(&mut control, &id, &state, tmp.path())?;
                 let bytes = std::fs::read(tmp.path())?;
                 use std::io::Write;
                 std::io::stdout().write_all(&bytes)?;
@@ -139,12 +139,12 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             match output {
                 Some(path) => {
                     let path = std::path::absolute(&path)?;
-                    export(&mut control, &state, &path)?;
+                    export(&mut control, &id, &state, &path)?;
                 }
                 None => {
                     let tmp =
                         tempfile::NamedTempFile::new().context("cannot make a temporary file")?;
-                    export(&mut control, &state, tmp.path())?;
+                    export(&mut control, &id, &state, tmp.path())?;
                     let bytes = std::fs::read(tmp.path())?;
                     use std::io::Write;
                     std::io::stdout().write_all(&bytes)?;
@@ -157,12 +157,13 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
 
 fn export(
     control: &mut p2pc_node::Control,
+    id: &str,
     state: &Value,
     path: &std::path::Path,
 ) -> anyhow::Result<()> {
     let cid = state["output"].as_str().context("the job has no output")?;
     control.call(
-        json!({"cmd": "export", "cid": cid, "path": path}),
+        json!({"cmd": "export", "cid": cid, "job": id, "path": path}),
         Duration::from_secs(600),
     )?;
     Ok(())

@@ -49,9 +49,13 @@ fn init(env: &Env, name: &str, listen: &[&str], bootstrap: &[String]) -> String 
 }
 
 fn start(env: &Env, dir: &str) -> NodeProcess {
+    // The node's log goes to a file beside it, for when a test fails.
+    let log = std::fs::File::create(format!("{dir}.log")).expect("log file");
     let mut child = env
         .command(&["node", "start", "--node", dir])
+        .env("P2PC_LOG", "p2pc_node=debug,p2pc_net=debug")
         .stdin(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("node starts");
     let stdout = child.stdout.take().expect("piped");
@@ -193,26 +197,39 @@ fn three_node_processes_over_tcp_and_quic_run_a_job_submitted_through_the_cli() 
     let out = env.run(&["job", "result", &id, "--node", &c.dir], b"", None);
     assert_eq!(text(&out.stdout), expected);
 
-    // The output, held by B and C, is fetched by A through the network.
-    let s = env.run(
-        &["job", "status", &id, "--json", "--node", &c.dir],
-        b"",
-        None,
-    );
-    let v: serde_json::Value = serde_json::from_slice(&s.stdout).expect("json");
-    let output = v["output"].as_str().expect("output cid").to_owned();
+    // The bundle, held by C and fetched by B to run it, is fetched by A,
+    // which never saw it, through the network.
+    let bundle_bytes = std::fs::read(&bundle).expect("bundle");
+    let cid = p2pc_node::messages::blob_id(&bundle_bytes).to_string();
     let out = env.run(
         &[
-            "blob", "fetch", &output, "--node", &a.dir, "--from", &b.peer_id,
+            "blob", "fetch", &cid, "--node", &a.dir, "--from", &b.peer_id,
         ],
         b"",
         None,
     );
-    assert!(out.status.success(), "fetch: {}", text(&out.stderr));
     assert!(
-        text(&out.stdout).contains(&format!("{} bytes", expected.len())),
+        out.status.success(),
+        "fetch: {}\nA's log:\n{}\nB's log:\n{}",
+        text(&out.stderr),
+        std::fs::read_to_string(format!("{}.log", a.dir)).unwrap_or_default(),
+        std::fs::read_to_string(format!("{}.log", b.dir)).unwrap_or_default()
+    );
+    assert!(
+        text(&out.stdout).contains(&format!("{} bytes", bundle_bytes.len())),
         "{}",
         text(&out.stdout)
+    );
+    let out = env.run(
+        &["blob", "fetch", &"ab".repeat(32), "--node", &a.dir],
+        b"",
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no provider"),
+        "{}",
+        text(&out.stderr)
     );
     let missing = env.run(&["job", "status", "0000", "--node", &c.dir], b"", None);
     assert!(!missing.status.success());
