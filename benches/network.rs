@@ -1,0 +1,215 @@
+//! The overlay's two costs: moving a large blob between two nodes, and
+//! round trips of tiny tasks.
+//!
+//! 1. Verified transfer of a 1 GiB blob from one node to another over
+//!    loopback TCP (Noise, Yamux, `/p2pc/chunk/1`, every chunk's BLAKE3
+//!    checked, written to the receiver's store and synced), against a plain
+//!    TCP copy of the same bytes in the same run: file to socket to file,
+//!    synced at the end. Reported as throughput, and the ratio of the two.
+//! 2. Tiny tasks (the hello example) submitted on one node, run on the
+//!    other, receipt verified: latency one at a time (p50, p99) and
+//!    throughput with many in flight.
+//!
+//! Run: `cargo bench -p p2pc-benches --bench network`
+//! (`P2PC_BENCH_MIB=256` for a smaller blob, `P2PC_BENCH_TASKS=1000`.)
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use p2pc_benches::percentile;
+use p2pc_crypto::{RequestedLimits, SecretKey};
+use p2pc_node::{JobState, Submission};
+use p2pc_testkit::{Cluster, bundle};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn data(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut v = vec![0u8; len];
+    for chunk in v.chunks_exact_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes());
+    }
+    v
+}
+
+/// Plain TCP: the sender streams a file into a socket; the receiver
+/// writes what arrives to a file and syncs it.
+fn plain_tcp(src: &std::path::Path, dst: &std::path::Path) -> Duration {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let dst = dst.to_owned();
+    let start = Instant::now();
+    let receiver = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().expect("accept");
+        let mut out = std::fs::File::create(&dst).expect("create");
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = sock.read(&mut buf).expect("read");
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n]).expect("write");
+        }
+        out.sync_all().expect("sync");
+    });
+    let mut sock = std::net::TcpStream::connect(addr).expect("connect");
+    sock.set_nodelay(true).ok();
+    let mut file = std::fs::File::open(src).expect("open");
+    std::io::copy(&mut file, &mut sock).expect("send");
+    drop(sock);
+    receiver.join().expect("receiver");
+    start.elapsed()
+}
+
+fn transfer(rt: &tokio::runtime::Runtime) {
+    let mib = env_usize("P2PC_BENCH_MIB", 1024);
+    let len = mib << 20;
+    let bytes = data(len);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    std::fs::write(&src, &bytes).expect("write source");
+    std::fs::File::open(&src).and_then(|f| f.sync_all()).expect("sync");
+
+    let mut tcp = Vec::new();
+    let mut p2p = Vec::new();
+    for round in 0..3 {
+        let dst = dir.path().join(format!("dst{round}"));
+        tcp.push(plain_tcp(&src, &dst));
+        std::fs::remove_file(&dst).ok();
+
+        let took = rt.block_on(async {
+            let cluster = Cluster::start(2).await.expect("cluster");
+            let cid = cluster.node(0).store().put(&bytes[..]).expect("put").id;
+            let from = cluster.node(0).peer_id();
+            let start = Instant::now();
+            let stats = cluster.node(1).fetch(cid, &[from]).await.expect("fetch");
+            let took = start.elapsed();
+            assert_eq!(stats.bytes, len as u64);
+            cluster.shutdown().await;
+            took
+        });
+        p2p.push(took);
+        let gbps = |d: Duration| len as f64 / d.as_secs_f64() / 1e9;
+        println!(
+            "round {round}: plain TCP {:.2} GB/s, p2pc verified {:.2} GB/s",
+            gbps(tcp[round]),
+            gbps(took)
+        );
+    }
+    let tcp_med = percentile(&mut tcp, 50.0);
+    let p2p_med = percentile(&mut p2p, 50.0);
+    let gbps = |d: Duration| len as f64 / d.as_secs_f64() / 1e9;
+    println!(
+        "transfer {mib} MiB: plain TCP {:.2} GB/s ({:?}), p2pc {:.2} GB/s ({:?}); ratio {:.2}x (target >= 0.5x)",
+        gbps(tcp_med),
+        tcp_med,
+        gbps(p2p_med),
+        p2p_med,
+        tcp_med.as_secs_f64() / p2p_med.as_secs_f64()
+    );
+}
+
+fn tiny_tasks(rt: &tokio::runtime::Runtime) {
+    let n = env_usize("P2PC_BENCH_TASKS", 4000);
+    rt.block_on(async {
+        let cluster = Arc::new(Cluster::start(2).await.expect("cluster"));
+        let publisher = SecretKey::generate();
+        let file = bundle(
+            &publisher,
+            "hello",
+            p2pc_tests::guest_bytes("hello"),
+            RequestedLimits::default(),
+        );
+        let worker = cluster.node(1).peer_id();
+        let one = |cluster: Arc<Cluster>, file: Vec<u8>| async move {
+            let start = Instant::now();
+            let job = cluster
+                .node(0)
+                .submit(Submission {
+                    bundle: file,
+                    input: b"bench".to_vec(),
+                    to: Some(worker),
+                    timeout: Duration::from_secs(60),
+                })
+                .await
+                .expect("submit");
+            let state = cluster
+                .node(0)
+                .wait(&job, Duration::from_secs(60))
+                .await
+                .expect("wait");
+            assert!(
+                matches!(&state, JobState::Done { outcome, .. } if outcome == "ok"),
+                "{state:?}"
+            );
+            start.elapsed()
+        };
+        for _ in 0..50 {
+            one(cluster.clone(), file.clone()).await;
+        }
+        let mut lat = Vec::new();
+        for _ in 0..(n / 4).max(100) {
+            lat.push(one(cluster.clone(), file.clone()).await);
+        }
+        let p50 = percentile(&mut lat, 50.0);
+        let p99 = percentile(&mut lat, 99.0);
+
+        let in_flight = 64;
+        let start = Instant::now();
+        let sem = Arc::new(tokio::sync::Semaphore::new(in_flight));
+        let mut handles = Vec::new();
+        for _ in 0..n {
+            let permit = sem.clone().acquire_owned().await.expect("permit");
+            let (c, f) = (cluster.clone(), file.clone());
+            handles.push(tokio::spawn(async move {
+                let d = one(c, f).await;
+                drop(permit);
+                d
+            }));
+        }
+        let mut loaded = Vec::new();
+        for h in handles {
+            loaded.push(h.await.expect("task"));
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "tiny tasks: one at a time p50 {p50:?} p99 {p99:?} (target p50 <= 5ms); \
+             {in_flight} in flight: {:.0} tasks/s (target >= 2000), p50 {:?} p99 {:?}",
+            n as f64 / secs,
+            percentile(&mut loaded, 50.0),
+            percentile(&mut loaded, 99.0),
+        );
+        if let Ok(c) = Arc::try_unwrap(cluster) {
+            c.shutdown().await;
+        }
+    });
+}
+
+fn main() {
+    // `cargo test --benches` runs bench binaries with no arguments to
+    // check they start; only `cargo bench` passes --bench.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let which = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if which.as_deref().is_none_or(|w| "tiny".contains(w) || w == "tasks") {
+        tiny_tasks(&rt);
+    }
+    if which.as_deref().is_none_or(|w| "transfer".contains(w)) {
+        transfer(&rt);
+    }
+}
