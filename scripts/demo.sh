@@ -64,3 +64,25 @@ printf '\n--- a tampered bundle is refused ---\n'
 python3 -c 'import sys; b=bytearray(open(sys.argv[1],"rb").read()); b[-100]^=1; open(sys.argv[2],"wb").write(b)' \
   "$out/hello.p2pcb" "$out/tampered.p2pcb"
 "$p2pctl" run "$out/tampered.p2pcb" || echo "(exit status $?, as expected)"
+
+printf '\n--- the network: two nodes on this machine, a job sent from one to the other ---\n'
+nodes=()
+stop_nodes() { for p in "${nodes[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap 'stop_nodes; rm -rf "$out"' EXIT
+start_node() { # dir, then its init flags
+  local dir=$1; shift
+  "$p2pctl" node init --node "$dir" --no-mdns --insecure-no-passphrase "$@" >/dev/null
+  "$p2pctl" node start --node "$dir" >"$dir.out" 2>"$dir.log" &
+  nodes+=($!)
+  for _ in $(seq 1 300); do grep -q '^ready' "$dir.out" 2>/dev/null && return; sleep 0.1; done
+  echo "node in $dir did not start:" >&2; cat "$dir.log" >&2; exit 1
+}
+start_node "$out/worker" --listen /ip4/127.0.0.1/tcp/0 --listen /ip4/127.0.0.1/udp/0/quic-v1
+worker_addr=$(grep '^listening .*/tcp/' "$out/worker.out" | head -1 | cut -d' ' -f2)
+worker_id=$(grep '^peer_id' "$out/worker.out" | cut -d' ' -f2)
+start_node "$out/submitter" --listen /ip4/127.0.0.1/tcp/0 --bootstrap "$worker_addr"
+echo "worker $worker_id"
+printf 'network' >"$out/name"
+"$p2pctl" job submit "$out/hello.p2pcb" --input "$out/name" --to "$worker_id" --wait --node "$out/submitter"
+echo
+"$p2pctl" node peers --node "$out/submitter"
