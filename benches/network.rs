@@ -77,7 +77,9 @@ fn transfer(rt: &tokio::runtime::Runtime) {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("src");
     std::fs::write(&src, &bytes).expect("write source");
-    std::fs::File::open(&src).and_then(|f| f.sync_all()).expect("sync");
+    std::fs::File::open(&src)
+        .and_then(|f| f.sync_all())
+        .expect("sync");
 
     let mut tcp = Vec::new();
     let mut p2p = Vec::new();
@@ -206,7 +208,10 @@ fn main() {
         .build()
         .expect("runtime");
     let which = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    if which.as_deref().is_none_or(|w| "tiny".contains(w) || w == "tasks") {
+    if which
+        .as_deref()
+        .is_none_or(|w| "tiny".contains(w) || w == "tasks")
+    {
         tiny_tasks(&rt);
     }
     if which.as_deref().is_none_or(|w| "transfer".contains(w)) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use p2pc_crypto::{RequestedLimits, SecretKey};
 use p2pc_node::messages::{TaskReply, TaskRequest, TaskSpec, now_unix_ms, seal_task};
 use p2pc_node::{JobState, Submission};
-use p2pc_testkit::{Cluster, CorruptProvider, WAIT, bundle, eventually};
+use p2pc_testkit::{Cluster, CorruptProvider, Misbehaviour, WAIT, bundle, eventually};
 use prost::Message;
 use sha2::Digest;
 
@@ -345,4 +345,55 @@ fn a_worker_that_dies_mid_task_gives_a_clear_error_before_the_deadline() {
 /// What the hello example answers.
 fn hello(input: &[u8]) -> Vec<u8> {
     format!("Hello, {}!", String::from_utf8_lossy(input).trim()).into_bytes()
+}
+
+#[test]
+fn a_provider_that_vanishes_mid_download_gives_a_clear_error_and_the_next_fetch_resumes() {
+    runtime().block_on(async {
+        let cluster = Cluster::start(2).await.expect("cluster");
+        let chunks = 200;
+        // No two chunks alike, so none is deduplicated.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let data: Vec<u8> = (0..chunks * p2pc_store::CHUNK_SIZE)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let bootstrap = cluster.node(0).addrs()[0].clone();
+        let (gone, cid) =
+            CorruptProvider::start_with(&data, bootstrap, Misbehaviour::VanishAfter(100))
+                .await
+                .expect("provider");
+        let err = tokio::time::timeout(WAIT, cluster.node(1).fetch(cid, &[gone.peer_id()]))
+            .await
+            .expect("an error, not a hang")
+            .expect_err("the provider vanished");
+        let text = err.to_string();
+        assert!(text.contains("could not be fetched"), "{text}");
+        gone.stop().await;
+
+        // The chunks that arrived were kept: an honest provider is asked
+        // only for the rest.
+        cluster.node(0).put_blob(&data).await.expect("put");
+        let stats = tokio::time::timeout(
+            WAIT,
+            cluster.node(1).fetch(cid, &[cluster.node(0).peer_id()]),
+        )
+        .await
+        .expect("in time")
+        .expect("fetch");
+        assert!(
+            stats.chunks_fetched < chunks && stats.chunks_fetched > 0,
+            "resumed: fetched {} of {chunks}",
+            stats.chunks_fetched
+        );
+        assert_eq!(
+            cluster.node(1).store().get_bytes(&cid).expect("stored"),
+            data
+        );
+        cluster.shutdown().await;
+    });
 }

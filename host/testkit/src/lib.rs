@@ -128,8 +128,18 @@ pub fn bundle(key: &SecretKey, name: &str, component: Vec<u8>, limits: Requested
     file.to_bytes()
 }
 
-/// An adversary: a bare overlay peer that claims to hold blobs and serves
-/// their manifests faithfully but every chunk with one bit flipped.
+/// How a [`CorruptProvider`] misbehaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// Every chunk it sends has one bit flipped.
+    FlipBits,
+    /// It serves this many chunks faithfully, then vanishes: its overlay
+    /// shuts down and every connection closes.
+    VanishAfter(usize),
+}
+
+/// An adversary: a bare overlay peer that claims to hold a blob and serves
+/// its manifest faithfully but its chunks badly.
 pub struct CorruptProvider {
     client: Client,
     task: tokio::task::JoinHandle<()>,
@@ -138,6 +148,15 @@ pub struct CorruptProvider {
 impl CorruptProvider {
     /// Starts it, holding a copy of `data` as blob, joined to `bootstrap`.
     pub async fn start(data: &[u8], bootstrap: Multiaddr) -> anyhow::Result<(Self, Cid)> {
+        Self::start_with(data, bootstrap, Misbehaviour::FlipBits).await
+    }
+
+    /// Starts one that misbehaves as `how`.
+    pub async fn start_with(
+        data: &[u8],
+        bootstrap: Multiaddr,
+        how: Misbehaviour,
+    ) -> anyhow::Result<(Self, Cid)> {
         let dir = tempfile::tempdir()?;
         let store = p2pc_store::Store::open(dir.path())?;
         let cid = store.put_bytes(data)?.id;
@@ -152,6 +171,7 @@ impl CorruptProvider {
         let task = tokio::spawn(async move {
             let _dir = dir;
             let _net = net;
+            let mut served = 0usize;
             while let Some(message) = inbound.recv().await {
                 if let Inbound::Chunk {
                     request, channel, ..
@@ -167,11 +187,20 @@ impl CorruptProvider {
                             Err(_) => ChunkResponse::with_status(ChunkStatus::NotFound),
                         }
                     } else {
+                        if let Misbehaviour::VanishAfter(n) = how
+                            && served >= n
+                        {
+                            let _ = c.shutdown().await;
+                            return;
+                        }
                         let mut chunks = Vec::new();
                         for name in &request.chunks {
                             let hash = Cid::from_slice(name).expect("32 bytes");
                             let mut bytes = store.chunk(&hash).expect("held");
-                            bytes[0] ^= 1;
+                            if how == Misbehaviour::FlipBits {
+                                bytes[0] ^= 1;
+                            }
+                            served += 1;
                             chunks.push(bytes.into());
                         }
                         ChunkResponse {
