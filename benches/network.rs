@@ -132,7 +132,7 @@ fn tiny_tasks(rt: &tokio::runtime::Runtime) {
             RequestedLimits::default(),
         );
         let worker = cluster.node(1).peer_id();
-        let one = |cluster: Arc<Cluster>, file: Vec<u8>| async move {
+        let one = move |cluster: Arc<Cluster>, file: Vec<u8>| async move {
             let start = Instant::now();
             let job = cluster
                 .node(0)

@@ -225,6 +225,19 @@ impl Import {
 mod tests {
     use super::*;
 
+    /// Bytes with no two chunks alike, so nothing is deduplicated.
+    fn distinct(len: usize) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
     fn stores() -> (tempfile::TempDir, Store, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let a = Store::open(dir.path().join("a")).expect("open a");
@@ -235,9 +248,7 @@ mod tests {
     #[test]
     fn a_blob_copied_chunk_by_chunk_in_reverse_order_reads_back() {
         let (_dir, a, b) = stores();
-        let data: Vec<u8> = (0..crate::CHUNK_SIZE * 3 + 17)
-            .map(|i| (i * 7) as u8)
-            .collect();
+        let data = distinct(crate::CHUNK_SIZE * 3 + 17);
         let info = a.put_bytes(&data).expect("put");
         let manifest = a.manifest(&info.id).expect("manifest");
         let mut import = b.import(info.id, &manifest).expect("io").expect("accepted");
@@ -291,9 +302,7 @@ mod tests {
     #[test]
     fn flushed_chunks_survive_an_abandoned_import() {
         let (dir, a, b) = stores();
-        let data: Vec<u8> = (0..crate::CHUNK_SIZE * 2 + 5)
-            .map(|i| (i % 251) as u8)
-            .collect();
+        let data = distinct(crate::CHUNK_SIZE * 2 + 5);
         let info = a.put_bytes(&data).expect("put");
         let manifest = a.manifest(&info.id).expect("manifest");
         let mut import = b.import(info.id, &manifest).expect("io").expect("ok");
