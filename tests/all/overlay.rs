@@ -397,3 +397,49 @@ fn a_provider_that_vanishes_mid_download_gives_a_clear_error_and_the_next_fetch_
         cluster.shutdown().await;
     });
 }
+
+#[test]
+fn an_oversized_message_is_refused_and_the_node_keeps_serving() {
+    runtime().block_on(async {
+        let cluster = Cluster::start(2).await.expect("cluster");
+        let target = cluster.node(1).peer_id();
+        // A peer that ignores the size limit when it sends.
+        let key = SecretKey::generate();
+        let config = p2pc_net::Config {
+            unbounded_sends: true,
+            ..p2pc_net::Config::default()
+        };
+        let (rogue, _inbound, event_loop) = p2pc_net::new(&key, config).expect("overlay");
+        let net = tokio::spawn(event_loop.run());
+        rogue
+            .dial(cluster.node(1).addrs()[0].clone())
+            .await
+            .expect("dial");
+        let huge = vec![0u8; 64 << 20];
+        let err = rogue
+            .request_task(target, huge, WAIT)
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, p2pc_net::Error::Request { .. }), "{err}");
+        // The node still runs tasks and answers its owner.
+        let describe = TaskRequest {
+            task: Vec::new(),
+            describe: true,
+        }
+        .encode_to_vec();
+        let answer = rogue
+            .request_task(target, describe, WAIT)
+            .await
+            .expect("still answers");
+        assert!(
+            !TaskReply::decode(answer.as_slice())
+                .expect("reply")
+                .advert
+                .is_empty()
+        );
+        assert!(cluster.node(1).status().await.is_ok());
+        let _ = rogue.shutdown().await;
+        net.abort();
+        cluster.shutdown().await;
+    });
+}

@@ -79,8 +79,12 @@ impl Behaviour {
                 .with_request_timeout(config.chunk_timeout)
                 .with_max_concurrent_streams(256),
         );
+        let mut task_codec = TaskCodec::new(MAX_TASK_MESSAGE_BYTES, MAX_TASK_MESSAGE_BYTES);
+        if config.unbounded_sends {
+            task_codec = task_codec.unbounded_sends();
+        }
         let task = request_response::Behaviour::with_codec(
-            TaskCodec::new(MAX_TASK_MESSAGE_BYTES, MAX_TASK_MESSAGE_BYTES),
+            task_codec,
             [(TASK_PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(config.task_timeout)

@@ -24,6 +24,10 @@ pub struct Config {
     pub task_timeout: Duration,
     /// How long an unused connection stays open.
     pub idle_timeout: Duration,
+    /// Lets this node *send* task messages of any size (receiving stays
+    /// bounded). Only for tests that play a peer breaking the limits.
+    #[doc(hidden)]
+    pub unbounded_sends: bool,
 }
 
 impl Default for Config {
@@ -36,6 +40,7 @@ impl Default for Config {
             chunk_timeout: Duration::from_secs(30),
             task_timeout: Duration::from_secs(3600),
             idle_timeout: Duration::from_secs(120),
+            unbounded_sends: false,
         }
     }
 }

@@ -111,6 +111,8 @@ impl ChunkResponse {
 pub struct Codec<Req, Resp> {
     max_request: usize,
     max_response: usize,
+    /// Largest request this side sends; normally `max_request`.
+    max_send: usize,
     _types: std::marker::PhantomData<fn() -> (Req, Resp)>,
 }
 
@@ -121,8 +123,15 @@ impl<Req, Resp> Codec<Req, Resp> {
         Self {
             max_request,
             max_response,
+            max_send: max_request,
             _types: std::marker::PhantomData,
         }
+    }
+
+    /// Sends requests of any size; for tests that play a misbehaving peer.
+    pub(crate) fn unbounded_sends(mut self) -> Self {
+        self.max_send = usize::MAX;
+        self
     }
 }
 
@@ -219,7 +228,7 @@ impl<Req: Frame + 'static, Resp: Frame + 'static> request_response::Codec for Co
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, req.encode_frame(), self.max_request).await
+        write_frame(io, req.encode_frame(), self.max_send).await
     }
 
     async fn write_response<T>(

@@ -20,6 +20,9 @@ use tracing::{debug, warn};
 
 /// Requests in flight to one provider.
 pub const WINDOW: usize = 16;
+/// Chunks asked for in one request. One: with Yamux's 256 KiB stream
+/// window, four-chunk responses measured 0.39x plain TCP against 0.61x.
+const BATCH: usize = 1;
 /// Chunks between flushes of a download's progress to disk.
 const FLUSH_EVERY: usize = 256;
 
@@ -160,16 +163,17 @@ pub async fn fetch(
                 }
                 let n = in_flight.entry(*peer).or_insert(0);
                 if *n < WINDOW {
-                    let hash = queue.pop_front().expect("not empty");
+                    let take = queue.len().min(BATCH);
+                    let hashes: Vec<Cid> = queue.drain(..take).collect();
                     *n += 1;
                     let client = client.clone();
                     let peer = *peer;
                     pending.push(async move {
                         let request = ChunkRequest {
                             blob: cid.as_bytes().to_vec(),
-                            chunks: vec![hash.as_bytes().to_vec()],
+                            chunks: hashes.iter().map(|h| h.as_bytes().to_vec()).collect(),
                         };
-                        (peer, hash, client.request_chunk(peer, request).await)
+                        (peer, hashes, client.request_chunk(peer, request).await)
                     });
                     sent = true;
                 }
@@ -178,42 +182,50 @@ pub async fn fetch(
                 break;
             }
         }
-        let Some((peer, hash, result)) = pending.next().await else {
+        let Some((peer, hashes, result)) = pending.next().await else {
             break;
         };
         if let Some(n) = in_flight.get_mut(&peer) {
             *n = n.saturating_sub(1);
         }
         let still_active = active.contains(&peer);
+        let requeue = |queue: &mut VecDeque<Cid>, hashes: &[Cid]| {
+            for h in hashes.iter().rev() {
+                queue.push_front(*h);
+            }
+        };
         match result {
-            Ok(r) if r.status == ChunkStatus::Ok as i32 && r.chunks.len() == 1 => {
-                match import.add(&hash, &r.chunks[0])? {
-                    Ok(added) => {
-                        if added {
-                            fetched += 1;
-                            since_flush += 1;
+            Ok(r) if r.status == ChunkStatus::Ok as i32 && r.chunks.len() == hashes.len() => {
+                for (i, (hash, bytes)) in hashes.iter().zip(&r.chunks).enumerate() {
+                    match import.add(hash, bytes)? {
+                        Ok(added) => {
+                            if added {
+                                fetched += 1;
+                                since_flush += 1;
+                            }
+                            used.insert(peer);
                         }
-                        used.insert(peer);
-                    }
-                    Err(rejected) => {
-                        warn!(%peer, %cid, %rejected, "provider sent corrupt data; dropping it");
-                        bad.insert(peer);
-                        active.retain(|p| *p != peer);
-                        queue.push_front(hash);
+                        Err(rejected) => {
+                            warn!(%peer, %cid, %rejected, "provider sent corrupt data; dropping it");
+                            bad.insert(peer);
+                            active.retain(|p| *p != peer);
+                            requeue(&mut queue, &hashes[i..]);
+                            break;
+                        }
                     }
                 }
             }
             Ok(r) => {
                 debug!(%peer, status = r.status, "provider cannot serve a chunk");
                 active.retain(|p| *p != peer);
-                queue.push_front(hash);
+                requeue(&mut queue, &hashes);
             }
             Err(e) => {
                 if still_active {
                     debug!(%peer, error = %e, "chunk request failed; dropping provider");
                 }
                 active.retain(|p| *p != peer);
-                queue.push_front(hash);
+                requeue(&mut queue, &hashes);
             }
         }
         if since_flush >= FLUSH_EVERY {
