@@ -89,7 +89,14 @@ fn transfer(rt: &tokio::runtime::Runtime) {
         std::fs::remove_file(&dst).ok();
 
         let took = rt.block_on(async {
-            let cluster = Cluster::start(2).await.expect("cluster");
+            let quic = std::env::var_os("P2PC_BENCH_QUIC").is_some();
+            let cluster = Cluster::start_with(2, |_, c| {
+                if quic {
+                    c.node.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("addr")];
+                }
+            })
+            .await
+            .expect("cluster");
             let cid = cluster.node(0).store().put(&bytes[..]).expect("put").id;
             let from = cluster.node(0).peer_id();
             let start = Instant::now();
