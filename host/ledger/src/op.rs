@@ -1,0 +1,225 @@
+//! Signed ledger operations and their exact signed bytes.
+
+use p2pc_crypto::{PublicKey, SecretKey, Signature};
+
+/// An operation's name: BLAKE3 of its signed bytes and signature.
+pub type OpId = [u8; 32];
+
+/// The `prev` of an account's first operation.
+pub const GENESIS_PREV: OpId = [0; 32];
+
+const DOMAIN: &[u8] = b"p2pc ledger op v1\0";
+const DECISION_DOMAIN: &[u8] = b"p2pc escrow decision v1\0";
+
+/// One signed step in an account's chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Op {
+    /// The account writing it.
+    pub author: PublicKey,
+    /// Position in the author's chain, from 1.
+    pub seq: u64,
+    /// Id of the author's op at `seq - 1`, or [`GENESIS_PREV`].
+    pub prev: OpId,
+    /// The author's claimed time, Unix milliseconds. Only escrow windows
+    /// read it, and only as the signers claimed it: never a replica's clock.
+    pub time_ms: u64,
+    /// Ops whose credits to the author this op claims: mints and transfers
+    /// to it, and final escrow decisions paying it.
+    pub deps: Vec<OpId>,
+    /// What it does.
+    pub body: Body,
+    /// The author's signature over everything above.
+    pub signature: Signature,
+}
+
+/// What an op does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// Creates credits (issuers named in the genesis only).
+    Mint {
+        /// Receiver.
+        to: PublicKey,
+        /// Credits.
+        amount: u64,
+    },
+    /// Moves credits from the author to `to`.
+    Transfer {
+        /// Receiver.
+        to: PublicKey,
+        /// Credits.
+        amount: u64,
+    },
+    /// Locks `price * fuel_limit` of the author's credits for a task.
+    Hold {
+        /// Who runs the task.
+        worker: PublicKey,
+        /// Who decides when owner and worker disagree.
+        arbiter: PublicKey,
+        /// Credits per unit of fuel.
+        price: u64,
+        /// Most fuel paid for.
+        fuel_limit: u64,
+        /// How long a settlement may be disputed, in milliseconds.
+        window_ms: u64,
+    },
+    /// A decision on an escrow, signed by the author and one other party.
+    Decide(Decision),
+}
+
+/// A step of an escrow's state machine, agreed by two of its three parties.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// The hold op.
+    pub escrow: OpId,
+    /// 1: settle. 2: confirm the settlement (final) or dispute it (final).
+    pub step: u8,
+    /// What is decided.
+    pub outcome: Outcome,
+    /// The second signer.
+    pub cosigner: PublicKey,
+    /// Its signature over the decision.
+    pub cosignature: Signature,
+}
+
+/// What a decision says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Pay the worker for this much fuel; refund the owner the rest.
+    Pay {
+        /// Fuel used, at most the hold's limit.
+        fuel_used: u64,
+    },
+    /// Refund the owner everything.
+    Refund,
+    /// Step 2: the settlement stands.
+    Confirm,
+}
+
+fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+impl Outcome {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Outcome::Pay { fuel_used } => {
+                out.push(1);
+                out.extend_from_slice(&fuel_used.to_be_bytes());
+            }
+            Outcome::Refund => out.push(2),
+            Outcome::Confirm => out.push(3),
+        }
+    }
+}
+
+/// The bytes both parties to a decision sign, including the time the
+/// decision claims, so neither can move it across a challenge window alone.
+pub fn decision_bytes(escrow: &OpId, step: u8, outcome: Outcome, time_ms: u64) -> Vec<u8> {
+    let mut out = DECISION_DOMAIN.to_vec();
+    out.extend_from_slice(escrow);
+    out.push(step);
+    outcome.encode(&mut out);
+    out.extend_from_slice(&time_ms.to_be_bytes());
+    out
+}
+
+impl Op {
+    /// The exact bytes the author signs: a domain tag, then every field,
+    /// each with a fixed size or a length prefix.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut out = DOMAIN.to_vec();
+        out.extend_from_slice(&self.author.to_bytes());
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.prev);
+        out.extend_from_slice(&self.time_ms.to_be_bytes());
+        out.extend_from_slice(&(self.deps.len() as u64).to_be_bytes());
+        for d in &self.deps {
+            out.extend_from_slice(d);
+        }
+        match &self.body {
+            Body::Mint { to, amount } => {
+                out.push(1);
+                out.extend_from_slice(&to.to_bytes());
+                out.extend_from_slice(&amount.to_be_bytes());
+            }
+            Body::Transfer { to, amount } => {
+                out.push(2);
+                out.extend_from_slice(&to.to_bytes());
+                out.extend_from_slice(&amount.to_be_bytes());
+            }
+            Body::Hold {
+                worker,
+                arbiter,
+                price,
+                fuel_limit,
+                window_ms,
+            } => {
+                out.push(3);
+                out.extend_from_slice(&worker.to_bytes());
+                out.extend_from_slice(&arbiter.to_bytes());
+                out.extend_from_slice(&price.to_be_bytes());
+                out.extend_from_slice(&fuel_limit.to_be_bytes());
+                out.extend_from_slice(&window_ms.to_be_bytes());
+            }
+            Body::Decide(d) => {
+                out.push(4);
+                put(
+                    &mut out,
+                    &decision_bytes(&d.escrow, d.step, d.outcome, self.time_ms),
+                );
+                out.extend_from_slice(&d.cosigner.to_bytes());
+                out.extend_from_slice(&d.cosignature.0);
+            }
+        }
+        out
+    }
+
+    /// The op's id.
+    pub fn id(&self) -> OpId {
+        let mut h = blake3::Hasher::new();
+        h.update(&self.signed_bytes());
+        h.update(&self.signature.0);
+        *h.finalize().as_bytes()
+    }
+
+    /// Signs a new op.
+    pub fn sign(
+        key: &SecretKey,
+        seq: u64,
+        prev: OpId,
+        time_ms: u64,
+        deps: Vec<OpId>,
+        body: Body,
+    ) -> Self {
+        let mut op = Op {
+            author: key.public(),
+            seq,
+            prev,
+            time_ms,
+            deps,
+            body,
+            signature: Signature([0; 64]),
+        };
+        op.signature = key.sign(&op.signed_bytes());
+        op
+    }
+
+    /// Whether the author's signature verifies.
+    pub fn signature_ok(&self) -> bool {
+        self.author
+            .verify(&self.signed_bytes(), &self.signature)
+            .is_ok()
+    }
+}
+
+/// A co-signature on a decision, made by the second party.
+pub fn cosign(
+    key: &SecretKey,
+    escrow: &OpId,
+    step: u8,
+    outcome: Outcome,
+    time_ms: u64,
+) -> Signature {
+    key.sign(&decision_bytes(escrow, step, outcome, time_ms))
+}

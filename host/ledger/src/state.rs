@@ -1,0 +1,698 @@
+//! [`CreditManager`]: the replicated state, derived from the set of ops.
+//!
+//! The state is a function of the set of valid signed ops a replica holds,
+//! never of the order they arrived in: an op is applied only once
+//! everything it relies on (its chain predecessor, the credits it claims,
+//! its escrow and earlier escrow steps) is applied, and its validity looks
+//! only at those. Conflicts (two ops at one chain position, two decisions
+//! for one escrow step) are equivocations: the state is then recomputed
+//! from the whole set under rules that do not depend on arrival order.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use p2pc_crypto::PublicKey;
+
+use crate::op::{Body, GENESIS_PREV, Op, OpId, Outcome, decision_bytes};
+
+/// The network's founding facts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Genesis {
+    /// Keys allowed to mint.
+    pub issuers: BTreeSet<PublicKey>,
+}
+
+/// What [`CreditManager::insert`] did with an op.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Insert {
+    /// Applied, with this many ops in all (it and those it unblocked).
+    Applied(usize),
+    /// Held back until what it relies on arrives.
+    Waiting,
+    /// Already held.
+    Duplicate,
+    /// Refused for good.
+    Rejected(Reject),
+    /// It revealed an equivocation; the state was recomputed.
+    Equivocation,
+}
+
+/// Why an op was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Reject {
+    /// The author's signature, or a decision's co-signature, fails.
+    #[error("bad signature")]
+    BadSignature,
+    /// A mint by a key the genesis does not name.
+    #[error("minted by a key that is not an issuer")]
+    NotIssuer,
+    /// The chain position or predecessor is wrong.
+    #[error("wrong sequence number or predecessor")]
+    BadChain,
+    /// An amount is zero or overflows.
+    #[error("bad amount")]
+    BadAmount,
+    /// Spends more than the credits in its causal past.
+    #[error("insufficient credits: has {has}, needs {needs}")]
+    Insufficient {
+        /// Spendable credits.
+        has: u64,
+        /// Credits the op spends.
+        needs: u64,
+    },
+    /// Claims a credit that is not to its author, or claims one twice.
+    #[error("claims a credit that is not its author's or was claimed before")]
+    BadDep,
+    /// Breaks the escrow rules.
+    #[error("escrow: {0}")]
+    Escrow(&'static str),
+    /// Written or signed by an account frozen for equivocating.
+    #[error("the account is frozen for equivocation")]
+    Frozen,
+    /// Relies on an op that was refused.
+    #[error("relies on a refused op")]
+    BadParent,
+}
+
+/// Two signed statements that cannot both be honest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Proof {
+    /// Two ops by one account at one sequence number.
+    Chain {
+        /// The account.
+        account: PublicKey,
+        /// The sequence number.
+        seq: u64,
+        /// The two ops.
+        ops: (OpId, OpId),
+    },
+    /// Two decisions for one escrow step, both signed by `signer`.
+    Decision {
+        /// The key that signed both.
+        signer: PublicKey,
+        /// The two decisions.
+        ops: (OpId, OpId),
+    },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Account {
+    seq: u64,
+    head: OpId,
+    balance: u64,
+    claimed: BTreeSet<OpId>,
+}
+
+/// An escrow's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Escrow {
+    /// Whose credits are held.
+    pub owner: PublicKey,
+    /// Who runs the task.
+    pub worker: PublicKey,
+    /// Who arbitrates.
+    pub arbiter: PublicKey,
+    /// Credits per unit of fuel.
+    pub price: u64,
+    /// Most fuel paid for.
+    pub fuel_limit: u64,
+    /// Challenge window in milliseconds.
+    pub window_ms: u64,
+    /// Credits held.
+    pub amount: u64,
+    /// The settlement (step 1): its op, outcome and claimed time.
+    pub settled: Option<(OpId, Outcome, u64)>,
+    /// The final outcome (step 2).
+    pub finalised: Option<(OpId, Outcome)>,
+}
+
+/// The ledger replica.
+#[derive(Clone, Debug)]
+pub struct CreditManager {
+    genesis: Genesis,
+    ops: HashMap<OpId, Op>,
+    slots: HashMap<(PublicKey, u64), OpId>,
+    decisions: HashMap<(OpId, u8), BTreeSet<OpId>>,
+    proofs: Vec<Proof>,
+    /// Account → lowest equivocated sequence number.
+    frozen_from: BTreeMap<PublicKey, u64>,
+    /// Keys that signed conflicting decisions.
+    bad_signers: BTreeSet<PublicKey>,
+    applied: HashSet<OpId>,
+    rejected: HashMap<OpId, Reject>,
+    /// Ops waiting, keyed by what they wait for.
+    blocked: HashMap<OpId, Vec<OpId>>,
+    accounts: BTreeMap<PublicKey, Account>,
+    escrows: BTreeMap<OpId, Escrow>,
+    /// Credits each applied op created: (receiver, amount).
+    credits: HashMap<OpId, Vec<(PublicKey, u64)>>,
+    minted: u128,
+}
+
+enum Try {
+    Applied,
+    Blocked(OpId),
+    Rejected(Reject),
+}
+
+/// Key under which step-2 decisions wait for their escrow's step 1.
+fn step_key(escrow: &OpId) -> OpId {
+    *blake3::hash(&[&escrow[..], b"settled"].concat()).as_bytes()
+}
+
+impl CreditManager {
+    /// An empty replica of the network founded by `genesis`.
+    pub fn new(genesis: Genesis) -> Self {
+        Self {
+            genesis,
+            ops: HashMap::new(),
+            slots: HashMap::new(),
+            decisions: HashMap::new(),
+            proofs: Vec::new(),
+            frozen_from: BTreeMap::new(),
+            bad_signers: BTreeSet::new(),
+            applied: HashSet::new(),
+            rejected: HashMap::new(),
+            blocked: HashMap::new(),
+            accounts: BTreeMap::new(),
+            escrows: BTreeMap::new(),
+            credits: HashMap::new(),
+            minted: 0,
+        }
+    }
+
+    /// Takes an op from anywhere (a peer, a local user, the disk).
+    pub fn insert(&mut self, op: Op) -> Insert {
+        let id = op.id();
+        if self.ops.contains_key(&id) {
+            return Insert::Duplicate;
+        }
+        if !op.signature_ok() {
+            return Insert::Rejected(Reject::BadSignature);
+        }
+        if let Body::Decide(d) = &op.body
+            && d.cosigner
+                .verify(
+                    &decision_bytes(&d.escrow, d.step, d.outcome, op.time_ms),
+                    &d.cosignature,
+                )
+                .is_err()
+        {
+            return Insert::Rejected(Reject::BadSignature);
+        }
+        let conflict = self.index(id, &op);
+        self.ops.insert(id, op);
+        if conflict {
+            self.recompute();
+            return Insert::Equivocation;
+        }
+        let before = self.applied.len();
+        self.settle(id);
+        if let Some(r) = self.rejected.get(&id) {
+            return Insert::Rejected(r.clone());
+        }
+        if self.applied.contains(&id) {
+            Insert::Applied(self.applied.len() - before)
+        } else {
+            Insert::Waiting
+        }
+    }
+
+    /// Records `op`'s chain slot and decision slot; true if it conflicts
+    /// with an op already held (and records the proof).
+    fn index(&mut self, id: OpId, op: &Op) -> bool {
+        let mut conflict = false;
+        match self.slots.get(&(op.author, op.seq)) {
+            Some(other) if *other != id => {
+                self.proofs.push(Proof::Chain {
+                    account: op.author,
+                    seq: op.seq,
+                    ops: (*other.min(&id), *other.max(&id)),
+                });
+                let from = self.frozen_from.entry(op.author).or_insert(op.seq);
+                *from = (*from).min(op.seq);
+                conflict = true;
+            }
+            Some(_) => {}
+            None => {
+                self.slots.insert((op.author, op.seq), id);
+            }
+        }
+        if let Body::Decide(d) = &op.body {
+            let slot = self.decisions.entry((d.escrow, d.step)).or_default();
+            let signers = [op.author, d.cosigner];
+            for other in slot.iter() {
+                let Some(Op {
+                    author,
+                    body: Body::Decide(od),
+                    ..
+                }) = self.ops.get(other)
+                else {
+                    continue;
+                };
+                for s in signers {
+                    if s == *author || s == od.cosigner {
+                        self.proofs.push(Proof::Decision {
+                            signer: s,
+                            ops: (*other.min(&id), *other.max(&id)),
+                        });
+                        self.bad_signers.insert(s);
+                        conflict = true;
+                    }
+                }
+            }
+            slot.insert(id);
+        }
+        conflict
+    }
+
+    /// Forgets everything derived and applies every op held again, in id
+    /// order; the result does not depend on the order ops arrived in.
+    pub fn recompute(&mut self) {
+        self.applied.clear();
+        self.rejected.clear();
+        self.blocked.clear();
+        self.accounts.clear();
+        self.escrows.clear();
+        self.credits.clear();
+        self.minted = 0;
+        let mut ids: Vec<OpId> = self.ops.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            if !self.applied.contains(&id) && !self.rejected.contains_key(&id) {
+                self.settle(id);
+            }
+        }
+    }
+
+    /// Tries `id`, then everything its application unblocks.
+    fn settle(&mut self, id: OpId) {
+        let mut work = vec![id];
+        while let Some(id) = work.pop() {
+            if self.applied.contains(&id) || self.rejected.contains_key(&id) {
+                continue;
+            }
+            match self.try_apply(id) {
+                Try::Applied => {
+                    self.applied.insert(id);
+                    if let Some(w) = self.blocked.remove(&id) {
+                        work.extend(w);
+                    }
+                    if let Some(Body::Decide(d)) = self.ops.get(&id).map(|o| &o.body)
+                        && d.step == 1
+                        && let Some(w) = self.blocked.remove(&step_key(&d.escrow))
+                    {
+                        work.extend(w);
+                    }
+                }
+                Try::Blocked(on) => self.blocked.entry(on).or_default().push(id),
+                Try::Rejected(r) => {
+                    self.rejected.insert(id, r);
+                    // Whatever waited on it can never apply.
+                    if let Some(w) = self.blocked.remove(&id) {
+                        work.extend(w);
+                    }
+                }
+            }
+        }
+    }
+
+    fn try_apply(&mut self, id: OpId) -> Try {
+        let op = self.ops[&id].clone();
+        if self
+            .frozen_from
+            .get(&op.author)
+            .is_some_and(|s| op.seq >= *s)
+        {
+            return Try::Rejected(Reject::Frozen);
+        }
+        // The chain.
+        let account = self.accounts.get(&op.author).cloned().unwrap_or_default();
+        if op.seq == 0 {
+            return Try::Rejected(Reject::BadChain);
+        }
+        if op.seq == 1 {
+            if op.prev != GENESIS_PREV {
+                return Try::Rejected(Reject::BadChain);
+            }
+        } else if !self.applied.contains(&op.prev) {
+            return match self.rejected.get(&op.prev) {
+                Some(_) => Try::Rejected(Reject::BadParent),
+                None => Try::Blocked(op.prev),
+            };
+        } else if account.head != op.prev || account.seq + 1 != op.seq {
+            return Try::Rejected(Reject::BadChain);
+        }
+        // Credits claimed.
+        let mut income: u64 = 0;
+        let mut seen = BTreeSet::new();
+        for dep in &op.deps {
+            if !self.applied.contains(dep) {
+                return match self.rejected.get(dep) {
+                    Some(_) => Try::Rejected(Reject::BadParent),
+                    None => Try::Blocked(*dep),
+                };
+            }
+            if !seen.insert(*dep) || account.claimed.contains(dep) {
+                return Try::Rejected(Reject::BadDep);
+            }
+            let to_me: u64 = self
+                .credits
+                .get(dep)
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| *k == op.author)
+                .map(|(_, a)| *a)
+                .sum();
+            if to_me == 0 {
+                return Try::Rejected(Reject::BadDep);
+            }
+            income = match income.checked_add(to_me) {
+                Some(v) => v,
+                None => return Try::Rejected(Reject::BadAmount),
+            };
+        }
+        let Some(available) = account.balance.checked_add(income) else {
+            return Try::Rejected(Reject::BadAmount);
+        };
+        let mut debit = 0u64;
+        let mut created: Vec<(PublicKey, u64)> = Vec::new();
+        let mut escrow_update: Option<(OpId, Escrow)> = None;
+        let mut minted = 0u64;
+        match &op.body {
+            Body::Mint { to, amount } => {
+                if !self.genesis.issuers.contains(&op.author) {
+                    return Try::Rejected(Reject::NotIssuer);
+                }
+                if *amount == 0 {
+                    return Try::Rejected(Reject::BadAmount);
+                }
+                created.push((*to, *amount));
+                minted = *amount;
+            }
+            Body::Transfer { to, amount } => {
+                if *amount == 0 {
+                    return Try::Rejected(Reject::BadAmount);
+                }
+                debit = *amount;
+                created.push((*to, *amount));
+            }
+            Body::Hold {
+                worker,
+                arbiter,
+                price,
+                fuel_limit,
+                window_ms,
+            } => {
+                let Some(amount) = price.checked_mul(*fuel_limit).filter(|a| *a > 0) else {
+                    return Try::Rejected(Reject::BadAmount);
+                };
+                if *worker == op.author || *arbiter == op.author || worker == arbiter {
+                    return Try::Rejected(Reject::Escrow("owner, worker and arbiter must differ"));
+                }
+                debit = amount;
+                escrow_update = Some((
+                    id,
+                    Escrow {
+                        owner: op.author,
+                        worker: *worker,
+                        arbiter: *arbiter,
+                        price: *price,
+                        fuel_limit: *fuel_limit,
+                        window_ms: *window_ms,
+                        amount,
+                        settled: None,
+                        finalised: None,
+                    },
+                ));
+            }
+            Body::Decide(d) => {
+                if !self.applied.contains(&d.escrow) {
+                    return match self.rejected.get(&d.escrow) {
+                        Some(_) => Try::Rejected(Reject::BadParent),
+                        None => Try::Blocked(d.escrow),
+                    };
+                }
+                let Some(mut escrow) = self.escrows.get(&d.escrow).cloned() else {
+                    return Try::Rejected(Reject::Escrow("not an escrow"));
+                };
+                let parties = [escrow.owner, escrow.worker, escrow.arbiter];
+                let signers = [op.author, d.cosigner];
+                if signers[0] == signers[1] || !signers.iter().all(|s| parties.contains(s)) {
+                    return Try::Rejected(Reject::Escrow("needs two different parties"));
+                }
+                // A frozen party's signature counts for nothing.
+                if signers
+                    .iter()
+                    .any(|s| self.bad_signers.contains(s) || self.frozen_from.contains_key(s))
+                {
+                    return Try::Rejected(Reject::Frozen);
+                }
+                // Of conflicting decisions, the smallest id stands.
+                if self.decisions[&(d.escrow, d.step)]
+                    .iter()
+                    .next()
+                    .is_some_and(|first| *first != id)
+                {
+                    return Try::Rejected(Reject::Escrow("a conflicting decision stands"));
+                }
+                let has = |k: PublicKey| signers.contains(&k);
+                match d.step {
+                    1 => {
+                        if escrow.settled.is_some() {
+                            return Try::Rejected(Reject::Escrow("already settled"));
+                        }
+                        match d.outcome {
+                            Outcome::Pay { fuel_used } if fuel_used > escrow.fuel_limit => {
+                                return Try::Rejected(Reject::Escrow(
+                                    "pays for more fuel than held",
+                                ));
+                            }
+                            Outcome::Confirm => {
+                                return Try::Rejected(Reject::Escrow("step 1 settles"));
+                            }
+                            _ => {}
+                        }
+                        escrow.settled = Some((id, d.outcome, op.time_ms));
+                    }
+                    2 => {
+                        let Some((_, settled, at)) = escrow.settled else {
+                            return Try::Blocked(step_key(&d.escrow));
+                        };
+                        if escrow.finalised.is_some() {
+                            return Try::Rejected(Reject::Escrow("already final"));
+                        }
+                        let window_end = at.saturating_add(escrow.window_ms);
+                        let outcome = match d.outcome {
+                            Outcome::Confirm => {
+                                if !has(escrow.owner) && op.time_ms < window_end {
+                                    return Try::Rejected(Reject::Escrow(
+                                        "worker and arbiter may confirm only after the window",
+                                    ));
+                                }
+                                settled
+                            }
+                            dispute => {
+                                if !(has(escrow.owner) && has(escrow.arbiter)) {
+                                    return Try::Rejected(Reject::Escrow(
+                                        "a dispute is signed by owner and arbiter",
+                                    ));
+                                }
+                                if op.time_ms >= window_end {
+                                    return Try::Rejected(Reject::Escrow(
+                                        "the challenge window has closed",
+                                    ));
+                                }
+                                if let Outcome::Pay { fuel_used } = dispute
+                                    && fuel_used > escrow.fuel_limit
+                                {
+                                    return Try::Rejected(Reject::Escrow(
+                                        "pays for more fuel than held",
+                                    ));
+                                }
+                                dispute
+                            }
+                        };
+                        let paid = match outcome {
+                            Outcome::Pay { fuel_used } => fuel_used * escrow.price,
+                            _ => 0,
+                        };
+                        if paid > 0 {
+                            created.push((escrow.worker, paid));
+                        }
+                        if escrow.amount > paid {
+                            created.push((escrow.owner, escrow.amount - paid));
+                        }
+                        escrow.finalised = Some((id, outcome));
+                    }
+                    _ => return Try::Rejected(Reject::Escrow("steps are 1 and 2")),
+                }
+                escrow_update = Some((d.escrow, escrow));
+            }
+        }
+        if available < debit {
+            return Try::Rejected(Reject::Insufficient {
+                has: available,
+                needs: debit,
+            });
+        }
+        // Everything checked: apply.
+        let acc = self.accounts.entry(op.author).or_default();
+        acc.seq = op.seq;
+        acc.head = id;
+        acc.balance = available - debit;
+        acc.claimed.extend(op.deps.iter().copied());
+        if let Some((k, e)) = escrow_update {
+            self.escrows.insert(k, e);
+        }
+        if !created.is_empty() {
+            self.credits.insert(id, created);
+        }
+        self.minted += u128::from(minted);
+        Try::Applied
+    }
+
+    /// An account's spendable credits: those claimed, less those spent.
+    pub fn balance(&self, account: &PublicKey) -> u64 {
+        self.accounts.get(account).map_or(0, |a| a.balance)
+    }
+
+    /// Credits sent to `account` that it has not claimed yet, with the ops
+    /// that carry them (name them as deps to spend them).
+    pub fn incoming(&self, account: &PublicKey) -> Vec<(OpId, u64)> {
+        let claimed = self.accounts.get(account).map(|a| &a.claimed);
+        let mut out: Vec<(OpId, u64)> = self
+            .credits
+            .iter()
+            .filter(|(id, _)| claimed.is_none_or(|c| !c.contains(*id)))
+            .filter_map(|(id, list)| {
+                let sum: u64 = list
+                    .iter()
+                    .filter(|(k, _)| k == account)
+                    .map(|(_, a)| a)
+                    .sum();
+                (sum > 0).then_some((*id, sum))
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The head of `account`'s chain: (sequence number, op id).
+    pub fn head(&self, account: &PublicKey) -> (u64, OpId) {
+        self.accounts
+            .get(account)
+            .map_or((0, GENESIS_PREV), |a| (a.seq, a.head))
+    }
+
+    /// The escrow created by hold `id`.
+    pub fn escrow(&self, id: &OpId) -> Option<&Escrow> {
+        self.escrows.get(id)
+    }
+
+    /// Every equivocation proof found.
+    pub fn proofs(&self) -> &[Proof] {
+        &self.proofs
+    }
+
+    /// Whether `account` is frozen.
+    pub fn is_frozen(&self, account: &PublicKey) -> bool {
+        self.frozen_from.contains_key(account) || self.bad_signers.contains(account)
+    }
+
+    /// Why op `id` was refused, if it was.
+    pub fn rejection(&self, id: &OpId) -> Option<&Reject> {
+        self.rejected.get(id)
+    }
+
+    /// Whether op `id` is applied.
+    pub fn is_applied(&self, id: &OpId) -> bool {
+        self.applied.contains(id)
+    }
+
+    /// Every op held, applied or not, in id order.
+    pub fn ops(&self) -> Vec<&Op> {
+        let mut v: Vec<&Op> = self.ops.values().collect();
+        v.sort_unstable_by_key(|o| o.id());
+        v
+    }
+
+    /// Credits ever minted.
+    pub fn minted(&self) -> u128 {
+        self.minted
+    }
+
+    /// A digest of the whole derived state: equal digests, equal states.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        for (k, a) in &self.accounts {
+            h.update(&k.to_bytes());
+            h.update(&a.seq.to_be_bytes());
+            h.update(&a.head);
+            h.update(&a.balance.to_be_bytes());
+            for c in &a.claimed {
+                h.update(c);
+            }
+        }
+        for (k, e) in &self.escrows {
+            h.update(k);
+            h.update(format!("{e:?}").as_bytes());
+        }
+        let mut applied: Vec<&OpId> = self.applied.iter().collect();
+        applied.sort_unstable();
+        for a in applied {
+            h.update(a);
+        }
+        for (k, s) in &self.frozen_from {
+            h.update(&k.to_bytes());
+            h.update(&s.to_be_bytes());
+        }
+        for k in &self.bad_signers {
+            h.update(&k.to_bytes());
+        }
+        h.update(&self.minted.to_be_bytes());
+        *h.finalize().as_bytes()
+    }
+
+    /// Checks the invariants: credits are conserved (spendable + unclaimed
+    /// + held = minted), no escrow is paid out twice, and recomputing the
+    /// state from the ops gives the same state.
+    pub fn verify(&self) -> Result<(), String> {
+        let spendable: u128 = self.accounts.values().map(|a| u128::from(a.balance)).sum();
+        let claimed: BTreeSet<(PublicKey, OpId)> = self
+            .accounts
+            .iter()
+            .flat_map(|(k, a)| a.claimed.iter().map(move |c| (*k, *c)))
+            .collect();
+        let mut unclaimed: u128 = 0;
+        let mut spent: u128 = 0;
+        for (id, list) in &self.credits {
+            for (k, a) in list {
+                if claimed.contains(&(*k, *id)) {
+                    spent += u128::from(*a);
+                } else {
+                    unclaimed += u128::from(*a);
+                }
+            }
+        }
+        let _ = spent;
+        let held: u128 = self
+            .escrows
+            .values()
+            .filter(|e| e.finalised.is_none())
+            .map(|e| u128::from(e.amount))
+            .sum();
+        if spendable + unclaimed + held != self.minted {
+            return Err(format!(
+                "supply drift: spendable {spendable} + unclaimed {unclaimed} + held {held} != minted {}",
+                self.minted
+            ));
+        }
+        let mut rebuilt = self.clone();
+        rebuilt.recompute();
+        if rebuilt.digest() != self.digest() {
+            return Err("recomputing from the ops gives a different state".into());
+        }
+        Ok(())
+    }
+}

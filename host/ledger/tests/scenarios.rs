@@ -1,0 +1,404 @@
+//! Escrow and chain scenarios on one replica, each op signed for real.
+
+use p2pc_crypto::SecretKey;
+use p2pc_ledger::{
+    Body, CreditManager, Decision, GENESIS_PREV, Genesis, Insert, Op, OpId, Outcome, Reject, cosign,
+};
+
+/// An account writing its own chain.
+struct Wallet {
+    key: SecretKey,
+    seq: u64,
+    head: OpId,
+}
+
+impl Wallet {
+    fn new() -> Self {
+        Self {
+            key: SecretKey::generate(),
+            seq: 0,
+            head: GENESIS_PREV,
+        }
+    }
+
+    fn op(&mut self, time_ms: u64, deps: Vec<OpId>, body: Body) -> Op {
+        self.seq += 1;
+        let op = Op::sign(&self.key, self.seq, self.head, time_ms, deps, body);
+        self.head = op.id();
+        op
+    }
+
+    /// Deps claiming everything sent to this wallet so far.
+    fn claims(&self, ledger: &CreditManager) -> Vec<OpId> {
+        ledger
+            .incoming(&self.key.public())
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    fn decide(
+        &mut self,
+        ledger: &CreditManager,
+        cosigner: &SecretKey,
+        escrow: OpId,
+        step: u8,
+        outcome: Outcome,
+        time_ms: u64,
+    ) -> Op {
+        let deps = self.claims(ledger);
+        self.op(
+            time_ms,
+            deps,
+            Body::Decide(Decision {
+                escrow,
+                step,
+                outcome,
+                cosigner: cosigner.public(),
+                cosignature: cosign(cosigner, &escrow, step, outcome, time_ms),
+            }),
+        )
+    }
+}
+
+struct World {
+    ledger: CreditManager,
+    issuer: Wallet,
+    owner: Wallet,
+    worker: Wallet,
+    arbiter: Wallet,
+}
+
+fn applied(r: Insert) {
+    assert!(matches!(r, Insert::Applied(_)), "{r:?}");
+}
+
+/// An owner with 1000 credits and an escrow of 10 fuel at 10 credits,
+/// with a challenge window of 1000 ms.
+fn world() -> (World, OpId) {
+    let mut issuer = Wallet::new();
+    let mut owner = Wallet::new();
+    let worker = Wallet::new();
+    let arbiter = Wallet::new();
+    let mut ledger = CreditManager::new(Genesis {
+        issuers: [issuer.key.public()].into(),
+    });
+    let mint = issuer.op(
+        0,
+        vec![],
+        Body::Mint {
+            to: owner.key.public(),
+            amount: 1000,
+        },
+    );
+    applied(ledger.insert(mint));
+    let deps = owner.claims(&ledger);
+    let hold = owner.op(
+        10,
+        deps,
+        Body::Hold {
+            worker: worker.key.public(),
+            arbiter: arbiter.key.public(),
+            price: 10,
+            fuel_limit: 10,
+            window_ms: 1000,
+        },
+    );
+    let escrow = hold.id();
+    applied(ledger.insert(hold));
+    assert_eq!(ledger.balance(&owner.key.public()), 900);
+    (
+        World {
+            ledger,
+            issuer,
+            owner,
+            worker,
+            arbiter,
+        },
+        escrow,
+    )
+}
+
+#[test]
+fn happy_path_hold_settle_confirm_then_spend_the_payout() {
+    let (mut w, escrow) = world();
+    let settle = w.owner.decide(
+        &w.ledger,
+        &w.worker.key,
+        escrow,
+        1,
+        Outcome::Pay { fuel_used: 7 },
+        20,
+    );
+    applied(w.ledger.insert(settle));
+    // Pending: nothing paid yet.
+    assert!(w.ledger.incoming(&w.worker.key.public()).is_empty());
+    // The window closes; worker and arbiter make it final.
+    let fin = w
+        .worker
+        .decide(&w.ledger, &w.arbiter.key, escrow, 2, Outcome::Confirm, 1020);
+    applied(w.ledger.insert(fin));
+    assert_eq!(w.ledger.incoming(&w.worker.key.public())[0].1, 70);
+    assert_eq!(w.ledger.incoming(&w.owner.key.public())[0].1, 30);
+    // The worker spends what it earned.
+    let deps = w.worker.claims(&w.ledger);
+    let pay = w.worker.op(
+        1030,
+        deps,
+        Body::Transfer {
+            to: w.arbiter.key.public(),
+            amount: 70,
+        },
+    );
+    applied(w.ledger.insert(pay));
+    assert_eq!(w.ledger.balance(&w.worker.key.public()), 0);
+    w.ledger.verify().expect("invariants");
+}
+
+#[test]
+fn worker_and_arbiter_cannot_confirm_inside_the_window() {
+    let (mut w, escrow) = world();
+    let settle = w.owner.decide(
+        &w.ledger,
+        &w.worker.key,
+        escrow,
+        1,
+        Outcome::Pay { fuel_used: 7 },
+        20,
+    );
+    applied(w.ledger.insert(settle));
+    let early = w
+        .worker
+        .decide(&w.ledger, &w.arbiter.key, escrow, 2, Outcome::Confirm, 500);
+    assert!(matches!(
+        w.ledger.insert(early),
+        Insert::Rejected(Reject::Escrow(_))
+    ));
+}
+
+#[test]
+fn timeout_refund_by_owner_and_arbiter() {
+    let (mut w, escrow) = world();
+    let refund = w
+        .owner
+        .decide(&w.ledger, &w.arbiter.key, escrow, 1, Outcome::Refund, 5000);
+    applied(w.ledger.insert(refund));
+    let fin = w
+        .owner
+        .decide(&w.ledger, &w.arbiter.key, escrow, 2, Outcome::Confirm, 5001);
+    applied(w.ledger.insert(fin));
+    assert!(w.ledger.incoming(&w.worker.key.public()).is_empty());
+    assert_eq!(w.ledger.incoming(&w.owner.key.public())[0].1, 100);
+    w.ledger.verify().expect("invariants");
+}
+
+#[test]
+fn a_dispute_inside_the_window_reverses_the_payout_and_after_it_is_refused() {
+    // After the window: refused.
+    let (mut w, escrow) = world();
+    let settle = w.owner.decide(
+        &w.ledger,
+        &w.worker.key,
+        escrow,
+        1,
+        Outcome::Pay { fuel_used: 10 },
+        20,
+    );
+    applied(w.ledger.insert(settle));
+    let late = w
+        .arbiter
+        .decide(&w.ledger, &w.owner.key, escrow, 2, Outcome::Refund, 1020);
+    assert_eq!(
+        w.ledger.insert(late),
+        Insert::Rejected(Reject::Escrow("the challenge window has closed"))
+    );
+
+    // Inside the window: the payout becomes a refund.
+    let (mut w, escrow) = world();
+    let settle = w.owner.decide(
+        &w.ledger,
+        &w.worker.key,
+        escrow,
+        1,
+        Outcome::Pay { fuel_used: 10 },
+        20,
+    );
+    applied(w.ledger.insert(settle));
+    let dispute = w
+        .arbiter
+        .decide(&w.ledger, &w.owner.key, escrow, 2, Outcome::Refund, 900);
+    applied(w.ledger.insert(dispute));
+    assert!(w.ledger.incoming(&w.worker.key.public()).is_empty());
+    assert_eq!(w.ledger.incoming(&w.owner.key.public())[0].1, 100);
+    assert_eq!(
+        w.ledger
+            .escrow(&escrow)
+            .and_then(|e| e.finalised)
+            .map(|(_, o)| o),
+        Some(Outcome::Refund)
+    );
+    w.ledger.verify().expect("invariants");
+}
+
+#[test]
+fn replays_bad_signatures_bad_sequence_and_missing_dependencies() {
+    let (mut w, _escrow) = world();
+    let t = w.owner.op(
+        30,
+        vec![],
+        Body::Transfer {
+            to: w.worker.key.public(),
+            amount: 5,
+        },
+    );
+    applied(w.ledger.insert(t.clone()));
+    assert_eq!(
+        w.ledger.insert(t.clone()),
+        Insert::Duplicate,
+        "a replay is ignored"
+    );
+    assert_eq!(w.ledger.balance(&w.owner.key.public()), 895);
+
+    let mut forged = t.clone();
+    forged.seq += 1;
+    forged.prev = t.id();
+    assert_eq!(
+        w.ledger.insert(forged),
+        Insert::Rejected(Reject::BadSignature)
+    );
+
+    // Sequence 5 with a predecessor nobody has seen: held back.
+    let gap = Op::sign(
+        &w.owner.key,
+        5,
+        [7; 32],
+        40,
+        vec![],
+        Body::Transfer {
+            to: w.worker.key.public(),
+            amount: 1,
+        },
+    );
+    assert_eq!(w.ledger.insert(gap), Insert::Waiting);
+
+    // A transfer claiming a credit that does not exist yet waits for it,
+    // and applies when it arrives.
+    let incoming = w.issuer.op(
+        50,
+        vec![],
+        Body::Mint {
+            to: w.worker.key.public(),
+            amount: 3,
+        },
+    );
+    let spend = w.worker.op(
+        60,
+        vec![incoming.id()],
+        Body::Transfer {
+            to: w.arbiter.key.public(),
+            amount: 3,
+        },
+    );
+    assert_eq!(w.ledger.insert(spend), Insert::Waiting);
+    assert_eq!(w.ledger.insert(incoming), Insert::Applied(2));
+
+    // Spending more than the causal past holds: refused.
+    let greedy = w.worker.op(
+        70,
+        vec![],
+        Body::Transfer {
+            to: w.arbiter.key.public(),
+            amount: 1_000_000,
+        },
+    );
+    assert!(matches!(
+        w.ledger.insert(greedy),
+        Insert::Rejected(Reject::Insufficient { .. })
+    ));
+
+    // Minting without being an issuer.
+    let mint = w.arbiter.op(
+        80,
+        vec![],
+        Body::Mint {
+            to: w.arbiter.key.public(),
+            amount: 1,
+        },
+    );
+    assert_eq!(w.ledger.insert(mint), Insert::Rejected(Reject::NotIssuer));
+    w.ledger.verify().expect("invariants");
+}
+
+#[test]
+fn an_account_that_equivocates_is_frozen_and_a_lying_arbiter_is_caught() {
+    let (mut w, escrow) = world();
+    // Two different ops at the owner's sequence 3.
+    let mut twin = Wallet {
+        key: SecretKey::from_seed(&[1; 32]),
+        seq: w.owner.seq,
+        head: w.owner.head,
+    };
+    std::mem::swap(&mut twin.key, &mut w.owner.key);
+    let a = twin.op(
+        30,
+        vec![],
+        Body::Transfer {
+            to: w.worker.key.public(),
+            amount: 5,
+        },
+    );
+    twin.seq -= 1;
+    twin.head = a.prev;
+    let b = twin.op(
+        30,
+        vec![],
+        Body::Transfer {
+            to: w.arbiter.key.public(),
+            amount: 5,
+        },
+    );
+    std::mem::swap(&mut twin.key, &mut w.owner.key);
+    applied(w.ledger.insert(a));
+    assert_eq!(w.ledger.insert(b), Insert::Equivocation);
+    assert!(w.ledger.is_frozen(&w.owner.key.public()));
+    // Frozen from sequence 3: the hold at 2 stands, both transfers are out.
+    assert_eq!(w.ledger.balance(&w.owner.key.public()), 900);
+
+    // The escrow is still resolvable by the other two parties once the
+    // window has passed.
+    let settle = w.worker.decide(
+        &w.ledger,
+        &w.arbiter.key,
+        escrow,
+        1,
+        Outcome::Pay { fuel_used: 4 },
+        100,
+    );
+    applied(w.ledger.insert(settle));
+    let fin = w
+        .worker
+        .decide(&w.ledger, &w.arbiter.key, escrow, 2, Outcome::Confirm, 2000);
+    applied(w.ledger.insert(fin));
+    assert_eq!(w.ledger.incoming(&w.worker.key.public())[0].1, 40);
+    w.ledger.verify().expect("invariants");
+
+    // A second settlement signed by the arbiter again: the arbiter signed
+    // two decisions for one step, a proof against it.
+    let (mut w2, escrow2) = world();
+    let s1 = w2.worker.decide(
+        &w2.ledger,
+        &w2.arbiter.key,
+        escrow2,
+        1,
+        Outcome::Pay { fuel_used: 10 },
+        50,
+    );
+    let s2 = w2
+        .owner
+        .decide(&w2.ledger, &w2.arbiter.key, escrow2, 1, Outcome::Refund, 50);
+    applied(w2.ledger.insert(s1.clone()));
+    assert_eq!(w2.ledger.insert(s2.clone()), Insert::Equivocation);
+    assert!(w2.ledger.is_frozen(&w2.arbiter.key.public()));
+    assert_eq!(w2.ledger.proofs().len(), 1);
+    w2.ledger.verify().expect("invariants");
+}
