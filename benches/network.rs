@@ -29,18 +29,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn data(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut v = vec![0u8; len];
-    for chunk in v.chunks_exact_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes());
-    }
-    v
-}
-
 /// Plain TCP: the sender streams a file into a socket; the receiver
 /// writes what arrives to a file and syncs it.
 fn plain_tcp(src: &std::path::Path, dst: &std::path::Path) -> Duration {
@@ -73,7 +61,7 @@ fn plain_tcp(src: &std::path::Path, dst: &std::path::Path) -> Duration {
 fn transfer(rt: &tokio::runtime::Runtime) {
     let mib = env_usize("P2PC_BENCH_MIB", 1024);
     let len = mib << 20;
-    let bytes = data(len);
+    let bytes = p2pc_tests::pseudo_random(len, 0);
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("src");
     std::fs::write(&src, &bytes).expect("write source");

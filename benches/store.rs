@@ -17,18 +17,6 @@ use p2pc_store::Store;
 
 const LEN: usize = 1 << 30;
 
-fn data() -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut v = vec![0u8; LEN];
-    for chunk in v.chunks_exact_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes());
-    }
-    v
-}
-
 fn drain(mut r: impl Read) -> u64 {
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0;
@@ -41,7 +29,7 @@ fn drain(mut r: impl Read) -> u64 {
 }
 
 fn main() {
-    let bytes = data();
+    let bytes = p2pc_tests::pseudo_random(LEN, 0);
     let dir =
         tempfile::tempdir_in(std::env::var_os("P2PC_BENCH_DIR").unwrap_or_else(|| ".".into()))
             .expect("temp dir");

@@ -352,16 +352,7 @@ fn a_provider_that_vanishes_mid_download_gives_a_clear_error_and_the_next_fetch_
     runtime().block_on(async {
         let cluster = Cluster::start(2).await.expect("cluster");
         let chunks = 200;
-        // No two chunks alike, so none is deduplicated.
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let data: Vec<u8> = (0..chunks * p2pc_store::CHUNK_SIZE)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = p2pc_tests::pseudo_random(chunks * p2pc_store::CHUNK_SIZE, 3);
         let bootstrap = cluster.node(0).addrs()[0].clone();
         let (gone, cid) =
             CorruptProvider::start_with(&data, bootstrap, Misbehaviour::VanishAfter(100))

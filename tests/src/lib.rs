@@ -84,3 +84,18 @@ pub fn busybox_rootfs(busybox: &std::path::Path, applets: &[&str]) -> Vec<u8> {
     assert!(tar.status.success(), "tar failed");
     tar.stdout
 }
+
+/// Deterministic pseudo-random bytes (xorshift64, a word at a time): no two
+/// chunks of a blob alike, so nothing is deduplicated, and nothing
+/// compresses. `seed` picks the stream.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
+    let mut v = vec![0u8; len];
+    for chunk in v.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    v
+}

@@ -32,8 +32,8 @@ pub struct EventLoop {
     pending_provide: HashMap<kad::QueryId, Reply<()>>,
     pending_providers: HashMap<kad::QueryId, (HashSet<PeerId>, Reply<HashSet<PeerId>>)>,
     pending_find: HashMap<kad::QueryId, (PeerId, Reply<bool>)>,
-    pending_chunk: HashMap<OutboundRequestId, (PeerId, Reply<ChunkResponse>)>,
-    pending_task: HashMap<OutboundRequestId, (PeerId, Reply<Vec<u8>>)>,
+    pending_chunk: HashMap<OutboundRequestId, Reply<ChunkResponse>>,
+    pending_task: HashMap<OutboundRequestId, Reply<Vec<u8>>>,
     peers: HashMap<PeerId, PeerState>,
 }
 
@@ -100,6 +100,51 @@ fn without_peer(addr: &Multiaddr) -> Multiaddr {
     addr.iter()
         .filter(|p| !matches!(p, Protocol::P2p(_)))
         .collect()
+}
+
+/// Settles a request-response event of either protocol: a response or an
+/// outbound failure goes to its waiter; an inbound request is returned for
+/// the node to answer.
+fn answer<Req, Resp>(
+    event: request_response::Event<Req, Resp>,
+    pending: &mut HashMap<OutboundRequestId, Reply<Resp>>,
+    protocol: &str,
+) -> Option<(PeerId, Req, request_response::ResponseChannel<Resp>)> {
+    use request_response::{Event, Message};
+    match event {
+        Event::Message { peer, message, .. } => match message {
+            Message::Request {
+                request, channel, ..
+            } => return Some((peer, request, channel)),
+            Message::Response {
+                request_id,
+                response,
+            } => {
+                if let Some(reply) = pending.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+        },
+        Event::OutboundFailure {
+            request_id,
+            error,
+            peer,
+            ..
+        } => {
+            if let Some(reply) = pending.remove(&request_id) {
+                let _ = reply.send(Err(Error::Request {
+                    peer,
+                    kind: failure(&error),
+                    reason: error.to_string(),
+                }));
+            }
+        }
+        Event::InboundFailure { peer, error, .. } => {
+            debug!(%peer, %error, protocol, "inbound request failed");
+        }
+        Event::ResponseSent { .. } => {}
+    }
+    None
 }
 
 fn failure(error: &request_response::OutboundFailure) -> RequestFailure {
@@ -212,11 +257,11 @@ impl EventLoop {
             }
             Command::Chunk(peer, request, reply) => {
                 let id = swarm.behaviour_mut().chunk.send_request(&peer, request);
-                self.pending_chunk.insert(id, (peer, reply));
+                self.pending_chunk.insert(id, reply);
             }
             Command::Task(peer, request, reply) => {
                 let id = swarm.behaviour_mut().task.send_request(&peer, request);
-                self.pending_task.insert(id, (peer, reply));
+                self.pending_task.insert(id, reply);
             }
             Command::RespondChunk(channel, response) => {
                 // Fails only if the requester went away; nothing to do then.
@@ -398,86 +443,30 @@ impl EventLoop {
                 })
                 .await;
             }
-            BehaviourEvent::Chunk(event) => match event {
-                request_response::Event::Message { peer, message, .. } => match message {
-                    request_response::Message::Request {
-                        request, channel, ..
-                    } => {
-                        self.deliver(Inbound::Chunk {
-                            peer,
-                            request,
-                            channel,
-                        })
-                        .await;
-                    }
-                    request_response::Message::Response {
-                        request_id,
-                        response,
-                    } => {
-                        if let Some((_, reply)) = self.pending_chunk.remove(&request_id) {
-                            let _ = reply.send(Ok(response));
-                        }
-                    }
-                },
-                request_response::Event::OutboundFailure {
-                    request_id,
-                    error,
-                    peer,
-                    ..
-                } => {
-                    if let Some((_, reply)) = self.pending_chunk.remove(&request_id) {
-                        let _ = reply.send(Err(Error::Request {
-                            peer,
-                            kind: failure(&error),
-                            reason: error.to_string(),
-                        }));
-                    }
+            BehaviourEvent::Chunk(event) => {
+                if let Some((peer, request, channel)) =
+                    answer(event, &mut self.pending_chunk, "chunk")
+                {
+                    self.deliver(Inbound::Chunk {
+                        peer,
+                        request,
+                        channel,
+                    })
+                    .await;
                 }
-                request_response::Event::InboundFailure { peer, error, .. } => {
-                    debug!(%peer, %error, "inbound chunk request failed");
+            }
+            BehaviourEvent::Task(event) => {
+                if let Some((peer, request, channel)) =
+                    answer(event, &mut self.pending_task, "task")
+                {
+                    self.deliver(Inbound::Task {
+                        peer,
+                        request,
+                        channel,
+                    })
+                    .await;
                 }
-                request_response::Event::ResponseSent { .. } => {}
-            },
-            BehaviourEvent::Task(event) => match event {
-                request_response::Event::Message { peer, message, .. } => match message {
-                    request_response::Message::Request {
-                        request, channel, ..
-                    } => {
-                        self.deliver(Inbound::Task {
-                            peer,
-                            request,
-                            channel,
-                        })
-                        .await;
-                    }
-                    request_response::Message::Response {
-                        request_id,
-                        response,
-                    } => {
-                        if let Some((_, reply)) = self.pending_task.remove(&request_id) {
-                            let _ = reply.send(Ok(response));
-                        }
-                    }
-                },
-                request_response::Event::OutboundFailure {
-                    request_id,
-                    error,
-                    peer,
-                    ..
-                } => {
-                    if let Some((_, reply)) = self.pending_task.remove(&request_id) {
-                        let _ = reply.send(Err(Error::Request {
-                            peer,
-                            kind: failure(&error),
-                            reason: error.to_string(),
-                        }));
-                    }
-                }
-                request_response::Event::InboundFailure { peer, error, .. } => {
-                    debug!(%peer, %error, "inbound task request failed");
-                }
-                request_response::Event::ResponseSent { .. } => {}
-            },
+            }
             _ => {}
         }
     }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use p2pc_net::PeerId;
 use p2pc_store::Cid;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tracing::{debug, warn};
 
@@ -151,8 +151,6 @@ async fn connection(
     }
 }
 
-use tokio::io::AsyncReadExt as _;
-
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -199,8 +197,11 @@ fn read_file(path: &str) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::Io(format!("cannot read {path}: {e}")))
 }
 
+fn to_json(value: &impl serde::Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
 async fn command(shared: &Arc<Shared>, request: &Value) -> Result<Value> {
-    let to_json = |v: &dyn erased::Ser| v.to_value();
     match field(request, "cmd")? {
         "status" => Ok(to_json(&shared.status().await?)),
         "peers" => Ok(to_json(&shared.client.peers().await?)),
@@ -283,18 +284,6 @@ async fn command(shared: &Arc<Shared>, request: &Value) -> Result<Value> {
             ))
         }
         other => Err(Error::Control(format!("unknown command {other:?}"))),
-    }
-}
-
-mod erased {
-    /// Serialises anything serde can, for `command`'s one `to_json`.
-    pub(super) trait Ser {
-        fn to_value(&self) -> serde_json::Value;
-    }
-    impl<T: serde::Serialize> Ser for T {
-        fn to_value(&self) -> serde_json::Value {
-            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
-        }
     }
 }
 
