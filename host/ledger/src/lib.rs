@@ -18,5 +18,7 @@
 mod op;
 mod state;
 
-pub use op::{Body, Decision, GENESIS_PREV, Op, OpId, Outcome, cosign, decision_bytes};
-pub use state::{CreditManager, Escrow, Genesis, Insert, Proof, Reject};
+pub use op::{
+    Body, Decision, DecodeError, GENESIS_PREV, MAX_DEPS, Op, OpId, Outcome, cosign, decision_bytes,
+};
+pub use state::{ArbiterPolicy, CreditManager, Escrow, Genesis, Insert, Proof, Reject};

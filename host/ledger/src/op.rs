@@ -8,12 +8,18 @@ pub type OpId = [u8; 32];
 /// The `prev` of an account's first operation.
 pub const GENESIS_PREV: OpId = [0; 32];
 
+/// Most credits an op may claim at once; bounds a decoded op's size.
+pub const MAX_DEPS: usize = 1024;
+
 const DOMAIN: &[u8] = b"p2pc ledger op v1\0";
 const DECISION_DOMAIN: &[u8] = b"p2pc escrow decision v1\0";
 
 /// One signed step in an account's chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Op {
+    /// The network (the genesis id) it is valid in, so an op cannot be
+    /// replayed into another network.
+    pub network: [u8; 32],
     /// The account writing it.
     pub author: PublicKey,
     /// Position in the author's chain, from 1.
@@ -61,6 +67,14 @@ pub enum Body {
         fuel_limit: u64,
         /// How long a settlement may be disputed, in milliseconds.
         window_ms: u64,
+        /// Credits the worker locks with a [`Body::Bond`]; forfeited to the
+        /// owner if the escrow ends in a refund. 0: none.
+        collateral: u64,
+    },
+    /// The worker locks the hold's collateral against escrow `escrow`.
+    Bond {
+        /// The hold op.
+        escrow: OpId,
     },
     /// A decision on an escrow, signed by the author and one other party.
     Decide(Decision),
@@ -129,6 +143,7 @@ impl Op {
     /// each with a fixed size or a length prefix.
     pub fn signed_bytes(&self) -> Vec<u8> {
         let mut out = DOMAIN.to_vec();
+        out.extend_from_slice(&self.network);
         out.extend_from_slice(&self.author.to_bytes());
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.prev);
@@ -154,6 +169,7 @@ impl Op {
                 price,
                 fuel_limit,
                 window_ms,
+                collateral,
             } => {
                 out.push(3);
                 out.extend_from_slice(&worker.to_bytes());
@@ -161,6 +177,11 @@ impl Op {
                 out.extend_from_slice(&price.to_be_bytes());
                 out.extend_from_slice(&fuel_limit.to_be_bytes());
                 out.extend_from_slice(&window_ms.to_be_bytes());
+                out.extend_from_slice(&collateral.to_be_bytes());
+            }
+            Body::Bond { escrow } => {
+                out.push(5);
+                out.extend_from_slice(escrow);
             }
             Body::Decide(d) => {
                 out.push(4);
@@ -183,9 +204,98 @@ impl Op {
         *h.finalize().as_bytes()
     }
 
-    /// Signs a new op.
+    /// The op as stored and sent: its signed bytes, then the signature.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = self.signed_bytes();
+        out.extend_from_slice(&self.signature.0);
+        out
+    }
+
+    /// Parses [`to_bytes`](Self::to_bytes) output. Checks the form only;
+    /// signatures are checked when the op is inserted into a ledger.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader(bytes);
+        if r.take(DOMAIN.len())? != DOMAIN {
+            return Err(DecodeError("not a p2pc ledger op"));
+        }
+        let network = r.array()?;
+        let author = r.key()?;
+        let seq = r.u64()?;
+        let prev = r.array()?;
+        let time_ms = r.u64()?;
+        let n = r.u64()?;
+        if n > MAX_DEPS as u64 {
+            return Err(DecodeError("too many deps"));
+        }
+        let deps = (0..n).map(|_| r.array()).collect::<Result<_, _>>()?;
+        let body = match r.u8()? {
+            1 => Body::Mint {
+                to: r.key()?,
+                amount: r.u64()?,
+            },
+            2 => Body::Transfer {
+                to: r.key()?,
+                amount: r.u64()?,
+            },
+            3 => Body::Hold {
+                worker: r.key()?,
+                arbiter: r.key()?,
+                price: r.u64()?,
+                fuel_limit: r.u64()?,
+                window_ms: r.u64()?,
+                collateral: r.u64()?,
+            },
+            4 => {
+                let len = r.u64()?;
+                let inner = r.take(usize::try_from(len).map_err(|_| DecodeError("truncated"))?)?;
+                let mut d = Reader(inner);
+                if d.take(DECISION_DOMAIN.len())? != DECISION_DOMAIN {
+                    return Err(DecodeError("bad decision"));
+                }
+                let escrow = d.array()?;
+                let step = d.u8()?;
+                let outcome = match d.u8()? {
+                    1 => Outcome::Pay {
+                        fuel_used: d.u64()?,
+                    },
+                    2 => Outcome::Refund,
+                    3 => Outcome::Confirm,
+                    _ => return Err(DecodeError("unknown outcome")),
+                };
+                if d.u64()? != time_ms || !d.0.is_empty() {
+                    return Err(DecodeError("bad decision"));
+                }
+                Body::Decide(Decision {
+                    escrow,
+                    step,
+                    outcome,
+                    cosigner: r.key()?,
+                    cosignature: Signature(r.array()?),
+                })
+            }
+            5 => Body::Bond { escrow: r.array()? },
+            _ => return Err(DecodeError("unknown op kind")),
+        };
+        let signature = Signature(r.array()?);
+        if !r.0.is_empty() {
+            return Err(DecodeError("trailing bytes"));
+        }
+        Ok(Op {
+            network,
+            author,
+            seq,
+            prev,
+            time_ms,
+            deps,
+            body,
+            signature,
+        })
+    }
+
+    /// Signs a new op for `network`.
     pub fn sign(
         key: &SecretKey,
+        network: [u8; 32],
         seq: u64,
         prev: OpId,
         time_ms: u64,
@@ -193,6 +303,7 @@ impl Op {
         body: Body,
     ) -> Self {
         let mut op = Op {
+            network,
             author: key.public(),
             seq,
             prev,
@@ -222,4 +333,38 @@ pub fn cosign(
     time_ms: u64,
 ) -> Signature {
     key.sign(&decision_bytes(escrow, step, outcome, time_ms))
+}
+
+/// A byte string that is not a well-formed op.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("malformed ledger op: {0}")]
+pub struct DecodeError(&'static str);
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError("truncated"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        Ok(self.take(N)?.try_into().expect("took N bytes"))
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    fn key(&mut self) -> Result<PublicKey, DecodeError> {
+        PublicKey::from_bytes(&self.array::<32>()?).map_err(|_| DecodeError("bad public key"))
+    }
 }

@@ -14,11 +14,65 @@ use p2pc_crypto::PublicKey;
 
 use crate::op::{Body, GENESIS_PREV, Op, OpId, Outcome, decision_bytes};
 
-/// The network's founding facts.
+/// The network's founding facts. Every replica of one network holds the
+/// same genesis; its [`id`](Genesis::id) is signed into every op.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Genesis {
+    /// A name for people; part of the id, so two networks with the same
+    /// keys still differ.
+    pub network: String,
     /// Keys allowed to mint.
     pub issuers: BTreeSet<PublicKey>,
+    /// Credits that exist from the start. An account spends its allocation
+    /// by naming the genesis id as a dep.
+    pub allocations: BTreeMap<PublicKey, u64>,
+    /// The shortest challenge window a hold may carry, in milliseconds.
+    pub min_window_ms: u64,
+    /// Who may arbitrate escrows.
+    pub arbiters: ArbiterPolicy,
+}
+
+/// Which keys a hold may name as its arbiter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ArbiterPolicy {
+    /// Any key other than the owner and the worker.
+    #[default]
+    Any,
+    /// Only these keys.
+    Listed(BTreeSet<PublicKey>),
+}
+
+impl Genesis {
+    /// The network id: BLAKE3 of every field, in a fixed order.
+    pub fn id(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(b"p2pc genesis v1\0");
+        h.update(&(self.network.len() as u64).to_be_bytes());
+        h.update(self.network.as_bytes());
+        h.update(&(self.issuers.len() as u64).to_be_bytes());
+        for k in &self.issuers {
+            h.update(&k.to_bytes());
+        }
+        h.update(&(self.allocations.len() as u64).to_be_bytes());
+        for (k, a) in &self.allocations {
+            h.update(&k.to_bytes());
+            h.update(&a.to_be_bytes());
+        }
+        h.update(&self.min_window_ms.to_be_bytes());
+        match &self.arbiters {
+            ArbiterPolicy::Any => {
+                h.update(&[0]);
+            }
+            ArbiterPolicy::Listed(keys) => {
+                h.update(&[1]);
+                h.update(&(keys.len() as u64).to_be_bytes());
+                for k in keys {
+                    h.update(&k.to_bytes());
+                }
+            }
+        }
+        *h.finalize().as_bytes()
+    }
 }
 
 /// What [`CreditManager::insert`] did with an op.
@@ -40,6 +94,9 @@ pub enum Insert {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Reject {
+    /// Signed for another network.
+    #[error("signed for another network")]
+    WrongNetwork,
     /// The author's signature, or a decision's co-signature, fails.
     #[error("bad signature")]
     BadSignature,
@@ -120,6 +177,10 @@ pub struct Escrow {
     pub window_ms: u64,
     /// Credits held.
     pub amount: u64,
+    /// Collateral the worker is asked to lock.
+    pub collateral: u64,
+    /// The worker's bond op, once applied.
+    pub bond: Option<OpId>,
     /// The settlement (step 1): its op, outcome and claimed time.
     pub settled: Option<(OpId, Outcome, u64)>,
     /// The final outcome (step 2).
@@ -130,6 +191,7 @@ pub struct Escrow {
 #[derive(Clone, Debug)]
 pub struct CreditManager {
     genesis: Genesis,
+    network: [u8; 32],
     ops: HashMap<OpId, Op>,
     slots: HashMap<(PublicKey, u64), OpId>,
     decisions: HashMap<(OpId, u8), BTreeSet<OpId>>,
@@ -149,6 +211,15 @@ pub struct CreditManager {
     minted: u128,
 }
 
+/// The effects of an op that can apply.
+struct Plan {
+    balance: u64,
+    created: Vec<(PublicKey, u64)>,
+    escrow_update: Option<(OpId, Escrow)>,
+    bond_release: Option<(OpId, PublicKey, u64)>,
+    minted: u64,
+}
+
 enum Try {
     Applied,
     Blocked(OpId),
@@ -160,10 +231,25 @@ fn step_key(escrow: &OpId) -> OpId {
     *blake3::hash(&[&escrow[..], b"settled"].concat()).as_bytes()
 }
 
+/// Key under which claims on a bond wait for its escrow to be final.
+fn final_key(escrow: &OpId) -> OpId {
+    *blake3::hash(&[&escrow[..], b"final"].concat()).as_bytes()
+}
+
+/// Who a bond's collateral goes to once its escrow is final: back to the
+/// worker if it was paid, to the owner if everything was refunded.
+fn bond_receiver(escrow: &Escrow, outcome: Outcome) -> PublicKey {
+    match outcome {
+        Outcome::Refund => escrow.owner,
+        _ => escrow.worker,
+    }
+}
+
 impl CreditManager {
     /// An empty replica of the network founded by `genesis`.
     pub fn new(genesis: Genesis) -> Self {
-        Self {
+        let mut this = Self {
+            network: genesis.id(),
             genesis,
             ops: HashMap::new(),
             slots: HashMap::new(),
@@ -178,17 +264,45 @@ impl CreditManager {
             escrows: BTreeMap::new(),
             credits: HashMap::new(),
             minted: 0,
+        };
+        this.install_genesis();
+        this
+    }
+
+    /// The genesis allocations: credits of a virtual op named by the
+    /// network id, applied before anything else.
+    fn install_genesis(&mut self) {
+        let list: Vec<(PublicKey, u64)> = self
+            .genesis
+            .allocations
+            .iter()
+            .filter(|(_, a)| **a > 0)
+            .map(|(k, a)| (*k, *a))
+            .collect();
+        self.minted = list.iter().map(|(_, a)| u128::from(*a)).sum();
+        self.applied.insert(self.network);
+        if !list.is_empty() {
+            self.credits.insert(self.network, list);
         }
     }
 
-    /// Takes an op from anywhere (a peer, a local user, the disk).
-    pub fn insert(&mut self, op: Op) -> Insert {
-        let id = op.id();
-        if self.ops.contains_key(&id) {
-            return Insert::Duplicate;
+    /// The genesis this replica was founded on.
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    /// The network id ops must carry.
+    pub fn network(&self) -> [u8; 32] {
+        self.network
+    }
+
+    /// The checks that need nothing but the op: network and signatures.
+    fn admit(&self, op: &Op) -> Result<(), Reject> {
+        if op.network != self.network {
+            return Err(Reject::WrongNetwork);
         }
         if !op.signature_ok() {
-            return Insert::Rejected(Reject::BadSignature);
+            return Err(Reject::BadSignature);
         }
         if let Body::Decide(d) = &op.body
             && d.cosigner
@@ -198,7 +312,43 @@ impl CreditManager {
                 )
                 .is_err()
         {
-            return Insert::Rejected(Reject::BadSignature);
+            return Err(Reject::BadSignature);
+        }
+        Ok(())
+    }
+
+    /// What [`insert`](Self::insert) would do with `op` now, changing
+    /// nothing: `Applied(1)` if it would apply at once. An account must
+    /// never sign two ops at one sequence number, even when the first was
+    /// refused (replicas keep refused ops, so the second would be an
+    /// equivocation); so a wallet checks a draft here before it signs the
+    /// next one.
+    pub fn check(&self, op: &Op) -> Insert {
+        let id = op.id();
+        if self.ops.contains_key(&id) {
+            return Insert::Duplicate;
+        }
+        if let Err(r) = self.admit(op) {
+            return Insert::Rejected(r);
+        }
+        if self.slots.contains_key(&(op.author, op.seq)) {
+            return Insert::Equivocation;
+        }
+        match self.plan(id, op) {
+            Ok(_) => Insert::Applied(1),
+            Err(Try::Rejected(r)) => Insert::Rejected(r),
+            Err(_) => Insert::Waiting,
+        }
+    }
+
+    /// Takes an op from anywhere (a peer, a local user, the disk).
+    pub fn insert(&mut self, op: Op) -> Insert {
+        let id = op.id();
+        if self.ops.contains_key(&id) {
+            return Insert::Duplicate;
+        }
+        if let Err(r) = self.admit(&op) {
+            return Insert::Rejected(r);
         }
         let conflict = self.index(id, &op);
         self.ops.insert(id, op);
@@ -275,7 +425,7 @@ impl CreditManager {
         self.accounts.clear();
         self.escrows.clear();
         self.credits.clear();
-        self.minted = 0;
+        self.install_genesis();
         let mut ids: Vec<OpId> = self.ops.keys().copied().collect();
         ids.sort_unstable();
         for id in ids {
@@ -298,11 +448,14 @@ impl CreditManager {
                     if let Some(w) = self.blocked.remove(&id) {
                         work.extend(w);
                     }
-                    if let Some(Body::Decide(d)) = self.ops.get(&id).map(|o| &o.body)
-                        && d.step == 1
-                        && let Some(w) = self.blocked.remove(&step_key(&d.escrow))
-                    {
-                        work.extend(w);
+                    if let Some(Body::Decide(d)) = self.ops.get(&id).map(|o| &o.body) {
+                        let key = match d.step {
+                            1 => step_key(&d.escrow),
+                            _ => final_key(&d.escrow),
+                        };
+                        if let Some(w) = self.blocked.remove(&key) {
+                            work.extend(w);
+                        }
                     }
                 }
                 Try::Blocked(on) => self.blocked.entry(on).or_default().push(id),
@@ -319,42 +472,66 @@ impl CreditManager {
 
     fn try_apply(&mut self, id: OpId) -> Try {
         let op = self.ops[&id].clone();
+        match self.plan(id, &op) {
+            Ok(plan) => {
+                self.commit(id, &op, plan);
+                Try::Applied
+            }
+            Err(t) => t,
+        }
+    }
+
+    /// Everything `op` would change, or why it cannot apply now. Reads
+    /// only; [`commit`](Self::commit) writes.
+    fn plan(&self, id: OpId, op: &Op) -> Result<Plan, Try> {
         if self
             .frozen_from
             .get(&op.author)
             .is_some_and(|s| op.seq >= *s)
         {
-            return Try::Rejected(Reject::Frozen);
+            return Err(Try::Rejected(Reject::Frozen));
         }
         // The chain.
         let account = self.accounts.get(&op.author).cloned().unwrap_or_default();
         if op.seq == 0 {
-            return Try::Rejected(Reject::BadChain);
+            return Err(Try::Rejected(Reject::BadChain));
         }
         if op.seq == 1 {
             if op.prev != GENESIS_PREV {
-                return Try::Rejected(Reject::BadChain);
+                return Err(Try::Rejected(Reject::BadChain));
             }
         } else if !self.applied.contains(&op.prev) {
-            return match self.rejected.get(&op.prev) {
+            return Err(match self.rejected.get(&op.prev) {
                 Some(_) => Try::Rejected(Reject::BadParent),
                 None => Try::Blocked(op.prev),
-            };
+            });
         } else if account.head != op.prev || account.seq + 1 != op.seq {
-            return Try::Rejected(Reject::BadChain);
+            return Err(Try::Rejected(Reject::BadChain));
         }
         // Credits claimed.
         let mut income: u64 = 0;
         let mut seen = BTreeSet::new();
         for dep in &op.deps {
             if !self.applied.contains(dep) {
-                return match self.rejected.get(dep) {
+                return Err(match self.rejected.get(dep) {
                     Some(_) => Try::Rejected(Reject::BadParent),
                     None => Try::Blocked(*dep),
-                };
+                });
             }
             if !seen.insert(*dep) || account.claimed.contains(dep) {
-                return Try::Rejected(Reject::BadDep);
+                return Err(Try::Rejected(Reject::BadDep));
+            }
+            // A bond's collateral exists only once its escrow is final.
+            if let Some(Op {
+                body: Body::Bond { escrow },
+                ..
+            }) = self.ops.get(dep)
+                && self
+                    .escrows
+                    .get(escrow)
+                    .is_some_and(|e| e.finalised.is_none())
+            {
+                return Err(Try::Blocked(final_key(escrow)));
             }
             let to_me: u64 = self
                 .credits
@@ -365,34 +542,35 @@ impl CreditManager {
                 .map(|(_, a)| *a)
                 .sum();
             if to_me == 0 {
-                return Try::Rejected(Reject::BadDep);
+                return Err(Try::Rejected(Reject::BadDep));
             }
             income = match income.checked_add(to_me) {
                 Some(v) => v,
-                None => return Try::Rejected(Reject::BadAmount),
+                None => return Err(Try::Rejected(Reject::BadAmount)),
             };
         }
         let Some(available) = account.balance.checked_add(income) else {
-            return Try::Rejected(Reject::BadAmount);
+            return Err(Try::Rejected(Reject::BadAmount));
         };
         let mut debit = 0u64;
         let mut created: Vec<(PublicKey, u64)> = Vec::new();
         let mut escrow_update: Option<(OpId, Escrow)> = None;
+        let mut bond_release: Option<(OpId, PublicKey, u64)> = None;
         let mut minted = 0u64;
         match &op.body {
             Body::Mint { to, amount } => {
                 if !self.genesis.issuers.contains(&op.author) {
-                    return Try::Rejected(Reject::NotIssuer);
+                    return Err(Try::Rejected(Reject::NotIssuer));
                 }
                 if *amount == 0 {
-                    return Try::Rejected(Reject::BadAmount);
+                    return Err(Try::Rejected(Reject::BadAmount));
                 }
                 created.push((*to, *amount));
                 minted = *amount;
             }
             Body::Transfer { to, amount } => {
                 if *amount == 0 {
-                    return Try::Rejected(Reject::BadAmount);
+                    return Err(Try::Rejected(Reject::BadAmount));
                 }
                 debit = *amount;
                 created.push((*to, *amount));
@@ -403,12 +581,27 @@ impl CreditManager {
                 price,
                 fuel_limit,
                 window_ms,
+                collateral,
             } => {
                 let Some(amount) = price.checked_mul(*fuel_limit).filter(|a| *a > 0) else {
-                    return Try::Rejected(Reject::BadAmount);
+                    return Err(Try::Rejected(Reject::BadAmount));
                 };
                 if *worker == op.author || *arbiter == op.author || worker == arbiter {
-                    return Try::Rejected(Reject::Escrow("owner, worker and arbiter must differ"));
+                    return Err(Try::Rejected(Reject::Escrow(
+                        "owner, worker and arbiter must differ",
+                    )));
+                }
+                if *window_ms < self.genesis.min_window_ms {
+                    return Err(Try::Rejected(Reject::Escrow(
+                        "challenge window shorter than the network's minimum",
+                    )));
+                }
+                if let ArbiterPolicy::Listed(keys) = &self.genesis.arbiters
+                    && !keys.contains(arbiter)
+                {
+                    return Err(Try::Rejected(Reject::Escrow(
+                        "arbiter not allowed by the genesis",
+                    )));
                 }
                 debit = amount;
                 escrow_update = Some((
@@ -421,55 +614,91 @@ impl CreditManager {
                         fuel_limit: *fuel_limit,
                         window_ms: *window_ms,
                         amount,
+                        collateral: *collateral,
+                        bond: None,
                         settled: None,
                         finalised: None,
                     },
                 ));
             }
+            Body::Bond { escrow: hold } => {
+                if !self.applied.contains(hold) {
+                    return Err(match self.rejected.get(hold) {
+                        Some(_) => Try::Rejected(Reject::BadParent),
+                        None => Try::Blocked(*hold),
+                    });
+                }
+                let Some(mut escrow) = self.escrows.get(hold).cloned() else {
+                    return Err(Try::Rejected(Reject::Escrow("not an escrow")));
+                };
+                if escrow.worker != op.author {
+                    return Err(Try::Rejected(Reject::Escrow(
+                        "only the escrow's worker bonds",
+                    )));
+                }
+                if escrow.collateral == 0 {
+                    return Err(Try::Rejected(Reject::Escrow(
+                        "the hold asks for no collateral",
+                    )));
+                }
+                // Only the worker's own chain bonds, in order: deterministic.
+                if escrow.bond.is_some() {
+                    return Err(Try::Rejected(Reject::Escrow("already bonded")));
+                }
+                debit = escrow.collateral;
+                escrow.bond = Some(id);
+                if let Some((_, outcome)) = escrow.finalised {
+                    bond_release = Some((id, bond_receiver(&escrow, outcome), escrow.collateral));
+                }
+                escrow_update = Some((*hold, escrow));
+            }
             Body::Decide(d) => {
                 if !self.applied.contains(&d.escrow) {
-                    return match self.rejected.get(&d.escrow) {
+                    return Err(match self.rejected.get(&d.escrow) {
                         Some(_) => Try::Rejected(Reject::BadParent),
                         None => Try::Blocked(d.escrow),
-                    };
+                    });
                 }
                 let Some(mut escrow) = self.escrows.get(&d.escrow).cloned() else {
-                    return Try::Rejected(Reject::Escrow("not an escrow"));
+                    return Err(Try::Rejected(Reject::Escrow("not an escrow")));
                 };
                 let parties = [escrow.owner, escrow.worker, escrow.arbiter];
                 let signers = [op.author, d.cosigner];
                 if signers[0] == signers[1] || !signers.iter().all(|s| parties.contains(s)) {
-                    return Try::Rejected(Reject::Escrow("needs two different parties"));
+                    return Err(Try::Rejected(Reject::Escrow("needs two different parties")));
                 }
                 // A frozen party's signature counts for nothing.
                 if signers
                     .iter()
                     .any(|s| self.bad_signers.contains(s) || self.frozen_from.contains_key(s))
                 {
-                    return Try::Rejected(Reject::Frozen);
+                    return Err(Try::Rejected(Reject::Frozen));
                 }
                 // Of conflicting decisions, the smallest id stands.
-                if self.decisions[&(d.escrow, d.step)]
-                    .iter()
-                    .next()
-                    .is_some_and(|first| *first != id)
+                if self
+                    .decisions
+                    .get(&(d.escrow, d.step))
+                    .and_then(|slot| slot.iter().next())
+                    .is_some_and(|first| *first < id)
                 {
-                    return Try::Rejected(Reject::Escrow("a conflicting decision stands"));
+                    return Err(Try::Rejected(Reject::Escrow(
+                        "a conflicting decision stands",
+                    )));
                 }
                 let has = |k: PublicKey| signers.contains(&k);
                 match d.step {
                     1 => {
                         if escrow.settled.is_some() {
-                            return Try::Rejected(Reject::Escrow("already settled"));
+                            return Err(Try::Rejected(Reject::Escrow("already settled")));
                         }
                         match d.outcome {
                             Outcome::Pay { fuel_used } if fuel_used > escrow.fuel_limit => {
-                                return Try::Rejected(Reject::Escrow(
+                                return Err(Try::Rejected(Reject::Escrow(
                                     "pays for more fuel than held",
-                                ));
+                                )));
                             }
                             Outcome::Confirm => {
-                                return Try::Rejected(Reject::Escrow("step 1 settles"));
+                                return Err(Try::Rejected(Reject::Escrow("step 1 settles")));
                             }
                             _ => {}
                         }
@@ -477,38 +706,38 @@ impl CreditManager {
                     }
                     2 => {
                         let Some((_, settled, at)) = escrow.settled else {
-                            return Try::Blocked(step_key(&d.escrow));
+                            return Err(Try::Blocked(step_key(&d.escrow)));
                         };
                         if escrow.finalised.is_some() {
-                            return Try::Rejected(Reject::Escrow("already final"));
+                            return Err(Try::Rejected(Reject::Escrow("already final")));
                         }
                         let window_end = at.saturating_add(escrow.window_ms);
                         let outcome = match d.outcome {
                             Outcome::Confirm => {
                                 if !has(escrow.owner) && op.time_ms < window_end {
-                                    return Try::Rejected(Reject::Escrow(
+                                    return Err(Try::Rejected(Reject::Escrow(
                                         "worker and arbiter may confirm only after the window",
-                                    ));
+                                    )));
                                 }
                                 settled
                             }
                             dispute => {
                                 if !(has(escrow.owner) && has(escrow.arbiter)) {
-                                    return Try::Rejected(Reject::Escrow(
+                                    return Err(Try::Rejected(Reject::Escrow(
                                         "a dispute is signed by owner and arbiter",
-                                    ));
+                                    )));
                                 }
                                 if op.time_ms >= window_end {
-                                    return Try::Rejected(Reject::Escrow(
+                                    return Err(Try::Rejected(Reject::Escrow(
                                         "the challenge window has closed",
-                                    ));
+                                    )));
                                 }
                                 if let Outcome::Pay { fuel_used } = dispute
                                     && fuel_used > escrow.fuel_limit
                                 {
-                                    return Try::Rejected(Reject::Escrow(
+                                    return Err(Try::Rejected(Reject::Escrow(
                                         "pays for more fuel than held",
-                                    ));
+                                    )));
                                 }
                                 dispute
                             }
@@ -524,23 +753,43 @@ impl CreditManager {
                             created.push((escrow.owner, escrow.amount - paid));
                         }
                         escrow.finalised = Some((id, outcome));
+                        if let Some(bond) = escrow.bond {
+                            bond_release =
+                                Some((bond, bond_receiver(&escrow, outcome), escrow.collateral));
+                        }
                     }
-                    _ => return Try::Rejected(Reject::Escrow("steps are 1 and 2")),
+                    _ => return Err(Try::Rejected(Reject::Escrow("steps are 1 and 2"))),
                 }
                 escrow_update = Some((d.escrow, escrow));
             }
         }
         if available < debit {
-            return Try::Rejected(Reject::Insufficient {
+            return Err(Try::Rejected(Reject::Insufficient {
                 has: available,
                 needs: debit,
-            });
+            }));
         }
-        // Everything checked: apply.
+        Ok(Plan {
+            balance: available - debit,
+            created,
+            escrow_update,
+            bond_release,
+            minted,
+        })
+    }
+
+    fn commit(&mut self, id: OpId, op: &Op, plan: Plan) {
+        let Plan {
+            balance,
+            created,
+            escrow_update,
+            bond_release,
+            minted,
+        } = plan;
         let acc = self.accounts.entry(op.author).or_default();
         acc.seq = op.seq;
         acc.head = id;
-        acc.balance = available - debit;
+        acc.balance = balance;
         acc.claimed.extend(op.deps.iter().copied());
         if let Some((k, e)) = escrow_update {
             self.escrows.insert(k, e);
@@ -548,8 +797,10 @@ impl CreditManager {
         if !created.is_empty() {
             self.credits.insert(id, created);
         }
+        if let Some((bond, to, amount)) = bond_release {
+            self.credits.insert(bond, vec![(to, amount)]);
+        }
         self.minted += u128::from(minted);
-        Try::Applied
     }
 
     /// An account's spendable credits: those claimed, less those spent.
@@ -676,7 +927,14 @@ impl CreditManager {
             .escrows
             .values()
             .filter(|e| e.finalised.is_none())
-            .map(|e| u128::from(e.amount))
+            .map(|e| {
+                u128::from(e.amount)
+                    + if e.bond.is_some() {
+                        u128::from(e.collateral)
+                    } else {
+                        0
+                    }
+            })
             .sum();
         if spendable + unclaimed + held != self.minted {
             return Err(format!(

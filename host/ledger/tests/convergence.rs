@@ -29,8 +29,13 @@ fn wallet(seed: u8) -> Wallet {
 fn history(actions: &[(u8, u8, u8, u16)], equivocate: bool) -> (Genesis, Vec<Op>) {
     let mut w: Vec<Wallet> = (1..=5).map(wallet).collect();
     let genesis = Genesis {
+        network: "proptest".into(),
         issuers: [w[0].key.public()].into(),
+        allocations: [(w[1].key.public(), 1000)].into(),
+        min_window_ms: 300,
+        ..Genesis::default()
     };
+    let net = genesis.id();
     let mut reference = CreditManager::new(genesis.clone());
     let mut ops = Vec::new();
     let mut holds: Vec<(OpId, [usize; 3], u8)> = Vec::new();
@@ -44,7 +49,7 @@ fn history(actions: &[(u8, u8, u8, u16)], equivocate: bool) -> (Genesis, Vec<Op>
             .into_iter()
             .map(|(id, _)| id)
             .collect();
-        let body = match kind % 4 {
+        let body = match kind % 5 {
             0 => Body::Mint {
                 to: w[b].key.public(),
                 amount,
@@ -61,7 +66,35 @@ fn history(actions: &[(u8, u8, u8, u16)], equivocate: bool) -> (Genesis, Vec<Op>
                     price: 1,
                     fuel_limit: amount,
                     window_ms: 300,
+                    collateral: u64::from(amount % 3),
                 }
+            }
+            4 => {
+                // The worker of some hold bonds its collateral (or tries to).
+                let Some((escrow, parties, _)) = holds.get(b % holds.len().max(1)).copied() else {
+                    continue;
+                };
+                let worker = parties[1];
+                let deps: Vec<OpId> = reference
+                    .incoming(&w[worker].key.public())
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect();
+                let ww = &mut w[worker];
+                ww.seq += 1;
+                let op = Op::sign(
+                    &ww.key,
+                    net,
+                    ww.seq,
+                    ww.head,
+                    t,
+                    deps,
+                    Body::Bond { escrow },
+                );
+                ww.head = op.id();
+                reference.insert(op.clone());
+                ops.push(op);
+                continue;
             }
             _ => {
                 let Some((escrow, parties, step)) = holds.pop() else {
@@ -92,6 +125,7 @@ fn history(actions: &[(u8, u8, u8, u16)], equivocate: bool) -> (Genesis, Vec<Op>
                 wa.seq += 1;
                 let op = Op::sign(
                     &wa.key,
+                    net,
                     wa.seq,
                     wa.head,
                     time,
@@ -115,7 +149,7 @@ fn history(actions: &[(u8, u8, u8, u16)], equivocate: bool) -> (Genesis, Vec<Op>
         };
         let wa = &mut w[a];
         wa.seq += 1;
-        let op = Op::sign(&wa.key, wa.seq, wa.head, t, deps, body.clone());
+        let op = Op::sign(&wa.key, net, wa.seq, wa.head, t, deps, body.clone());
         wa.head = op.id();
         reference.insert(op.clone());
         if let Body::Hold { .. } = body
@@ -133,6 +167,7 @@ fn history(actions: &[(u8, u8, u8, u16)], equivocate: bool) -> (Genesis, Vec<Op>
         .key;
         let twin = Op::sign(
             key,
+            net,
             last.seq,
             last.prev,
             last.time_ms + 1,
@@ -152,7 +187,7 @@ proptest! {
 
     #[test]
     fn replicas_converge_whatever_the_delivery(
-        actions in prop::collection::vec((0u8..4, 0u8..5, 0u8..5, any::<u16>()), 1..40),
+        actions in prop::collection::vec((0u8..5, 0u8..5, 0u8..5, any::<u16>()), 1..40),
         orders in prop::collection::vec(prop::collection::vec(any::<prop::sample::Index>(), 0..80), 3),
         equivocate in any::<bool>(),
     ) {

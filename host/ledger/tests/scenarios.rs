@@ -2,12 +2,14 @@
 
 use p2pc_crypto::SecretKey;
 use p2pc_ledger::{
-    Body, CreditManager, Decision, GENESIS_PREV, Genesis, Insert, Op, OpId, Outcome, Reject, cosign,
+    ArbiterPolicy, Body, CreditManager, Decision, GENESIS_PREV, Genesis, Insert, Op, OpId, Outcome,
+    Reject, cosign,
 };
 
 /// An account writing its own chain.
 struct Wallet {
     key: SecretKey,
+    net: [u8; 32],
     seq: u64,
     head: OpId,
 }
@@ -16,6 +18,7 @@ impl Wallet {
     fn new() -> Self {
         Self {
             key: SecretKey::generate(),
+            net: [0; 32],
             seq: 0,
             head: GENESIS_PREV,
         }
@@ -23,9 +26,16 @@ impl Wallet {
 
     fn op(&mut self, time_ms: u64, deps: Vec<OpId>, body: Body) -> Op {
         self.seq += 1;
-        let op = Op::sign(&self.key, self.seq, self.head, time_ms, deps, body);
+        let op = Op::sign(
+            &self.key, self.net, self.seq, self.head, time_ms, deps, body,
+        );
         self.head = op.id();
         op
+    }
+
+    /// Forgets a draft that was checked but not inserted.
+    fn undo(&mut self, ledger: &CreditManager) {
+        (self.seq, self.head) = ledger.head(&self.key.public());
     }
 
     /// Deps claiming everything sent to this wallet so far.
@@ -76,13 +86,31 @@ fn applied(r: Insert) {
 /// An owner with 1000 credits and an escrow of 10 fuel at 10 credits,
 /// with a challenge window of 1000 ms.
 fn world() -> (World, OpId) {
+    world_with(0)
+}
+
+/// [`world`] where the hold asks the worker for `collateral`.
+fn world_with(collateral: u64) -> (World, OpId) {
     let mut issuer = Wallet::new();
     let mut owner = Wallet::new();
-    let worker = Wallet::new();
-    let arbiter = Wallet::new();
-    let mut ledger = CreditManager::new(Genesis {
+    let mut worker = Wallet::new();
+    let mut arbiter = Wallet::new();
+    let genesis = Genesis {
+        network: "scenarios".into(),
         issuers: [issuer.key.public()].into(),
-    });
+        // Workers asked for collateral start with some credits.
+        allocations: if collateral > 0 {
+            [(worker.key.public(), 50)].into()
+        } else {
+            Default::default()
+        },
+        min_window_ms: 1000,
+        arbiters: ArbiterPolicy::Listed([arbiter.key.public()].into()),
+    };
+    for w in [&mut issuer, &mut owner, &mut worker, &mut arbiter] {
+        w.net = genesis.id();
+    }
+    let mut ledger = CreditManager::new(genesis);
     let mint = issuer.op(
         0,
         vec![],
@@ -102,6 +130,7 @@ fn world() -> (World, OpId) {
             price: 10,
             fuel_limit: 10,
             window_ms: 1000,
+            collateral,
         },
     );
     let escrow = hold.id();
@@ -270,6 +299,7 @@ fn replays_bad_signatures_bad_sequence_and_missing_dependencies() {
     // Sequence 5 with a predecessor nobody has seen: held back.
     let gap = Op::sign(
         &w.owner.key,
+        w.owner.net,
         5,
         [7; 32],
         40,
@@ -335,6 +365,7 @@ fn an_account_that_equivocates_is_frozen_and_a_lying_arbiter_is_caught() {
     // Two different ops at the owner's sequence 3.
     let mut twin = Wallet {
         key: SecretKey::from_seed(&[1; 32]),
+        net: w.owner.net,
         seq: w.owner.seq,
         head: w.owner.head,
     };
@@ -401,4 +432,163 @@ fn an_account_that_equivocates_is_frozen_and_a_lying_arbiter_is_caught() {
     assert!(w2.ledger.is_frozen(&w2.arbiter.key.public()));
     assert_eq!(w2.ledger.proofs().len(), 1);
     w2.ledger.verify().expect("invariants");
+}
+
+#[test]
+fn collateral_returns_to_a_paid_worker_and_goes_to_the_owner_on_a_refund() {
+    for refund in [false, true] {
+        let (mut w, escrow) = world_with(20);
+        // The worker spends its genesis allocation on the bond.
+        let deps = w.worker.claims(&w.ledger);
+        assert_eq!(deps, vec![w.ledger.network()]);
+        assert_eq!(
+            w.ledger.minted(),
+            1050,
+            "genesis allocations count as minted"
+        );
+        let bond = w.worker.op(15, deps, Body::Bond { escrow });
+        let bond_id = bond.id();
+        applied(w.ledger.insert(bond.clone()));
+        assert_eq!(w.ledger.balance(&w.worker.key.public()), 30);
+        let twice = w.worker.op(16, vec![], Body::Bond { escrow });
+        // Checked, not inserted: a refused op still takes its chain slot.
+        assert_eq!(
+            w.ledger.check(&twice),
+            Insert::Rejected(Reject::Escrow("already bonded"))
+        );
+        w.worker.undo(&w.ledger);
+        w.ledger.verify().expect("invariants while bonded");
+
+        let (outcome, cosigner) = if refund {
+            (Outcome::Refund, &w.arbiter.key)
+        } else {
+            (Outcome::Pay { fuel_used: 10 }, &w.worker.key)
+        };
+        let settle = w.owner.decide(&w.ledger, cosigner, escrow, 1, outcome, 20);
+        applied(w.ledger.insert(settle));
+        // A claim on the bond waits until the escrow is final.
+        let receiver = if refund { &mut w.owner } else { &mut w.worker };
+        let early_claim = receiver.op(
+            30,
+            vec![bond_id],
+            Body::Transfer {
+                to: w.issuer.key.public(),
+                amount: 20,
+            },
+        );
+        assert_eq!(w.ledger.insert(early_claim.clone()), Insert::Waiting);
+        let fin = w
+            .arbiter
+            .decide(&w.ledger, &w.owner.key, escrow, 2, Outcome::Confirm, 40);
+        // The final decision applies and unblocks the claim.
+        assert_eq!(w.ledger.insert(fin), Insert::Applied(2));
+        assert!(w.ledger.is_applied(&early_claim.id()));
+        if refund {
+            assert!(w.ledger.incoming(&w.worker.key.public()).is_empty());
+        } else {
+            assert_eq!(w.ledger.incoming(&w.worker.key.public())[0].1, 100);
+        }
+        w.ledger.verify().expect("invariants");
+
+        // Any replica given the same ops, in reverse, agrees.
+        let mut other = CreditManager::new(w.ledger.genesis().clone());
+        for op in w.ledger.ops().into_iter().rev() {
+            other.insert(op.clone());
+        }
+        assert_eq!(other.digest(), w.ledger.digest());
+    }
+}
+
+#[test]
+fn the_genesis_decides_network_windows_and_arbiters() {
+    let (mut w, _) = world();
+    // An op signed for another network is refused, even if well signed.
+    let saved = w.owner.net;
+    w.owner.net = [9; 32];
+    let foreign = w.owner.op(
+        30,
+        vec![],
+        Body::Transfer {
+            to: w.worker.key.public(),
+            amount: 1,
+        },
+    );
+    assert_eq!(
+        w.ledger.insert(foreign),
+        Insert::Rejected(Reject::WrongNetwork)
+    );
+    w.owner.net = saved;
+    w.owner.undo(&w.ledger);
+
+    let hold = |w: &mut World, arbiter: p2pc_crypto::PublicKey, window_ms| {
+        w.owner.op(
+            40,
+            vec![],
+            Body::Hold {
+                worker: w.worker.key.public(),
+                arbiter,
+                price: 1,
+                fuel_limit: 1,
+                window_ms,
+                collateral: 0,
+            },
+        )
+    };
+    let arbiter = w.arbiter.key.public();
+    let short = hold(&mut w, arbiter, 999);
+    assert_eq!(
+        w.ledger.check(&short),
+        Insert::Rejected(Reject::Escrow(
+            "challenge window shorter than the network's minimum"
+        ))
+    );
+    w.owner.undo(&w.ledger);
+    let stranger = Wallet::new();
+    let unlisted = hold(&mut w, stranger.key.public(), 1000);
+    assert_eq!(
+        w.ledger.check(&unlisted),
+        Insert::Rejected(Reject::Escrow("arbiter not allowed by the genesis"))
+    );
+    w.owner.undo(&w.ledger);
+    let fine = hold(&mut w, arbiter, 1000);
+    applied(w.ledger.insert(fine));
+
+    w.ledger.verify().expect("invariants");
+}
+
+#[test]
+fn ops_round_trip_through_bytes_and_garbage_is_refused() {
+    let (mut w, escrow) = world_with(5);
+    let settle = w.owner.decide(
+        &w.ledger,
+        &w.worker.key,
+        escrow,
+        1,
+        Outcome::Pay { fuel_used: 3 },
+        20,
+    );
+    let bond = w.worker.op(21, vec![], Body::Bond { escrow });
+    let all: Vec<Op> = w
+        .ledger
+        .ops()
+        .into_iter()
+        .cloned()
+        .chain([settle, bond])
+        .collect();
+    for op in &all {
+        let bytes = op.to_bytes();
+        assert_eq!(&Op::from_bytes(&bytes).expect("decodes"), op);
+        for cut in [0, 1, 18, bytes.len() / 2, bytes.len() - 1] {
+            assert!(Op::from_bytes(&bytes[..cut]).is_err(), "truncated at {cut}");
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(Op::from_bytes(&long).is_err(), "trailing byte");
+    }
+    // A flipped byte either fails to decode or fails its signature.
+    let mut bytes = all[0].to_bytes();
+    bytes[60] ^= 1;
+    if let Ok(op) = Op::from_bytes(&bytes) {
+        assert_eq!(w.ledger.insert(op), Insert::Rejected(Reject::BadSignature));
+    }
 }
