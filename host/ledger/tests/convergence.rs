@@ -66,7 +66,7 @@ fn history(actions: &[(u8, u8, u8, u16)], equivocate: bool) -> (Genesis, Vec<Op>
                     price: 1,
                     fuel_limit: amount,
                     window_ms: 300,
-                    collateral: u64::from(amount % 3),
+                    collateral: amount % 3,
                 }
             }
             4 => {
