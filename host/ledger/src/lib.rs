@@ -1,24 +1,32 @@
-//! The p2pc credit ledger's state machine, [`CreditManager`]: pure and
-//! deterministic, with no I/O, no clock and no async. Every account (an
-//! Ed25519 key) writes its own chain of signed [`Op`]s; replicas hold the
-//! set of valid ops, merged by union, and derive identical balances and
-//! escrows from it whatever order the ops arrived in.
+//! The p2pc credit ledger. Its heart is [`CreditManager`], a pure and
+//! deterministic state machine with no I/O, no clock and no async: every
+//! account (an Ed25519 key) writes its own chain of signed [`Op`]s;
+//! replicas hold the set of valid ops, merged by union, and derive
+//! identical balances and escrows from it whatever order the ops arrived
+//! in. Around it: the genesis file ([`Genesis::load`]) and [`Ledger`], the
+//! state kept on disk in fjall.
 //!
-//! Not here: persistence, replication over the overlay, the genesis file
-//! format and the CLI; they build on this crate.
+//! Not here: replication over the overlay (`p2pc-node`) and the CLI.
 //!
 //! Modules:
-//! - `op`: [`Op`], [`Body`], [`Decision`], [`Outcome`] and their signed
-//!   bytes.
+//! - `op`: [`Op`], [`Body`], [`Decision`], [`Outcome`] and their bytes.
 //! - `state`: [`CreditManager`], [`Genesis`], [`Insert`], [`Reject`],
 //!   [`Proof`], [`Escrow`].
+//! - `genesis`: the genesis file format.
+//! - `store`: [`Ledger`], durable and verifiable.
 
 #![deny(missing_docs)]
 
+mod genesis;
 mod op;
 mod state;
+mod store;
 
+pub use genesis::GenesisError;
 pub use op::{
     Body, Decision, DecodeError, GENESIS_PREV, MAX_DEPS, Op, OpId, Outcome, cosign, decision_bytes,
 };
-pub use state::{ArbiterPolicy, CreditManager, Escrow, Genesis, Insert, Proof, Reject};
+pub use state::{
+    AccountRow, ArbiterPolicy, CreditManager, Dirty, Escrow, Genesis, Insert, Proof, Reject,
+};
+pub use store::{Ledger, LedgerError, Report};

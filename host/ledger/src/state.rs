@@ -10,9 +10,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use p2pc_crypto::PublicKey;
+use p2pc_crypto::{PublicKey, SecretKey};
 
-use crate::op::{Body, GENESIS_PREV, Op, OpId, Outcome, decision_bytes};
+use crate::op::{Body, Decision, GENESIS_PREV, Op, OpId, Outcome, decision_bytes};
 
 /// The network's founding facts. Every replica of one network holds the
 /// same genesis; its [`id`](Genesis::id) is signed into every op.
@@ -194,6 +194,9 @@ pub struct CreditManager {
     network: [u8; 32],
     ops: HashMap<OpId, Op>,
     slots: HashMap<(PublicKey, u64), OpId>,
+    /// Every op held, by author and sequence number (two at one position
+    /// if the author equivocated).
+    chains: BTreeMap<(PublicKey, u64), Vec<OpId>>,
     decisions: HashMap<(OpId, u8), BTreeSet<OpId>>,
     proofs: Vec<Proof>,
     /// Account → lowest equivocated sequence number.
@@ -209,6 +212,30 @@ pub struct CreditManager {
     /// Credits each applied op created: (receiver, amount).
     credits: HashMap<OpId, Vec<(PublicKey, u64)>>,
     minted: u128,
+    /// What changed since [`take_dirty`](CreditManager::take_dirty).
+    dirty: Dirty,
+}
+
+/// Derived rows changed since the last [`CreditManager::take_dirty`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dirty {
+    /// Everything was recomputed: every row may have changed or vanished.
+    pub all: bool,
+    /// Accounts whose row changed.
+    pub accounts: BTreeSet<PublicKey>,
+    /// Escrows whose row changed.
+    pub escrows: BTreeSet<OpId>,
+}
+
+/// An account's derived row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountRow {
+    /// Sequence number of its last applied op.
+    pub seq: u64,
+    /// Id of that op.
+    pub head: OpId,
+    /// Spendable credits.
+    pub balance: u64,
 }
 
 /// The effects of an op that can apply.
@@ -253,6 +280,7 @@ impl CreditManager {
             genesis,
             ops: HashMap::new(),
             slots: HashMap::new(),
+            chains: BTreeMap::new(),
             decisions: HashMap::new(),
             proofs: Vec::new(),
             frozen_from: BTreeMap::new(),
@@ -264,6 +292,7 @@ impl CreditManager {
             escrows: BTreeMap::new(),
             credits: HashMap::new(),
             minted: 0,
+            dirty: Dirty::default(),
         };
         this.install_genesis();
         this
@@ -372,6 +401,7 @@ impl CreditManager {
     /// with an op already held (and records the proof).
     fn index(&mut self, id: OpId, op: &Op) -> bool {
         let mut conflict = false;
+        self.chains.entry((op.author, op.seq)).or_default().push(id);
         match self.slots.get(&(op.author, op.seq)) {
             Some(other) if *other != id => {
                 self.proofs.push(Proof::Chain {
@@ -419,6 +449,7 @@ impl CreditManager {
     /// Forgets everything derived and applies every op held again, in id
     /// order; the result does not depend on the order ops arrived in.
     pub fn recompute(&mut self) {
+        self.dirty.all = true;
         self.applied.clear();
         self.rejected.clear();
         self.blocked.clear();
@@ -791,8 +822,8 @@ impl CreditManager {
         acc.head = id;
         acc.balance = balance;
         acc.claimed.extend(op.deps.iter().copied());
-        if let Some((k, e)) = escrow_update {
-            self.escrows.insert(k, e);
+        if let Some((k, e)) = &escrow_update {
+            self.escrows.insert(*k, e.clone());
         }
         if !created.is_empty() {
             self.credits.insert(id, created);
@@ -801,6 +832,134 @@ impl CreditManager {
             self.credits.insert(bond, vec![(to, amount)]);
         }
         self.minted += u128::from(minted);
+        self.dirty.accounts.insert(op.author);
+        if let Some((k, _)) = escrow_update {
+            self.dirty.escrows.insert(k);
+        }
+    }
+
+    /// Rows changed since the last call, for a store that persists them.
+    pub fn take_dirty(&mut self) -> Dirty {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// Every account's derived row.
+    pub fn accounts(&self) -> impl Iterator<Item = (PublicKey, AccountRow)> + '_ {
+        self.accounts.iter().map(|(k, a)| {
+            (
+                *k,
+                AccountRow {
+                    seq: a.seq,
+                    head: a.head,
+                    balance: a.balance,
+                },
+            )
+        })
+    }
+
+    /// One account's derived row.
+    pub fn account(&self, key: &PublicKey) -> Option<AccountRow> {
+        self.accounts.get(key).map(|a| AccountRow {
+            seq: a.seq,
+            head: a.head,
+            balance: a.balance,
+        })
+    }
+
+    /// Every escrow, by hold id.
+    pub fn escrows(&self) -> impl Iterator<Item = (&OpId, &Escrow)> {
+        self.escrows.iter()
+    }
+
+    /// Op `id`, if held.
+    pub fn op(&self, id: &OpId) -> Option<&Op> {
+        self.ops.get(id)
+    }
+
+    /// Number of ops held (applied, waiting or refused).
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether no op is held.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The ops that concern `account`: written by it, paying it, or on an
+    /// escrow it is party to; in its chain's order, then by time.
+    pub fn history(&self, account: &PublicKey) -> Vec<&Op> {
+        let mut out: Vec<&Op> = self
+            .ops
+            .iter()
+            .filter(|(id, op)| {
+                op.author == *account
+                    || match &op.body {
+                        Body::Mint { to, .. } | Body::Transfer { to, .. } => to == account,
+                        Body::Hold {
+                            worker, arbiter, ..
+                        } => worker == account || arbiter == account,
+                        Body::Bond { escrow } | Body::Decide(Decision { escrow, .. }) => self
+                            .escrows
+                            .get(escrow)
+                            .is_some_and(|e| e.owner == *account || e.worker == *account),
+                    }
+                    || self
+                        .credits
+                        .get(*id)
+                        .is_some_and(|c| c.iter().any(|(k, _)| k == account))
+            })
+            .map(|(_, op)| op)
+            .collect();
+        out.sort_by_key(|o| (o.time_ms, o.author != *account, o.seq, o.id()));
+        out
+    }
+
+    /// The highest sequence number held for each account, applied or
+    /// not; what anti-entropy compares.
+    pub fn held_heads(&self) -> BTreeMap<PublicKey, u64> {
+        let mut out = BTreeMap::new();
+        for (author, seq) in self.chains.keys() {
+            out.insert(*author, *seq);
+        }
+        out
+    }
+
+    /// Ops by `author` with sequence numbers above `after`, in order,
+    /// including both sides of any equivocation.
+    pub fn ops_after(&self, author: &PublicKey, after: u64) -> Vec<&Op> {
+        if after == u64::MAX {
+            return Vec::new();
+        }
+        self.chains
+            .range((*author, after + 1)..=(*author, u64::MAX))
+            .flat_map(|(_, ids)| ids.iter().map(|id| &self.ops[id]))
+            .collect()
+    }
+
+    /// Signs `key`'s next op: on top of the highest op of its chain this
+    /// replica holds, claiming every credit sent to it so far (up to
+    /// [`MAX_DEPS`](crate::MAX_DEPS)). Check it with
+    /// [`check`](Self::check) before inserting or sending it.
+    pub fn draft(&self, key: &SecretKey, time_ms: u64, body: Body) -> Op {
+        let author = key.public();
+        let (seq, prev) = self
+            .chains
+            .range((author, 0)..=(author, u64::MAX))
+            .next_back()
+            .map_or((0, GENESIS_PREV), |((_, seq), ids)| (*seq, ids[0]));
+        let mut deps: Vec<OpId> = self
+            .incoming(&author)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        deps.truncate(crate::op::MAX_DEPS);
+        Op::sign(key, self.network, seq + 1, prev, time_ms, deps, body)
+    }
+
+    /// Whether op `id` is waiting for something it relies on.
+    pub fn is_waiting(&self, id: &OpId) -> bool {
+        self.ops.contains_key(id) && !self.applied.contains(id) && !self.rejected.contains_key(id)
     }
 
     /// An account's spendable credits: those claimed, less those spent.

@@ -1,0 +1,369 @@
+//! [`Ledger`]: a [`CreditManager`] kept on disk in fjall.
+//!
+//! Keyspaces: `ops` (op id → op bytes), `accounts` (key → derived row),
+//! `escrows` (hold id → derived row), `meta` (`network` → genesis id).
+//! Every insert writes its ops and the rows they changed in one batch,
+//! synced to disk (`PersistMode::SyncAll`) before the insert returns: an
+//! acknowledged op survives a crash, and a crash leaves either the whole
+//! batch or none of it. On open the state is rebuilt from the ops alone;
+//! [`Ledger::verify`] checks that rebuild against the rows on disk, the
+//! live state and the invariants.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use p2pc_crypto::PublicKey;
+
+use crate::op::{Op, OpId, Outcome};
+use crate::state::{CreditManager, Escrow, Genesis, Insert, Reject};
+
+/// What went wrong with the ledger's database.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The database could not be opened (often: a running node holds it).
+    #[error("cannot open the ledger at {path}: {source} (is a node using it?)")]
+    Open {
+        /// Its directory.
+        path: PathBuf,
+        /// What fjall said.
+        source: fjall::Error,
+    },
+    /// The database belongs to another network.
+    #[error(
+        "the ledger at {path} belongs to network {stored}, but the genesis file names network {genesis}"
+    )]
+    OtherNetwork {
+        /// Its directory.
+        path: PathBuf,
+        /// The network id on disk.
+        stored: String,
+        /// The genesis file's network id.
+        genesis: String,
+    },
+    /// Stored bytes are damaged.
+    #[error("the ledger at {path} is damaged: {what}")]
+    Corrupt {
+        /// Its directory.
+        path: PathBuf,
+        /// What is damaged.
+        what: String,
+    },
+    /// A write failed earlier; nothing more is written until reopened.
+    #[error("an earlier write to the ledger failed; restart to recover from disk")]
+    Poisoned,
+    /// fjall reported an error.
+    #[error("ledger database: {0}")]
+    Db(#[from] fjall::Error),
+}
+
+/// What [`Ledger::verify`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Ops on disk.
+    pub ops: usize,
+    /// Of those, applied.
+    pub applied: usize,
+    /// Accounts with a chain.
+    pub accounts: usize,
+    /// Escrows, and of those still open.
+    pub escrows: (usize, usize),
+    /// Credits ever minted (genesis allocations included).
+    pub minted: u128,
+    /// Equivocation proofs.
+    pub proofs: usize,
+    /// Every broken invariant; empty when all hold.
+    pub problems: Vec<String>,
+}
+
+/// A ledger replica on disk.
+pub struct Ledger {
+    path: PathBuf,
+    db: Database,
+    ops: Keyspace,
+    accounts: Keyspace,
+    escrows: Keyspace,
+    state: CreditManager,
+    poisoned: bool,
+}
+
+const ACK: PersistMode = PersistMode::SyncAll;
+
+impl Ledger {
+    /// Opens (or creates) the ledger in `dir` for the network `genesis`
+    /// founds, and rebuilds its state from the ops on disk.
+    pub fn open(dir: impl AsRef<Path>, genesis: Genesis) -> Result<Self, LedgerError> {
+        let path = dir.as_ref().to_owned();
+        let open_err = |source| LedgerError::Open {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&path).map_err(|e| open_err(e.into()))?;
+        let db = Database::builder(&path).open().map_err(open_err)?;
+        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        let (ops, accounts, escrows, meta) =
+            (ks("ops")?, ks("accounts")?, ks("escrows")?, ks("meta")?);
+        let network = genesis.id();
+        match meta.get(b"network")? {
+            Some(stored) if stored.as_ref() != network => {
+                return Err(LedgerError::OtherNetwork {
+                    path,
+                    stored: hex::encode(stored),
+                    genesis: hex::encode(network),
+                });
+            }
+            Some(_) => {}
+            None => {
+                let mut batch = db.batch().durability(Some(ACK));
+                batch.insert(&meta, b"network", network);
+                batch.commit()?;
+            }
+        }
+        let state = Self::rebuild(&path, &ops, genesis)?;
+        Ok(Self {
+            path,
+            db,
+            ops,
+            accounts,
+            escrows,
+            state,
+            poisoned: false,
+        })
+    }
+
+    fn rebuild(
+        path: &Path,
+        ops: &Keyspace,
+        genesis: Genesis,
+    ) -> Result<CreditManager, LedgerError> {
+        let mut state = CreditManager::new(genesis);
+        for item in ops.iter() {
+            let (key, value) = item.into_inner()?;
+            let op = Op::from_bytes(&value).map_err(|e| LedgerError::Corrupt {
+                path: path.to_owned(),
+                what: format!("op {}: {e}", hex::encode(&key)),
+            })?;
+            if op.id().as_slice() != key.as_ref() {
+                return Err(LedgerError::Corrupt {
+                    path: path.to_owned(),
+                    what: format!("op {} is stored under the wrong id", hex::encode(&key)),
+                });
+            }
+            if let Insert::Rejected(r @ (Reject::BadSignature | Reject::WrongNetwork)) =
+                state.insert(op)
+            {
+                return Err(LedgerError::Corrupt {
+                    path: path.to_owned(),
+                    what: format!("op {}: {r}", hex::encode(&key)),
+                });
+            }
+        }
+        // Rows on disk are rewritten from this state by the next insert.
+        state.take_dirty();
+        Ok(state)
+    }
+
+    /// The replica's state.
+    pub fn state(&self) -> &CreditManager {
+        &self.state
+    }
+
+    /// The directory it lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Inserts one op; see [`insert_many`](Self::insert_many).
+    pub fn insert(&mut self, op: Op) -> Result<Insert, LedgerError> {
+        Ok(self
+            .insert_many(vec![op])?
+            .pop()
+            .expect("one result per op"))
+    }
+
+    /// Inserts ops and, before returning, writes every op kept (applied,
+    /// waiting, refused on its merits, or equivocating; not duplicates,
+    /// forgeries or another network's ops) and the rows they changed in
+    /// one synced batch.
+    pub fn insert_many(&mut self, ops: Vec<Op>) -> Result<Vec<Insert>, LedgerError> {
+        if self.poisoned {
+            return Err(LedgerError::Poisoned);
+        }
+        let mut batch = self.db.batch().durability(Some(ACK));
+        let mut results = Vec::with_capacity(ops.len());
+        let mut kept = 0;
+        for op in ops {
+            let bytes = op.to_bytes();
+            let id = op.id();
+            let r = self.state.insert(op);
+            if !matches!(
+                r,
+                Insert::Duplicate | Insert::Rejected(Reject::BadSignature | Reject::WrongNetwork)
+            ) {
+                batch.insert(&self.ops, id, bytes);
+                kept += 1;
+            }
+            results.push(r);
+        }
+        if kept == 0 {
+            return Ok(results);
+        }
+        let dirty = self.state.take_dirty();
+        if dirty.all {
+            for item in self.accounts.iter() {
+                batch.remove(&self.accounts, item.key()?);
+            }
+            for item in self.escrows.iter() {
+                batch.remove(&self.escrows, item.key()?);
+            }
+            for (k, row) in self.state.accounts() {
+                batch.insert(&self.accounts, k.to_bytes(), account_row(row));
+            }
+            for (id, e) in self.state.escrows() {
+                batch.insert(&self.escrows, *id, escrow_row(e));
+            }
+        } else {
+            for k in &dirty.accounts {
+                if let Some(row) = self.state.account(k) {
+                    batch.insert(&self.accounts, k.to_bytes(), account_row(row));
+                }
+            }
+            for id in &dirty.escrows {
+                if let Some(e) = self.state.escrow(id) {
+                    batch.insert(&self.escrows, *id, escrow_row(e));
+                }
+            }
+        }
+        if let Err(e) = batch.commit() {
+            // Memory now holds ops the disk may not: stop writing.
+            self.poisoned = true;
+            return Err(e.into());
+        }
+        Ok(results)
+    }
+
+    /// Rebuilds the state from the ops on disk and checks it: the
+    /// invariants hold, it equals the live state, and the rows on disk
+    /// are exactly its rows.
+    pub fn verify(&self) -> Result<Report, LedgerError> {
+        let rebuilt = Self::rebuild(&self.path, &self.ops, self.state.genesis().clone())?;
+        let mut problems = Vec::new();
+        if let Err(e) = rebuilt.verify() {
+            problems.push(e);
+        }
+        if rebuilt.digest() != self.state.digest() {
+            problems.push("the state rebuilt from disk differs from the live state".into());
+        }
+        let mut want: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for (k, row) in rebuilt.accounts() {
+            want.insert(k.to_bytes().to_vec(), account_row(row));
+        }
+        let mut have: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for item in self.accounts.iter() {
+            let (k, v) = item.into_inner()?;
+            have.insert(k.to_vec(), v.to_vec());
+        }
+        diff_rows("account", &want, &have, &mut problems);
+        want.clear();
+        have.clear();
+        for (id, e) in rebuilt.escrows() {
+            want.insert(id.to_vec(), escrow_row(e));
+        }
+        for item in self.escrows.iter() {
+            let (k, v) = item.into_inner()?;
+            have.insert(k.to_vec(), v.to_vec());
+        }
+        diff_rows("escrow", &want, &have, &mut problems);
+        let ops = rebuilt.ops();
+        Ok(Report {
+            ops: ops.len(),
+            applied: ops.iter().filter(|o| rebuilt.is_applied(&o.id())).count(),
+            accounts: rebuilt.accounts().count(),
+            escrows: (
+                rebuilt.escrows().count(),
+                rebuilt
+                    .escrows()
+                    .filter(|(_, e)| e.finalised.is_none())
+                    .count(),
+            ),
+            minted: rebuilt.minted(),
+            proofs: rebuilt.proofs().len(),
+            problems,
+        })
+    }
+}
+
+fn diff_rows(
+    what: &str,
+    want: &BTreeMap<Vec<u8>, Vec<u8>>,
+    have: &BTreeMap<Vec<u8>, Vec<u8>>,
+    problems: &mut Vec<String>,
+) {
+    for (k, v) in want {
+        match have.get(k) {
+            Some(h) if h == v => {}
+            Some(_) => problems.push(format!(
+                "{what} row {} differs from the ops",
+                hex::encode(k)
+            )),
+            None => problems.push(format!("{what} row {} is missing", hex::encode(k))),
+        }
+    }
+    for k in have.keys().filter(|k| !want.contains_key(*k)) {
+        problems.push(format!(
+            "{what} row {} has no ops behind it",
+            hex::encode(k)
+        ));
+    }
+}
+
+fn account_row(row: crate::state::AccountRow) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48);
+    out.extend_from_slice(&row.seq.to_be_bytes());
+    out.extend_from_slice(&row.head);
+    out.extend_from_slice(&row.balance.to_be_bytes());
+    out
+}
+
+fn escrow_row(e: &Escrow) -> Vec<u8> {
+    fn key(out: &mut Vec<u8>, k: &PublicKey) {
+        out.extend_from_slice(&k.to_bytes());
+    }
+    fn outcome(out: &mut Vec<u8>, o: Outcome) {
+        match o {
+            Outcome::Pay { fuel_used } => {
+                out.push(1);
+                out.extend_from_slice(&fuel_used.to_be_bytes());
+            }
+            Outcome::Refund => out.push(2),
+            Outcome::Confirm => out.push(3),
+        }
+    }
+    fn step(out: &mut Vec<u8>, id: Option<&OpId>) {
+        match id {
+            Some(id) => {
+                out.push(1);
+                out.extend_from_slice(id);
+            }
+            None => out.push(0),
+        }
+    }
+    let mut out = Vec::with_capacity(256);
+    key(&mut out, &e.owner);
+    key(&mut out, &e.worker);
+    key(&mut out, &e.arbiter);
+    for n in [e.price, e.fuel_limit, e.window_ms, e.amount, e.collateral] {
+        out.extend_from_slice(&n.to_be_bytes());
+    }
+    step(&mut out, e.bond.as_ref());
+    step(&mut out, e.settled.as_ref().map(|(id, _, _)| id));
+    if let Some((_, o, t)) = e.settled {
+        outcome(&mut out, o);
+        out.extend_from_slice(&t.to_be_bytes());
+    }
+    step(&mut out, e.finalised.as_ref().map(|(id, _)| id));
+    if let Some((_, o)) = e.finalised {
+        outcome(&mut out, o);
+    }
+    out
+}
