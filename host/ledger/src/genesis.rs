@@ -179,7 +179,7 @@ mod tests {
             arbiters: ArbiterPolicy::Listed([a].into()),
         };
         let text = g.to_toml();
-        assert_eq!(Genesis::from_toml(&text, "x").unwrap(), g);
+        assert_eq!(Genesis::from_toml(&text, "x").expect("round trip"), g);
 
         for (bad, says) in [
             ("network = \"\"", "must name"),
@@ -194,7 +194,7 @@ mod tests {
                 "amount 0",
             ),
         ] {
-            let err = Genesis::from_toml(bad, "g.toml").unwrap_err().to_string();
+            let err = Genesis::from_toml(bad, "g.toml").expect_err("refused").to_string();
             assert!(err.contains(says) && err.contains("g.toml"), "{bad}: {err}");
         }
     }
