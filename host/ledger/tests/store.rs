@@ -14,7 +14,7 @@ fn genesis(owner: &SecretKey) -> Genesis {
 
 #[test]
 fn acknowledged_ops_survive_reopening_and_the_rebuild_matches() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("temp dir");
     let (owner, worker, arbiter) = (
         SecretKey::generate(),
         SecretKey::generate(),
@@ -22,7 +22,7 @@ fn acknowledged_ops_survive_reopening_and_the_rebuild_matches() {
     );
     let g = genesis(&owner);
     let digest = {
-        let mut ledger = Ledger::open(dir.path(), g.clone()).unwrap();
+        let mut ledger = Ledger::open(dir.path(), g.clone()).expect("open");
         for amount in 1..=20 {
             let op = ledger.state().draft(
                 &owner,
@@ -32,7 +32,7 @@ fn acknowledged_ops_survive_reopening_and_the_rebuild_matches() {
                     amount,
                 },
             );
-            assert!(matches!(ledger.insert(op).unwrap(), Insert::Applied(1)));
+            assert!(matches!(ledger.insert(op).expect("insert"), Insert::Applied(1)));
         }
         let hold = ledger.state().draft(
             &owner,
@@ -61,28 +61,28 @@ fn acknowledged_ops_survive_reopening_and_the_rebuild_matches() {
                 }),
             )
         };
-        ledger.insert(hold).unwrap();
+        ledger.insert(hold).expect("insert");
         let s = settle(&ledger, 110);
-        ledger.insert(s).unwrap();
+        ledger.insert(s).expect("insert");
         assert_eq!(ledger.state().balance(&owner.public()), 1_000 - 210 - 100);
-        let report = ledger.verify().unwrap();
+        let report = ledger.verify().expect("verify");
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         assert_eq!((report.ops, report.escrows), (22, (1, 1)));
         ledger.state().digest()
     };
-    let ledger = Ledger::open(dir.path(), g).unwrap();
+    let ledger = Ledger::open(dir.path(), g).expect("reopen");
     assert_eq!(ledger.state().digest(), digest);
     assert_eq!(ledger.state().len(), 22);
-    assert!(ledger.verify().unwrap().problems.is_empty());
+    assert!(ledger.verify().expect("verify").problems.is_empty());
 }
 
 #[test]
 fn another_networks_genesis_or_damaged_rows_are_reported() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("temp dir");
     let owner = SecretKey::generate();
     let g = genesis(&owner);
     {
-        let mut ledger = Ledger::open(dir.path(), g.clone()).unwrap();
+        let mut ledger = Ledger::open(dir.path(), g.clone()).expect("open");
         let op = ledger.state().draft(
             &owner,
             1,
@@ -91,7 +91,7 @@ fn another_networks_genesis_or_damaged_rows_are_reported() {
                 amount: 5,
             },
         );
-        ledger.insert(op).unwrap();
+        ledger.insert(op).expect("insert");
     }
     let mut other = g.clone();
     other.network = "elsewhere".into();
@@ -103,34 +103,34 @@ fn another_networks_genesis_or_damaged_rows_are_reported() {
 
     // Damage a derived row behind the ledger's back.
     {
-        let db = fjall::Database::builder(dir.path()).open().unwrap();
+        let db = fjall::Database::builder(dir.path()).open().expect("fjall");
         let accounts = db
             .keyspace("accounts", fjall::KeyspaceCreateOptions::default)
-            .unwrap();
+            .expect("fjall");
         accounts
             .insert(owner.public().to_bytes(), [0u8; 48])
-            .unwrap();
-        db.persist(fjall::PersistMode::SyncAll).unwrap();
+            .expect("fjall");
+        db.persist(fjall::PersistMode::SyncAll).expect("fjall");
     }
-    let ledger = Ledger::open(dir.path(), g.clone()).unwrap();
-    let problems = ledger.verify().unwrap().problems;
+    let ledger = Ledger::open(dir.path(), g.clone()).expect("open");
+    let problems = ledger.verify().expect("verify").problems;
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].contains("differs from the ops"), "{problems:?}");
     drop(ledger);
 
     // Damage an op: opening fails with a clear error, nothing is dropped.
     {
-        let db = fjall::Database::builder(dir.path()).open().unwrap();
+        let db = fjall::Database::builder(dir.path()).open().expect("fjall");
         let ops = db
             .keyspace("ops", fjall::KeyspaceCreateOptions::default)
-            .unwrap();
-        let (k, mut v) = ops.iter().next().unwrap().into_inner().unwrap();
+            .expect("fjall");
+        let (k, mut v) = ops.iter().next().expect("fjall").into_inner().expect("fjall");
         let mut bytes = v.to_vec();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         v = bytes.into();
-        ops.insert(k, v).unwrap();
-        db.persist(fjall::PersistMode::SyncAll).unwrap();
+        ops.insert(k, v).expect("fjall");
+        db.persist(fjall::PersistMode::SyncAll).expect("fjall");
     }
     let Err(err) = Ledger::open(dir.path(), g) else {
         panic!("opened a damaged ledger");
