@@ -194,7 +194,9 @@ mod tests {
                 "amount 0",
             ),
         ] {
-            let err = Genesis::from_toml(bad, "g.toml").expect_err("refused").to_string();
+            let err = Genesis::from_toml(bad, "g.toml")
+                .expect_err("refused")
+                .to_string();
             assert!(err.contains(says) && err.contains("g.toml"), "{bad}: {err}");
         }
     }

@@ -14,6 +14,7 @@
 //!   [`Proof`], [`Escrow`].
 //! - `genesis`: the genesis file format.
 //! - `store`: [`Ledger`], durable and verifiable.
+//! - [`sync`]: the replication messages and anti-entropy's pure halves.
 
 #![deny(missing_docs)]
 
@@ -21,6 +22,7 @@ mod genesis;
 mod op;
 mod state;
 mod store;
+pub mod sync;
 
 pub use genesis::GenesisError;
 pub use op::{

@@ -915,12 +915,18 @@ impl CreditManager {
         out
     }
 
-    /// The highest sequence number held for each account, applied or
-    /// not; what anti-entropy compares.
+    /// For each account, the length of the gap-free prefix of its chain
+    /// this replica holds (applied or not): what anti-entropy compares, so
+    /// a peer sends everything after it, gaps included.
     pub fn held_heads(&self) -> BTreeMap<PublicKey, u64> {
-        let mut out = BTreeMap::new();
+        let mut out: BTreeMap<PublicKey, u64> = BTreeMap::new();
         for (author, seq) in self.chains.keys() {
-            out.insert(*author, *seq);
+            let next = out.get(author).map_or(1, |s| s + 1);
+            if *seq == next {
+                out.insert(*author, *seq);
+            } else if next == 1 {
+                out.insert(*author, 0);
+            }
         }
         out
     }

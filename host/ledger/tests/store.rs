@@ -32,7 +32,10 @@ fn acknowledged_ops_survive_reopening_and_the_rebuild_matches() {
                     amount,
                 },
             );
-            assert!(matches!(ledger.insert(op).expect("insert"), Insert::Applied(1)));
+            assert!(matches!(
+                ledger.insert(op).expect("insert"),
+                Insert::Applied(1)
+            ));
         }
         let hold = ledger.state().draft(
             &owner,
@@ -124,7 +127,12 @@ fn another_networks_genesis_or_damaged_rows_are_reported() {
         let ops = db
             .keyspace("ops", fjall::KeyspaceCreateOptions::default)
             .expect("fjall");
-        let (k, mut v) = ops.iter().next().expect("fjall").into_inner().expect("fjall");
+        let (k, mut v) = ops
+            .iter()
+            .next()
+            .expect("fjall")
+            .into_inner()
+            .expect("fjall");
         let mut bytes = v.to_vec();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;

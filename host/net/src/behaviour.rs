@@ -5,14 +5,14 @@ use std::time::Duration;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    StreamProtocol, connection_limits, gossipsub, identify, identity, kad, mdns, ping,
-    request_response,
+    StreamProtocol, allow_block_list, connection_limits, gossipsub, identify, identity, kad, mdns,
+    ping, request_response,
 };
 
 use crate::config::Config;
 use crate::protocol::{
-    CHUNK_PROTOCOL, ChunkCodec, MAX_CHUNK_REQUEST_BYTES, MAX_CHUNK_RESPONSE_BYTES,
-    MAX_TASK_MESSAGE_BYTES, TASK_PROTOCOL, TaskCodec,
+    CHUNK_PROTOCOL, ChunkCodec, LEDGER_PROTOCOL, MAX_CHUNK_REQUEST_BYTES, MAX_CHUNK_RESPONSE_BYTES,
+    MAX_LEDGER_MESSAGE_BYTES, MAX_TASK_MESSAGE_BYTES, TASK_PROTOCOL, TaskCodec,
 };
 
 /// Kademlia protocol name: our own DHT, not the public IPFS one.
@@ -32,6 +32,8 @@ pub(crate) struct Behaviour {
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) chunk: request_response::Behaviour<ChunkCodec>,
     pub(crate) task: request_response::Behaviour<TaskCodec>,
+    pub(crate) ledger: request_response::Behaviour<TaskCodec>,
+    pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
 }
 
 impl Behaviour {
@@ -91,6 +93,14 @@ impl Behaviour {
                 .with_max_concurrent_streams(1024),
         );
 
+        let ledger = request_response::Behaviour::with_codec(
+            TaskCodec::new(MAX_LEDGER_MESSAGE_BYTES, MAX_LEDGER_MESSAGE_BYTES),
+            [(LEDGER_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(config.task_timeout)
+                .with_max_concurrent_streams(64),
+        );
+
         Ok(Self {
             limits: connection_limits::Behaviour::new(limits),
             identify: identify::Behaviour::new(
@@ -103,6 +113,8 @@ impl Behaviour {
             gossipsub,
             chunk,
             task,
+            ledger,
+            blocked: Default::default(),
         })
     }
 }

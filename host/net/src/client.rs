@@ -52,10 +52,22 @@ pub enum Inbound {
         /// Where the answer goes: [`Client::respond_task`].
         channel: ResponseChannel<Vec<u8>>,
     },
+    /// A peer sends a ledger anti-entropy request.
+    Ledger {
+        /// Who sent it.
+        peer: PeerId,
+        /// The request, at most `MAX_LEDGER_MESSAGE_BYTES`.
+        request: Vec<u8>,
+        /// Where the answer goes: [`Client::respond_ledger`].
+        channel: ResponseChannel<Vec<u8>>,
+    },
     /// A gossip message on a topic this node subscribed to.
     Gossip {
         /// The peer that published it (gossipsub signs messages).
         source: Option<PeerId>,
+        /// The peer that passed it on to us: the one to blame for a bad
+        /// message.
+        via: PeerId,
         /// The topic.
         topic: String,
         /// The message.
@@ -79,6 +91,9 @@ pub(crate) enum Command {
     FindPeer(PeerId, Reply<bool>),
     Chunk(PeerId, ChunkRequest, Reply<ChunkResponse>),
     Task(PeerId, Vec<u8>, Reply<Vec<u8>>),
+    Ledger(PeerId, Vec<u8>, Reply<Vec<u8>>),
+    RespondLedger(ResponseChannel<Vec<u8>>, Vec<u8>),
+    Block(PeerId, bool, Reply<()>),
     RespondChunk(ResponseChannel<ChunkResponse>, ChunkResponse),
     RespondTask(ResponseChannel<Vec<u8>>, Vec<u8>),
     Subscribe(String, Reply<()>),
@@ -162,6 +177,44 @@ impl Client {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout(timeout)),
         }
+    }
+
+    /// Sends a ledger anti-entropy request to `peer` and waits up to
+    /// `timeout` for its answer.
+    pub async fn request_ledger(
+        &self,
+        peer: PeerId,
+        request: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>> {
+        match tokio::time::timeout(timeout, self.call(|r| Command::Ledger(peer, request, r))).await
+        {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(timeout)),
+        }
+    }
+
+    /// Answers a ledger anti-entropy request.
+    pub async fn respond_ledger(
+        &self,
+        channel: ResponseChannel<Vec<u8>>,
+        response: Vec<u8>,
+    ) -> Result<()> {
+        self.commands
+            .send(Command::RespondLedger(channel, response))
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Closes every connection to `peer` and refuses new ones until
+    /// [`unblock`](Self::unblock).
+    pub async fn block(&self, peer: PeerId) -> Result<()> {
+        self.call(|r| Command::Block(peer, true, r)).await
+    }
+
+    /// Allows `peer` again.
+    pub async fn unblock(&self, peer: PeerId) -> Result<()> {
+        self.call(|r| Command::Block(peer, false, r)).await
     }
 
     /// Answers a chunk request.

@@ -34,6 +34,7 @@ pub struct EventLoop {
     pending_find: HashMap<kad::QueryId, (PeerId, Reply<bool>)>,
     pending_chunk: HashMap<OutboundRequestId, Reply<ChunkResponse>>,
     pending_task: HashMap<OutboundRequestId, Reply<Vec<u8>>>,
+    pending_ledger: HashMap<OutboundRequestId, Reply<Vec<u8>>>,
     peers: HashMap<PeerId, PeerState>,
 }
 
@@ -79,6 +80,7 @@ pub fn new(
         pending_find: HashMap::new(),
         pending_chunk: HashMap::new(),
         pending_task: HashMap::new(),
+        pending_ledger: HashMap::new(),
         peers: HashMap::new(),
     };
     let client = Client {
@@ -270,6 +272,27 @@ impl EventLoop {
             Command::RespondTask(channel, response) => {
                 let _ = swarm.behaviour_mut().task.send_response(channel, response);
             }
+            Command::Ledger(peer, request, reply) => {
+                let id = swarm.behaviour_mut().ledger.send_request(&peer, request);
+                self.pending_ledger.insert(id, reply);
+            }
+            Command::RespondLedger(channel, response) => {
+                let _ = swarm
+                    .behaviour_mut()
+                    .ledger
+                    .send_response(channel, response);
+            }
+            Command::Block(peer, block, reply) => {
+                let list = &mut swarm.behaviour_mut().blocked;
+                if block {
+                    list.block_peer(peer);
+                    // Blocking refuses new connections; close the open ones.
+                    let _ = swarm.disconnect_peer_id(peer);
+                } else {
+                    list.unblock_peer(peer);
+                }
+                let _ = reply.send(Ok(()));
+            }
             Command::Subscribe(topic, reply) => {
                 let result = swarm
                     .behaviour_mut()
@@ -435,9 +458,14 @@ impl EventLoop {
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
             }) => self.on_query(id, result, step.last),
-            BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                message,
+                propagation_source,
+                ..
+            }) => {
                 self.deliver(Inbound::Gossip {
                     source: message.source,
+                    via: propagation_source,
                     topic: message.topic.into_string(),
                     data: message.data,
                 })
@@ -460,6 +488,18 @@ impl EventLoop {
                     answer(event, &mut self.pending_task, "task")
                 {
                     self.deliver(Inbound::Task {
+                        peer,
+                        request,
+                        channel,
+                    })
+                    .await;
+                }
+            }
+            BehaviourEvent::Ledger(event) => {
+                if let Some((peer, request, channel)) =
+                    answer(event, &mut self.pending_ledger, "ledger")
+                {
+                    self.deliver(Inbound::Ledger {
                         peer,
                         request,
                         channel,

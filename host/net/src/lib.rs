@@ -36,8 +36,9 @@ pub use libp2p::multiaddr::Protocol;
 pub use libp2p::request_response::ResponseChannel;
 pub use libp2p::{Multiaddr, PeerId};
 pub use protocol::{
-    CHUNK_PROTOCOL, ChunkRequest, ChunkResponse, ChunkStatus, MAX_CHUNK_REQUEST_BYTES,
-    MAX_CHUNK_RESPONSE_BYTES, MAX_CHUNKS_PER_REQUEST, MAX_TASK_MESSAGE_BYTES, TASK_PROTOCOL,
+    CHUNK_PROTOCOL, ChunkRequest, ChunkResponse, ChunkStatus, LEDGER_PROTOCOL,
+    MAX_CHUNK_REQUEST_BYTES, MAX_CHUNK_RESPONSE_BYTES, MAX_CHUNKS_PER_REQUEST,
+    MAX_LEDGER_MESSAGE_BYTES, MAX_TASK_MESSAGE_BYTES, TASK_PROTOCOL,
 };
 
 /// How a request to a peer failed, for callers that branch on it.

@@ -41,6 +41,8 @@ use prost::Message;
 pub const CHUNK_PROTOCOL: StreamProtocol = StreamProtocol::new("/p2pc/chunk/1");
 /// The remote execution protocol's name.
 pub const TASK_PROTOCOL: StreamProtocol = StreamProtocol::new("/p2pc/task/1");
+/// The ledger anti-entropy protocol's name.
+pub const LEDGER_PROTOCOL: StreamProtocol = StreamProtocol::new("/p2pc/ledger/1");
 
 /// Most chunks one [`ChunkRequest`] may ask for.
 pub const MAX_CHUNKS_PER_REQUEST: usize = 4;
@@ -53,6 +55,9 @@ pub const MAX_CHUNK_RESPONSE_BYTES: usize = 9 << 20;
 /// Largest task request or response: a signed envelope
 /// (`p2pc_crypto::MAX_ENVELOPE_BYTES`) plus inline data.
 pub const MAX_TASK_MESSAGE_BYTES: usize = 5 << 20;
+/// Largest ledger sync request (the heads of 100,000 accounts) or
+/// response (a budget of ops).
+pub const MAX_LEDGER_MESSAGE_BYTES: usize = 5 << 20;
 
 /// What a [`ChunkResponse`] says about the request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, prost::Enumeration)]
@@ -246,7 +251,7 @@ impl<Req: Frame + 'static, Resp: Frame + 'static> request_response::Codec for Co
 
 /// The chunk protocol's codec.
 pub type ChunkCodec = Codec<ChunkRequest, ChunkResponse>;
-/// The task protocol's codec.
+/// The task and ledger protocols' codec: opaque bytes, framed.
 pub type TaskCodec = Codec<Vec<u8>, Vec<u8>>;
 
 #[cfg(test)]

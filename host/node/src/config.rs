@@ -22,6 +22,10 @@
 //! publishers = []                      # keys whose bundles run here; empty: anyone
 //!
 //! [executors]                          # see the operator guide
+//!
+//! [ledger]
+//! genesis = "genesis.toml"             # the network's genesis file; no ledger without it
+//! sync_interval = "30s"                # anti-entropy with one peer this often
 //! ```
 //!
 //! Environment overrides: `P2PC_LISTEN` and `P2PC_BOOTSTRAP` (comma
@@ -50,6 +54,29 @@ pub struct NodeConfig {
     pub trust: TrustSection,
     /// `[executors]`.
     pub executors: ExecutorsConfig,
+    /// `[ledger]`.
+    pub ledger: LedgerSection,
+}
+
+/// `[ledger]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSection {
+    /// The network's genesis file; no ledger without one. Relative to the
+    /// directory of `node.toml`.
+    pub genesis: Option<PathBuf>,
+    /// How often to run anti-entropy with a connected peer.
+    #[serde(deserialize_with = "duration")]
+    pub sync_interval: Duration,
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        Self {
+            genesis: None,
+            sync_interval: Duration::from_secs(30),
+        }
+    }
 }
 
 /// `[node]`.
@@ -201,6 +228,11 @@ impl NodeConfig {
         if config.node.data_dir.is_relative() {
             let base = path.parent().unwrap_or(Path::new("."));
             config.node.data_dir = base.join(&config.node.data_dir);
+        }
+        if let Some(g) = &mut config.ledger.genesis
+            && g.is_relative()
+        {
+            *g = path.parent().unwrap_or(Path::new(".")).join(&*g);
         }
         config.apply_env(|k| std::env::var(k).ok())?;
         Ok(config)

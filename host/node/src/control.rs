@@ -283,6 +283,7 @@ async fn command(shared: &Arc<Shared>, request: &Value) -> Result<Value> {
                 &shared.wait(field(request, "job")?, timeout).await?,
             ))
         }
+        cmd if cmd.starts_with("ledger_") => shared.ledger_command(request.clone()).await,
         other => Err(Error::Control(format!("unknown command {other:?}"))),
     }
 }

@@ -15,6 +15,8 @@
 //! - `jobs`: submitting tasks and checking receipts ([`JobState`]).
 //! - `node`: [`ComputeNode`] itself.
 //! - `control`: the Unix-socket control channel and its client, [`Control`].
+//! - `ledger`: the node's ledger replica, its gossip and anti-entropy, and
+//!   the queries `p2pctl ledger` makes.
 
 #![deny(missing_docs)]
 
@@ -22,14 +24,16 @@ mod config;
 mod control;
 mod fetch;
 mod jobs;
+mod ledger;
 pub mod messages;
 mod node;
 mod worker;
 
-pub use config::{LimitsSection, NodeConfig, NodeSection, TrustSection};
+pub use config::{LedgerSection, LimitsSection, NodeConfig, NodeSection, TrustSection};
 pub use control::{Control, SOCKET_FILE, TOKEN_FILE, ensure_token};
 pub use fetch::{FetchError, FetchStats, WINDOW, fetch};
 pub use jobs::{JobState, Submission};
+pub use ledger::{BLOCK_SCORE, LEDGER_TOPIC, op_json, open_ledger, query};
 pub use node::{ComputeNode, Status};
 
 /// Why a node operation failed.
@@ -63,6 +67,9 @@ pub enum Error {
     /// A control request was wrong.
     #[error("{0}")]
     Control(String),
+    /// The ledger refused or failed.
+    #[error("ledger: {0}")]
+    Ledger(String),
 }
 
 /// Result type of this crate.

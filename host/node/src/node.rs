@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     /// Adverts heard, by peer: the worker's key and what it offers.
     pub(crate) adverts: Mutex<HashMap<PeerId, (PublicKey, Advert)>>,
     pub(crate) jobs: Jobs,
+    /// The ledger replica, if `[ledger] genesis` is set.
+    pub(crate) ledger: Option<Arc<crate::ledger::LedgerService>>,
     sequence: AtomicU64,
     started: Instant,
 }
@@ -170,6 +172,8 @@ impl ComputeNode {
             );
         }
 
+        let ledger = crate::ledger::open_ledger(&config)?.map(crate::ledger::LedgerService::new);
+
         let (client, inbound, event_loop) = p2pc_net::new(&key, config.net())?;
         let net_task = tokio::spawn(event_loop.run());
         let shared = Arc::new(Shared {
@@ -187,6 +191,7 @@ impl ComputeNode {
             bundles: Mutex::new(HashMap::new()),
             adverts: Mutex::new(HashMap::new()),
             jobs: Jobs::default(),
+            ledger,
             sequence: AtomicU64::new(0),
             started: Instant::now(),
             config,
@@ -202,6 +207,13 @@ impl ComputeNode {
             tokio::spawn(dispatch(shared.clone(), inbound)),
             tokio::spawn(advertise(shared.clone())),
         ];
+        if shared.ledger.is_some() {
+            client.subscribe(crate::ledger::LEDGER_TOPIC).await?;
+            tasks.push(tokio::spawn(crate::ledger::sync_loop(
+                shared.clone(),
+                shared.config.ledger.sync_interval,
+            )));
+        }
         for addr in &shared.config.node.bootstrap {
             match client.dial(addr.clone()).await {
                 Ok(peer) => info!(%peer, "connected to bootstrap peer"),
@@ -343,16 +355,41 @@ async fn dispatch(shared: Arc<Shared>, mut inbound: mpsc::Receiver<Inbound>) {
                         .await;
                 });
             }
+            Inbound::Ledger {
+                peer,
+                request,
+                channel,
+            } => {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let reply = shared.answer_sync(peer, &request).await;
+                    let _ = shared.client.respond_ledger(channel, reply).await;
+                });
+            }
             Inbound::Gossip {
                 source,
+                via,
                 topic,
                 data,
             } => {
                 if topic == ADVERT_TOPIC {
                     shared.on_advert(source, &data);
+                } else if topic == crate::ledger::LEDGER_TOPIC {
+                    // In order: gossip of one chain must not race itself.
+                    shared.on_ledger_gossip(via, &data).await;
                 }
             }
-            Inbound::Connected(peer) => debug!(%peer, "peer connected"),
+            Inbound::Connected(peer) => {
+                debug!(%peer, "peer connected");
+                if shared.ledger.is_some() {
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = shared.sync_with(peer).await {
+                            debug!(%peer, error = %e, "ledger sync failed");
+                        }
+                    });
+                }
+            }
             Inbound::Disconnected(peer) => {
                 shared
                     .adverts

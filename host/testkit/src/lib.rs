@@ -46,20 +46,27 @@ impl Cluster {
     /// config. Nodes after the first bootstrap through node 0.
     pub async fn start_with(
         n: usize,
+        tweak: impl FnMut(usize, &mut NodeConfig),
+    ) -> anyhow::Result<Self> {
+        Self::start_keyed((0..n).map(|_| SecretKey::generate()).collect(), tweak).await
+    }
+
+    /// Starts one node per key, as [`start_with`](Self::start_with) does.
+    pub async fn start_keyed(
+        keys: Vec<SecretKey>,
         mut tweak: impl FnMut(usize, &mut NodeConfig),
     ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut nodes: Vec<ComputeNode> = Vec::new();
-        for i in 0..n {
+        for (i, key) in keys.into_iter().enumerate() {
             let mut config = test_config(&dir.path().join(format!("node{i}")));
             if let Some(first) = nodes.first() {
                 config.node.bootstrap = first.addrs();
             }
             tweak(i, &mut config);
-            let node =
-                tokio::time::timeout(WAIT, ComputeNode::start(config, SecretKey::generate()))
-                    .await
-                    .context("node start timed out")??;
+            let node = tokio::time::timeout(WAIT, ComputeNode::start(config, key))
+                .await
+                .context("node start timed out")??;
             // Both ends must see the connection before a test uses it.
             if let Some(first) = nodes.first() {
                 let id = node.peer_id().to_string();

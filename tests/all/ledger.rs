@@ -1,0 +1,281 @@
+//! The ledger over the overlay: real nodes on loopback replicate ops by
+//! gossip and anti-entropy, converge after a partition heals, and shut
+//! out peers that send garbage.
+
+use std::time::Duration;
+
+use p2pc_crypto::SecretKey;
+use p2pc_ledger::sync::encode_ops;
+use p2pc_ledger::{Body, CreditManager, Genesis};
+use p2pc_node::{BLOCK_SCORE, ComputeNode, LEDGER_TOPIC};
+use p2pc_testkit::{Cluster, WAIT, eventually, test_config};
+use serde_json::{Value, json};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Keys for `n` nodes and a genesis giving each 1,000 credits, written to
+/// `dir/genesis.toml`.
+fn network(n: usize, dir: &std::path::Path) -> (Vec<SecretKey>, Genesis, std::path::PathBuf) {
+    let keys: Vec<SecretKey> = (0..n)
+        .map(|i| SecretKey::from_seed(&[100 + i as u8; 32]))
+        .collect();
+    let genesis = Genesis {
+        network: "ledger-test".into(),
+        allocations: keys.iter().map(|k| (k.public(), 1_000)).collect(),
+        ..Genesis::default()
+    };
+    let path = dir.join("genesis.toml");
+    std::fs::write(&path, genesis.to_toml()).expect("write genesis");
+    (keys, genesis, path)
+}
+
+async fn transfer(node: &ComputeNode, to: &SecretKey, amount: u64) -> Value {
+    node.ledger(json!({"cmd": "ledger_transfer", "to": to.public().to_string(), "amount": amount}))
+        .await
+        .expect("transfer")
+}
+
+async fn balance(node: &ComputeNode, of: &SecretKey) -> u64 {
+    let v = node
+        .ledger(json!({"cmd": "ledger_balance", "account": of.public().to_string()}))
+        .await
+        .expect("balance");
+    v["balance"].as_u64().expect("a number") + v["incoming"].as_u64().expect("a number")
+}
+
+async fn peers_of(node: &ComputeNode) -> Vec<String> {
+    node.client()
+        .peers()
+        .await
+        .map(|p| p.into_iter().map(|p| p.peer_id).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn five_nodes_partitioned_in_two_keep_transacting_and_converge_after_healing() {
+    runtime().block_on(async {
+        let genesis_dir = tempfile::tempdir().expect("temp dir");
+        let (keys, _genesis, path) = network(5, genesis_dir.path());
+        let accounts: Vec<SecretKey> = (0..5)
+            .map(|i| SecretKey::from_seed(&[100 + i as u8; 32]))
+            .collect();
+        let cluster = Cluster::start_keyed(keys, |_, c| {
+            c.ledger.genesis = Some(path.clone());
+            c.ledger.sync_interval = Duration::from_millis(500);
+        })
+        .await
+        .expect("cluster");
+        let node = |i: usize| cluster.node(i);
+        let halves: [&[usize]; 2] = [&[0, 1], &[2, 3, 4]];
+
+        // Within each half everyone is connected; across, nobody.
+        for &i in &[3, 4] {
+            node(i)
+                .client()
+                .dial(node(2).addrs()[0].clone())
+                .await
+                .expect("dial");
+        }
+        for (h, half) in halves.iter().enumerate() {
+            for &i in *half {
+                for &j in halves[1 - h] {
+                    node(i)
+                        .client()
+                        .block(node(j).peer_id())
+                        .await
+                        .expect("block");
+                }
+            }
+        }
+        for (h, half) in halves.iter().enumerate() {
+            for &i in *half {
+                let others: Vec<String> = halves[1 - h]
+                    .iter()
+                    .map(|&j| node(j).peer_id().to_string())
+                    .collect();
+                eventually("the halves to part", WAIT, || async {
+                    let peers = peers_of(node(i)).await;
+                    (!peers.iter().any(|p| others.contains(p))).then_some(())
+                })
+                .await
+                .expect("partition");
+            }
+        }
+
+        // Each half transacts on its own, some of it paying the other half.
+        for round in 1..=3u64 {
+            transfer(node(0), &accounts[1], round).await;
+            transfer(node(1), &accounts[2], 10 * round).await;
+            transfer(node(2), &accounts[3], 100 + round).await;
+            transfer(node(3), &accounts[4], 200 + round).await;
+            transfer(node(4), &accounts[0], 300 + round).await;
+        }
+        let digest = |i: usize| node(i).ledger_digest().expect("a ledger");
+        for half in halves {
+            eventually("a half to agree within itself", WAIT, || async {
+                half.iter()
+                    .all(|&i| digest(i) == digest(half[0]))
+                    .then_some(())
+            })
+            .await
+            .expect("agreement within a half");
+        }
+        assert_ne!(digest(0), digest(2), "the halves saw different ops");
+
+        // Heal: unblock and reconnect; anti-entropy on connect does the rest.
+        for i in 0..5 {
+            for j in 0..5 {
+                if i != j {
+                    node(i)
+                        .client()
+                        .unblock(node(j).peer_id())
+                        .await
+                        .expect("unblock");
+                }
+            }
+        }
+        node(2)
+            .client()
+            .dial(node(0).addrs()[0].clone())
+            .await
+            .expect("dial");
+        eventually("all five replicas to converge", WAIT, || async {
+            (1..5).all(|i| digest(i) == digest(0)).then_some(())
+        })
+        .await
+        .expect("convergence");
+
+        // Every transfer from both halves counts on every replica.
+        let want = [
+            1_000 - 6 + 906,
+            1_000 + 6 - 60,
+            1_000 + 60 - 306,
+            1_000 + 306 - 606,
+            1_000 + 606 - 906,
+        ];
+        for i in 0..5 {
+            for (a, expected) in want.iter().enumerate() {
+                assert_eq!(
+                    balance(node(i), &accounts[a]).await,
+                    *expected,
+                    "node {i} account {a}"
+                );
+            }
+            let report = node(i)
+                .ledger(json!({"cmd": "ledger_verify"}))
+                .await
+                .expect("verify");
+            assert_eq!(report["ok"], true, "{report}");
+            assert_eq!(report["ops"], 15, "{report}");
+        }
+        cluster.shutdown().await;
+    });
+}
+
+#[test]
+fn a_peer_sending_forged_ops_and_garbage_is_scored_down_and_blocked() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (keys, genesis, path) = network(1, dir.path());
+        let cluster = Cluster::start_keyed(keys, |_, c| {
+            c.ledger.genesis = Some(path.clone());
+        })
+        .await
+        .expect("cluster");
+        let honest = cluster.node(0);
+
+        // A rogue peer built from the same overlay crate.
+        let rogue_key = SecretKey::generate();
+        let config = p2pc_net::Config {
+            mdns: false,
+            ..Default::default()
+        };
+        let (rogue, _inbound, event_loop) = p2pc_net::new(&rogue_key, config).expect("rogue");
+        let rogue_task = tokio::spawn(event_loop.run());
+        rogue
+            .listen("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+            .await
+            .expect("listen");
+        rogue.dial(honest.addrs()[0].clone()).await.expect("dial");
+        rogue.subscribe(LEDGER_TOPIC).await.expect("subscribe");
+
+        // A well-framed op with a broken signature, gossiped until the
+        // node hears it: scored down, not stored.
+        let replica = CreditManager::new(genesis);
+        let mut forged = replica.draft(
+            &rogue_key,
+            1,
+            Body::Transfer {
+                to: honest.public_key(),
+                amount: 1,
+            },
+        );
+        forged.signature.0[0] ^= 1;
+        let frame = encode_ops([&forged]);
+        let id = rogue.peer_id();
+        eventually("the node to score the forger down", WAIT, || async {
+            let _ = rogue.publish(LEDGER_TOPIC, frame.clone()).await;
+            (honest.ledger_score(&id) < 0).then_some(())
+        })
+        .await
+        .expect("scored down");
+
+        // Garbage anti-entropy requests until the node blocks it.
+        eventually("the node to block the rogue", WAIT, || async {
+            let _ = rogue
+                .request_ledger(
+                    honest.peer_id(),
+                    b"garbage".to_vec(),
+                    Duration::from_secs(5),
+                )
+                .await;
+            (honest.ledger_score(&id) <= BLOCK_SCORE).then_some(())
+        })
+        .await
+        .expect("blocked");
+        eventually("the rogue to be disconnected", WAIT, || async {
+            (!peers_of(honest).await.contains(&id.to_string())).then_some(())
+        })
+        .await
+        .expect("disconnected");
+        // Blocked peers stay out: a new connection is refused by the node.
+        let _ = rogue.dial(honest.addrs()[0].clone()).await;
+        let sync = rogue
+            .request_ledger(honest.peer_id(), Vec::new(), Duration::from_secs(5))
+            .await;
+        assert!(sync.is_err(), "a blocked peer was answered: {sync:?}");
+
+        // The node is unharmed: nothing stored, and an honest peer syncs.
+        let report = honest
+            .ledger(json!({"cmd": "ledger_verify"}))
+            .await
+            .expect("verify");
+        assert_eq!(
+            (report["ok"].clone(), report["ops"].clone()),
+            (json!(true), json!(0))
+        );
+        let mut config = test_config(&dir.path().join("late"));
+        config.ledger.genesis = Some(path.clone());
+        config.node.bootstrap = honest.addrs();
+        let late = ComputeNode::start(config, SecretKey::generate())
+            .await
+            .expect("late node");
+        transfer(honest, &SecretKey::generate(), 7).await;
+        eventually("the late node to catch up", WAIT, || async {
+            let _ = late.ledger_sync(honest.peer_id()).await;
+            (late.ledger_digest() == honest.ledger_digest()).then_some(())
+        })
+        .await
+        .expect("caught up");
+        late.shutdown().await;
+        let _ = rogue.shutdown().await;
+        rogue_task.abort();
+        cluster.shutdown().await;
+    });
+}
