@@ -4,9 +4,11 @@ mod blob;
 mod bundle;
 mod job;
 mod key;
+mod ledger;
 mod node;
 mod run;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +57,8 @@ enum Command {
     Node(node::Args),
     /// Submit jobs to the network through the local node and follow them.
     Job(job::Args),
+    /// Credits: balances, history, transfers, escrows, and the genesis file.
+    Ledger(ledger::Args),
     /// Programs p2pctl runs as its own helpers; not for people.
     #[command(subcommand, hide = true)]
     Internal(Internal),
@@ -67,6 +71,16 @@ enum Internal {
         /// Largest memory a task may be given, in bytes.
         #[arg(long, default_value_t = 4 << 30)]
         max_memory: u64,
+    },
+    /// Append COUNT transfers to a stopped node's ledger, printing each
+    /// op id once it is on disk (for the crash test).
+    LedgerAppend {
+        /// The node's directory.
+        #[arg(long = "node", value_name = "DIR")]
+        node: PathBuf,
+        /// How many.
+        #[arg(long)]
+        count: u64,
     },
 }
 
@@ -81,6 +95,10 @@ impl Cli {
             Command::Blob(cmd) => blob::run(cmd, g).map(|()| ExitCode::SUCCESS),
             Command::Node(args) => node::run(args, g).map(|()| ExitCode::SUCCESS),
             Command::Job(args) => job::run(args, g),
+            Command::Ledger(args) => ledger::run(args, g),
+            Command::Internal(Internal::LedgerAppend { node, count }) => {
+                ledger::append(&node, count, g)
+            }
             Command::Internal(Internal::WasmWorker { max_memory }) => Ok(
                 p2pc_exec::worker::serve_blocking(p2pc_sandbox::ByteSize(max_memory)),
             ),

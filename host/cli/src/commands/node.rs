@@ -52,6 +52,10 @@ pub enum Command {
         /// Store the node key unencrypted, so the node starts unattended.
         #[arg(long)]
         insecure_no_passphrase: bool,
+        /// Join the credit ledger of the network this genesis file founds
+        /// (copied into the node directory; see `p2pctl ledger genesis`).
+        #[arg(long, value_name = "FILE")]
+        genesis: Option<PathBuf>,
     },
     /// Run the node in the foreground until interrupted (Ctrl-C, SIGTERM).
     Start,
@@ -77,7 +81,16 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
             bootstrap,
             no_mdns,
             insecure_no_passphrase,
-        } => init(&dir, listen, bootstrap, no_mdns, insecure_no_passphrase, g),
+            genesis,
+        } => init(
+            &dir,
+            listen,
+            bootstrap,
+            no_mdns,
+            insecure_no_passphrase,
+            genesis.as_deref(),
+            g,
+        ),
         Command::Start => start(&dir, g),
         Command::Status => {
             let status = args
@@ -140,6 +153,7 @@ fn init(
     bootstrap: Vec<String>,
     no_mdns: bool,
     insecure: bool,
+    genesis: Option<&Path>,
     g: &Global,
 ) -> anyhow::Result<()> {
     let config_path = dir.join("node.toml");
@@ -149,6 +163,17 @@ fn init(
             config_path.display()
         );
     }
+    // Checked before anything is created.
+    let genesis_text = match genesis {
+        Some(path) => {
+            p2pc_ledger::Genesis::load(path)?;
+            Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for a in listen.iter().chain(&bootstrap) {
         a.parse::<p2pc_net::Multiaddr>()
@@ -176,7 +201,7 @@ fn init(
     } else {
         listen
     };
-    let text = format!(
+    let mut text = format!(
         "# p2pc node configuration; see docs/operator-guide.md.\n\
          [node]\n\
          data_dir = \".\"\n\
@@ -197,6 +222,11 @@ fn init(
         quote(&bootstrap),
         !no_mdns
     );
+    if let Some(g) = &genesis_text {
+        std::fs::write(dir.join("genesis.toml"), g)
+            .with_context(|| format!("cannot write {}", dir.join("genesis.toml").display()))?;
+        text.push_str("\n[ledger]\ngenesis = \"genesis.toml\"\n");
+    }
     NodeConfig::parse(&text).map_err(|e| anyhow::anyhow!("generated config is invalid: {e}"))?;
     std::fs::write(&config_path, text)
         .with_context(|| format!("cannot write {}", config_path.display()))?;

@@ -5,6 +5,7 @@ mod blobs;
 mod bundles;
 mod executors;
 mod keys;
+mod ledger;
 mod network;
 mod run;
 

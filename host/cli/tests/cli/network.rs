@@ -13,7 +13,7 @@ use sha2::Digest;
 use crate::{Env, text};
 
 /// A running `p2pctl node start`, killed when dropped.
-struct NodeProcess {
+pub(crate) struct NodeProcess {
     child: Child,
     peer_id: String,
     addrs: Vec<String>,
@@ -27,7 +27,7 @@ impl Drop for NodeProcess {
     }
 }
 
-fn init(env: &Env, name: &str, listen: &[&str], bootstrap: &[String]) -> String {
+pub(crate) fn init(env: &Env, name: &str, listen: &[&str], bootstrap: &[String]) -> String {
     let dir = env.path(name).display().to_string();
     let mut args = vec![
         "node",
@@ -48,7 +48,7 @@ fn init(env: &Env, name: &str, listen: &[&str], bootstrap: &[String]) -> String 
     dir
 }
 
-fn start(env: &Env, dir: &str) -> NodeProcess {
+pub(crate) fn start(env: &Env, dir: &str) -> NodeProcess {
     // The node's log goes to a file beside it, for when a test fails.
     let log = std::fs::File::create(format!("{dir}.log")).expect("log file");
     let mut child = env

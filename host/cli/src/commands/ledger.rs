@@ -1,0 +1,431 @@
+//! `p2pctl ledger`: the credit ledger. Through the running node's control
+//! channel when it runs; otherwise straight from its database on disk.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use p2pc_crypto::{Keystore, PublicKey, SecretKey};
+use p2pc_ledger::{ArbiterPolicy, Body, Genesis, Insert, Ledger};
+use p2pc_node::{Control, NodeConfig};
+use serde_json::{Value, json};
+
+use super::node::NodeDir;
+use crate::context::{Global, print_json};
+
+/// Inspect and use the credit ledger.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Write a genesis file founding a new network.
+    Genesis {
+        /// The network's name (part of its id).
+        #[arg(long)]
+        network: String,
+        /// A key that may mint credits (repeatable).
+        #[arg(long, value_name = "KEY")]
+        issuer: Vec<String>,
+        /// Credits an account starts with, as KEY=AMOUNT (repeatable).
+        #[arg(long, value_name = "KEY=AMOUNT")]
+        mint: Vec<String>,
+        /// Only these keys may arbitrate escrows (repeatable). Default: any.
+        #[arg(long, value_name = "KEY")]
+        arbiter: Vec<String>,
+        /// The shortest challenge window a hold may carry.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        challenge_window: Duration,
+        /// Write to FILE instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Make a set-up node join the ledger this genesis file founds: copy
+    /// it into the node directory and name it in node.toml.
+    Join {
+        /// The network's genesis file.
+        genesis: PathBuf,
+    },
+    /// Show an account's credits. Default: the node's own account.
+    Balance {
+        /// The account's public key.
+        account: Option<String>,
+    },
+    /// List the ops that concern an account, oldest first.
+    History {
+        /// The account's public key. Default: the node's own.
+        account: Option<String>,
+        /// Show at most the last N.
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+    /// Send credits from the node's account.
+    Transfer {
+        /// The receiving account's public key.
+        to: String,
+        /// Whole credits.
+        amount: u64,
+    },
+    /// List escrows (holds) and where each stands.
+    Holds {
+        /// Only those this account is party to.
+        account: Option<String>,
+    },
+    /// Rebuild the state from the ops on disk and check every invariant.
+    Verify,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    node: NodeDir,
+}
+
+fn key(text: &str) -> anyhow::Result<PublicKey> {
+    text.parse()
+        .map_err(|_| anyhow::anyhow!("{text:?} is not a public key (64 hex digits)"))
+}
+
+pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
+    let request = match args.command {
+        Command::Genesis {
+            network,
+            issuer,
+            mint,
+            arbiter,
+            challenge_window,
+            output,
+        } => {
+            return genesis(network, issuer, mint, arbiter, challenge_window, output, g);
+        }
+        Command::Join { genesis } => return join(&args.node.path()?, &genesis, g),
+        Command::Balance { account } => json!({"cmd": "ledger_balance", "account": account}),
+        Command::History { account, limit } => {
+            json!({"cmd": "ledger_history", "account": account, "limit": limit})
+        }
+        Command::Transfer { to, amount } => {
+            key(&to)?;
+            json!({"cmd": "ledger_transfer", "to": to, "amount": amount})
+        }
+        Command::Holds { account } => json!({"cmd": "ledger_holds", "account": account}),
+        Command::Verify => json!({"cmd": "ledger_verify"}),
+    };
+    // Absent optional fields mean "the node's own account".
+    let request = match request {
+        Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).collect()),
+        other => other,
+    };
+    let dir = args.node.path()?;
+    let answer = match Control::connect(&dir) {
+        Ok(mut control) => control.call(request.clone(), Duration::from_secs(120))?,
+        Err(_) => offline(&dir, &request, g)?,
+    };
+    if g.json {
+        print_json(&answer)?;
+    } else {
+        show(&request, &answer);
+    }
+    if request["cmd"] == "ledger_verify" && answer["ok"] != true {
+        return Ok(ExitCode::from(super::EXIT_TASK_FAILED));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the stopped node's ledger and its config.
+fn open(dir: &Path) -> anyhow::Result<(NodeConfig, Ledger)> {
+    let path = dir.join("node.toml");
+    if !path.exists() {
+        bail!(
+            "{} not found; set the node up with `p2pctl node init --node {}`",
+            path.display(),
+            dir.display()
+        );
+    }
+    let config = NodeConfig::load(&path)?;
+    let ledger = p2pc_node::open_ledger(&config)?.with_context(|| {
+        format!(
+            "the node in {} has no ledger: set [ledger] genesis in its node.toml",
+            dir.display()
+        )
+    })?;
+    Ok((config, ledger))
+}
+
+fn node_key(config: &NodeConfig, g: &Global) -> anyhow::Result<SecretKey> {
+    let keystore = Keystore::open(config.node.data_dir.join("keys"))?;
+    let name = &config.node.key;
+    let passphrase = if keystore.is_encrypted(name)? {
+        Some(g.passphrase(&format!("Passphrase for node key {name}: "), false)?)
+    } else {
+        None
+    };
+    Ok(keystore.unlock(name, passphrase.as_deref())?)
+}
+
+/// Answers `request` from the database of a node that is not running.
+fn offline(dir: &Path, request: &Value, g: &Global) -> anyhow::Result<Value> {
+    let (config, mut ledger) = open(dir)?;
+    // The node's own account is the default; transfers need its key.
+    let cmd = request["cmd"].as_str().unwrap_or("");
+    let own =
+        matches!(cmd, "ledger_balance" | "ledger_history") && request.get("account").is_none();
+    let key = if cmd == "ledger_transfer" || own {
+        Some(node_key(&config, g)?)
+    } else {
+        None
+    };
+    let now = p2pc_node::messages::now_unix_ms();
+    let (answer, _op) = p2pc_node::query(&mut ledger, key.as_ref(), request, now)?;
+    Ok(answer)
+}
+
+fn show(request: &Value, a: &Value) {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    match request["cmd"].as_str().unwrap_or("") {
+        "ledger_balance" => {
+            println!("account   {}", s(&a["account"]));
+            println!("balance   {}", a["balance"]);
+            println!(
+                "incoming  {} (spendable once claimed by the next op)",
+                a["incoming"]
+            );
+            println!("held      {} (in open escrows)", a["held"]);
+            if a["bonded"].as_u64().unwrap_or(0) > 0 {
+                println!("bonded    {} (collateral)", a["bonded"]);
+            }
+            if a["frozen"] == true {
+                println!("FROZEN: this account equivocated; its ops no longer apply");
+            }
+        }
+        "ledger_history" => {
+            println!(
+                "{} ops concern {} (showing the last {})",
+                a["total"],
+                s(&a["account"]),
+                a["ops"].as_array().map_or(0, Vec::len)
+            );
+            for op in a["ops"].as_array().into_iter().flatten() {
+                let detail = match op["kind"].as_str().unwrap_or("") {
+                    "mint" | "transfer" => format!("{} → {}", op["amount"], short(&op["to"])),
+                    "hold" => format!(
+                        "{} × {} fuel, worker {}",
+                        op["price"],
+                        op["fuel_limit"],
+                        short(&op["worker"])
+                    ),
+                    "bond" => format!("escrow {}", short(&op["escrow"])),
+                    "decide" => format!(
+                        "escrow {} step {}: {}",
+                        short(&op["escrow"]),
+                        op["step"],
+                        op["outcome"]
+                    ),
+                    _ => String::new(),
+                };
+                println!(
+                    "{} {}#{} {:<8} {:<40} {}",
+                    short(&op["id"]),
+                    short(&op["author"]),
+                    op["seq"],
+                    s(&op["kind"]),
+                    detail,
+                    s(&op["status"])
+                );
+            }
+        }
+        "ledger_transfer" => {
+            println!(
+                "sent: op {} ({}); balance now {}",
+                s(&a["id"]),
+                if a["applied"] == true {
+                    "applied"
+                } else {
+                    "waiting"
+                },
+                a["balance"]
+            );
+        }
+        "ledger_holds" => {
+            let holds = a["holds"].as_array().cloned().unwrap_or_default();
+            if holds.is_empty() {
+                println!("no escrows");
+            }
+            for h in holds {
+                let state = if !h["final"].is_null() {
+                    format!("final: {}", h["final"])
+                } else if !h["settled"].is_null() {
+                    format!("settled: {}", h["settled"]["outcome"])
+                } else {
+                    "open".to_owned()
+                };
+                println!(
+                    "{} owner {} worker {} arbiter {} amount {} {}",
+                    short(&h["escrow"]),
+                    short(&h["owner"]),
+                    short(&h["worker"]),
+                    short(&h["arbiter"]),
+                    h["amount"],
+                    state
+                );
+            }
+        }
+        "ledger_verify" => {
+            println!(
+                "{} ops ({} applied), {} accounts, {} escrows ({} open), {} credits minted, {} equivocation proofs",
+                a["ops"],
+                a["applied"],
+                a["accounts"],
+                a["escrows"],
+                a["open_escrows"],
+                s(&a["minted"]),
+                a["proofs"]
+            );
+            let problems = a["problems"].as_array().cloned().unwrap_or_default();
+            if problems.is_empty() {
+                println!(
+                    "ok: the state rebuilt from the ops equals the live state and every invariant holds"
+                );
+            }
+            for p in problems {
+                println!("PROBLEM: {}", s(&p));
+            }
+        }
+        _ => println!("{a}"),
+    }
+}
+
+fn join(dir: &Path, genesis: &Path, g: &Global) -> anyhow::Result<ExitCode> {
+    let config_path = dir.join("node.toml");
+    let text = std::fs::read_to_string(&config_path).with_context(|| {
+        format!(
+            "cannot read {}; set the node up first with `p2pctl node init`",
+            config_path.display()
+        )
+    })?;
+    let config =
+        NodeConfig::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+    if config.ledger.genesis.is_some() {
+        bail!(
+            "{} already names a genesis file; a node's ledger belongs to one network",
+            config_path.display()
+        );
+    }
+    let parsed = Genesis::load(genesis)?;
+    let target = dir.join("genesis.toml");
+    std::fs::copy(genesis, &target)
+        .with_context(|| format!("cannot copy {} to {}", genesis.display(), target.display()))?;
+    let text = format!(
+        "{}\n[ledger]\ngenesis = \"genesis.toml\"\n",
+        text.trim_end()
+    );
+    NodeConfig::parse(&text).map_err(|e| anyhow::anyhow!("the new node.toml is invalid: {e}"))?;
+    std::fs::write(&config_path, text)
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    let id = hex::encode(parsed.id());
+    if g.json {
+        print_json(&json!({"network": parsed.network, "network_id": id}))?;
+    } else {
+        println!(
+            "joined network {} (id {id}); restart the node to use it",
+            parsed.network
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn short(v: &Value) -> String {
+    v.as_str().unwrap_or("").chars().take(8).collect()
+}
+
+fn genesis(
+    network: String,
+    issuers: Vec<String>,
+    mints: Vec<String>,
+    arbiters: Vec<String>,
+    window: Duration,
+    output: Option<PathBuf>,
+    g: &Global,
+) -> anyhow::Result<ExitCode> {
+    let mut allocations = std::collections::BTreeMap::new();
+    for m in &mints {
+        let (k, amount) = m
+            .split_once('=')
+            .with_context(|| format!("--mint {m:?}: expected KEY=AMOUNT"))?;
+        let amount: u64 = amount
+            .parse()
+            .ok()
+            .filter(|a| *a > 0)
+            .with_context(|| format!("--mint {m:?}: AMOUNT must be a whole number above 0"))?;
+        let total: &mut u64 = allocations.entry(key(k)?).or_default();
+        *total = total
+            .checked_add(amount)
+            .with_context(|| format!("--mint {m:?}: too many credits"))?;
+    }
+    let genesis = Genesis {
+        network,
+        issuers: issuers
+            .iter()
+            .map(|k| key(k))
+            .collect::<anyhow::Result<_>>()?,
+        allocations,
+        min_window_ms: window.as_millis() as u64,
+        arbiters: if arbiters.is_empty() {
+            ArbiterPolicy::Any
+        } else {
+            ArbiterPolicy::Listed(
+                arbiters
+                    .iter()
+                    .map(|k| key(k))
+                    .collect::<anyhow::Result<_>>()?,
+            )
+        },
+    };
+    // What is written must read back to the same network.
+    let text = format!(
+        "# p2pc genesis file; network id {}\n{}",
+        hex::encode(genesis.id()),
+        genesis.to_toml()
+    );
+    Genesis::from_toml(&text, "generated genesis")?;
+    match output {
+        Some(path) => {
+            std::fs::write(&path, &text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            if g.json {
+                print_json(&json!({"path": path, "network_id": hex::encode(genesis.id())}))?;
+            } else {
+                eprintln!(
+                    "wrote {} (network id {})",
+                    path.display(),
+                    hex::encode(genesis.id())
+                );
+            }
+        }
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `p2pctl internal ledger-append`: appends transfers of 1 credit from the
+/// node's account, printing each op's id once it is on disk. The crash
+/// test kills it at random points.
+pub fn append(dir: &Path, count: u64, g: &Global) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let (config, mut ledger) = open(dir)?;
+    let key = node_key(&config, g)?;
+    let to = SecretKey::from_seed(&[7; 32]).public();
+    let mut out = std::io::stdout().lock();
+    for i in 0..count {
+        let op = ledger
+            .state()
+            .draft(&key, i, Body::Transfer { to, amount: 1 });
+        let id = op.id();
+        match ledger.insert(op)? {
+            Insert::Applied(_) => {}
+            other => bail!("append refused: {other:?}"),
+        }
+        writeln!(out, "{}", hex::encode(id))?;
+        out.flush()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

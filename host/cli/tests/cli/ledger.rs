@@ -1,0 +1,201 @@
+//! `p2pctl ledger` on a node directory: a writer killed with SIGKILL loses
+//! no acknowledged op, and the commands work against a running node and a
+//! stopped one alike.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use super::network::{init, start};
+use super::{Env, ok, text};
+
+/// A node directory whose own key starts with 1,000,000 credits.
+fn node_with_ledger(env: &Env, name: &str) -> String {
+    let dir = init(env, name, &["/ip4/127.0.0.1/tcp/0"], &[]);
+    let public = public_key_of(&dir);
+    let genesis = env.path(&format!("{name}-genesis.toml"));
+    let genesis = genesis.to_str().expect("utf-8 path");
+    ok(&env.run(
+        &[
+            "ledger",
+            "genesis",
+            "--network",
+            "crash-test",
+            "--mint",
+            &format!("{public}=1000000"),
+            "-o",
+            genesis,
+        ],
+        b"",
+        None,
+    ));
+    ok(&env.run(&["ledger", "join", "--node", &dir, genesis], b"", None));
+    dir
+}
+
+fn public_key_of(dir: &str) -> String {
+    let keys = std::path::Path::new(dir).join("keys");
+    let env_keys = Env::new();
+    let out = env_keys
+        .command(&["key", "show", "node", "--json"])
+        .env("P2PC_KEYSTORE", &keys)
+        .output()
+        .expect("key show");
+    let v: Value = serde_json::from_str(&text(&out.stdout)).expect("json");
+    v["public_key"].as_str().expect("public key").to_owned()
+}
+
+fn json_of(env: &Env, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ok(&env.run(&all, b"", None))).expect("json")
+}
+
+#[test]
+fn a_writer_killed_at_random_points_loses_no_acknowledged_op() {
+    let env = Env::new();
+    let dir = node_with_ledger(&env, "crash");
+    let mut acked: Vec<String> = Vec::new();
+    // Kill points from a fixed pseudo-random sequence: reproducible runs,
+    // varied places (between ops, mid-batch, mid-fsync).
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for round in 0..6 {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let kill_after = 1 + (seed >> 33) % 40;
+        let mut child = env
+            .command(&[
+                "internal",
+                "ledger-append",
+                "--node",
+                &dir,
+                "--count",
+                "100000",
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut seen = 0;
+        for line in stdout.lines() {
+            let line = line.expect("line");
+            assert_eq!(line.len(), 64, "an op id: {line}");
+            acked.push(line);
+            seen += 1;
+            if seen >= kill_after {
+                break;
+            }
+        }
+        child.kill().expect("SIGKILL");
+        let status = child.wait().expect("reap");
+        assert!(!status.success(), "round {round}: the writer was killed");
+
+        // Every acknowledged op is there and the ledger verifies.
+        let report = json_of(&env, &["ledger", "verify", "--node", &dir]);
+        assert_eq!(report["ok"], true, "round {round}: {report}");
+        let ops = report["ops"].as_u64().expect("count") as usize;
+        assert!(
+            ops >= acked.len(),
+            "round {round}: {ops} ops < {} acknowledged",
+            acked.len()
+        );
+        let history = json_of(
+            &env,
+            &["ledger", "history", "--node", &dir, "--limit", "1000000"],
+        );
+        let held: std::collections::HashSet<&str> = history["ops"]
+            .as_array()
+            .expect("ops")
+            .iter()
+            .filter_map(|o| o["id"].as_str())
+            .collect();
+        for id in &acked {
+            assert!(
+                held.contains(id.as_str()),
+                "round {round}: acknowledged op {id} lost"
+            );
+        }
+        // At most the one op being written when killed was kept without
+        // being acknowledged.
+        assert!(
+            ops <= acked.len() + 1,
+            "round {round}: {ops} ops for {} acked",
+            acked.len()
+        );
+    }
+    let balance = json_of(&env, &["ledger", "balance", "--node", &dir]);
+    let ops = json_of(&env, &["ledger", "verify", "--node", &dir])["ops"]
+        .as_u64()
+        .expect("count");
+    assert_eq!(balance["balance"], 1_000_000 - ops, "{balance}");
+}
+
+#[test]
+fn ledger_commands_through_a_running_node_and_on_a_stopped_one() {
+    let env = Env::new();
+    let dir = node_with_ledger(&env, "live");
+    // A node without a ledger; its key is the receiving account.
+    let bare = init(&env, "bare", &["/ip4/127.0.0.1/tcp/0"], &[]);
+    let someone = public_key_of(&bare);
+    let someone = someone.as_str();
+
+    // Stopped: answered from the database.
+    let t = json_of(&env, &["ledger", "transfer", "--node", &dir, someone, "40"]);
+    assert_eq!(t["applied"], true, "{t}");
+    {
+        let _node = start(&env, &dir);
+        // Running: through the control channel (the database is the
+        // node's now).
+        let t = json_of(&env, &["ledger", "transfer", "--node", &dir, someone, "2"]);
+        assert_eq!(t["balance"], 1_000_000 - 42, "{t}");
+        let b = json_of(&env, &["ledger", "balance", "--node", &dir, someone]);
+        assert_eq!(b["incoming"], 42, "{b}");
+        let out = env.run(
+            &["ledger", "transfer", "--node", &dir, someone, "99999999"],
+            b"",
+            None,
+        );
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            text(&out.stderr).contains("insufficient credits: 999958 spendable, 99999999 needed"),
+            "{}",
+            text(&out.stderr)
+        );
+        let human = ok(&env.run(&["ledger", "verify", "--node", &dir], b"", None));
+        assert!(human.contains("2 ops (2 applied)"), "{human}");
+        let holds = ok(&env.run(&["ledger", "holds", "--node", &dir], b"", None));
+        assert_eq!(holds.trim(), "no escrows");
+    }
+    let history = json_of(&env, &["ledger", "history", "--node", &dir]);
+    assert_eq!(history["total"], 2, "{history}");
+
+    // Clear refusals.
+    let out = env.run(
+        &["ledger", "join", "--node", &dir, "/nonexistent.toml"],
+        b"",
+        None,
+    );
+    assert!(
+        text(&out.stderr).contains("already names a genesis file"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = env.run(
+        &["ledger", "transfer", "--node", &dir, "nobody", "1"],
+        b"",
+        None,
+    );
+    assert!(
+        text(&out.stderr).contains("is not a public key"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = env.run(&["ledger", "verify", "--node", &bare], b"", None);
+    assert!(
+        text(&out.stderr).contains("has no ledger"),
+        "{}",
+        text(&out.stderr)
+    );
+}
