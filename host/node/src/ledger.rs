@@ -6,7 +6,9 @@
 //! - Anti-entropy (`/p2pc/ledger/1`) runs when a peer connects and every
 //!   `[ledger] sync_interval` with one connected peer: this node sends its
 //!   per-account chain heads and inserts what comes back, round after
-//!   round, until the peer has nothing more.
+//!   round, until the peer has nothing more. Ops learned this way are
+//!   gossiped on, so after a partition heals the few nodes that pull across
+//!   it spread the other side's ops to their own.
 //! - A peer that sends malformed messages, forged ops or another network's
 //!   ops is scored down; at [`BLOCK_SCORE`] it is disconnected and blocked.
 //!   Ops refused on their merits (too few credits, say) are not the
@@ -142,11 +144,12 @@ impl Shared {
     }
 
     /// Inserts ops from a peer; scores it down for forgeries; gossips the
-    /// ops of any equivocation they reveal. Returns how many were new.
-    async fn take_ops(&self, from: PeerId, ops: Vec<Op>) -> Result<usize> {
+    /// ops of any equivocation they reveal. Returns the ops that were new.
+    async fn take_ops(&self, from: PeerId, ops: Vec<Op>) -> Result<Vec<Op>> {
         let service = self.ledger()?.clone();
-        let (results, proofs) = service
+        let (results, proofs, ops) = service
             .with(move |l| {
+                let kept = ops.clone();
                 let before = l.state().proofs().len();
                 let results = l.insert_many(ops);
                 let proofs: Vec<Op> = l.state().proofs()[before..]
@@ -159,7 +162,7 @@ impl Shared {
                     })
                     .filter_map(|id| l.state().op(&id).cloned())
                     .collect();
-                (results, proofs)
+                (results, proofs, kept)
             })
             .await?;
         let results = results.map_err(|e| Error::Ledger(e.to_string()))?;
@@ -176,8 +179,10 @@ impl Shared {
         }
         Ok(results
             .iter()
-            .filter(|r| !matches!(r, Insert::Duplicate) && !forged(r))
-            .count())
+            .zip(ops)
+            .filter(|(r, _)| !matches!(r, Insert::Duplicate) && !forged(r))
+            .map(|(_, op)| op)
+            .collect())
     }
 
     /// A gossip message on [`LEDGER_TOPIC`].
@@ -271,11 +276,14 @@ impl Shared {
                     .await;
                 return Ok(total);
             };
-            let got = self.take_ops(peer, ops).await?;
-            total += got;
+            let new = self.take_ops(peer, ops).await?;
+            total += new.len();
+            // What one side of a healed partition learns this way, the
+            // rest of its side learns by gossip, not each by its own pull.
+            self.gossip_ops(&new).await;
             // Stop when the peer is done, or sends only what we hold (a
             // peer repeating itself must not keep us busy).
-            if more == 0 || got == 0 {
+            if more == 0 || new.is_empty() {
                 break;
             }
         }
