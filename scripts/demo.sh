@@ -69,20 +69,40 @@ printf '\n--- the network: two nodes on this machine, a job sent from one to the
 nodes=()
 stop_nodes() { for p in "${nodes[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap 'stop_nodes; rm -rf "$out"' EXIT
-start_node() { # dir, then its init flags
+init_node() { # dir, then its init flags; prints the node's public key
   local dir=$1; shift
-  "$p2pctl" node init --node "$dir" --no-mdns --insecure-no-passphrase "$@" >/dev/null
+  "$p2pctl" node init --node "$dir" --no-mdns --insecure-no-passphrase --json "$@" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["public_key"])'
+}
+run_node() {
+  local dir=$1
   "$p2pctl" node start --node "$dir" >"$dir.out" 2>"$dir.log" &
   nodes+=($!)
   for _ in $(seq 1 300); do grep -q '^ready' "$dir.out" 2>/dev/null && return; sleep 0.1; done
   echo "node in $dir did not start:" >&2; cat "$dir.log" >&2; exit 1
 }
-start_node "$out/worker" --listen /ip4/127.0.0.1/tcp/0 --listen /ip4/127.0.0.1/udp/0/quic-v1
+worker_key=$(init_node "$out/worker" --listen /ip4/127.0.0.1/tcp/0 --listen /ip4/127.0.0.1/udp/0/quic-v1)
+submitter_key=$(init_node "$out/submitter" --listen /ip4/127.0.0.1/tcp/0)
+# Both join one credit ledger whose genesis gives the submitter 1000 credits.
+"$p2pctl" ledger genesis --network demo --mint "$submitter_key=1000" -o "$out/genesis.toml"
+"$p2pctl" ledger join --node "$out/worker" "$out/genesis.toml" >/dev/null
+"$p2pctl" ledger join --node "$out/submitter" "$out/genesis.toml" >/dev/null
+run_node "$out/worker"
 worker_addr=$(grep '^listening .*/tcp/' "$out/worker.out" | head -1 | cut -d' ' -f2)
 worker_id=$(grep '^peer_id' "$out/worker.out" | cut -d' ' -f2)
-start_node "$out/submitter" --listen /ip4/127.0.0.1/tcp/0 --bootstrap "$worker_addr"
+P2PC_BOOTSTRAP="$worker_addr" run_node "$out/submitter"
 echo "worker $worker_id"
 printf 'network' >"$out/name"
 "$p2pctl" job submit "$out/hello.p2pcb" --input "$out/name" --to "$worker_id" --wait --node "$out/submitter"
 echo
+
+printf '\n--- the ledger: the submitter pays the worker 25 credits ---\n'
+"$p2pctl" ledger transfer --node "$out/submitter" "$worker_key" 25
+for _ in $(seq 1 100); do
+  "$p2pctl" ledger balance --node "$out/worker" --json | grep -q '"incoming":25' && break
+  sleep 0.1
+done
+echo "on the worker's replica:"
+"$p2pctl" ledger balance --node "$out/worker"
+"$p2pctl" ledger verify --node "$out/worker"
 "$p2pctl" node peers --node "$out/submitter"
