@@ -115,7 +115,7 @@ fn put(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 impl Outcome {
-    fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Outcome::Pay { fuel_used } => {
                 out.push(1);

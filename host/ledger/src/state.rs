@@ -160,6 +160,16 @@ struct Account {
     claimed: BTreeSet<OpId>,
 }
 
+impl Account {
+    fn row(&self) -> AccountRow {
+        AccountRow {
+            seq: self.seq,
+            head: self.head,
+            balance: self.balance,
+        }
+    }
+}
+
 /// An escrow's state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Escrow {
@@ -845,25 +855,12 @@ impl CreditManager {
 
     /// Every account's derived row.
     pub fn accounts(&self) -> impl Iterator<Item = (PublicKey, AccountRow)> + '_ {
-        self.accounts.iter().map(|(k, a)| {
-            (
-                *k,
-                AccountRow {
-                    seq: a.seq,
-                    head: a.head,
-                    balance: a.balance,
-                },
-            )
-        })
+        self.accounts.iter().map(|(k, a)| (*k, a.row()))
     }
 
     /// One account's derived row.
     pub fn account(&self, key: &PublicKey) -> Option<AccountRow> {
-        self.accounts.get(key).map(|a| AccountRow {
-            seq: a.seq,
-            head: a.head,
-            balance: a.balance,
-        })
+        self.accounts.get(key).map(Account::row)
     }
 
     /// Every escrow, by hold id.
@@ -911,7 +908,7 @@ impl CreditManager {
             })
             .map(|(_, op)| op)
             .collect();
-        out.sort_by_key(|o| (o.time_ms, o.author != *account, o.seq, o.id()));
+        out.sort_by_cached_key(|o| (o.time_ms, o.author != *account, o.seq, o.id()));
         out
     }
 
@@ -961,11 +958,6 @@ impl CreditManager {
             .collect();
         deps.truncate(crate::op::MAX_DEPS);
         Op::sign(key, self.network, seq + 1, prev, time_ms, deps, body)
-    }
-
-    /// Whether op `id` is waiting for something it relies on.
-    pub fn is_waiting(&self, id: &OpId) -> bool {
-        self.ops.contains_key(id) && !self.applied.contains(id) && !self.rejected.contains_key(id)
     }
 
     /// An account's spendable credits: those claimed, less those spent.
@@ -1028,9 +1020,9 @@ impl CreditManager {
 
     /// Every op held, applied or not, in id order.
     pub fn ops(&self) -> Vec<&Op> {
-        let mut v: Vec<&Op> = self.ops.values().collect();
-        v.sort_unstable_by_key(|o| o.id());
-        v
+        let mut v: Vec<(&OpId, &Op)> = self.ops.iter().collect();
+        v.sort_unstable_by_key(|(id, _)| **id);
+        v.into_iter().map(|(_, op)| op).collect()
     }
 
     /// Credits ever minted.

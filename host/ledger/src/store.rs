@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use p2pc_crypto::PublicKey;
 
-use crate::op::{Op, OpId, Outcome};
+use crate::op::{Op, OpId};
 use crate::state::{CreditManager, Escrow, Genesis, Insert, Reject};
 
 /// What went wrong with the ledger's database.
@@ -329,16 +329,6 @@ fn escrow_row(e: &Escrow) -> Vec<u8> {
     fn key(out: &mut Vec<u8>, k: &PublicKey) {
         out.extend_from_slice(&k.to_bytes());
     }
-    fn outcome(out: &mut Vec<u8>, o: Outcome) {
-        match o {
-            Outcome::Pay { fuel_used } => {
-                out.push(1);
-                out.extend_from_slice(&fuel_used.to_be_bytes());
-            }
-            Outcome::Refund => out.push(2),
-            Outcome::Confirm => out.push(3),
-        }
-    }
     fn step(out: &mut Vec<u8>, id: Option<&OpId>) {
         match id {
             Some(id) => {
@@ -358,12 +348,12 @@ fn escrow_row(e: &Escrow) -> Vec<u8> {
     step(&mut out, e.bond.as_ref());
     step(&mut out, e.settled.as_ref().map(|(id, _, _)| id));
     if let Some((_, o, t)) = e.settled {
-        outcome(&mut out, o);
+        o.encode(&mut out);
         out.extend_from_slice(&t.to_be_bytes());
     }
     step(&mut out, e.finalised.as_ref().map(|(id, _)| id));
     if let Some((_, o)) = e.finalised {
-        outcome(&mut out, o);
+        o.encode(&mut out);
     }
     out
 }

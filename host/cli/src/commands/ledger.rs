@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use p2pc_crypto::{Keystore, PublicKey, SecretKey};
+use p2pc_crypto::{PublicKey, SecretKey};
 use p2pc_ledger::{ArbiterPolicy, Body, Genesis, Insert, Ledger};
 use p2pc_node::{Control, NodeConfig};
 use serde_json::{Value, json};
 
-use super::node::NodeDir;
+use super::node::{NodeDir, load_config, unlock_key};
 use crate::context::{Global, print_json};
 
 /// Inspect and use the credit ledger.
@@ -133,15 +133,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
 
 /// Opens the stopped node's ledger and its config.
 fn open(dir: &Path) -> anyhow::Result<(NodeConfig, Ledger)> {
-    let path = dir.join("node.toml");
-    if !path.exists() {
-        bail!(
-            "{} not found; set the node up with `p2pctl node init --node {}`",
-            path.display(),
-            dir.display()
-        );
-    }
-    let config = NodeConfig::load(&path)?;
+    let config = load_config(dir)?;
     let ledger = p2pc_node::open_ledger(&config)?.with_context(|| {
         format!(
             "the node in {} has no ledger: set [ledger] genesis in its node.toml",
@@ -149,17 +141,6 @@ fn open(dir: &Path) -> anyhow::Result<(NodeConfig, Ledger)> {
         )
     })?;
     Ok((config, ledger))
-}
-
-fn node_key(config: &NodeConfig, g: &Global) -> anyhow::Result<SecretKey> {
-    let keystore = Keystore::open(config.node.data_dir.join("keys"))?;
-    let name = &config.node.key;
-    let passphrase = if keystore.is_encrypted(name)? {
-        Some(g.passphrase(&format!("Passphrase for node key {name}: "), false)?)
-    } else {
-        None
-    };
-    Ok(keystore.unlock(name, passphrase.as_deref())?)
 }
 
 /// Answers `request` from the database of a node that is not running.
@@ -170,7 +151,7 @@ fn offline(dir: &Path, request: &Value, g: &Global) -> anyhow::Result<Value> {
     let own =
         matches!(cmd, "ledger_balance" | "ledger_history") && request.get("account").is_none();
     let key = if cmd == "ledger_transfer" || own {
-        Some(node_key(&config, g)?)
+        Some(unlock_key(&config, g)?)
     } else {
         None
     };
@@ -412,7 +393,7 @@ fn genesis(
 pub fn append(dir: &Path, count: u64, g: &Global) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     let (config, mut ledger) = open(dir)?;
-    let key = node_key(&config, g)?;
+    let key = unlock_key(&config, g)?;
     let to = SecretKey::from_seed(&[7; 32]).public();
     let mut out = std::io::stdout().lock();
     for i in 0..count {

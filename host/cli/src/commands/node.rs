@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use p2pc_crypto::Keystore;
+use p2pc_crypto::{Keystore, SecretKey};
 use p2pc_node::{ComputeNode, Control, NodeConfig};
 use serde_json::json;
 
@@ -243,7 +243,8 @@ fn init(
     Ok(())
 }
 
-fn start(dir: &Path, g: &Global) -> anyhow::Result<()> {
+/// The configuration of the node set up in `dir`.
+pub fn load_config(dir: &Path) -> anyhow::Result<NodeConfig> {
     let config_path = dir.join("node.toml");
     if !config_path.exists() {
         bail!(
@@ -252,15 +253,24 @@ fn start(dir: &Path, g: &Global) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    let config = NodeConfig::load(&config_path)?;
+    Ok(NodeConfig::load(&config_path)?)
+}
+
+/// The node's key, asking for its passphrase only if it has one.
+pub fn unlock_key(config: &NodeConfig, g: &Global) -> anyhow::Result<SecretKey> {
     let keystore = Keystore::open(config.node.data_dir.join("keys"))?;
-    let name = config.node.key.clone();
-    let passphrase = if keystore.is_encrypted(&name)? {
+    let name = &config.node.key;
+    let passphrase = if keystore.is_encrypted(name)? {
         Some(g.passphrase(&format!("Passphrase for node key {name}: "), false)?)
     } else {
         None
     };
-    let key = keystore.unlock(&name, passphrase.as_deref())?;
+    Ok(keystore.unlock(name, passphrase.as_deref())?)
+}
+
+fn start(dir: &Path, g: &Global) -> anyhow::Result<()> {
+    let config = load_config(dir)?;
+    let key = unlock_key(&config, g)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
