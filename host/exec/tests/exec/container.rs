@@ -75,9 +75,11 @@ async fn container_behaviour() {
     // A fork bomb is contained by the pids limit and the deadline.
     let o = exec
         .execute(
-            // The top shell outlives the deadline, so the bomb keeps
-            // growing until then.
-            &image(&rootfs, &["sh", "-c", "f(){ f | f & }; f; sleep 60"]),
+            // The top shell becomes a sleeper that outlives the deadline,
+            // so the bomb keeps growing until then. `exec` needs no new
+            // process: a plain `sleep` could itself be refused a fork
+            // once the bomb fills the limit, ending the task early.
+            &image(&rootfs, &["sh", "-c", "f(){ f | f & }; f; exec sleep 60"]),
             secs(8),
         )
         .await;
