@@ -58,7 +58,7 @@ fn a_writer_killed_at_random_points_loses_no_acknowledged_op() {
     let dir = node_with_ledger(&env, "crash");
     let mut acked: Vec<String> = Vec::new();
     // Ops on disk after the previous round.
-    let mut before = 0;
+    let mut before: usize = 0;
     // Kill points from a fixed pseudo-random sequence: reproducible runs,
     // varied places (between ops, mid-batch, mid-fsync).
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -123,7 +123,7 @@ fn a_writer_killed_at_random_points_loses_no_acknowledged_op() {
         // being written when it was killed (earlier rounds may each have
         // kept one such op too).
         assert!(
-            ops <= before + seen + 1,
+            ops <= before + seen as usize + 1,
             "round {round}: {ops} ops after {before} and {seen} acknowledged"
         );
         before = ops;
