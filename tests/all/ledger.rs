@@ -279,3 +279,110 @@ fn a_peer_sending_forged_ops_and_garbage_is_scored_down_and_blocked() {
         cluster.shutdown().await;
     });
 }
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64
+}
+
+#[test]
+fn ops_dated_ahead_of_the_clock_wait_for_it() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Node 0, then two accounts whose clocks run ahead.
+        let (keys, genesis, path) = network(3, dir.path());
+        let mut keys = keys.into_iter();
+        let node_key = keys.next().expect("three keys");
+        let (far, soon) = (keys.next().expect("far"), keys.next().expect("soon"));
+        let skew = Duration::from_secs(1);
+        let cluster = Cluster::start_keyed(vec![node_key], |_, c| {
+            c.ledger.genesis = Some(path.clone());
+            c.ledger.max_clock_skew = skew;
+        })
+        .await
+        .expect("cluster");
+        let node = cluster.node(0);
+
+        // A plain overlay peer gossips the ops.
+        let peer_key = SecretKey::generate();
+        let config = p2pc_net::Config {
+            mdns: false,
+            ..Default::default()
+        };
+        let (peer, _inbound, event_loop) = p2pc_net::new(&peer_key, config).expect("peer");
+        let peer_task = tokio::spawn(event_loop.run());
+        peer.dial(node.addrs()[0].clone()).await.expect("dial");
+        peer.subscribe(LEDGER_TOPIC).await.expect("subscribe");
+        let replica = CreditManager::new(genesis);
+        let pay = |key: &SecretKey, time_ms: u64| {
+            replica.draft(
+                key,
+                time_ms,
+                Body::Transfer {
+                    to: node.public_key(),
+                    amount: 5,
+                },
+            )
+        };
+        let gossip = |op: p2pc_ledger::Op, until: usize| {
+            let frame = encode_ops([&op]);
+            let peer = &peer;
+            async move {
+                eventually("the node to hear the op", WAIT, || async {
+                    let _ = peer.publish(LEDGER_TOPIC, frame.clone()).await;
+                    (node.ledger_future_ops() >= until).then_some(())
+                })
+                .await
+                .expect("heard")
+            }
+        };
+        let applied = || async {
+            node.ledger(json!({"cmd": "ledger_verify"}))
+                .await
+                .expect("verify")["ops"]
+                .as_u64()
+                .expect("a count")
+        };
+
+        // An hour ahead: held, not applied, and not held against the peer.
+        gossip(pay(&far, now_ms() + 3_600_000), 1).await;
+        assert_eq!(applied().await, 0);
+        assert_eq!(node.ledger_score(&peer.peer_id()), 0);
+
+        // A forged op from the future is refused at once, not parked.
+        let mut forged = pay(&far, now_ms() + 3_600_000 + 1);
+        forged.signature.0[0] ^= 1;
+        let frame = encode_ops([&forged]);
+        eventually("the node to score the forger down", WAIT, || async {
+            let _ = peer.publish(LEDGER_TOPIC, frame.clone()).await;
+            (node.ledger_score(&peer.peer_id()) < 0).then_some(())
+        })
+        .await
+        .expect("scored down");
+        assert_eq!(node.ledger_future_ops(), 1);
+
+        // Four seconds ahead: applied once the clock is within the skew
+        // of its time, never before.
+        let op = pay(&soon, now_ms() + 4_000);
+        let due = op.time_ms - skew.as_millis() as u64;
+        let frame = encode_ops([&op]);
+        eventually("the op to be applied", WAIT, || async {
+            let _ = peer.publish(LEDGER_TOPIC, frame.clone()).await;
+            (applied().await == 1).then_some(())
+        })
+        .await
+        .expect("applied");
+        assert!(now_ms() >= due, "applied {} ms early", due - now_ms());
+        assert_eq!(balance(node, &soon).await, 995);
+        assert_eq!(
+            (node.ledger_future_ops(), balance(node, &far).await),
+            (1, 1_000)
+        );
+
+        let _ = peer.shutdown().await;
+        peer_task.abort();
+        cluster.shutdown().await;
+    });
+}

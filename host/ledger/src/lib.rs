@@ -14,16 +14,20 @@
 //!   [`Proof`], [`Escrow`].
 //! - `genesis`: the genesis file format.
 //! - `store`: [`Ledger`], durable and verifiable.
+//! - `future`: [`FutureOps`], ops waiting for the local clock to reach
+//!   their claimed time (the one place a clock is consulted, passed in).
 //! - [`sync`]: the replication messages and anti-entropy's pure halves.
 
 #![deny(missing_docs)]
 
+mod future;
 mod genesis;
 mod op;
 mod state;
 mod store;
 pub mod sync;
 
+pub use future::{FutureOps, Offer};
 pub use genesis::GenesisError;
 pub use op::{
     Body, Decision, DecodeError, GENESIS_PREV, MAX_DEPS, Op, OpId, Outcome, cosign, decision_bytes,

@@ -336,7 +336,8 @@ impl CreditManager {
     }
 
     /// The checks that need nothing but the op: network and signatures.
-    fn admit(&self, op: &Op) -> Result<(), Reject> {
+    /// A failure here is the sender's fault, whatever else the op says.
+    pub fn admit(&self, op: &Op) -> Result<(), Reject> {
         if op.network != self.network {
             return Err(Reject::WrongNetwork);
         }

@@ -2,8 +2,8 @@
 
 use p2pc_crypto::SecretKey;
 use p2pc_ledger::{
-    ArbiterPolicy, Body, CreditManager, Decision, GENESIS_PREV, Genesis, Insert, Op, OpId, Outcome,
-    Reject, cosign,
+    ArbiterPolicy, Body, CreditManager, Decision, FutureOps, GENESIS_PREV, Genesis, Insert, Offer,
+    Op, OpId, Outcome, Reject, cosign,
 };
 
 /// An account writing its own chain.
@@ -591,4 +591,50 @@ fn ops_round_trip_through_bytes_and_garbage_is_refused() {
     if let Ok(op) = Op::from_bytes(&bytes) {
         assert_eq!(w.ledger.insert(op), Insert::Rejected(Reject::BadSignature));
     }
+}
+
+#[test]
+fn ops_from_the_future_wait_for_the_clock() {
+    let mut a = Wallet::new();
+    let op_at = |w: &mut Wallet, t: u64| {
+        w.op(
+            t,
+            vec![],
+            Body::Mint {
+                to: w.key.public(),
+                amount: 1,
+            },
+        )
+    };
+    let early = op_at(&mut a, 10_000);
+    let late = op_at(&mut a, 50_000);
+    let now_ok = op_at(&mut a, 1_500);
+    let size = early.to_bytes().len();
+    // One second of allowed skew; room for two ops.
+    let mut q = FutureOps::new(1_000, 2 * size + size / 2);
+
+    assert!(matches!(q.offer(now_ok.clone(), 500), Offer::Ready(op) if *op == now_ok));
+    assert!(matches!(q.offer(late.clone(), 500), Offer::Parked));
+    assert!(matches!(q.offer(early.clone(), 500), Offer::Parked));
+    assert!(matches!(q.offer(early.clone(), 600), Offer::AlreadyParked));
+    assert_eq!((q.len(), q.bytes()), (2, 2 * size));
+    assert_eq!(q.next_due(), Some(9_000));
+
+    // Nothing is due before its time less the skew; then earliest first.
+    assert!(q.due(8_999).is_empty());
+    assert_eq!(q.due(9_000), vec![early.clone()]);
+    assert_eq!(q.next_due(), Some(49_000));
+
+    // Full: an op due sooner pushes out the one dated furthest ahead, and
+    // an op dated further ahead than everything kept is not kept.
+    let mut b = Wallet::new();
+    let soon = op_at(&mut b, 20_000);
+    let far = op_at(&mut b, 90_000);
+    assert!(matches!(q.offer(soon.clone(), 9_000), Offer::Parked));
+    assert!(matches!(q.offer(far, 9_000), Offer::Dropped));
+    assert!(matches!(q.offer(early.clone(), 8_000), Offer::Parked));
+    assert_eq!(q.len(), 2);
+    assert_eq!(q.due(u64::MAX), vec![early, soon]);
+    assert!(q.is_empty());
+    assert_eq!((q.bytes(), q.next_due()), (0, None));
 }

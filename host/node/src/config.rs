@@ -26,6 +26,7 @@
 //! [ledger]
 //! genesis = "genesis.toml"             # the network's genesis file; no ledger without it
 //! sync_interval = "30s"                # anti-entropy with one peer this often
+//! max_clock_skew = "1m"                # ops dated further ahead wait for the clock
 //! ```
 //!
 //! Environment overrides: `P2PC_LISTEN` and `P2PC_BOOTSTRAP` (comma
@@ -68,6 +69,11 @@ pub struct LedgerSection {
     /// How often to run anti-entropy with a connected peer.
     #[serde(deserialize_with = "duration")]
     pub sync_interval: Duration,
+    /// How far ahead of this node's clock an op may be dated and still be
+    /// applied at once; ops dated further ahead wait until the clock
+    /// catches up.
+    #[serde(deserialize_with = "duration")]
+    pub max_clock_skew: Duration,
 }
 
 impl Default for LedgerSection {
@@ -75,6 +81,7 @@ impl Default for LedgerSection {
         Self {
             genesis: None,
             sync_interval: Duration::from_secs(30),
+            max_clock_skew: Duration::from_secs(60),
         }
     }
 }

@@ -9,6 +9,9 @@
 //!   round, until the peer has nothing more. Ops learned this way are
 //!   gossiped on, so after a partition heals the few nodes that pull across
 //!   it spread the other side's ops to their own.
+//! - Ops dated more than `[ledger] max_clock_skew` ahead of this node's
+//!   clock wait in a bounded queue ([`FutureOps`]) and are inserted when
+//!   the clock reaches them; an author cannot act "later" than now.
 //! - A peer that sends malformed messages, forged ops or another network's
 //!   ops is scored down; at [`BLOCK_SCORE`] it is disconnected and blocked.
 //!   Ops refused on their merits (too few credits, say) are not the
@@ -23,7 +26,7 @@ use std::time::Duration;
 
 use p2pc_crypto::{PublicKey, SecretKey};
 use p2pc_ledger::sync::{SyncRequest, answer, decode_ops, encode_ops};
-use p2pc_ledger::{Body, Genesis, Insert, Ledger, Op, Outcome, Proof, Reject};
+use p2pc_ledger::{Body, FutureOps, Genesis, Insert, Ledger, Offer, Op, Outcome, Proof, Reject};
 use p2pc_net::PeerId;
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
@@ -44,6 +47,8 @@ const GOSSIP_BATCH: usize = 128;
 const PENALTY: i32 = 20;
 /// A peer at or below this score is blocked.
 pub const BLOCK_SCORE: i32 = -100;
+/// Encoded bytes of future-dated ops held at most.
+const FUTURE_BYTES: usize = 16 << 20;
 
 /// Opens the ledger `config` names, if it names a genesis file.
 pub fn open_ledger(config: &NodeConfig) -> Result<Option<Ledger>> {
@@ -62,15 +67,34 @@ pub(crate) struct LedgerService {
     ledger: Mutex<Ledger>,
     scores: Mutex<HashMap<PeerId, i32>>,
     syncing: Mutex<HashSet<PeerId>>,
+    future: Mutex<FutureOps>,
+    /// Woken when an op is parked in `future`.
+    parked: tokio::sync::Notify,
+}
+
+/// What [`Shared::take_ops`] did with a peer's ops.
+#[derive(Default)]
+struct Taken {
+    /// Ops this replica did not hold before.
+    new: Vec<Op>,
+    /// Ops newly set aside until the clock reaches their time.
+    parked: usize,
 }
 
 impl LedgerService {
-    pub(crate) fn new(ledger: Ledger) -> Arc<Self> {
+    pub(crate) fn new(ledger: Ledger, max_clock_skew: Duration) -> Arc<Self> {
+        let skew = u64::try_from(max_clock_skew.as_millis()).unwrap_or(u64::MAX);
         Arc::new(Self {
             ledger: Mutex::new(ledger),
             scores: Mutex::new(HashMap::new()),
             syncing: Mutex::new(HashSet::new()),
+            future: Mutex::new(FutureOps::new(skew, FUTURE_BYTES)),
+            parked: tokio::sync::Notify::new(),
         })
+    }
+
+    fn future(&self) -> std::sync::MutexGuard<'_, FutureOps> {
+        self.future.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
@@ -143,15 +167,42 @@ impl Shared {
         }
     }
 
-    /// Inserts ops from a peer; scores it down for forgeries; gossips the
-    /// ops of any equivocation they reveal. Returns the ops that were new.
-    async fn take_ops(&self, from: PeerId, ops: Vec<Op>) -> Result<Vec<Op>> {
+    /// Inserts ops from a peer (or, with `from` empty, ops whose time has
+    /// come); scores the peer down for forgeries; parks ops dated ahead of
+    /// the clock; gossips the ops of any equivocation they reveal.
+    async fn take_ops(&self, from: Option<PeerId>, ops: Vec<Op>) -> Result<Taken> {
         let service = self.ledger()?.clone();
-        let (results, proofs, ops) = service
+        let (results, proofs, ops, parked, bad) = service
+            .clone()
             .with(move |l| {
-                let kept = ops.clone();
+                // Forgeries are refused before anything is parked, so the
+                // queue only ever holds ops that will be inserted.
+                let now = now_ms();
+                let mut bad = 0;
+                let mut parked = 0;
+                let mut ready = Vec::with_capacity(ops.len());
+                {
+                    let mut future = service.future();
+                    for op in ops {
+                        if l.state().op(&op.id()).is_some() {
+                            continue;
+                        }
+                        if l.state().admit(&op).is_err() {
+                            bad += 1;
+                            continue;
+                        }
+                        match future.offer(op, now) {
+                            Offer::Ready(op) => ready.push(*op),
+                            Offer::Parked => parked += 1,
+                            Offer::AlreadyParked | Offer::Dropped => {}
+                        }
+                    }
+                }
+                if parked > 0 {
+                    service.parked.notify_one();
+                }
                 let before = l.state().proofs().len();
-                let results = l.insert_many(ops);
+                let results = l.insert_many(ready.clone());
                 let proofs: Vec<Op> = l.state().proofs()[before..]
                     .iter()
                     .flat_map(|p| {
@@ -162,13 +213,21 @@ impl Shared {
                     })
                     .filter_map(|id| l.state().op(&id).cloned())
                     .collect();
-                (results, proofs, kept)
+                (results, proofs, ready, parked, bad)
             })
             .await?;
         let results = results.map_err(|e| Error::Ledger(e.to_string()))?;
-        let bad = results.iter().filter(|r| forged(r)).count();
-        if bad > 0 {
+        let bad = bad + results.iter().filter(|r| forged(r)).count();
+        if bad > 0
+            && let Some(from) = from
+        {
             self.penalise(from, "forged or foreign ledger op").await;
+        }
+        if parked > 0 {
+            info!(
+                ops = parked,
+                "ledger ops dated ahead of this clock wait until it catches up"
+            );
         }
         if !proofs.is_empty() {
             warn!(
@@ -177,12 +236,13 @@ impl Shared {
             );
             self.gossip_ops(&proofs).await;
         }
-        Ok(results
+        let new = results
             .iter()
             .zip(ops)
             .filter(|(r, _)| !matches!(r, Insert::Duplicate) && !forged(r))
             .map(|(_, op)| op)
-            .collect())
+            .collect();
+        Ok(Taken { new, parked })
     }
 
     /// A gossip message on [`LEDGER_TOPIC`].
@@ -204,7 +264,7 @@ impl Shared {
                 }
             }
         }
-        if let Err(e) = self.take_ops(via, ops).await {
+        if let Err(e) = self.take_ops(Some(via), ops).await {
             warn!(error = %e, "ledger gossip not stored");
         }
     }
@@ -276,14 +336,14 @@ impl Shared {
                     .await;
                 return Ok(total);
             };
-            let new = self.take_ops(peer, ops).await?;
-            total += new.len();
+            let taken = self.take_ops(Some(peer), ops).await?;
+            total += taken.new.len();
             // What one side of a healed partition learns this way, the
             // rest of its side learns by gossip, not each by its own pull.
-            self.gossip_ops(&new).await;
-            // Stop when the peer is done, or sends only what we hold (a
-            // peer repeating itself must not keep us busy).
-            if more == 0 || new.is_empty() {
+            self.gossip_ops(&taken.new).await;
+            // Stop when the peer is done, or sends only what we hold or
+            // have parked (a peer repeating itself must not keep us busy).
+            if more == 0 || (taken.new.is_empty() && taken.parked == 0) {
                 break;
             }
         }
@@ -327,6 +387,11 @@ impl crate::ComputeNode {
         self.shared.sync_with(peer).await
     }
 
+    /// How many ops wait for this node's clock to reach their time.
+    pub fn ledger_future_ops(&self) -> usize {
+        self.shared.ledger.as_ref().map_or(0, |l| l.future().len())
+    }
+
     /// `peer`'s standing with this node's ledger: 0 until it sends bad
     /// messages; blocked at [`BLOCK_SCORE`].
     pub fn ledger_score(&self, peer: &PeerId) -> i32 {
@@ -354,6 +419,41 @@ pub(crate) async fn sync_loop(shared: Arc<Shared>, every: Duration) {
         };
         if let Err(e) = shared.sync_with(peer).await {
             debug!(%peer, error = %e, "ledger sync failed");
+        }
+    }
+}
+
+/// Inserts parked ops as the clock reaches them.
+pub(crate) async fn release_loop(shared: Arc<Shared>) {
+    let Ok(service) = shared.ledger().cloned() else {
+        return;
+    };
+    loop {
+        let next = service.future().next_due();
+        match next {
+            None => service.parked.notified().await,
+            Some(at) => {
+                // Capped so an op dated centuries ahead cannot overflow
+                // the timer; the loop just looks again.
+                let wait = Duration::from_millis(at.saturating_sub(now_ms()).min(3_600_000));
+                // A newly parked op may be due sooner than `at`.
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = service.parked.notified() => continue,
+                }
+            }
+        }
+        let due = service.future().due(now_ms());
+        if due.is_empty() {
+            continue;
+        }
+        match shared.take_ops(None, due).await {
+            Ok(taken) => {
+                debug!(ops = taken.new.len(), "ledger ops whose time came inserted");
+                // Peers that parked them too release them on their own
+                // clocks; anti-entropy covers the rest.
+            }
+            Err(e) => warn!(error = %e, "ledger ops whose time came not stored"),
         }
     }
 }

@@ -172,7 +172,8 @@ impl ComputeNode {
             );
         }
 
-        let ledger = crate::ledger::open_ledger(&config)?.map(crate::ledger::LedgerService::new);
+        let ledger = crate::ledger::open_ledger(&config)?
+            .map(|l| crate::ledger::LedgerService::new(l, config.ledger.max_clock_skew));
 
         let (client, inbound, event_loop) = p2pc_net::new(&key, config.net())?;
         let net_task = tokio::spawn(event_loop.run());
@@ -213,6 +214,7 @@ impl ComputeNode {
                 shared.clone(),
                 shared.config.ledger.sync_interval,
             )));
+            tasks.push(tokio::spawn(crate::ledger::release_loop(shared.clone())));
         }
         for addr in &shared.config.node.bootstrap {
             match client.dial(addr.clone()).await {
