@@ -380,6 +380,15 @@ fn ops_dated_ahead_of_the_clock_wait_for_it() {
             (node.ledger_future_ops(), balance(node, &far).await),
             (1, 1_000)
         );
+        let report = node
+            .ledger(json!({"cmd": "ledger_verify"}))
+            .await
+            .expect("verify");
+        assert_eq!(
+            (report["ok"].clone(), report["future_ops"].clone()),
+            (json!(true), json!(1)),
+            "{report}"
+        );
 
         let _ = peer.shutdown().await;
         peer_task.abort();

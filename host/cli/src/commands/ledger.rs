@@ -261,6 +261,11 @@ fn show(request: &Value, a: &Value) {
                 s(&a["minted"]),
                 a["proofs"]
             );
+            if let Some(n) = a["future_ops"].as_u64().filter(|&n| n > 0) {
+                println!(
+                    "{n} ops dated ahead of this node's clock wait for it (not counted above)"
+                );
+            }
             let problems = a["problems"].as_array().cloned().unwrap_or_default();
             if problems.is_empty() {
                 println!(
