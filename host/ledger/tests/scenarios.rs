@@ -638,3 +638,34 @@ fn ops_from_the_future_wait_for_the_clock() {
     assert!(q.is_empty());
     assert_eq!((q.bytes(), q.next_due()), (0, None));
 }
+
+#[test]
+fn op_bytes_are_laid_out_as_the_protocol_spec_says() {
+    // docs/protocols/ledger.md, "Op": a transfer with two deps.
+    let mut a = Wallet::new();
+    a.net = [7; 32];
+    let to = SecretKey::generate().public();
+    let op = a.op(
+        0x0102,
+        vec![[1; 32], [2; 32]],
+        Body::Transfer { to, amount: 9 },
+    );
+    let b = op.to_bytes();
+    assert_eq!(
+        b.len(),
+        18 + 32 + 32 + 8 + 32 + 8 + 8 + 2 * 32 + 1 + 32 + 8 + 64
+    );
+    assert_eq!(&b[..18], b"p2pc ledger op v1\0");
+    assert_eq!(&b[18..50], &[7; 32]);
+    assert_eq!(&b[50..82], &a.key.public().to_bytes());
+    assert_eq!(&b[82..90], &1u64.to_be_bytes());
+    assert_eq!(&b[90..122], &GENESIS_PREV);
+    assert_eq!(&b[122..130], &0x0102u64.to_be_bytes());
+    assert_eq!(&b[130..138], &2u64.to_be_bytes());
+    assert_eq!((&b[138..170], &b[170..202]), (&[1; 32][..], &[2; 32][..]));
+    assert_eq!(b[202], 2, "transfer");
+    assert_eq!(&b[203..235], &to.to_bytes());
+    assert_eq!(&b[235..243], &9u64.to_be_bytes());
+    assert_eq!(&b[243..], &op.signature.0);
+    assert_eq!(op.id(), *blake3::hash(&b).as_bytes());
+}
