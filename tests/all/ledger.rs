@@ -11,13 +11,7 @@ use p2pc_node::{BLOCK_SCORE, ComputeNode, LEDGER_TOPIC};
 use p2pc_testkit::{Cluster, WAIT, eventually, test_config};
 use serde_json::{Value, json};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
+use crate::support::runtime;
 
 /// Keys for `n` nodes and a genesis giving each 1,000 credits, written to
 /// `dir/genesis.toml`.
@@ -55,6 +49,27 @@ async fn peers_of(node: &ComputeNode) -> Vec<String> {
         .await
         .map(|p| p.into_iter().map(|p| p.peer_id).collect())
         .unwrap_or_default()
+}
+
+/// A bare overlay peer (no node behind it) connected to `node` and
+/// subscribed to the ledger topic, to send whatever a test wants.
+async fn bare_peer(
+    key: &SecretKey,
+    node: &ComputeNode,
+) -> (p2pc_net::Client, tokio::task::JoinHandle<()>) {
+    let config = p2pc_net::Config {
+        mdns: false,
+        ..Default::default()
+    };
+    // What it hears is of no interest: a dropped receiver is fine.
+    let (peer, _, event_loop) = p2pc_net::new(key, config).expect("peer");
+    let task = tokio::spawn(event_loop.run());
+    peer.listen("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+        .await
+        .expect("listen");
+    peer.dial(node.addrs()[0].clone()).await.expect("dial");
+    peer.subscribe(LEDGER_TOPIC).await.expect("subscribe");
+    (peer, task)
 }
 
 #[test]
@@ -192,18 +207,7 @@ fn a_peer_sending_forged_ops_and_garbage_is_scored_down_and_blocked() {
 
         // A rogue peer built from the same overlay crate.
         let rogue_key = SecretKey::generate();
-        let config = p2pc_net::Config {
-            mdns: false,
-            ..Default::default()
-        };
-        let (rogue, _inbound, event_loop) = p2pc_net::new(&rogue_key, config).expect("rogue");
-        let rogue_task = tokio::spawn(event_loop.run());
-        rogue
-            .listen("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
-            .await
-            .expect("listen");
-        rogue.dial(honest.addrs()[0].clone()).await.expect("dial");
-        rogue.subscribe(LEDGER_TOPIC).await.expect("subscribe");
+        let (rogue, rogue_task) = bare_peer(&rogue_key, honest).await;
 
         // A well-framed op with a broken signature, gossiped until the
         // node hears it: scored down, not stored.
@@ -306,15 +310,7 @@ fn ops_dated_ahead_of_the_clock_wait_for_it() {
         let node = cluster.node(0);
 
         // A plain overlay peer gossips the ops.
-        let peer_key = SecretKey::generate();
-        let config = p2pc_net::Config {
-            mdns: false,
-            ..Default::default()
-        };
-        let (peer, _inbound, event_loop) = p2pc_net::new(&peer_key, config).expect("peer");
-        let peer_task = tokio::spawn(event_loop.run());
-        peer.dial(node.addrs()[0].clone()).await.expect("dial");
-        peer.subscribe(LEDGER_TOPIC).await.expect("subscribe");
+        let (peer, peer_task) = bare_peer(&SecretKey::generate(), node).await;
         let replica = CreditManager::new(genesis);
         let pay = |key: &SecretKey, time_ms: u64| {
             replica.draft(

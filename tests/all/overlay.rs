@@ -9,13 +9,7 @@ use p2pc_testkit::{Cluster, CorruptProvider, Misbehaviour, WAIT, bundle, eventua
 use prost::Message;
 use sha2::Digest;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
+use crate::support::runtime;
 
 fn sha256_hex(data: &[u8]) -> String {
     format!("{}\n", hex::encode(sha2::Sha256::digest(data)))

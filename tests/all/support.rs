@@ -67,3 +67,12 @@ pub fn err(outcome: &Outcome) -> &TaskError {
         Err(e) => e,
     }
 }
+
+/// A two-thread runtime for tests that run whole nodes.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}

@@ -51,7 +51,8 @@ impl FutureOps {
         }
     }
 
-    fn is_due(&self, time_ms: u64, now_ms: u64) -> bool {
+    /// Whether an op dated `time_ms` may be applied at local time `now_ms`.
+    pub fn is_due(&self, time_ms: u64, now_ms: u64) -> bool {
         time_ms <= now_ms.saturating_add(self.skew_ms)
     }
 

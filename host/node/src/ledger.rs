@@ -175,8 +175,6 @@ impl Shared {
         let (results, proofs, ops, parked, bad) = service
             .clone()
             .with(move |l| {
-                // Forgeries are refused before anything is parked, so the
-                // queue only ever holds ops that will be inserted.
                 let now = now_ms();
                 let mut bad = 0;
                 let mut parked = 0;
@@ -184,12 +182,18 @@ impl Shared {
                 {
                     let mut future = service.future();
                     for op in ops {
-                        if l.state().op(&op.id()).is_some() {
-                            continue;
-                        }
-                        if l.state().admit(&op).is_err() {
-                            bad += 1;
-                            continue;
+                        // Ops due now go straight to the insert, which
+                        // checks them. Forgeries are refused before
+                        // anything is parked, so the queue only ever holds
+                        // ops that will be inserted.
+                        if !future.is_due(op.time_ms, now) {
+                            if l.state().op(&op.id()).is_some() {
+                                continue;
+                            }
+                            if l.state().admit(&op).is_err() {
+                                bad += 1;
+                                continue;
+                            }
                         }
                         match future.offer(op, now) {
                             Offer::Ready(op) => ready.push(*op),
