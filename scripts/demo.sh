@@ -2,7 +2,13 @@
 # The p2pc demo: installs what is needed, builds p2pctl and every example
 # job (with both cargo component build and cargo build --target
 # wasm32-wasip2), then runs each example in the sandbox and prints its output
-# and the fuel it used.
+# and the fuel it used; stops a hostile job; makes a new job crate with
+# p2pctl new; signs a bundle; and sends a job across a two-node network that
+# also keeps a credit ledger.
+#
+# On a fresh 2-core machine it takes about half an hour, most of it
+# building cargo-component (scripts/setup.sh) and p2pctl; run again, about a
+# minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,12 +20,13 @@ for e in "${examples[@]}"; do pkgs+=(-p "$e"); done
 
 echo "==> building p2pctl"
 cargo build -j2 -p p2pc-cli
-echo "==> building the examples with: cargo build --release --target wasm32-wasip2"
-cargo build -j2 --release --target wasm32-wasip2 "${pkgs[@]}"
+echo "==> building the examples (and the hostile test job) with: cargo build --release --target wasm32-wasip2"
+cargo build -j2 --release --target wasm32-wasip2 "${pkgs[@]}" -p hostile
 echo "==> building the examples with: cargo component build --release"
 cargo component build -j2 --release "${pkgs[@]}"
 
 p2pctl=target/debug/p2pctl
+echo "==> using p2pctl at $PWD/$p2pctl (to install one on your PATH: cargo install --locked --path host/cli)"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
@@ -49,8 +56,19 @@ for i in 1 2; do
     | python3 -c 'import json,sys; r=json.load(sys.stdin); print("  output blake3", r["output_blake3"][:16], " fuel", r["fuel_used"])'
 done
 
-printf '\n--- a hostile job is stopped by its fuel limit ---\n'
-"$p2pctl" run target/wasm32-wasip2/release/sha256.wasm --input "$p2pctl" --fuel 1000000 || echo "(exit status $?, as expected)"
+hostile=target/wasm32-wasip2/release/hostile.wasm
+printf '\n--- a hostile job (an endless loop) is stopped by its fuel limit: --fuel 10M ---\n'
+printf loop | "$p2pctl" run "$hostile" --input - --fuel 10M || echo "(exit status $?, as expected)"
+printf '\n--- the same loop given 1T fuel is stopped by its deadline: --timeout 1s ---\n'
+printf loop | "$p2pctl" run "$hostile" --input - --fuel 1T --timeout 1s || echo "(exit status $?, as expected)"
+printf '\n--- a hostile job that hoards memory is stopped at its limit: --memory 32MiB ---\n'
+printf memory | "$p2pctl" run "$hostile" --input - --memory 32MiB || echo "(exit status $?, as expected)"
+
+printf '\n--- p2pctl new: a fresh job crate (a WASI command that takes arguments), built and run ---\n'
+"$p2pctl" new "$out/my-wc" --world command
+(cd "$out/my-wc" && CARGO_TARGET_DIR="$out/my-wc-target" cargo build -q -j2 --release --target wasm32-wasip2)
+echo "its arguments: -l -w (count lines and words)"
+printf 'one two\nthree\n' | "$p2pctl" run "$out/my-wc-target/wasm32-wasip2/release/my_wc.wasm" --input - -- -l -w
 
 printf '\n--- publish: a signed bundle, verified before it runs ---\n'
 # A throwaway keystore and store, so the demo leaves nothing behind.
@@ -95,6 +113,11 @@ echo "worker $worker_id"
 printf 'network' >"$out/name"
 "$p2pctl" job submit "$out/hello.p2pcb" --input "$out/name" --to "$worker_id" --wait --node "$out/submitter"
 echo
+printf '\n--- over the network, a command job with arguments: my-wc -- -w (count words) ---\n'
+"$p2pctl" bundle pack "$out/my-wc-target/wasm32-wasip2/release/my_wc.wasm" --name my-wc --version 0.1.0 \
+  --key demo-publisher --sign --output "$out/my-wc.p2pcb"
+printf 'the quick brown fox\njumps over the lazy dog\n' >"$out/words"
+"$p2pctl" job submit "$out/my-wc.p2pcb" --input "$out/words" --to "$worker_id" --wait --node "$out/submitter" -- -w
 
 printf '\n--- the ledger: the submitter pays the worker 25 credits ---\n'
 "$p2pctl" ledger transfer --node "$out/submitter" "$worker_key" 25
@@ -105,4 +128,5 @@ done
 echo "on the worker's replica:"
 "$p2pctl" ledger balance --node "$out/worker"
 "$p2pctl" ledger verify --node "$out/worker"
+printf "\n--- the submitter's peers (p2pctl node peers) ---\n"
 "$p2pctl" node peers --node "$out/submitter"

@@ -1,5 +1,6 @@
 //! Builds every guest component the tests and benchmarks run: the examples,
-//! the hostile fixtures and the benchmark kernels, for `wasm32-wasip2` with
+//! the hostile fixtures, the benchmark kernels and one third-party WASI
+//! program (pulldown-cmark's CLI), for `wasm32-wasip2` with
 //! plain cargo and, for the examples, a second time with
 //! `cargo component build` (which targets `wasm32-wasip1` and adapts), so
 //! both workflows job authors use are tested.
@@ -50,6 +51,24 @@ fn main() {
         &target_dir,
         &["build", "--release", "--target", "wasm32-wasip2"],
         &all,
+    );
+
+    // A third-party program as its authors publish it: the markdown CLI of
+    // pulldown-cmark, which takes its options from argv.
+    cargo(
+        &root,
+        &target_dir,
+        &[
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--bin",
+            "pulldown-cmark",
+            "--features",
+            "getopts",
+        ],
+        &["pulldown-cmark"],
     );
 
     let component = if cargo_component_available(&root) {

@@ -30,7 +30,10 @@ pub enum Build {
 /// The component file of guest package `name` built the given way.
 pub fn guest(name: &str, build: Build) -> PathBuf {
     // cdylib outputs use the crate name (underscores); binaries keep dashes.
-    let file = if matches!(name, "rot13" | "hostile-cmd" | "net-client") {
+    let file = if matches!(
+        name,
+        "rot13" | "hostile-cmd" | "net-client" | "pulldown-cmark"
+    ) {
         format!("{name}.wasm")
     } else {
         format!("{}.wasm", name.replace('-', "_"))

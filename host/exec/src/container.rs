@@ -56,7 +56,8 @@ impl Default for ContainerConfig {
 ///
 /// The artifact is a root file system tarball (what `podman import`
 /// takes). It is imported once, tagged by its BLAKE3, so no registry is
-/// involved. `artifact.args` is the command; the input is its stdin.
+/// involved. `artifact.args` is the command (and `task.args` follow it);
+/// the input is its stdin.
 #[derive(Clone, Debug)]
 pub struct ContainerExecutor {
     config: Arc<ContainerConfig>,
@@ -303,7 +304,7 @@ impl ContainerExecutor {
         cmd.arg(format!("--tmpfs=/tmp:rw,size={},mode=1777", c.tmpfs.0));
         cmd.arg(format!("--ulimit=nofile={0}:{0}", c.open_files));
         cmd.arg(format!("--ulimit=nproc={0}:{0}", c.pids));
-        cmd.arg(tag).args(&artifact.args);
+        cmd.arg(tag).args(&artifact.args).args(&task.args);
         cmd.env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
             .stdin(Stdio::piped())

@@ -66,7 +66,8 @@ pub const DEFAULT_UID_BASE: u32 = 2_000_000_000;
 /// namespaces where bubblewrap is installed.
 ///
 /// The artifact is the program's bytes; it is written to a fresh directory
-/// and run as `argv[0] = artifact.name` with `artifact.args`. The task's
+/// and run as `argv[0] = artifact.name` with `artifact.args` then
+/// `task.args`. The task's
 /// input is its stdin and its stdout is the output.
 #[derive(Clone, Debug)]
 pub struct ProcessExecutor {
@@ -192,6 +193,7 @@ impl ProcessExecutor {
             None => dir.work.as_path(),
         };
         cmd.args(&artifact.args)
+            .args(&task.args)
             .env_clear()
             .env("HOME", home)
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")

@@ -41,6 +41,9 @@ pub(crate) struct Request {
     pub scratch: bool,
     #[prost(bool, tag = "13")]
     pub network: bool,
+    /// Arguments after argv[0].
+    #[prost(string, repeated, tag = "14")]
+    pub args: Vec<String>,
 }
 
 /// How a task ended, from a worker.
@@ -102,6 +105,7 @@ impl Request {
             },
             scratch: task.grants.scratch,
             network: task.grants.network,
+            args: task.args.clone(),
         }
     }
 
@@ -141,6 +145,7 @@ impl Request {
                 scratch: self.scratch,
                 network: self.network,
             },
+            args: self.args,
         })
     }
 }

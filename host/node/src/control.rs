@@ -261,12 +261,18 @@ async fn command(shared: &Arc<Shared>, request: &Value) -> Result<Value> {
                     .and_then(Value::as_u64)
                     .unwrap_or(60_000),
             );
+            let args = match request.get("args") {
+                None => Vec::new(),
+                Some(v) => serde_json::from_value::<Vec<String>>(v.clone())
+                    .map_err(|_| Error::Control("args is not a list of strings".into()))?,
+            };
             let id = shared
                 .submit(Submission {
                     bundle,
                     input,
                     to,
                     timeout,
+                    args,
                 })
                 .await?;
             Ok(json!({"job": id}))

@@ -75,6 +75,8 @@ pub struct Submission {
     pub to: Option<PeerId>,
     /// How long the job may take, from submission to receipt.
     pub timeout: Duration,
+    /// Arguments for the program, after the bundle's own.
+    pub args: Vec<String>,
 }
 
 #[derive(Default)]
@@ -194,6 +196,14 @@ impl Shared {
         let verified = BundleFile::from_bytes(&submission.bundle)
             .and_then(|f| f.verify(&TrustPolicy::Any, p2pc_crypto::now_unix()))
             .map_err(|e| Error::Submit(format!("the bundle is not valid: {e}")))?;
+        let argv: Vec<&String> = verified
+            .manifest
+            .args
+            .iter()
+            .chain(&submission.args)
+            .collect();
+        p2pc_types::check_args(&argv)
+            .map_err(|e| Error::Submit(format!("the job's arguments: {e}")))?;
         // The same bundle is stored once, however many jobs use it.
         let bundle = blob_id(&submission.bundle);
         if !self.store.has(&bundle)? {
@@ -225,6 +235,7 @@ impl Shared {
             } else {
                 bytes::Bytes::new()
             },
+            args: submission.args,
         };
         let shared = self.clone();
         let job = job_id.clone();

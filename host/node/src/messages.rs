@@ -64,6 +64,12 @@ pub struct TaskSpec {
     /// `input`.
     #[prost(bytes = "bytes", tag = "10")]
     pub inline_input: Bytes,
+    /// Arguments for the program after the bundle's own (`argv` after
+    /// `argv[0]` and the bundle's `args`), bounded by
+    /// `p2pc_types::check_args`. Signed with the rest, so they are part of
+    /// what the task is.
+    #[prost(string, repeated, tag = "11")]
+    pub args: Vec<String>,
 }
 
 /// What a worker attests it did. Signed as a [`RECEIPT_KIND`] envelope.

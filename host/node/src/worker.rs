@@ -163,17 +163,26 @@ impl Shared {
         };
         info!(task = %hex::encode(&spec.task_id), %peer, bundle = %bundle.manifest.name, "running task");
         let executor = bundle.manifest.executor().to_owned();
+        let argv: Vec<String> = bundle
+            .manifest
+            .args
+            .iter()
+            .chain(&spec.args)
+            .cloned()
+            .collect();
+        if let Err(e) = p2pc_types::check_args(&argv) {
+            return refuse("malformed", format!("the task's arguments: {e}"));
+        }
         let task = Task {
-            call: Call::Run(input.clone()),
-            limits,
             mode: if executor == "wasm" {
-                Mode::Deterministic {
-                    seed: *blake3::hash(&input).as_bytes(),
-                }
+                Mode::derived(blake3::hash(&bundle.component).as_bytes(), &input, &argv)
             } else {
                 Mode::Nondeterministic
             },
+            call: Call::Run(input),
+            limits,
             grants: Grants::default(),
+            args: spec.args.clone(),
         };
         let artifact = Artifact {
             bytes: bundle.component.clone(),

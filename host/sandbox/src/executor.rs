@@ -337,6 +337,11 @@ impl WasmExecutor {
                 capability: "network: a deterministic task cannot be granted network access".into(),
             });
         }
+        if let Err(e) = p2pc_types::check_args(&task.args) {
+            return Err(TaskError::CapabilityDenied {
+                capability: format!("arguments: {e}"),
+            });
+        }
         let max = self.inner.config.max_memory;
         if task.limits.memory > max {
             return Err(TaskError::CapabilityDenied {
@@ -355,7 +360,12 @@ impl SandboxExecutor for WasmExecutor {
         "wasm"
     }
 
-    async fn execute(&self, artifact: &Artifact, task: Task) -> Outcome {
+    /// The component's argv is `job`, the artifact's arguments, then the
+    /// task's.
+    async fn execute(&self, artifact: &Artifact, mut task: Task) -> Outcome {
+        if !artifact.args.is_empty() {
+            task.args.splice(0..0, artifact.args.iter().cloned());
+        }
         self.run_component(&artifact.bytes, task).await
     }
 }

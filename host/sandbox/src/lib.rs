@@ -86,13 +86,15 @@ pub struct Artifact {
     /// A file name for the program (its `argv[0]` for native programs).
     /// Empty means `program`.
     pub name: String,
-    /// Arguments after the program name. Native programs and containers
-    /// receive them; wasm jobs do not (their input is their interface).
+    /// The artifact's own arguments after the program name (a bundle's
+    /// `args`); a task's [`Task::args`] follow them. Native programs and
+    /// containers receive them as their command line, components in
+    /// `wasi:cli/environment`.
     pub args: Vec<String>,
 }
 
 impl Artifact {
-    /// An artifact with no name and no arguments: what a wasm job needs.
+    /// An artifact with no name and no arguments of its own.
     pub fn new(bytes: impl Into<bytes::Bytes>) -> Self {
         Self {
             bytes: bytes.into(),

@@ -52,7 +52,9 @@ impl TaskState {
         b.stderr(diagnostics.clone());
         // Hostile guests must not make the host allocate big buffers.
         b.max_random_size(1 << 20);
-        b.args(&["job"]);
+        // argv[0] is the same everywhere so replicas see the same argv.
+        b.arg("job");
+        b.args(&task.args);
 
         if let Mode::Deterministic { seed } = task.mode {
             b.wall_clock(FixedWallClock);

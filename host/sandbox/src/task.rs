@@ -14,6 +14,12 @@ pub struct Task {
     pub mode: Mode,
     /// Capabilities beyond pure computation.
     pub grants: Grants,
+    /// Command-line arguments after `argv[0]` (`wasi:cli/environment`'s
+    /// `get-arguments` for components; appended to the artifact's own for
+    /// native programs). Part of what the task is: they go into its seed and
+    /// its identity, so replicas compare like with like. Bounded by
+    /// [`p2pc_types::check_args`].
+    pub args: Vec<String>,
 }
 
 impl Task {
@@ -26,6 +32,7 @@ impl Task {
             limits: Limits::default(),
             mode: Mode::Deterministic { seed },
             grants: Grants::default(),
+            args: Vec::new(),
         }
     }
 }
@@ -60,11 +67,32 @@ pub enum Mode {
     /// environment. NaN canonicalisation and deterministic relaxed SIMD are
     /// engine-wide and so apply to every task.
     Deterministic {
-        /// Seeds `wasi:random`; in a network, derived from the task id.
+        /// Seeds `wasi:random`; [`Mode::derived`] makes it from what the
+        /// task is.
         seed: [u8; 32],
     },
     /// Real clocks and OS randomness, for local runs that want them.
     Nondeterministic,
+}
+
+impl Mode {
+    /// The deterministic mode of a task, seeded from what the task is: the
+    /// component's BLAKE3, the input and the arguments. Never from a task id
+    /// or a node, so every replica of the task, local or remote, sees the
+    /// same randomness.
+    pub fn derived(component_blake3: &[u8; 32], input: &[u8], args: &[String]) -> Self {
+        let mut h = blake3::Hasher::new_derive_key("p2pc task seed v2");
+        h.update(component_blake3);
+        h.update(blake3::hash(input).as_bytes());
+        h.update(&(args.len() as u64).to_le_bytes());
+        for a in args {
+            h.update(&(a.len() as u64).to_le_bytes());
+            h.update(a.as_bytes());
+        }
+        Mode::Deterministic {
+            seed: *h.finalize().as_bytes(),
+        }
+    }
 }
 
 /// Capabilities a task is given. Everything is denied by default.

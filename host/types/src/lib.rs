@@ -10,17 +10,24 @@
 //! - `size`: [`ByteSize`], parsed from and printed as `64MiB`, `1.5GB`, `512`.
 //! - `limits`: [`Limits`], what a task may consume, with operator defaults.
 //! - `outcome`: [`Usage`], [`TaskError`] and [`World`], what a run produced.
+//! - `count`: [`parse_count`], counts such as fuel written `10G` or
+//!   `1,000,000`, and [`Thousands`], which prints them so.
+//! - `args`: [`check_args`], the bounds on a task's command-line arguments.
 //! - `shard`: [`split_at_lines`], how a map/reduce input becomes shards.
 
 #![deny(missing_docs)]
 
+mod args;
 mod cid;
+mod count;
 mod limits;
 mod outcome;
 mod shard;
 mod size;
 
+pub use args::{ArgsError, MAX_ARG_BYTES, MAX_ARGS, check_args};
 pub use cid::{Cid, ParseCidError};
+pub use count::{ParseCountError, Thousands, parse_count};
 pub use limits::Limits;
 pub use outcome::{TaskError, Usage, World};
 pub use shard::split_at_lines;

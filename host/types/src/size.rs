@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 /// A number of bytes, written the way people write sizes: `512`, `64KiB`,
 /// `1.5GiB`, `10MB`. Binary (`KiB`, `MiB`, `GiB`, `TiB`) and decimal (`kB`,
 /// `MB`, `GB`, `TB`) units are both accepted, case-insensitively; a bare
-/// number is bytes.
+/// number is bytes, and digits may be grouped with `,` or `_`
+/// (`1,048,576`).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -37,7 +38,7 @@ impl ByteSize {
 
 /// Why a string is not a size.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid size {input:?}: {reason} (expected e.g. 512, 64KiB, 1.5GiB, 10MB)")]
+#[error("invalid size {input:?}: {reason} (expected e.g. 512, 64KiB, 1.5GiB, 10MB, 1,000,000)")]
 pub struct ParseSizeError {
     input: String,
     reason: &'static str,
@@ -69,13 +70,14 @@ impl FromStr for ByteSize {
             reason,
         };
         let trimmed = s.trim();
+        if trimmed.starts_with('-') {
+            return Err(err("a size cannot be negative"));
+        }
         let split = trimmed
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | ',' | '_')))
             .unwrap_or(trimmed.len());
         let (number, unit) = trimmed.split_at(split);
-        if number.is_empty() {
-            return Err(err("no number"));
-        }
+        let number = crate::count::strip_separators(number).map_err(err)?;
         let unit = unit.trim().to_ascii_lowercase();
         let multiplier = UNITS
             .iter()
@@ -143,6 +145,8 @@ mod tests {
             ("1.5GiB", 3 << 29),
             (" 2 GiB ", 2 << 30),
             ("1TiB", 1 << 40),
+            ("1,048,576", 1 << 20),
+            ("1_000KiB", 1000 << 10),
         ];
         for (input, bytes) in cases {
             assert_eq!(input.parse::<ByteSize>(), Ok(ByteSize(bytes)), "{input}");

@@ -62,8 +62,10 @@ pub struct PackArgs {
     /// `podman import` takes).
     #[arg(long, default_value = "wasm", value_parser = ["wasm", "process", "container"])]
     executor: String,
-    /// An argument for the program, or the container's command
-    /// (repeatable, in order).
+    /// An argument for the program (a command component's or native
+    /// program's argv after argv[0]), or the container's command
+    /// (repeatable, in order). Arguments given at run or submit time follow
+    /// these.
     #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
     args: Vec<String>,
     /// Job name.
@@ -88,7 +90,7 @@ pub struct PackArgs {
     #[arg(long, value_name = "CAP", value_parser = ["scratch"])]
     capability: Vec<String>,
     /// How long the bundle stays valid, e.g. 90days. Default: no expiry.
-    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = crate::context::parse_duration, allow_hyphen_values = true)]
     expires_in: Option<Duration>,
 }
 
@@ -171,19 +173,13 @@ fn pack(a: PackArgs, g: &Global) -> anyhow::Result<()> {
     let component = std::fs::read(&a.component)
         .with_context(|| format!("cannot read component {}", a.component.display()))?;
     let world = match a.executor.as_str() {
-        "wasm" => {
-            if !a.args.is_empty() {
-                anyhow::bail!(
-                    "--arg is for process and container bundles; a wasm job takes its input"
-                );
-            }
-            detect_world(&component)?.to_string()
-        }
+        "wasm" => detect_world(&component)?.to_string(),
         "container" if a.args.is_empty() => {
             anyhow::bail!("a container bundle needs its command: give it with --arg (repeatable)")
         }
         _ => String::new(),
     };
+    p2pc_types::check_args(&a.args).context("--arg")?;
     let publisher = g.keystore()?.info(&a.key)?.public_key;
     let created = now_unix();
     let manifest = Manifest {
@@ -319,7 +315,7 @@ fn inspect(file: &BundleFile, g: &Global) -> anyhow::Result<()> {
         println!("world:        {}", m.world);
     }
     if !m.args.is_empty() {
-        println!("args:         {}", m.args.join(" "));
+        println!("args:         {}", crate::format::command_line(&m.args));
     }
     println!(
         "component:    {} ({})",
@@ -329,7 +325,7 @@ fn inspect(file: &BundleFile, g: &Global) -> anyhow::Result<()> {
     println!("publisher:    {publisher}");
     println!(
         "fuel:         {}",
-        or_default(limits.fuel, limits.fuel.to_string())
+        or_default(limits.fuel, crate::format::thousands(limits.fuel))
     );
     println!(
         "memory:       {}",
@@ -340,7 +336,10 @@ fn inspect(file: &BundleFile, g: &Global) -> anyhow::Result<()> {
     );
     println!(
         "timeout:      {}",
-        or_default(limits.timeout_ms, format!("{}ms", limits.timeout_ms))
+        or_default(
+            limits.timeout_ms,
+            crate::format::span(Duration::from_millis(limits.timeout_ms))
+        )
     );
     println!(
         "max output:   {}",
@@ -357,13 +356,17 @@ fn inspect(file: &BundleFile, g: &Global) -> anyhow::Result<()> {
             m.capabilities.join(", ")
         }
     );
-    println!("created:      {} (unix)", m.created_unix);
+    let now = now_unix();
+    println!(
+        "created:      {}",
+        crate::format::date(m.created_unix, now)
+    );
     println!(
         "expires:      {}",
         if m.expires_unix == 0 {
             "never".into()
         } else {
-            format!("{} (unix)", m.expires_unix)
+            crate::format::date(m.expires_unix, now)
         }
     );
     println!("signature:    {status}");

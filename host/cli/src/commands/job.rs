@@ -29,8 +29,12 @@ pub enum Command {
         #[arg(long)]
         wait: bool,
         /// How long the job may take, e.g. 30s or 5m.
-        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "60s", value_parser = crate::context::parse_duration, allow_hyphen_values = true)]
         timeout: Duration,
+        /// Arguments for the job's program, after `--`: they follow the
+        /// bundle's own (`bundle pack --arg`) in its argv.
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
     },
     /// Show a job's state.
     Status {
@@ -72,7 +76,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             to,
             wait,
             timeout,
+            args,
         } => {
+            p2pc_types::check_args(&args).context("the arguments after --")?;
             let mut request = json!({
                 "cmd": "submit",
                 "bundle": absolute(&bundle)?,
@@ -83,6 +89,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             }
             if let Some(t) = to {
                 request["to"] = json!(t);
+            }
+            if !args.is_empty() {
+                request["args"] = json!(args);
             }
             let answer = control.call(request, Duration::from_secs(60))?;
             let id = answer["job"].as_str().unwrap_or("").to_owned();
@@ -96,7 +105,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             }
             let state = control.call(
                 json!({"cmd": "wait", "job": id, "timeout_ms": timeout.as_millis() as u64}),
-                timeout + Duration::from_secs(10),
+                timeout.saturating_add(Duration::from_secs(10)),
             )?;
             if g.json {
                 print_json(&json!({"job": id, "status": state}))?;
@@ -181,11 +190,11 @@ fn print_state(state: &Value) {
     match state["state"].as_str() {
         Some("done") => {
             eprintln!(
-                "done on {}: {} (fuel {}, output {} bytes){}",
+                "done on {}: {} (fuel {}, output {}){}",
                 state["worker"].as_str().unwrap_or(""),
                 state["outcome"].as_str().unwrap_or(""),
-                state["fuel_used"],
-                state["output_len"],
+                crate::format::thousands(state["fuel_used"].as_u64().unwrap_or(0)),
+                crate::format::count(state["output_len"].as_u64().unwrap_or(0), "byte"),
                 state["message"]
                     .as_str()
                     .filter(|m| !m.is_empty())

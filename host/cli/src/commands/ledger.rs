@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::node::{NodeDir, load_config, unlock_key};
 use crate::context::{Global, print_json};
+use crate::format;
 
 /// Inspect and use the credit ledger.
 #[derive(Debug, clap::Subcommand)]
@@ -32,7 +33,7 @@ pub enum Command {
         #[arg(long, value_name = "KEY")]
         arbiter: Vec<String>,
         /// The shortest challenge window a hold may carry.
-        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "10m", value_parser = crate::context::parse_duration, allow_hyphen_values = true)]
         challenge_window: Duration,
         /// Write to FILE instead of stdout.
         #[arg(long, short, value_name = "FILE")]
@@ -61,7 +62,8 @@ pub enum Command {
     Transfer {
         /// The receiving account's public key.
         to: String,
-        /// Whole credits.
+        /// Whole credits, e.g. 25, 1,000 or 2M.
+        #[arg(value_parser = p2pc_types::parse_count, allow_hyphen_values = true)]
         amount: u64,
     },
     /// List escrows (holds) and where each stands.
@@ -251,15 +253,16 @@ fn show(request: &Value, a: &Value) {
             }
         }
         "ledger_verify" => {
+            let n = |k: &str| a[k].as_u64().unwrap_or(0);
             println!(
-                "{} ops ({} applied), {} accounts, {} escrows ({} open), {} credits minted, {} equivocation proofs",
-                a["ops"],
-                a["applied"],
-                a["accounts"],
-                a["escrows"],
-                a["open_escrows"],
+                "{} ({} applied), {}, {} ({} open), {} credits minted, {}",
+                format::count(n("ops"), "op"),
+                format::thousands(n("applied")),
+                format::count(n("accounts"), "account"),
+                format::count(n("escrows"), "escrow"),
+                format::thousands(n("open_escrows")),
                 s(&a["minted"]),
-                a["proofs"]
+                format::count(n("proofs"), "equivocation proof"),
             );
             if let Some(n) = a["future_ops"].as_u64().filter(|&n| n > 0) {
                 println!(
@@ -337,8 +340,7 @@ fn genesis(
         let (k, amount) = m
             .split_once('=')
             .with_context(|| format!("--mint {m:?}: expected KEY=AMOUNT"))?;
-        let amount: u64 = amount
-            .parse()
+        let amount: u64 = p2pc_types::parse_count(amount)
             .ok()
             .filter(|a| *a > 0)
             .with_context(|| format!("--mint {m:?}: AMOUNT must be a whole number above 0"))?;

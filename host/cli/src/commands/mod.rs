@@ -5,6 +5,7 @@ mod bundle;
 mod job;
 mod key;
 mod ledger;
+mod new;
 mod node;
 mod run;
 
@@ -44,6 +45,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(Box<run::Args>),
+    /// Create a new job crate from a template (job, map-reduce or command).
+    New(new::Args),
     /// Create and manage keys (identities) in the encrypted keystore.
     #[command(subcommand)]
     Key(key::Command),
@@ -90,6 +93,7 @@ impl Cli {
         let g = &self.global;
         match self.command {
             Command::Run(args) => run::run(*args, g),
+            Command::New(args) => new::run(args, g).map(|()| ExitCode::SUCCESS),
             Command::Key(cmd) => key::run(cmd, g).map(|()| ExitCode::SUCCESS),
             Command::Bundle(cmd) => bundle::run(cmd, g).map(|()| ExitCode::SUCCESS),
             Command::Blob(cmd) => blob::run(cmd, g).map(|()| ExitCode::SUCCESS),

@@ -39,12 +39,16 @@ use crate::format;
 /// deterministic unless --nondeterministic is given: the same component and
 /// input give the same output bytes and the same fuel.
 ///
+/// Arguments after `--` go to the job's program: a command component
+/// reads them from its argv (after argv[0], and after a bundle's own
+/// arguments), like a native program. They are part of what the task is, so
+/// they also go into its seed.
+///
 /// Process and container jobs (bundles packed with --executor, or a bare
 /// file with --executor) run only where the operator enables their
 /// executor: in node.toml ([executors.process] enabled = true) or for one
-/// run with --enable. Their arguments follow `--`; their input is stdin
-/// and their stdout is the output. They are not deterministic and use no
-/// fuel.
+/// run with --enable. Their input is stdin and their stdout is the output.
+/// They are not deterministic and use no fuel.
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -127,7 +131,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE", env = "P2PC_CONFIG")]
     config: Option<PathBuf>,
 
-    /// Arguments for a bare process or container job, after `--`.
+    /// Arguments for the job's program, after `--` (e.g. `-- --flag
+    /// value`); they follow a bundle's own.
     #[arg(last = true, value_name = "ARGS")]
     args: Vec<String>,
 }
@@ -151,10 +156,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        if args.executor.is_some() || !args.args.is_empty() {
-            bail!(
-                "a bundle names its own executor and arguments; drop --executor and the arguments after --"
-            );
+        if args.executor.is_some() {
+            bail!("a bundle names its own executor; drop --executor");
         }
         artifact.name = bundle.manifest.name.clone();
         artifact.args = bundle.manifest.args.clone();
@@ -169,12 +172,6 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        artifact.args = args.args.clone();
-        if kind == "wasm" && !artifact.args.is_empty() {
-            bail!(
-                "arguments after -- are for process and container jobs; a wasm job takes --input"
-            );
-        }
         if !args.trust.is_empty() {
             bail!(
                 "--trust applies to signed bundles; {} is a bare component",
@@ -186,6 +183,10 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             p2pc_crypto::RequestedLimits::default(),
         )
     };
+    // The job's argv after argv[0]: the bundle's own arguments, then those
+    // after `--`.
+    let argv: Vec<String> = artifact.args.iter().chain(&args.args).cloned().collect();
+    p2pc_types::check_args(&argv).context("the arguments after --")?;
     let limits = args.limits.resolve(&requested);
     let executors = executors_config(&args)?;
     if kind != "wasm" {
@@ -199,7 +200,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         );
     }
     let input = read_input(args.input.as_deref())?;
-    let mode = mode(&args, &component, &input)?;
+    let mode = mode(&args, &component, &input, &argv)?;
     let grants = Grants {
         scratch: args.scratch,
         network: args.allow_network,
@@ -229,6 +230,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 limits,
                 mode,
                 grants,
+                args: argv.clone(),
             },
             config.max_memory,
         ))?;
@@ -247,6 +249,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             limits,
             mode,
             grants,
+            args: argv.clone(),
         };
         let report = match program.world() {
             World::MapReduce => map_reduce(&executor, &program, &input, args.shards, task).await,
@@ -293,6 +296,7 @@ fn run_native(
             scratch: args.scratch,
             network: args.allow_network,
         },
+        args: args.args.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -384,7 +388,7 @@ fn read_input(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-fn mode(args: &Args, component: &[u8], input: &[u8]) -> anyhow::Result<Mode> {
+fn mode(args: &Args, component: &[u8], input: &[u8], argv: &[String]) -> anyhow::Result<Mode> {
     if args.nondeterministic {
         return Ok(Mode::Nondeterministic);
     }
@@ -399,12 +403,7 @@ fn mode(args: &Args, component: &[u8], input: &[u8]) -> anyhow::Result<Mode> {
                 ),
             }
         }
-        None => {
-            let mut h = blake3::Hasher::new_derive_key("p2pc p2pctl run seed v1");
-            h.update(blake3::hash(component).as_bytes());
-            h.update(blake3::hash(input).as_bytes());
-            *h.finalize().as_bytes()
-        }
+        None => return Ok(Mode::derived(blake3::hash(component).as_bytes(), input, argv)),
     };
     Ok(Mode::Deterministic { seed })
 }

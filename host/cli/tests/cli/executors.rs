@@ -44,7 +44,7 @@ fn a_process_bundle_runs_where_the_executor_is_enabled() {
     ));
     let shown = ok(&env.run(&["bundle", "inspect", bundle], b"", None));
     assert!(shown.contains("executor:     process"), "{shown}");
-    assert!(shown.contains("args:         -c tr a-z A-Z"), "{shown}");
+    assert!(shown.contains("args:         -c 'tr a-z A-Z'"), "{shown}");
 
     // Off unless the operator turns it on.
     fails(

@@ -7,6 +7,7 @@ mod executors;
 mod keys;
 mod ledger;
 mod network;
+mod new;
 mod run;
 
 use std::io::Write;

@@ -168,6 +168,30 @@ fn three_node_processes_over_tcp_and_quic_run_a_job_submitted_through_the_cli() 
         text(&out.stderr)
     );
 
+    // A command job's arguments travel in the signed task to its argv.
+    let cmark = p2pc_testkit::bundle(
+        &publisher,
+        "cmark",
+        p2pc_tests::guest_bytes("pulldown-cmark"),
+        p2pc_crypto::RequestedLimits::default(),
+    );
+    std::fs::write(env.path("cmark.p2pcb"), cmark).expect("write bundle");
+    std::fs::write(env.path("table.md"), "| a | b |\n|---|---|\n| 1 | 2 |\n").expect("write");
+    let cmark = env.path("cmark.p2pcb").display().to_string();
+    let table = env.path("table.md").display().to_string();
+    let submit_md = |args: &[&str]| {
+        let mut argv = vec![
+            "job", "submit", &cmark, "--input", &table, "--to", &b.peer_id, "--wait", "--node",
+            &c.dir, "--",
+        ];
+        argv.extend_from_slice(args);
+        let out = env.run(&argv, b"", None);
+        assert!(out.status.success(), "submit: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert!(submit_md(&["-T"]).contains("<table>"));
+    assert!(!submit_md(&[]).contains("<table>"));
+
     // Without --wait the id comes back; status and result follow it.
     let out = env.run(
         &[

@@ -181,8 +181,12 @@ fn bad_components_and_bad_arguments_get_short_errors() {
 
     for (flag, value, needle) in [
         ("--memory", "lots", "invalid size"),
-        ("--timeout", "soon", "invalid value 'soon'"),
-        ("--fuel", "-1", "unexpected argument"),
+        ("--timeout", "soon", "invalid duration \"soon\""),
+        ("--fuel", "-1", "cannot be negative"),
+        ("--fuel", "1,0000", "between digits"),
+        ("--fuel", "10X", "unknown suffix"),
+        ("--memory", "-64MiB", "cannot be negative"),
+        ("--timeout", "-5s", "cannot be negative"),
         ("--memory", "8GiB", "more than the 4GiB"),
     ] {
         let out = p2pctl(&["run", &path("hello"), flag, value], b"");
@@ -231,4 +235,96 @@ fn help_lists_every_command_and_option() {
     ] {
         assert!(help.contains(option), "run --help lacks {option}");
     }
+}
+
+#[test]
+fn fuel_is_read_as_it_is_printed() {
+    // The summary prints fuel with separators; the same text is a limit.
+    for (fuel, limit) in [("1,000", "1000"), ("1_000", "1000"), ("2k", "2000")] {
+        let out = p2pctl(&["run", &path("hello"), "--fuel", fuel], b"");
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!("whole limit of {limit} fuel")),
+            "--fuel {fuel}: {err}"
+        );
+    }
+    let out = p2pctl(&["run", &path("hello"), "--fuel", "10G", "--input", "-"], b"x");
+    assert_eq!(text(&out.stdout), "Hello, x!", "{}", text(&out.stderr));
+}
+
+/// A markdown table, which pulldown-cmark renders only with `-T`.
+const TABLE: &str = "| a | b |\n|---|---|\n| 1 | 2 |\n";
+
+#[test]
+fn a_third_party_wasi_program_gets_its_options() {
+    let cmark = path("pulldown-cmark");
+    let plain = ok(&p2pctl(&["run", &cmark, "--input", "-"], TABLE.as_bytes()));
+    assert!(!plain.contains("<table>"), "{plain}");
+    let tables = ok(&p2pctl(
+        &["run", &cmark, "--input", "-", "--", "-T"],
+        TABLE.as_bytes(),
+    ));
+    assert!(tables.contains("<table>") && tables.contains("<td>2</td>"), "{tables}");
+    // Long options and several of them.
+    let both = ok(&p2pctl(
+        &["run", &cmark, "--input", "-", "--", "--enable-tables", "-F"],
+        TABLE.as_bytes(),
+    ));
+    assert_eq!(both, tables);
+
+    // Its own refusal of an option is the job's error, with its stderr.
+    let out = p2pctl(&["run", &cmark, "--input", "-", "--", "--no-such-option"], b"");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("job stderr") && err.contains("no-such-option"), "{err}");
+
+    // Arguments are part of the task: they go into its seed, so the same
+    // component and input with other arguments see other randomness, and
+    // the same arguments the same.
+    let entropy = |args: &[&str]| {
+        let hostile = path("hostile");
+        let mut argv = vec!["run", hostile.as_str(), "--input", "-", "--"];
+        argv.extend_from_slice(args);
+        let out = p2pctl(&argv, b"entropy");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        out.stdout
+    };
+    assert_eq!(entropy(&["a"]), entropy(&["a"]));
+    assert_ne!(entropy(&[]), entropy(&["a"]));
+    assert_ne!(entropy(&["a", "b"]), entropy(&["ab"]));
+
+    // Bounded in count and size, before anything runs.
+    let many: Vec<String> = (0..300).map(|i| i.to_string()).collect();
+    let mut argv = vec!["run", cmark.as_str(), "--"];
+    argv.extend(many.iter().map(String::as_str));
+    crate::fails(&p2pctl(&argv, b""), 2, "more than the 256 a task may have");
+}
+
+#[test]
+fn a_bundle_carries_its_arguments_and_a_run_adds_more() {
+    let env = crate::Env::new();
+    ok(&env.run(&["key", "new", "me", "--insecure-no-passphrase"], b"", None));
+    let bundle = env.path("cmark.p2pcb");
+    let bundle = bundle.to_str().expect("utf-8");
+    let cmark = path("pulldown-cmark");
+    ok(&env.run(
+        &[
+            "bundle", "pack", &cmark, "--name", "cmark", "--key", "me", "--sign", "--arg", "-T",
+            "-o", bundle,
+        ],
+        b"",
+        None,
+    ));
+    let info = ok(&env.run(&["bundle", "inspect", bundle], b"", None));
+    assert!(info.contains("args:         -T"), "{info}");
+    let tables = ok(&env.run(&["run", bundle, "--input", "-"], TABLE.as_bytes(), None));
+    assert!(tables.contains("<table>"), "{tables}");
+    // Arguments after -- follow the bundle's: -e prints events instead.
+    let events = ok(&env.run(
+        &["run", bundle, "--input", "-", "--", "-e"],
+        TABLE.as_bytes(),
+        None,
+    ));
+    assert!(events.contains("Table") && !events.contains("<table>"), "{events}");
 }
