@@ -68,7 +68,7 @@ printf '\n--- p2pctl new: a fresh job crate (a WASI command that takes arguments
 "$p2pctl" new "$out/my-wc" --world command
 (cd "$out/my-wc" && CARGO_TARGET_DIR="$out/my-wc-target" cargo build -q -j2 --release --target wasm32-wasip2)
 echo "its arguments: -l -w (count lines and words)"
-printf 'one two\nthree\n' | "$p2pctl" run "$out/my-wc-target/wasm32-wasip2/release/my_wc.wasm" --input - -- -l -w
+printf 'one two\nthree\n' | "$p2pctl" run "$out/my-wc-target/wasm32-wasip2/release/my-wc.wasm" --input - -- -l -w
 
 printf '\n--- publish: a signed bundle, verified before it runs ---\n'
 # A throwaway keystore and store, so the demo leaves nothing behind.
@@ -114,7 +114,7 @@ printf 'network' >"$out/name"
 "$p2pctl" job submit "$out/hello.p2pcb" --input "$out/name" --to "$worker_id" --wait --node "$out/submitter"
 echo
 printf '\n--- over the network, a command job with arguments: my-wc -- -w (count words) ---\n'
-"$p2pctl" bundle pack "$out/my-wc-target/wasm32-wasip2/release/my_wc.wasm" --name my-wc --version 0.1.0 \
+"$p2pctl" bundle pack "$out/my-wc-target/wasm32-wasip2/release/my-wc.wasm" --name my-wc --version 0.1.0 \
   --key demo-publisher --sign --output "$out/my-wc.p2pcb"
 printf 'the quick brown fox\njumps over the lazy dog\n' >"$out/words"
 "$p2pctl" job submit "$out/my-wc.p2pcb" --input "$out/words" --to "$worker_id" --wait --node "$out/submitter" -- -w

@@ -401,7 +401,18 @@ mod tests {
     }
 
     fn request() -> Request {
-        Request::new([7; 32], Some(b"component"), &Task::run(b"input".to_vec()))
+        let task = Task {
+            args: vec!["-T".into(), "two words".into()],
+            ..Task::run(b"input".to_vec())
+        };
+        Request::new([7; 32], Some(b"component"), &task)
+    }
+
+    #[test]
+    fn a_task_crosses_the_pipe_with_its_arguments() {
+        let task = request().task().expect("decodes");
+        assert_eq!(task.args, ["-T", "two words"]);
+        assert_eq!(task.call, Call::Run(b"input".to_vec()));
     }
 
     #[test]

@@ -2,7 +2,9 @@ use std::fmt;
 
 /// Why a string is not a count.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid number {input:?}: {reason} (expected e.g. 1000000, 1,000,000, 1_000_000, 10M or 2.5G)")]
+#[error(
+    "invalid number {input:?}: {reason} (expected e.g. 1000000, 1,000,000, 1_000_000, 10M or 2.5G)"
+)]
 pub struct ParseCountError {
     input: String,
     reason: &'static str,
@@ -48,25 +50,31 @@ pub fn parse_count(s: &str) -> Result<u64, ParseCountError> {
     scale(&number, multiplier).map_err(err)
 }
 
-/// `1,000` and `1_000` → `1000`; a separator must have a digit on each side.
+/// `1,000` and `1_000` → `1000`. A separator stands between digits of the
+/// whole part, and every group after the first has three digits, so a
+/// slip such as `1,0000` is an error rather than a different number.
 pub(crate) fn strip_separators(number: &str) -> Result<String, &'static str> {
     if number.is_empty() {
         return Err("no number");
     }
-    let bytes = number.as_bytes();
-    let mut out = String::with_capacity(number.len());
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b',' || b == b'_' {
-            let digit_before = i > 0 && bytes[i - 1].is_ascii_digit();
-            let digit_after = bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
-            if !(digit_before && digit_after) {
-                return Err("a digit separator must stand between digits");
-            }
-        } else {
-            out.push(b as char);
+    let (whole, fraction) = match number.find('.') {
+        Some(i) => number.split_at(i),
+        None => (number, ""),
+    };
+    if fraction.contains([',', '_']) {
+        return Err("digit separators go in the whole part only");
+    }
+    let groups: Vec<&str> = whole.split([',', '_']).collect();
+    if groups.len() > 1 {
+        let all_digits = |g: &str| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit());
+        if !groups.iter().all(|g| all_digits(g)) {
+            return Err("a digit separator must stand between digits");
+        }
+        if groups[0].len() > 3 || groups[1..].iter().any(|g| g.len() != 3) {
+            return Err("digits between separators come in groups of three");
         }
     }
-    Ok(out)
+    Ok(groups.concat() + fraction)
 }
 
 /// `number × multiplier` in integers; a decimal fraction only where the
@@ -162,6 +170,10 @@ mod tests {
             ("", "no number"),
             ("M", "no number"),
             ("1,,000", "between digits"),
+            ("1,0000", "groups of three"),
+            ("1,0", "groups of three"),
+            ("1000,000", "groups of three"),
+            ("1.000,5", "whole part only"),
             (",1000", "between digits"),
             ("1000_", "between digits"),
             ("2.5", "whole"),

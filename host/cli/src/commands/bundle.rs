@@ -357,10 +357,7 @@ fn inspect(file: &BundleFile, g: &Global) -> anyhow::Result<()> {
         }
     );
     let now = now_unix();
-    println!(
-        "created:      {}",
-        crate::format::date(m.created_unix, now)
-    );
+    println!("created:      {}", crate::format::date(m.created_unix, now));
     println!(
         "expires:      {}",
         if m.expires_unix == 0 {

@@ -164,17 +164,19 @@ fn offline(dir: &Path, request: &Value, g: &Global) -> anyhow::Result<Value> {
 
 fn show(request: &Value, a: &Value) {
     let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    // Amounts with thousands separators, as `ledger transfer` reads them.
+    let n = |v: &Value| v.as_u64().map_or_else(|| v.to_string(), format::thousands);
     match request["cmd"].as_str().unwrap_or("") {
         "ledger_balance" => {
             println!("account   {}", s(&a["account"]));
-            println!("balance   {}", a["balance"]);
+            println!("balance   {}", n(&a["balance"]));
             println!(
                 "incoming  {} (spendable once claimed by the next op)",
-                a["incoming"]
+                n(&a["incoming"])
             );
-            println!("held      {} (in open escrows)", a["held"]);
+            println!("held      {} (in open escrows)", n(&a["held"]));
             if a["bonded"].as_u64().unwrap_or(0) > 0 {
-                println!("bonded    {} (collateral)", a["bonded"]);
+                println!("bonded    {} (collateral)", n(&a["bonded"]));
             }
             if a["frozen"] == true {
                 println!("FROZEN: this account equivocated; its ops no longer apply");
@@ -189,11 +191,11 @@ fn show(request: &Value, a: &Value) {
             );
             for op in a["ops"].as_array().into_iter().flatten() {
                 let detail = match op["kind"].as_str().unwrap_or("") {
-                    "mint" | "transfer" => format!("{} → {}", op["amount"], short(&op["to"])),
+                    "mint" | "transfer" => format!("{} → {}", n(&op["amount"]), short(&op["to"])),
                     "hold" => format!(
                         "{} × {} fuel, worker {}",
-                        op["price"],
-                        op["fuel_limit"],
+                        n(&op["price"]),
+                        n(&op["fuel_limit"]),
                         short(&op["worker"])
                     ),
                     "bond" => format!("escrow {}", short(&op["escrow"])),
@@ -225,7 +227,7 @@ fn show(request: &Value, a: &Value) {
                 } else {
                     "waiting"
                 },
-                a["balance"]
+                n(&a["balance"])
             );
         }
         "ledger_holds" => {
@@ -253,16 +255,16 @@ fn show(request: &Value, a: &Value) {
             }
         }
         "ledger_verify" => {
-            let n = |k: &str| a[k].as_u64().unwrap_or(0);
+            let c = |k: &str| a[k].as_u64().unwrap_or(0);
             println!(
                 "{} ({} applied), {}, {} ({} open), {} credits minted, {}",
-                format::count(n("ops"), "op"),
-                format::thousands(n("applied")),
-                format::count(n("accounts"), "account"),
-                format::count(n("escrows"), "escrow"),
-                format::thousands(n("open_escrows")),
+                format::count(c("ops"), "op"),
+                format::thousands(c("applied")),
+                format::count(c("accounts"), "account"),
+                format::count(c("escrows"), "escrow"),
+                format::thousands(c("open_escrows")),
                 s(&a["minted"]),
-                format::count(n("proofs"), "equivocation proof"),
+                format::count(c("proofs"), "equivocation proof"),
             );
             if let Some(n) = a["future_ops"].as_u64().filter(|&n| n > 0) {
                 println!(

@@ -118,13 +118,20 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
             "files": files.iter().map(|(p, _)| p).collect::<Vec<_>>(),
         }));
     }
-    eprintln!("created {} job {name} in {}", args.world, dir.display());
+    eprintln!(
+        "created {name}, a {} job crate, in {}",
+        args.world,
+        dir.display()
+    );
     eprintln!("next:");
     eprintln!("  cd {}", dir.display());
     eprintln!(
         "  cargo component build --release    (or: cargo build --release --target wasm32-wasip2)"
     );
-    eprintln!("  {}", run_line(&args.world, &file_stem(&name), "wasm32-wasip1"));
+    eprintln!(
+        "  {}",
+        run_line(&args.world, &file_stem(&args.world, &name), "wasm32-wasip1")
+    );
     Ok(())
 }
 
@@ -142,9 +149,14 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `.wasm` file cargo writes: the crate name with `-` as `_`.
-fn file_stem(name: &str) -> String {
-    name.replace('-', "_")
+/// The `.wasm` file cargo writes: a library's is the crate name with `-`
+/// as `_`, a binary's keeps the name as it is.
+fn file_stem(world: &str, name: &str) -> String {
+    if world == "command" {
+        name.to_owned()
+    } else {
+        name.replace('-', "_")
+    }
 }
 
 /// A WIT package name for a command component: lowercase kebab-case words,
@@ -187,7 +199,7 @@ fn run_line(world: &str, file: &str, target: &str) -> String {
 
 /// Every file of the new crate, by path inside it.
 fn files(world: &str, name: &str, sdk: &Path, in_workspace: bool) -> Vec<(&'static str, String)> {
-    let file = file_stem(name);
+    let file = file_stem(world, name);
     let (what, source_path, source, submit_args) = match world {
         "map-reduce" => (
             "A p2pc map/reduce job (world `p2pc:job/map-reduce`): it counts the words of its \
@@ -276,7 +288,8 @@ mod tests {
         for bad in ["", "2job", "-x", "my job", "ü"] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
-        assert_eq!(file_stem("my-job"), "my_job");
+        assert_eq!(file_stem("job", "my-job"), "my_job");
+        assert_eq!(file_stem("command", "my-wc"), "my-wc");
         assert_eq!(wit_package("My_Job-2x"), "local:my-job-n2x");
     }
 }

@@ -116,7 +116,12 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
             );
             println!("blobs       {}", status["blobs"]);
             println!("jobs        {}", status["jobs"]);
-            println!("uptime      {}s", status["uptime_secs"]);
+            println!(
+                "uptime      {}",
+                crate::format::span(Duration::from_secs(
+                    status["uptime_secs"].as_u64().unwrap_or(0)
+                ))
+            );
             Ok(())
         }
         Command::Peers => {

@@ -403,7 +403,13 @@ fn mode(args: &Args, component: &[u8], input: &[u8], argv: &[String]) -> anyhow:
                 ),
             }
         }
-        None => return Ok(Mode::derived(blake3::hash(component).as_bytes(), input, argv)),
+        None => {
+            return Ok(Mode::derived(
+                blake3::hash(component).as_bytes(),
+                input,
+                argv,
+            ));
+        }
     };
     Ok(Mode::Deterministic { seed })
 }

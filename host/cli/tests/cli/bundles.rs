@@ -32,7 +32,10 @@ fn signed_hello(env: &Env, extra: &[&str]) -> String {
 #[test]
 fn a_signed_bundle_verifies_inspects_and_runs() {
     let env = Env::new();
-    let bundle = signed_hello(&env, &["--fuel", "5M", "--timeout", "90s", "--expires-in", "30days"]);
+    let bundle = signed_hello(
+        &env,
+        &["--fuel", "5M", "--timeout", "90s", "--expires-in", "30days"],
+    );
     let v = ok(&env.run(&["bundle", "verify", &bundle, "--trust", "pub1"], b"", None));
     assert!(v.starts_with("ok: hello 1.2.3 signed by "), "{v}");
     let info = ok(&env.run(&["bundle", "inspect", &bundle], b"", None));
@@ -40,7 +43,8 @@ fn a_signed_bundle_verifies_inspects_and_runs() {
         info.contains("p2pc:job/job")
             && info.contains("fuel:         5,000,000")
             && info.contains("timeout:      1m 30s")
-            && info.contains(" UTC (now)") || info.contains(" UTC (1 second ago)"),
+            && info.contains(" UTC (now)")
+            || info.contains(" UTC (1 second ago)"),
         "{info}"
     );
     assert!(info.contains("signature:    valid"), "{info}");
@@ -53,9 +57,12 @@ fn a_signed_bundle_verifies_inspects_and_runs() {
         "{expires}"
     );
     // --json keeps plain numbers.
-    let json: serde_json::Value =
-        serde_json::from_str(&ok(&env.run(&["--json", "bundle", "inspect", &bundle], b"", None)))
-            .expect("json");
+    let json: serde_json::Value = serde_json::from_str(&ok(&env.run(
+        &["--json", "bundle", "inspect", &bundle],
+        b"",
+        None,
+    )))
+    .expect("json");
     assert_eq!(json["limits"]["fuel"], 5_000_000);
     assert_eq!(json["limits"]["timeout_ms"], 90_000);
     assert!(json["created_unix"].as_u64().expect("unix seconds") > 1_700_000_000);

@@ -71,13 +71,24 @@ fn every_template_builds_both_ways_passes_its_test_and_runs() {
             &[],
             "9\n",
         ),
-        ("command", "my-wc", "one two\nthree\n", &["-l", "-w"], "2 3\n"),
+        (
+            "command",
+            "my-wc",
+            "one two\nthree\n",
+            &["-l", "-w"],
+            "2 3\n",
+        ),
     ];
     for (world, name, input, args, want) in cases {
         let dir = env.path(name);
         let dir_str = dir.to_str().expect("utf-8 path");
         ok(&env.run(&["new", dir_str, "--world", world], b"", None));
-        for file in ["Cargo.toml", "README.md", ".cargo/config.toml", ".gitignore"] {
+        for file in [
+            "Cargo.toml",
+            "README.md",
+            ".cargo/config.toml",
+            ".gitignore",
+        ] {
             assert!(dir.join(file).is_file(), "{world}: {file} missing");
         }
         let readme = std::fs::read_to_string(dir.join("README.md")).expect("README");
@@ -90,16 +101,23 @@ fn every_template_builds_both_ways_passes_its_test_and_runs() {
         );
 
         succeeds(cargo(&dir, Some(&target), &["test", "-q"]).arg("-j2"));
-        succeeds(cargo(&dir, Some(&target), &[
-            "build",
-            "-j2",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-        ]));
-        succeeds(cargo(&dir, Some(&target), &["component", "build", "-j2", "--release"]));
+        succeeds(cargo(
+            &dir,
+            Some(&target),
+            &["build", "-j2", "--release", "--target", "wasm32-wasip2"],
+        ));
+        succeeds(cargo(
+            &dir,
+            Some(&target),
+            &["component", "build", "-j2", "--release"],
+        ));
 
-        let file = format!("{}.wasm", name.replace('-', "_"));
+        // A library's file is named with `_`, a binary's as the crate.
+        let file = if world == "command" {
+            format!("{name}.wasm")
+        } else {
+            format!("{}.wasm", name.replace('-', "_"))
+        };
         for triple in ["wasm32-wasip2", "wasm32-wasip1"] {
             let wasm = target.join(triple).join("release").join(&file);
             let wasm = wasm.to_str().expect("utf-8 path");
@@ -118,9 +136,17 @@ fn every_template_builds_both_ways_passes_its_test_and_runs() {
     }
 
     // A second `new` into an existing crate loses nothing.
-    let again = env.run(&["new", env.path("my-job").to_str().expect("utf-8")], b"", None);
+    let again = env.run(
+        &["new", env.path("my-job").to_str().expect("utf-8")],
+        b"",
+        None,
+    );
     crate::fails(&again, 2, "already exists");
-    let bad = env.run(&["new", env.path("2fast").to_str().expect("utf-8")], b"", None);
+    let bad = env.run(
+        &["new", env.path("2fast").to_str().expect("utf-8")],
+        b"",
+        None,
+    );
     crate::fails(&bad, 2, "not a usable crate name");
 }
 
@@ -133,7 +159,11 @@ fn a_crate_made_inside_a_workspace_is_a_workspace_of_its_own() {
     let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("manifest");
     assert!(manifest.contains("\n[workspace]\n"), "{manifest}");
     // cargo agrees: the crate resolves on its own, not as a stray member.
-    succeeds(cargo(&dir, None, &["metadata", "--no-deps", "--format-version", "1", "-q"]));
+    succeeds(cargo(
+        &dir,
+        None,
+        &["metadata", "--no-deps", "--format-version", "1", "-q"],
+    ));
 
     let outside = tempfile::tempdir().expect("temp dir");
     let dir = outside.path().join("outer");
@@ -207,7 +237,10 @@ fn the_readme_quick_start_works_as_written() {
             ));
         }
     }
-    assert_eq!(installs, 1, "the quick start installs p2pctl first:\n{steps}");
+    assert_eq!(
+        installs, 1,
+        "the quick start installs p2pctl first:\n{steps}"
+    );
     std::fs::create_dir_all(root().join("target/readme-job")).expect("mkdir");
 
     let out = Command::new("bash")

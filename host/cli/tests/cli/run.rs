@@ -183,7 +183,7 @@ fn bad_components_and_bad_arguments_get_short_errors() {
         ("--memory", "lots", "invalid size"),
         ("--timeout", "soon", "invalid duration \"soon\""),
         ("--fuel", "-1", "cannot be negative"),
-        ("--fuel", "1,0000", "between digits"),
+        ("--fuel", "1,0000", "groups of three"),
         ("--fuel", "10X", "unknown suffix"),
         ("--memory", "-64MiB", "cannot be negative"),
         ("--timeout", "-5s", "cannot be negative"),
@@ -249,7 +249,10 @@ fn fuel_is_read_as_it_is_printed() {
             "--fuel {fuel}: {err}"
         );
     }
-    let out = p2pctl(&["run", &path("hello"), "--fuel", "10G", "--input", "-"], b"x");
+    let out = p2pctl(
+        &["run", &path("hello"), "--fuel", "10G", "--input", "-"],
+        b"x",
+    );
     assert_eq!(text(&out.stdout), "Hello, x!", "{}", text(&out.stderr));
 }
 
@@ -265,19 +268,44 @@ fn a_third_party_wasi_program_gets_its_options() {
         &["run", &cmark, "--input", "-", "--", "-T"],
         TABLE.as_bytes(),
     ));
-    assert!(tables.contains("<table>") && tables.contains("<td>2</td>"), "{tables}");
+    assert!(
+        tables.contains("<table>") && tables.contains("<td>2</td>"),
+        "{tables}"
+    );
     // Long options and several of them.
     let both = ok(&p2pctl(
         &["run", &cmark, "--input", "-", "--", "--enable-tables", "-F"],
         TABLE.as_bytes(),
     ));
     assert_eq!(both, tables);
+    // The same in an isolated wasm worker: the arguments cross its pipe.
+    let isolated = ok(&p2pctl(
+        &[
+            "run",
+            &cmark,
+            "--input",
+            "-",
+            "--enable",
+            "isolated-wasm",
+            "--allow-unisolated",
+            "--",
+            "-T",
+        ],
+        TABLE.as_bytes(),
+    ));
+    assert_eq!(isolated, tables);
 
     // Its own refusal of an option is the job's error, with its stderr.
-    let out = p2pctl(&["run", &cmark, "--input", "-", "--", "--no-such-option"], b"");
+    let out = p2pctl(
+        &["run", &cmark, "--input", "-", "--", "--no-such-option"],
+        b"",
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let err = text(&out.stderr);
-    assert!(err.contains("job stderr") && err.contains("no-such-option"), "{err}");
+    assert!(
+        err.contains("job stderr") && err.contains("no-such-option"),
+        "{err}"
+    );
 
     // Arguments are part of the task: they go into its seed, so the same
     // component and input with other arguments see other randomness, and
@@ -326,5 +354,8 @@ fn a_bundle_carries_its_arguments_and_a_run_adds_more() {
         TABLE.as_bytes(),
         None,
     ));
-    assert!(events.contains("Table") && !events.contains("<table>"), "{events}");
+    assert!(
+        events.contains("Table") && !events.contains("<table>"),
+        "{events}"
+    );
 }
