@@ -136,6 +136,7 @@ fn tiny_tasks(rt: &tokio::runtime::Runtime) {
                     input: b"bench".to_vec(),
                     to: Some(worker),
                     timeout: Duration::from_secs(60),
+                    args: Vec::new(),
                 })
                 .await
                 .expect("submit");

@@ -60,6 +60,7 @@ fn five_nodes_discover_each_other_share_blobs_and_run_remote_tasks() {
                 input: input.clone(),
                 to: None,
                 timeout: WAIT,
+                args: Vec::new(),
             })
             .await
             .expect("submit");
@@ -105,6 +106,7 @@ fn large_outputs_and_inputs_travel_as_blobs() {
                 input: input.clone(),
                 to: Some(cluster.node(1).peer_id()),
                 timeout: WAIT,
+                args: Vec::new(),
             })
             .await
             .expect("submit");
@@ -185,6 +187,7 @@ fn untrusted_replayed_and_tampered_tasks_are_refused_with_clear_errors() {
                 input: b"x".to_vec(),
                 to: Some(worker),
                 timeout: WAIT,
+                args: Vec::new(),
             })
             .await
             .expect("submit");
@@ -313,6 +316,7 @@ fn a_worker_that_dies_mid_task_gives_a_clear_error_before_the_deadline() {
                 input: b"sleep".to_vec(),
                 to: Some(worker),
                 timeout: Duration::from_secs(120),
+                args: Vec::new(),
             })
             .await
             .expect("submit");

@@ -34,7 +34,8 @@ fn cargo(dir: &Path, target_dir: Option<&Path>, args: &[&str]) -> Command {
     cmd
 }
 
-fn succeeds(cmd: &mut Command) -> String {
+fn succeeds(mut cmd: impl std::borrow::BorrowMut<Command>) -> String {
+    let cmd = cmd.borrow_mut();
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),

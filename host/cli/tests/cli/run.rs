@@ -1,6 +1,6 @@
 //! `p2pctl run` as a user meets it.
 
-use crate::{p2pctl, path, text};
+use crate::{ok, p2pctl, path, text};
 
 #[test]
 fn run_prints_the_output_to_stdout_and_a_summary_to_stderr() {
@@ -241,7 +241,10 @@ fn help_lists_every_command_and_option() {
 fn fuel_is_read_as_it_is_printed() {
     // The summary prints fuel with separators; the same text is a limit.
     for (fuel, limit) in [("1,000", "1000"), ("1_000", "1000"), ("2k", "2000")] {
-        let out = p2pctl(&["run", &path("hello"), "--fuel", fuel], b"");
+        let out = p2pctl(
+            &["run", &path("hostile"), "--input", "-", "--fuel", fuel],
+            b"loop",
+        );
         assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
         let err = text(&out.stderr);
         assert!(
