@@ -7,8 +7,8 @@
 # also keeps a credit ledger.
 #
 # On a fresh 2-core machine it takes about half an hour, most of it
-# building cargo-component (scripts/setup.sh) and p2pctl; run again, about a
-# minute.
+# building cargo-component (scripts/setup.sh) and p2pctl; run again, about
+# two minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,7 +53,7 @@ echo "320 200 400" | "$p2pctl" run target/wasm32-wasip2/release/mandelbrot.wasm 
 echo "wrote $(wc -c <"$out/mandelbrot.pgm") bytes of PGM; running it again gives the same bytes and fuel:"
 for i in 1 2; do
   echo "320 200 400" | "$p2pctl" run target/wasm32-wasip2/release/mandelbrot.wasm --input - --json \
-    | python3 -c 'import json,sys; r=json.load(sys.stdin); print("  output blake3", r["output_blake3"][:16], " fuel", r["fuel_used"])'
+    | python3 -c 'import json,sys; r=json.load(sys.stdin); print("  output blake3", r["output_blake3"][:16], " fuel", format(r["fuel_used"], ","))'
 done
 
 hostile=target/wasm32-wasip2/release/hostile.wasm
