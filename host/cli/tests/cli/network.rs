@@ -192,6 +192,60 @@ fn three_node_processes_over_tcp_and_quic_run_a_job_submitted_through_the_cli() 
     assert!(submit_md(&["-T"]).contains("<table>"));
     assert!(!submit_md(&[]).contains("<table>"));
 
+    // A worker seeds a task as `p2pctl run` does, from the component, the
+    // input and the arguments: a local run predicts the remote one's
+    // randomness byte for byte.
+    let hostile = p2pc_tests::guest_bytes("hostile");
+    let file = p2pc_testkit::bundle(
+        &publisher,
+        "hostile",
+        hostile.clone(),
+        p2pc_crypto::RequestedLimits::default(),
+    );
+    std::fs::write(env.path("hostile.p2pcb"), file).expect("write bundle");
+    std::fs::write(env.path("hostile.wasm"), hostile).expect("write component");
+    std::fs::write(env.path("entropy"), "entropy").expect("write input");
+    let (hostile_bundle, entropy) = (
+        env.path("hostile.p2pcb").display().to_string(),
+        env.path("entropy").display().to_string(),
+    );
+    let remote = env.run(
+        &[
+            "job",
+            "submit",
+            &hostile_bundle,
+            "--input",
+            &entropy,
+            "--to",
+            &b.peer_id,
+            "--wait",
+            "--node",
+            &c.dir,
+            "--",
+            "some",
+            "args",
+        ],
+        b"",
+        None,
+    );
+    assert!(remote.status.success(), "{}", text(&remote.stderr));
+    let local = env.run(
+        &[
+            "run",
+            env.path("hostile.wasm").to_str().expect("utf-8"),
+            "--input",
+            &entropy,
+            "--",
+            "some",
+            "args",
+        ],
+        b"",
+        None,
+    );
+    assert!(local.status.success(), "{}", text(&local.stderr));
+    assert_eq!(remote.stdout, local.stdout);
+    assert_eq!(remote.stdout.len(), 8, "a 64-bit hash");
+
     // Without --wait the id comes back; status and result follow it.
     let out = env.run(
         &[
