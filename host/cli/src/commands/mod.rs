@@ -45,7 +45,6 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(Box<run::Args>),
-    /// Create a new job crate from a template (job, map-reduce or command).
     New(new::Args),
     /// Create and manage keys (identities) in the encrypted keystore.
     #[command(subcommand)]
