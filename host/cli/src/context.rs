@@ -143,12 +143,12 @@ pub struct LimitArgs {
     /// Fuel: roughly one unit per wasm instruction executed, e.g.
     /// 1000000, 1,000,000, 10M or 2.5G.
     /// [run default: the bundle's request, else 10G]
-    #[arg(long, value_name = "N", value_parser = parse_fuel, allow_hyphen_values = true)]
+    #[arg(long, value_name = "N", value_parser = p2pc_types::parse_count, allow_hyphen_values = true)]
     pub fuel: Option<u64>,
 
     /// Memory, e.g. 64MiB or 1GiB (at most 4GiB).
     /// [run default: the bundle's request, else 256MiB]
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub memory: Option<p2pc_sandbox::ByteSize>,
 
     /// Wall-clock time, e.g. 500ms, 2s or 1m.
@@ -157,17 +157,8 @@ pub struct LimitArgs {
     pub timeout: Option<Duration>,
 
     /// Output, e.g. 1MiB. [run default: the bundle's request, else 64MiB]
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub max_output: Option<p2pc_sandbox::ByteSize>,
-}
-
-/// A fuel amount as people write it (see [`p2pc_types::parse_count`]).
-fn parse_fuel(s: &str) -> Result<u64, p2pc_types::ParseCountError> {
-    p2pc_types::parse_count(s)
-}
-
-fn parse_size(s: &str) -> Result<p2pc_sandbox::ByteSize, p2pc_types::ParseSizeError> {
-    s.parse()
 }
 
 /// A duration such as `500ms`, `2s`, `1m 30s`; a negative one is refused

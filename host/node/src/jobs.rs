@@ -196,13 +196,7 @@ impl Shared {
         let verified = BundleFile::from_bytes(&submission.bundle)
             .and_then(|f| f.verify(&TrustPolicy::Any, p2pc_crypto::now_unix()))
             .map_err(|e| Error::Submit(format!("the bundle is not valid: {e}")))?;
-        let argv: Vec<&String> = verified
-            .manifest
-            .args
-            .iter()
-            .chain(&submission.args)
-            .collect();
-        p2pc_types::check_args(&argv)
+        p2pc_types::argv(&verified.manifest.args, &submission.args)
             .map_err(|e| Error::Submit(format!("the job's arguments: {e}")))?;
         // The same bundle is stored once, however many jobs use it.
         let bundle = blob_id(&submission.bundle);

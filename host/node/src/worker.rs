@@ -163,16 +163,10 @@ impl Shared {
         };
         info!(task = %hex::encode(&spec.task_id), %peer, bundle = %bundle.manifest.name, "running task");
         let executor = bundle.manifest.executor().to_owned();
-        let argv: Vec<String> = bundle
-            .manifest
-            .args
-            .iter()
-            .chain(&spec.args)
-            .cloned()
-            .collect();
-        if let Err(e) = p2pc_types::check_args(&argv) {
-            return refuse("malformed", format!("the task's arguments: {e}"));
-        }
+        let argv = match p2pc_types::argv(&bundle.manifest.args, &spec.args) {
+            Ok(argv) => argv,
+            Err(e) => return refuse("malformed", format!("the task's arguments: {e}")),
+        };
         let task = Task {
             mode: if executor == "wasm" {
                 Mode::derived(blake3::hash(&bundle.component).as_bytes(), &input, &argv)

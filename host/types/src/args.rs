@@ -38,6 +38,14 @@ pub fn check_args<S: AsRef<str>>(args: &[S]) -> Result<(), ArgsError> {
     Ok(())
 }
 
+/// A program's arguments after `argv[0]`: its own (a bundle's `args`),
+/// then a task's, checked with [`check_args`] as one list.
+pub fn argv(own: &[String], task: &[String]) -> Result<Vec<String>, ArgsError> {
+    let all: Vec<String> = own.iter().chain(task).cloned().collect();
+    check_args(&all)?;
+    Ok(all)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +63,12 @@ mod tests {
             Err(ArgsError::TooLong(MAX_ARG_BYTES + 1))
         );
         assert_eq!(check_args(&["a", "b\0c"]), Err(ArgsError::Nul(2)));
+        let own = vec!["-T".to_owned()];
+        assert_eq!(
+            argv(&own, &["-F".to_owned()]),
+            Ok(vec!["-T".into(), "-F".into()])
+        );
+        let half = vec!["z".to_owned(); MAX_ARGS / 2 + 1];
+        assert_eq!(argv(&half, &half), Err(ArgsError::TooMany(MAX_ARGS + 2)));
     }
 }

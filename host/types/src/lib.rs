@@ -12,7 +12,8 @@
 //! - `outcome`: [`Usage`], [`TaskError`] and [`World`], what a run produced.
 //! - `count`: [`parse_count`], counts such as fuel written `10G` or
 //!   `1,000,000`, and [`Thousands`], which prints them so.
-//! - `args`: [`check_args`], the bounds on a task's command-line arguments.
+//! - `args`: [`check_args`], the bounds on a task's command-line arguments,
+//!   and [`argv`], a program's own arguments followed by a task's.
 //! - `shard`: [`split_at_lines`], how a map/reduce input becomes shards.
 
 #![deny(missing_docs)]
@@ -25,7 +26,7 @@ mod outcome;
 mod shard;
 mod size;
 
-pub use args::{ArgsError, MAX_ARG_BYTES, MAX_ARGS, check_args};
+pub use args::{ArgsError, MAX_ARG_BYTES, MAX_ARGS, argv, check_args};
 pub use cid::{Cid, ParseCidError};
 pub use count::{ParseCountError, Thousands, parse_count};
 pub use limits::Limits;

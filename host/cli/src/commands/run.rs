@@ -185,8 +185,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     };
     // The job's argv after argv[0]: the bundle's own arguments, then those
     // after `--`.
-    let argv: Vec<String> = artifact.args.iter().chain(&args.args).cloned().collect();
-    p2pc_types::check_args(&argv).context("the arguments after --")?;
+    let argv = p2pc_types::argv(&artifact.args, &args.args).context("the arguments after --")?;
     let limits = args.limits.resolve(&requested);
     let executors = executors_config(&args)?;
     if kind != "wasm" {
