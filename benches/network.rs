@@ -137,6 +137,7 @@ fn tiny_tasks(rt: &tokio::runtime::Runtime) {
                     to: Some(worker),
                     timeout: Duration::from_secs(60),
                     args: Vec::new(),
+                    call: Default::default(),
                 })
                 .await
                 .expect("submit");
@@ -144,7 +145,8 @@ fn tiny_tasks(rt: &tokio::runtime::Runtime) {
                 .node(0)
                 .wait(&job, Duration::from_secs(60))
                 .await
-                .expect("wait");
+                .expect("wait")
+                .status;
             assert!(
                 matches!(&state, JobState::Done { outcome, .. } if outcome == "ok"),
                 "{state:?}"

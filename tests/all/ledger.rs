@@ -9,7 +9,8 @@ use p2pc_ledger::sync::encode_ops;
 use p2pc_ledger::{Body, CreditManager, Genesis};
 use p2pc_node::{BLOCK_SCORE, ComputeNode, LEDGER_TOPIC};
 use p2pc_testkit::{Cluster, WAIT, eventually, test_config};
-use serde_json::{Value, json};
+use p2pc_node::api::Verified;
+use p2pc_node::{LedgerAnswer, LedgerRequest};
 
 use crate::support::runtime;
 
@@ -29,18 +30,33 @@ fn network(n: usize, dir: &std::path::Path) -> (Vec<SecretKey>, Genesis, std::pa
     (keys, genesis, path)
 }
 
-async fn transfer(node: &ComputeNode, to: &SecretKey, amount: u64) -> Value {
-    node.ledger(json!({"cmd": "ledger_transfer", "to": to.public().to_string(), "amount": amount}))
-        .await
-        .expect("transfer")
+async fn transfer(node: &ComputeNode, to: &SecretKey, amount: u64) -> LedgerAnswer {
+    node.ledger(LedgerRequest::Transfer {
+        to: to.public(),
+        amount,
+    })
+    .await
+    .expect("transfer")
+}
+
+async fn verify(node: &ComputeNode) -> Verified {
+    match node.ledger(LedgerRequest::Verify).await.expect("verify") {
+        LedgerAnswer::Verify(v) => v,
+        other => panic!("a verify answered {other:?}"),
+    }
 }
 
 async fn balance(node: &ComputeNode, of: &SecretKey) -> u64 {
-    let v = node
-        .ledger(json!({"cmd": "ledger_balance", "account": of.public().to_string()}))
+    match node
+        .ledger(LedgerRequest::Balance {
+            account: Some(of.public()),
+        })
         .await
-        .expect("balance");
-    v["balance"].as_u64().expect("a number") + v["incoming"].as_u64().expect("a number")
+        .expect("balance")
+    {
+        LedgerAnswer::Balance(b) => b.balance + b.incoming,
+        other => panic!("a balance answered {other:?}"),
+    }
 }
 
 async fn peers_of(node: &ComputeNode) -> Vec<String> {
@@ -182,12 +198,9 @@ fn five_nodes_partitioned_in_two_keep_transacting_and_converge_after_healing() {
                     "node {i} account {a}"
                 );
             }
-            let report = node(i)
-                .ledger(json!({"cmd": "ledger_verify"}))
-                .await
-                .expect("verify");
-            assert_eq!(report["ok"], true, "{report}");
-            assert_eq!(report["ops"], 15, "{report}");
+            let report = verify(node(i)).await;
+            assert!(report.ok, "{report:?}");
+            assert_eq!(report.ops, 15, "{report:?}");
         }
         cluster.shutdown().await;
     });
@@ -256,14 +269,8 @@ fn a_peer_sending_forged_ops_and_garbage_is_scored_down_and_blocked() {
         assert!(sync.is_err(), "a blocked peer was answered: {sync:?}");
 
         // The node is unharmed: nothing stored, and an honest peer syncs.
-        let report = honest
-            .ledger(json!({"cmd": "ledger_verify"}))
-            .await
-            .expect("verify");
-        assert_eq!(
-            (report["ok"].clone(), report["ops"].clone()),
-            (json!(true), json!(0))
-        );
+        let report = verify(honest).await;
+        assert_eq!((report.ok, report.ops), (true, 0));
         let mut config = test_config(&dir.path().join("late"));
         config.ledger.genesis = Some(path.clone());
         config.node.bootstrap = honest.addrs();
@@ -334,13 +341,7 @@ fn ops_dated_ahead_of_the_clock_wait_for_it() {
                 .expect("heard")
             }
         };
-        let applied = || async {
-            node.ledger(json!({"cmd": "ledger_verify"}))
-                .await
-                .expect("verify")["ops"]
-                .as_u64()
-                .expect("a count")
-        };
+        let applied = || async { verify(node).await.ops };
 
         // An hour ahead: held, not applied, and not held against the peer.
         gossip(pay(&far, now_ms() + 3_600_000), 1).await;
@@ -376,14 +377,11 @@ fn ops_dated_ahead_of_the_clock_wait_for_it() {
             (node.ledger_future_ops(), balance(node, &far).await),
             (1, 1_000)
         );
-        let report = node
-            .ledger(json!({"cmd": "ledger_verify"}))
-            .await
-            .expect("verify");
+        let report = verify(node).await;
         assert_eq!(
-            (report["ok"].clone(), report["future_ops"].clone()),
-            (json!(true), json!(1)),
-            "{report}"
+            (report.ok, report.future_ops),
+            (true, Some(1)),
+            "{report:?}"
         );
 
         let _ = peer.shutdown().await;

@@ -10,4 +10,5 @@ mod hostile;
 mod ledger;
 mod overlay;
 mod rejects;
+mod services;
 mod support;

@@ -61,10 +61,11 @@ fn five_nodes_discover_each_other_share_blobs_and_run_remote_tasks() {
                 to: None,
                 timeout: WAIT,
                 args: Vec::new(),
+                call: Default::default(),
             })
             .await
             .expect("submit");
-        let state = cluster.node(2).wait(&job, WAIT).await.expect("wait");
+        let state = cluster.node(2).wait(&job, WAIT).await.expect("wait").status;
         let JobState::Done {
             worker,
             outcome,
@@ -82,7 +83,7 @@ fn five_nodes_discover_each_other_share_blobs_and_run_remote_tasks() {
             cluster.node(2).peer_id().to_string(),
             "ran on another node"
         );
-        let bytes = cluster.node(2).output(&job).expect("output");
+        let bytes = cluster.node(2).output(&job).await.expect("output");
         assert_eq!(p2pc_node::messages::blob_id(&bytes).to_string(), output);
         assert_eq!(String::from_utf8(bytes).expect("utf8"), sha256_hex(&input));
         cluster.shutdown().await;
@@ -107,15 +108,16 @@ fn large_outputs_and_inputs_travel_as_blobs() {
                 to: Some(cluster.node(1).peer_id()),
                 timeout: WAIT,
                 args: Vec::new(),
+                call: Default::default(),
             })
             .await
             .expect("submit");
-        let state = cluster.node(0).wait(&job, WAIT).await.expect("wait");
+        let state = cluster.node(0).wait(&job, WAIT).await.expect("wait").status;
         assert!(
             matches!(state, JobState::Done { ref outcome, .. } if outcome == "ok"),
             "{state:?}"
         );
-        let output = cluster.node(0).output(&job).expect("output");
+        let output = cluster.node(0).output(&job).await.expect("output");
         assert!(
             output.len() > p2pc_node::messages::INLINE_BYTES,
             "fetched as a blob"
@@ -188,10 +190,11 @@ fn untrusted_replayed_and_tampered_tasks_are_refused_with_clear_errors() {
                 to: Some(worker),
                 timeout: WAIT,
                 args: Vec::new(),
+                call: Default::default(),
             })
             .await
             .expect("submit");
-        let state = cluster.node(0).wait(&job, WAIT).await.expect("wait");
+        let state = cluster.node(0).wait(&job, WAIT).await.expect("wait").status;
         let JobState::Failed { error } = state else {
             panic!("{state:?}")
         };
@@ -219,7 +222,7 @@ fn untrusted_replayed_and_tampered_tasks_are_refused_with_clear_errors() {
             async move {
                 let req = TaskRequest {
                     task,
-                    describe: false,
+                    ..TaskRequest::default()
                 }
                 .encode_to_vec();
                 let answer = client
@@ -317,6 +320,7 @@ fn a_worker_that_dies_mid_task_gives_a_clear_error_before_the_deadline() {
                 to: Some(worker),
                 timeout: Duration::from_secs(120),
                 args: Vec::new(),
+                call: Default::default(),
             })
             .await
             .expect("submit");
@@ -330,7 +334,7 @@ fn a_worker_that_dies_mid_task_gives_a_clear_error_before_the_deadline() {
         let node = cluster.nodes.remove(1);
         node.shutdown().await;
         let started = std::time::Instant::now();
-        let state = cluster.node(0).wait(&job, WAIT).await.expect("wait");
+        let state = cluster.node(0).wait(&job, WAIT).await.expect("wait").status;
         let JobState::Failed { error } = state else {
             panic!("{state:?}")
         };

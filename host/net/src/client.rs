@@ -20,7 +20,7 @@ pub struct Client {
 }
 
 /// A peer this node is connected to.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PeerInfo {
     /// Its id.
     pub peer_id: String,

@@ -27,6 +27,9 @@
 //! genesis = "genesis.toml"             # the network's genesis file; no ledger without it
 //! sync_interval = "30s"                # anti-entropy with one peer this often
 //! max_clock_skew = "1m"                # ops dated further ahead wait for the clock
+//!
+//! [jobs]
+//! keep = "7d"                          # finished jobs' records and outputs kept this long
 //! ```
 //!
 //! Environment overrides: `P2PC_LISTEN` and `P2PC_BOOTSTRAP` (comma
@@ -57,6 +60,32 @@ pub struct NodeConfig {
     pub executors: ExecutorsConfig,
     /// `[ledger]`.
     pub ledger: LedgerSection,
+    /// `[jobs]`.
+    pub jobs: JobsSection,
+    /// The program the isolated wasm pool runs as each worker process, and
+    /// the arguments that select that mode (`p2pctl internal wasm-worker`).
+    /// Not read from `node.toml`: whoever starts the node knows where its
+    /// own binary is. Without it, `[executors.wasm] isolated = true` is
+    /// refused at start.
+    #[serde(skip)]
+    pub wasm_worker: Option<(PathBuf, Vec<std::ffi::OsString>)>,
+}
+
+/// `[jobs]`: the records of jobs this node submits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsSection {
+    /// How long a finished job's record, logs and output are kept.
+    #[serde(deserialize_with = "duration")]
+    pub keep: Duration,
+}
+
+impl Default for JobsSection {
+    fn default() -> Self {
+        Self {
+            keep: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
 }
 
 /// `[ledger]`.

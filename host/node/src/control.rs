@@ -6,25 +6,27 @@
 //! every request carries, so a socket exposed by mistake (a bind mount, a
 //! shared directory) is still not enough.
 //!
-//! Each request is one line of JSON, `{"token": "...", "cmd": "...", ...}`,
-//! answered by one line, `{"ok": true, "result": ...}` or
-//! `{"ok": false, "error": "..."}`. A connection may carry many requests.
-//! Lines over 1 MiB are refused.
+//! Each request is one line of JSON, `{"token": "...", "request": {...}}`
+//! with a typed [`Request`], answered by one line, `{"ok": true, "result":
+//! ...}` or `{"ok": false, "error": "..."}`; each request's result has a
+//! type of its own (see [`crate::api`]). A connection may carry many
+//! requests. Lines over 1 MiB are refused.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use p2pc_net::PeerId;
-use p2pc_store::Cid;
-use serde_json::{Value, json};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tracing::{debug, warn};
 
-use crate::jobs::Submission;
-use crate::node::{ComputeNode, Shared};
+use crate::api::{Exported, Request, Submitted};
+use crate::network::Submission;
+use crate::node::{ComputeNode, Services, put_file};
 use crate::{Error, Result};
 
 /// The socket's file name in the data directory.
@@ -94,16 +96,16 @@ impl ComputeNode {
             unsafe_umask(old);
             l.map_err(|e| Error::Io(format!("cannot listen on {}: {e}", path.display())))?
         };
-        let shared = self.shared.clone();
+        let services = self.services.clone();
         Ok(tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let shared = shared.clone();
+                let services = services.clone();
                 let token = token.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = connection(shared, token, stream).await {
+                    if let Err(e) = connection(services, token, stream).await {
                         debug!(error = %e, "control connection ended");
                     }
                 });
@@ -117,8 +119,35 @@ fn unsafe_umask(mask: u32) -> u32 {
     unsafe { libc::umask(mask as libc::mode_t) as u32 }
 }
 
+/// One request line.
+#[derive(Serialize, Deserialize)]
+struct Line {
+    token: String,
+    request: Request,
+}
+
+/// One answer line.
+#[derive(Serialize, Deserialize)]
+struct Answer<T> {
+    ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    result: Option<T>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl Answer<Value> {
+    fn error(message: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            result: None,
+            error: Some(message.into()),
+        }
+    }
+}
+
 async fn connection(
-    shared: Arc<Shared>,
+    services: Services,
     token: String,
     stream: tokio::net::UnixStream,
 ) -> std::io::Result<()> {
@@ -135,14 +164,11 @@ async fn connection(
             return Ok(());
         }
         let answer = if line.len() > MAX_LINE {
-            json!({"ok": false, "error": "request line over 1 MiB"})
+            Answer::error("request line over 1 MiB")
         } else {
-            match serde_json::from_slice::<Value>(&line) {
-                Ok(request) => handle(&shared, &token, request).await,
-                Err(e) => json!({"ok": false, "error": format!("malformed request: {e}")}),
-            }
+            handle(&services, &token, &line).await
         };
-        let mut out = serde_json::to_vec(&answer).expect("JSON values serialise");
+        let mut out = serde_json::to_vec(&answer).expect("answers serialise");
         out.push(b'\n');
         write.write_all(&out).await?;
         if line.len() > MAX_LINE {
@@ -155,143 +181,140 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn handle(shared: &Arc<Shared>, token: &str, request: Value) -> Value {
-    let given = request.get("token").and_then(Value::as_str).unwrap_or("");
+async fn handle(services: &Services, token: &str, line: &[u8]) -> Answer<Value> {
+    // The token is checked before the request is looked at, so a caller
+    // without it learns nothing about what requests exist.
+    #[derive(Deserialize)]
+    struct Token {
+        #[serde(default)]
+        token: String,
+    }
+    let given = serde_json::from_slice::<Token>(line)
+        .map(|t| t.token)
+        .unwrap_or_default();
     if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
         warn!("control request with a wrong token");
-        return json!({"ok": false, "error": "wrong or missing control token"});
+        return Answer::error("wrong or missing control token");
     }
-    match command(shared, &request).await {
-        Ok(result) => json!({"ok": true, "result": result}),
-        Err(e) => json!({"ok": false, "error": e.to_string()}),
-    }
-}
-
-fn field<'a>(request: &'a Value, name: &str) -> Result<&'a str> {
-    request
-        .get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| Error::Control(format!("missing field {name:?}")))
-}
-
-fn cid(request: &Value, name: &str) -> Result<Cid> {
-    let text = field(request, name)?;
-    text.parse()
-        .map_err(|_| Error::Control(format!("{text:?} is not a blob id (64 hex digits)")))
-}
-
-fn peers(request: &Value, name: &str) -> Result<Vec<PeerId>> {
-    let Some(list) = request.get(name).and_then(Value::as_array) else {
-        return Ok(Vec::new());
+    let request = match serde_json::from_slice::<Line>(line) {
+        Ok(l) => l.request,
+        Err(e) => return Answer::error(format!("malformed request: {e}")),
     };
+    match command(services, request).await {
+        Ok(result) => Answer {
+            ok: true,
+            result: Some(result),
+            error: None,
+        },
+        Err(e) => Answer::error(e.to_string()),
+    }
+}
+
+fn peers(list: &[String]) -> Result<Vec<PeerId>> {
     list.iter()
-        .map(|v| {
-            let s = v.as_str().unwrap_or("");
+        .map(|s| {
             s.parse()
                 .map_err(|_| Error::Control(format!("{s:?} is not a peer id")))
         })
         .collect()
 }
 
-fn read_file(path: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::Io(format!("cannot read {path}: {e}")))
+async fn read_file(path: PathBuf) -> Result<Vec<u8>> {
+    tokio::fs::read(&path)
+        .await
+        .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))
 }
 
-fn to_json(value: &impl serde::Serialize) -> Value {
+fn to_json(value: &impl Serialize) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
-async fn command(shared: &Arc<Shared>, request: &Value) -> Result<Value> {
-    match field(request, "cmd")? {
-        "status" => Ok(to_json(&shared.status().await?)),
-        "peers" => Ok(to_json(&shared.client.peers().await?)),
-        "put" => {
-            let bytes = read_file(field(request, "path")?)?;
-            let info = shared.store.put_bytes(&bytes)?;
-            shared.announce(info.id);
-            Ok(to_json(&info))
+async fn command(services: &Services, request: Request) -> Result<Value> {
+    Ok(match request {
+        Request::Status => to_json(&services.status().await?),
+        Request::Peers => to_json(&services.client.peers().await?),
+        Request::Put { path } => to_json(&put_file(services, path).await?),
+        Request::Fetch { cid, from } => {
+            let hints = peers(&from)?;
+            to_json(&crate::fetch::fetch(&services.client, &services.store, cid, &hints).await?)
         }
-        "fetch" => {
-            let cid = cid(request, "cid")?;
-            let hints = peers(request, "from")?;
-            let stats = crate::fetch::fetch(&shared.client, &shared.store, cid, &hints).await?;
-            Ok(to_json(&stats))
-        }
-        "export" => {
-            let path = PathBuf::from(field(request, "path")?);
-            let tmp = path.with_extension("p2pc-partial");
-            let mut file = std::fs::File::create(&tmp)
-                .map_err(|e| Error::Io(format!("cannot create {}: {e}", tmp.display())))?;
-            let inline = request
-                .get("job")
-                .and_then(Value::as_str)
-                .and_then(|job| shared.jobs.inline_output(job));
-            let n = match inline {
-                Some(bytes) => {
-                    file.write_all(&bytes)
-                        .map_err(|e| Error::Io(format!("cannot write {}: {e}", tmp.display())))?;
-                    bytes.len() as u64
-                }
-                None => {
-                    let mut reader = shared.store.get(&cid(request, "cid")?)?;
-                    std::io::copy(&mut reader, &mut file)
-                        .map_err(|e| Error::Io(format!("cannot write {}: {e}", tmp.display())))?
-                }
+        Request::Export { cid, job, path } => {
+            let output = match (job, cid) {
+                (Some(job), _) => Some(services.network.output(&job).await?),
+                (None, Some(_)) => None,
+                (None, None) => return Err(Error::Control("name a job or a blob to export".into())),
             };
-            std::fs::rename(&tmp, &path)
-                .map_err(|e| Error::Io(format!("cannot rename to {}: {e}", path.display())))?;
-            Ok(json!({"bytes": n, "path": path}))
+            let store = services.store.clone();
+            let exported = tokio::task::spawn_blocking(move || export(&store, cid, output, path))
+                .await
+                .map_err(|e| Error::Io(format!("export failed: {e}")))??;
+            to_json(&exported)
         }
-        "submit" => {
-            let bundle = read_file(field(request, "bundle")?)?;
-            let input = match request.get("input").and_then(Value::as_str) {
-                Some(p) => read_file(p)?,
+        Request::Submit(s) => {
+            let bundle = read_file(s.bundle).await?;
+            let input = match s.input {
+                Some(p) => read_file(p).await?,
                 None => Vec::new(),
             };
-            let to = match request.get("to").and_then(Value::as_str) {
-                Some(s) => Some(
-                    s.parse()
-                        .map_err(|_| Error::Control(format!("{s:?} is not a peer id")))?,
+            let to = match s.to {
+                Some(t) => Some(
+                    t.parse()
+                        .map_err(|_| Error::Control(format!("{t:?} is not a peer id")))?,
                 ),
                 None => None,
             };
-            let timeout = Duration::from_millis(
-                request
-                    .get("timeout_ms")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(60_000),
-            );
-            let args = match request.get("args") {
-                None => Vec::new(),
-                Some(v) => serde_json::from_value::<Vec<String>>(v.clone())
-                    .map_err(|_| Error::Control("args is not a list of strings".into()))?,
-            };
-            let id = shared
+            let job = services
+                .network
                 .submit(Submission {
                     bundle,
                     input,
                     to,
-                    timeout,
-                    args,
+                    timeout: Duration::from_millis(s.timeout_ms),
+                    args: s.args,
+                    call: Default::default(),
                 })
                 .await?;
-            Ok(json!({"job": id}))
+            to_json(&Submitted { job })
         }
-        "job" => Ok(to_json(&shared.job(field(request, "job")?)?)),
-        "wait" => {
-            let timeout = Duration::from_millis(
-                request
-                    .get("timeout_ms")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(60_000),
-            );
-            Ok(to_json(
-                &shared.wait(field(request, "job")?, timeout).await?,
-            ))
+        Request::Job { job } => to_json(&services.network.job(&job).await?),
+        Request::Wait { job, timeout_ms } => to_json(
+            &services
+                .network
+                .wait(&job, Duration::from_millis(timeout_ms))
+                .await?,
+        ),
+        Request::Logs { job } => to_json(&services.network.logs(&job).await?),
+        Request::Jobs { limit } => to_json(&services.network.jobs(limit).await?),
+        Request::Ledger(r) => to_json(&services.replica()?.command(r).await?),
+    })
+}
+
+/// Writes `output` (a job's), or else blob `cid`, to `path` by way of a
+/// temporary file beside it.
+fn export(
+    store: &p2pc_store::Store,
+    cid: Option<p2pc_store::Cid>,
+    output: Option<bytes::Bytes>,
+    path: PathBuf,
+) -> Result<Exported> {
+    let tmp = path.with_extension("p2pc-partial");
+    let mut file = std::fs::File::create(&tmp)
+        .map_err(|e| Error::Io(format!("cannot create {}: {e}", tmp.display())))?;
+    let written = |e: std::io::Error| Error::Io(format!("cannot write {}: {e}", tmp.display()));
+    let bytes = match (output, cid) {
+        (Some(bytes), _) => {
+            file.write_all(&bytes).map_err(written)?;
+            bytes.len() as u64
         }
-        cmd if cmd.starts_with("ledger_") => shared.ledger_command(request.clone()).await,
-        other => Err(Error::Control(format!("unknown command {other:?}"))),
-    }
+        (None, Some(cid)) => {
+            let mut reader = store.get(&cid)?;
+            std::io::copy(&mut reader, &mut file).map_err(written)?
+        }
+        (None, None) => return Err(Error::Control("nothing to export".into())),
+    };
+    std::fs::rename(&tmp, &path)
+        .map_err(|e| Error::Io(format!("cannot rename to {}: {e}", path.display())))?;
+    Ok(Exported { bytes, path })
 }
 
 /// A connection to a running node's control channel.
@@ -317,11 +340,14 @@ impl Control {
         })
     }
 
-    /// Sends `request` (a JSON object with `cmd`) and returns its result,
-    /// waiting at most `timeout`.
-    pub fn call(&mut self, mut request: Value, timeout: Duration) -> Result<Value> {
-        request["token"] = Value::String(self.token.clone());
-        let mut line = serde_json::to_vec(&request).expect("JSON values serialise");
+    /// Sends `request` and returns its typed result, waiting at most
+    /// `timeout`.
+    pub fn call<T: DeserializeOwned>(&mut self, request: Request, timeout: Duration) -> Result<T> {
+        let line = Line {
+            token: self.token.clone(),
+            request,
+        };
+        let mut line = serde_json::to_vec(&line).expect("requests serialise");
         line.push(b'\n');
         let stream = self.reader.get_mut();
         stream
@@ -339,17 +365,17 @@ impl Control {
         if answer.is_empty() {
             return Err(Error::Io("the node closed the control channel".into()));
         }
-        let value: Value = serde_json::from_str(&answer)
-            .map_err(|e| Error::Io(format!("malformed answer from the node: {e}")))?;
-        if value["ok"].as_bool() == Some(true) {
-            Ok(value["result"].clone())
-        } else {
-            Err(Error::Control(
-                value["error"]
-                    .as_str()
-                    .unwrap_or("unknown error")
-                    .to_owned(),
+        let answer: Answer<T> = serde_json::from_str(&answer).map_err(|e| {
+            Error::Io(format!(
+                "the node's answer is not what this p2pctl expects ({e}); is the node the same version?"
             ))
+        })?;
+        match (answer.ok, answer.result) {
+            (true, Some(result)) => Ok(result),
+            (true, None) => Err(Error::Io("the node's answer has no result".into())),
+            (false, _) => Err(Error::Control(
+                answer.error.unwrap_or_else(|| "unknown error".to_owned()),
+            )),
         }
     }
 }

@@ -1,40 +1,57 @@
 //! `ComputeNode`: the p2pc runner daemon. It composes the store, the wasm
 //! sandbox and the other executors, and the overlay; it runs tasks peers
 //! send it and returns signed receipts, serves and fetches blobs, submits
-//! its own jobs, and answers `p2pctl` over a local control channel.
+//! its own jobs and keeps their records, and answers `p2pctl` over a local
+//! control channel.
 //!
 //! It is not the overlay (`p2pc-net` moves the bytes), not the sandbox, and
-//! not a scheduler across many workers yet: one job is one task sent to
-//! one worker.
+//! not yet a scheduler across many workers: one job is one task sent to one
+//! worker.
 //!
-//! Modules:
-//! - `config`: [`NodeConfig`], `node.toml` and its environment overrides.
-//! - `messages`: the signed task, receipt and advert messages.
-//! - `fetch`: multi-provider verified download ([`fetch()`]).
-//! - `worker`: running peers' tasks.
-//! - `jobs`: submitting tasks and checking receipts ([`JobState`]).
-//! - `node`: [`ComputeNode`] itself.
-//! - `control`: the Unix-socket control channel and its client, [`Control`].
-//! - `ledger`: the node's ledger replica, its gossip and anti-entropy, and
-//!   the queries `p2pctl ledger` makes.
+//! The node is a set of services, each owning its state behind a small
+//! cloneable handle:
+//! - `worker`: runs peers' tasks, in process or in the isolated pool.
+//! - `network`: `ComputeNetwork`, the jobs this node submits and their
+//!   records on disk ([`JobInfo`], [`JobState`]).
+//! - `replica`: the ledger replica, its gossip and anti-entropy, and the
+//!   queries `p2pctl ledger` makes.
+//! - `control`: the Unix-socket control channel and its client,
+//!   [`Control`], speaking the typed requests of `api`.
+//!
+//! `inbound` routes what the overlay delivers to those handles without
+//! ever waiting on disk or the overlay; `node` ([`ComputeNode`]) builds
+//! the services and wires them. Leaves used by all: `config`
+//! ([`NodeConfig`]), `messages` (the signed wire messages), `fetch`
+//! (multi-provider verified download), `signer` (the node's key), `api`.
+//!
+//! Modules depend on each other one way only:
+//! `config`, `messages`, `api`, `signer`, `fetch` ← `replica`, `worker` ←
+//! `network` ← `node`, `inbound` ← `control`. A service asks another only
+//! through its handle.
 
 #![deny(missing_docs)]
 
+pub mod api;
 mod config;
 mod control;
 mod fetch;
-mod jobs;
-mod ledger;
+mod inbound;
 pub mod messages;
+mod network;
 mod node;
+mod replica;
+mod signer;
 mod worker;
 
-pub use config::{LedgerSection, LimitsSection, NodeConfig, NodeSection, TrustSection};
+pub use api::{LedgerAnswer, LedgerRequest, Request};
+pub use config::{JobsSection, LedgerSection, LimitsSection, NodeConfig, NodeSection, TrustSection};
 pub use control::{Control, SOCKET_FILE, TOKEN_FILE, ensure_token};
 pub use fetch::{FetchError, FetchStats, WINDOW, fetch};
-pub use jobs::{JobState, Submission};
-pub use ledger::{BLOCK_SCORE, LEDGER_TOPIC, op_json, open_ledger, query};
+pub use network::{
+    JobInfo, JobLogs, JobProgress, JobState, MAX_LIVE_JOBS, RECENT_JOBS, Submission, TaskInfo,
+};
 pub use node::{ComputeNode, Status};
+pub use replica::{BLOCK_SCORE, LEDGER_TOPIC, op_view, open_ledger, query};
 
 /// Why a node operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +79,7 @@ pub enum Error {
     #[error("{0}")]
     Submit(String),
     /// No job of that id.
-    #[error("no job {0} on this node (job records do not survive a restart)")]
+    #[error("no job {0} on this node (finished jobs are kept for [jobs] keep, 7 days by default)")]
     NoSuchJob(String),
     /// A control request was wrong.
     #[error("{0}")]

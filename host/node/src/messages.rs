@@ -2,7 +2,9 @@
 //! worker adverts, each carried in a `p2pc_crypto::Envelope` of its own
 //! kind so a signature over one can never pass as another.
 //!
-//! Participants: a *submitter* node and a *worker* node.
+//! Participants: a *submitter* node and a *worker* node. While a task runs,
+//! the worker sends the submitter signed progress reports on the same
+//! protocol; its receipt carries the job's log lines and stderr tail.
 //! Goals: the worker runs only tasks signed by a submitter it trusts, once
 //! each, before their deadline; the submitter accepts only a result signed
 //! by the worker it chose, bound to the exact task it sent.
@@ -19,6 +21,8 @@ use prost::Message;
 pub const TASK_KIND: &str = "p2pc/task/1";
 /// Envelope kind of a receipt.
 pub const RECEIPT_KIND: &str = "p2pc/receipt/1";
+/// Envelope kind of a progress report.
+pub const PROGRESS_KIND: &str = "p2pc/progress/1";
 /// Envelope kind of a worker advert.
 pub const ADVERT_KIND: &str = "p2pc/advert/1";
 /// Gossip topic of worker adverts.
@@ -28,6 +32,33 @@ pub const ADVERT_TOPIC: &str = "p2pc/workers/1";
 pub const INLINE_BYTES: usize = 1 << 20;
 /// Furthest in the future a task's deadline may be.
 pub const MAX_DEADLINE_MS: u64 = 24 * 3600 * 1000;
+/// Bytes of log text a receipt carries at most; lines past it are counted
+/// as dropped. Keeps a receipt well inside an envelope's size limit
+/// whatever a job logs.
+pub const RECEIPT_LOG_BYTES: usize = 256 << 10;
+/// Bytes of the end of a task's stderr a receipt carries at most.
+pub const RECEIPT_STDERR_BYTES: usize = 64 << 10;
+
+/// Which export of a component a task calls ([`TaskSpec::call`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, prost::Enumeration)]
+#[repr(i32)]
+pub enum CallKind {
+    /// `run(input)`, or a command with the input on stdin.
+    #[default]
+    Run = 0,
+    /// `map(shard)` of the map-reduce world; the input is the shard.
+    Map = 1,
+    /// `reduce(outputs)`; the input is a [`ReduceInput`].
+    Reduce = 2,
+}
+
+/// The input of a reduce task: the map outputs, in shard order.
+#[derive(Clone, PartialEq, Message)]
+pub struct ReduceInput {
+    /// Each map task's output.
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub parts: Vec<Vec<u8>>,
+}
 
 /// What a submitter asks a worker to run. Signed as a [`TASK_KIND`]
 /// envelope.
@@ -70,6 +101,39 @@ pub struct TaskSpec {
     /// what the task is.
     #[prost(string, repeated, tag = "11")]
     pub args: Vec<String>,
+    /// Which export to call: a [`CallKind`]. Absent (0) is `run`, so
+    /// tasks from before map and reduce mean what they meant.
+    #[prost(enumeration = "CallKind", tag = "12")]
+    pub call: i32,
+}
+
+/// One line a job logged, as a receipt carries it.
+#[derive(Clone, PartialEq, Message)]
+pub struct ReceiptLog {
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    #[prost(string, tag = "1")]
+    pub level: String,
+    /// The text (at most 4 KiB, as the sandbox cut it).
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// A worker's report of how far a running task has got, sent to the
+/// submitter while the task runs. Signed as a [`PROGRESS_KIND`] envelope.
+#[derive(Clone, PartialEq, Message)]
+pub struct Progress {
+    /// The task's id.
+    #[prost(bytes = "vec", tag = "1")]
+    pub task_id: Vec<u8>,
+    /// BLAKE3 of the task envelope, as in the receipt.
+    #[prost(bytes = "vec", tag = "2")]
+    pub task_digest: Vec<u8>,
+    /// Units done, as the job reported them (`host.progress`).
+    #[prost(uint64, tag = "3")]
+    pub done: u64,
+    /// Units in all.
+    #[prost(uint64, tag = "4")]
+    pub total: u64,
 }
 
 /// What a worker attests it did. Signed as a [`RECEIPT_KIND`] envelope.
@@ -106,6 +170,16 @@ pub struct Receipt {
     /// Wall time in microseconds (informational).
     #[prost(uint64, tag = "10")]
     pub wall_us: u64,
+    /// Lines the job logged, up to [`RECEIPT_LOG_BYTES`] of text.
+    #[prost(message, repeated, tag = "11")]
+    pub logs: Vec<ReceiptLog>,
+    /// Lines logged but not carried: past the sandbox's line limit or
+    /// this receipt's byte budget.
+    #[prost(uint64, tag = "12")]
+    pub logs_dropped: u64,
+    /// The last [`RECEIPT_STDERR_BYTES`] of what the job wrote to stderr.
+    #[prost(bytes = "vec", tag = "13")]
+    pub stderr: Vec<u8>,
 }
 
 /// What a worker offers. Signed as an [`ADVERT_KIND`] envelope, gossiped
@@ -147,6 +221,10 @@ pub struct TaskRequest {
     /// Asks for the worker's signed [`Advert`] instead.
     #[prost(bool, tag = "2")]
     pub describe: bool,
+    /// A signed [`Progress`] envelope, encoded: a worker reporting to the
+    /// submitter of a task it runs. The reply is empty.
+    #[prost(bytes = "vec", tag = "3")]
+    pub progress: Vec<u8>,
 }
 
 /// A task-protocol response.

@@ -1,112 +1,30 @@
-//! [`ComputeNode`]: the composition root. Opens the store, unlocks nothing
-//! itself (it is handed its key), builds the executors and the overlay, and
-//! answers peers.
+//! [`ComputeNode`]: the composition root. Opens the store, builds the
+//! services (worker, jobs, ledger replica) and the overlay, wires their
+//! handles to the inbound router, and answers for them. It holds no state
+//! of its own beyond those handles.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use p2pc_crypto::{Envelope, PublicKey, SecretKey, TrustPolicy, VerifiedBundle};
-use p2pc_exec::{ContainerExecutor, ProcessExecutor};
-use p2pc_net::{Client, Inbound, Multiaddr, PeerId};
-use p2pc_sandbox::WasmExecutor;
+use p2pc_crypto::{PublicKey, SecretKey};
+use p2pc_net::{Client, Multiaddr, PeerId};
 use p2pc_store::{Cid, Store};
-use prost::Message;
-use tokio::sync::{Semaphore, mpsc};
+use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::jobs::Jobs;
-use crate::messages::{ADVERT_KIND, ADVERT_TOPIC, Advert, TaskReply, now_unix_ms};
+use crate::api::{LedgerAnswer, LedgerRequest};
+use crate::inbound::Router;
+use crate::messages::ADVERT_TOPIC;
+use crate::network::{JobInfo, JobLogs, Network, Submission};
+use crate::replica::{LEDGER_TOPIC, Replica};
+use crate::signer::Signer;
+use crate::worker::{Worker, announce};
 use crate::{Error, NodeConfig, Result};
 
-/// State every handler shares.
-pub(crate) struct Shared {
-    pub(crate) client: Client,
-    pub(crate) store: Store,
-    pub(crate) key: SecretKey,
-    pub(crate) public: PublicKey,
-    pub(crate) config: NodeConfig,
-    pub(crate) submitters: TrustPolicy,
-    pub(crate) publishers: TrustPolicy,
-    pub(crate) wasm: WasmExecutor,
-    pub(crate) process: Option<ProcessExecutor>,
-    pub(crate) container: Option<ContainerExecutor>,
-    pub(crate) slots: Arc<Semaphore>,
-    pub(crate) seen_tasks: Mutex<HashMap<(PublicKey, Vec<u8>), u64>>,
-    pub(crate) bundles: Mutex<HashMap<Cid, Arc<VerifiedBundle>>>,
-    /// Adverts heard, by peer: the worker's key and what it offers.
-    pub(crate) adverts: Mutex<HashMap<PeerId, (PublicKey, Advert)>>,
-    pub(crate) jobs: Jobs,
-    /// The ledger replica, if `[ledger] genesis` is set.
-    pub(crate) ledger: Option<Arc<crate::ledger::LedgerService>>,
-    sequence: AtomicU64,
-    started: Instant,
-}
-
-impl Shared {
-    /// A sequence number above every one this node used before, even
-    /// across restarts: microseconds since the epoch, bumped past the last.
-    pub(crate) fn next_sequence(&self) -> u64 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
-        let mut last = self.sequence.load(Ordering::Relaxed);
-        loop {
-            let next = now.max(last + 1);
-            match self
-                .sequence
-                .compare_exchange(last, next, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => return next,
-                Err(seen) => last = seen,
-            }
-        }
-    }
-
-    /// Announces blob `cid` in the background.
-    pub(crate) fn announce(&self, cid: Cid) {
-        let client = self.client.clone();
-        tokio::spawn(async move {
-            if let Err(e) = client.provide(cid).await {
-                debug!(%cid, error = %e, "could not announce blob");
-            }
-        });
-    }
-
-    fn on_advert(&self, source: Option<PeerId>, data: &[u8]) {
-        let Some(source) = source else { return };
-        let Ok(envelope) = Envelope::decode_bounded(data) else {
-            return;
-        };
-        let Ok(opened) = envelope.open(ADVERT_KIND) else {
-            debug!(%source, "advert with a bad signature");
-            return;
-        };
-        // The advert must be signed by the key the gossip source's peer id
-        // was derived from.
-        if opened.author.peer_id() != source {
-            debug!(%source, "advert signed by another key");
-            return;
-        }
-        let Ok(advert) = Advert::decode(opened.payload) else {
-            return;
-        };
-        if advert.issued_unix_ms + 120_000 < now_unix_ms() {
-            return;
-        }
-        self.adverts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(source, (opened.author, advert));
-    }
-}
-
 /// What `node status` shows.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Status {
     /// The node's peer id.
     pub peer_id: String,
@@ -118,22 +36,72 @@ pub struct Status {
     pub peers: usize,
     /// Workers whose adverts it holds.
     pub workers_known: usize,
-    /// Task slots free / total.
+    /// Task slots free now.
     pub free_slots: usize,
     /// Task slots in all.
     pub slots: usize,
     /// Blobs stored.
     pub blobs: usize,
-    /// Jobs submitted through this node.
+    /// Jobs whose records this node keeps.
     pub jobs: usize,
     /// Seconds since start.
     pub uptime_secs: u64,
 }
 
+/// The handles every part of the node reaches the services through.
+#[derive(Clone)]
+pub(crate) struct Services {
+    pub(crate) client: Client,
+    pub(crate) store: Store,
+    pub(crate) worker: Worker,
+    pub(crate) network: Network,
+    pub(crate) replica: Option<Replica>,
+    pub(crate) config: Arc<NodeConfig>,
+    pub(crate) started: Instant,
+    pub(crate) public: PublicKey,
+}
+
+impl Services {
+    pub(crate) fn replica(&self) -> Result<&Replica> {
+        self.replica.as_ref().ok_or_else(|| {
+            Error::Ledger(
+                "this node has no ledger: set [ledger] genesis in node.toml to the network's genesis file"
+                    .into(),
+            )
+        })
+    }
+
+    pub(crate) async fn status(&self) -> Result<Status> {
+        let (free_slots, slots) = self.worker.slots();
+        let store = self.store.clone();
+        let blobs = tokio::task::spawn_blocking(move || store.list().map(|l| l.len()))
+            .await
+            .map_err(|e| Error::Io(format!("listing blobs failed: {e}")))??;
+        Ok(Status {
+            peer_id: self.client.peer_id().to_string(),
+            public_key: self.public.to_string(),
+            listen: self
+                .client
+                .listen_addrs()
+                .await?
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            peers: self.client.peers().await?.len(),
+            workers_known: self.network.workers().len(),
+            free_slots,
+            slots,
+            blobs,
+            jobs: self.network.len(),
+            uptime_secs: self.started.elapsed().as_secs(),
+        })
+    }
+}
+
 /// A running node. Dropping it does not stop it; call
 /// [`shutdown`](Self::shutdown).
 pub struct ComputeNode {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) services: Services,
     tasks: Vec<JoinHandle<()>>,
     listen: Vec<Multiaddr>,
 }
@@ -146,83 +114,63 @@ impl ComputeNode {
         let data_dir = config.node.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| Error::Io(format!("cannot create {}: {e}", data_dir.display())))?;
-        let store = Store::open(data_dir.join("store"))?;
-        let wasm = WasmExecutor::new(p2pc_sandbox::Config {
-            cache_dir: Some(data_dir.join("cache")),
-            max_concurrent: config.node.slots.clamp(1, 64) as u32,
-            max_memory: config.limits.memory.max(p2pc_types::ByteSize::mib(64)),
-            ..p2pc_sandbox::Config::default()
-        })
-        .map_err(|e| Error::Executor(e.to_string()))?;
-        let process = config
-            .executors
-            .process
-            .enabled
-            .then(|| ProcessExecutor::new(config.executors.process_config()));
-        let container = config
-            .executors
-            .container
-            .enabled
-            .then(|| ContainerExecutor::new(config.executors.container_config()));
-        if config.executors.wasm.isolated {
-            // TODO: run peers' wasm tasks in the isolated pool; it needs the
-            // p2pctl binary's path, which embedders of this crate lack.
-            warn!(
-                "[executors.wasm] isolated is not used by the node yet; wasm tasks run in-process"
-            );
-        }
-
-        let ledger = crate::ledger::open_ledger(&config)?
-            .map(|l| crate::ledger::LedgerService::new(l, config.ledger.max_clock_skew));
-
+        let store = {
+            let dir = data_dir.join("store");
+            tokio::task::spawn_blocking(move || Store::open(dir))
+                .await
+                .map_err(|e| Error::Io(format!("opening the store failed: {e}")))??
+        };
+        let ledger = crate::replica::open_ledger(&config)?;
+        let signer = Arc::new(Signer::new(key.clone()));
         let (client, inbound, event_loop) = p2pc_net::new(&key, config.net())?;
-        let net_task = tokio::spawn(event_loop.run());
-        let shared = Arc::new(Shared {
+        let mut tasks = vec![tokio::spawn(event_loop.run())];
+
+        let (worker, advertise) = Worker::start(&config, client.clone(), store.clone(), signer.clone())?;
+        tasks.push(advertise);
+        let (network, network_tasks) = Network::start(
+            client.clone(),
+            store.clone(),
+            signer.clone(),
+            config.jobs.keep,
+        )
+        .await?;
+        tasks.extend(network_tasks);
+        let replica = match ledger {
+            Some(ledger) => {
+                let (replica, replica_tasks) =
+                    Replica::start(ledger, &config, client.clone(), signer.clone());
+                tasks.extend(replica_tasks);
+                Some(replica)
+            }
+            None => None,
+        };
+        let services = Services {
             client: client.clone(),
             store,
-            public: key.public(),
-            key,
-            submitters: config.trust.submitters()?,
-            publishers: config.trust.publishers()?,
-            wasm,
-            process,
-            container,
-            slots: Arc::new(Semaphore::new(config.node.slots.max(1))),
-            seen_tasks: Mutex::new(HashMap::new()),
-            bundles: Mutex::new(HashMap::new()),
-            adverts: Mutex::new(HashMap::new()),
-            jobs: Jobs::default(),
-            ledger,
-            sequence: AtomicU64::new(0),
+            worker,
+            network,
+            replica,
+            public: signer.public(),
+            config: Arc::new(config),
             started: Instant::now(),
-            config,
-        });
+        };
+        tasks.push(tokio::spawn(Router::new(&services).run(inbound)));
 
         let mut listen = Vec::new();
-        for addr in &shared.config.node.listen {
+        for addr in &services.config.node.listen {
             listen.push(client.listen(addr.clone()).await?);
         }
         client.subscribe(ADVERT_TOPIC).await?;
-        let mut tasks = vec![
-            net_task,
-            tokio::spawn(dispatch(shared.clone(), inbound)),
-            tokio::spawn(advertise(shared.clone())),
-        ];
-        if shared.ledger.is_some() {
-            client.subscribe(crate::ledger::LEDGER_TOPIC).await?;
-            tasks.push(tokio::spawn(crate::ledger::sync_loop(
-                shared.clone(),
-                shared.config.ledger.sync_interval,
-            )));
-            tasks.push(tokio::spawn(crate::ledger::release_loop(shared.clone())));
+        if services.replica.is_some() {
+            client.subscribe(LEDGER_TOPIC).await?;
         }
-        for addr in &shared.config.node.bootstrap {
+        for addr in &services.config.node.bootstrap {
             match client.dial(addr.clone()).await {
                 Ok(peer) => info!(%peer, "connected to bootstrap peer"),
                 Err(e) => warn!(%addr, error = %e, "bootstrap peer unreachable"),
             }
         }
-        if !shared.config.node.bootstrap.is_empty() {
+        if !services.config.node.bootstrap.is_empty() {
             let c = client.clone();
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = c.bootstrap().await {
@@ -232,7 +180,7 @@ impl ComputeNode {
         }
         info!(peer = %client.peer_id(), "node started");
         Ok(Self {
-            shared,
+            services,
             tasks,
             listen,
         })
@@ -240,22 +188,22 @@ impl ComputeNode {
 
     /// The overlay client.
     pub fn client(&self) -> &Client {
-        &self.shared.client
+        &self.services.client
     }
 
     /// The node's store.
     pub fn store(&self) -> &Store {
-        &self.shared.store
+        &self.services.store
     }
 
     /// The node's peer id.
     pub fn peer_id(&self) -> PeerId {
-        self.shared.client.peer_id()
+        self.services.client.peer_id()
     }
 
     /// The node's public key.
     pub fn public_key(&self) -> PublicKey {
-        self.shared.public
+        self.services.public
     }
 
     /// The addresses bound at start, each with `/p2p/<peer id>` appended.
@@ -268,29 +216,113 @@ impl ComputeNode {
 
     /// The data directory.
     pub fn data_dir(&self) -> PathBuf {
-        self.shared.config.node.data_dir.clone()
+        self.services.config.node.data_dir.clone()
     }
 
     /// Stores `bytes` as a blob and announces it.
     pub async fn put_blob(&self, bytes: &[u8]) -> Result<Cid> {
-        let info = self.shared.store.put_bytes(bytes)?;
-        let _ = self.shared.client.provide(info.id).await;
+        let store = self.services.store.clone();
+        let bytes = bytes.to_vec();
+        let info = tokio::task::spawn_blocking(move || store.put_bytes(&bytes))
+            .await
+            .map_err(|e| Error::Io(format!("storing a blob failed: {e}")))??;
+        let _ = self.services.client.provide(info.id).await;
         Ok(info.id)
     }
 
     /// Fetches blob `cid` from the network.
     pub async fn fetch(&self, cid: Cid, hints: &[PeerId]) -> Result<crate::FetchStats> {
-        Ok(crate::fetch::fetch(&self.shared.client, &self.shared.store, cid, hints).await?)
+        Ok(crate::fetch::fetch(&self.services.client, &self.services.store, cid, hints).await?)
     }
 
     /// What the node sees.
     pub async fn status(&self) -> Result<Status> {
-        self.shared.status().await
+        self.services.status().await
     }
 
-    /// Stops the node: closes every connection and waits for its tasks.
+    /// Submits a job; returns its id at once. Follow it with
+    /// [`job`](Self::job) or [`wait`](Self::wait).
+    pub async fn submit(&self, submission: Submission) -> Result<String> {
+        self.services.network.submit(submission).await
+    }
+
+    /// A job's record: where it stands, its worker, its progress.
+    pub async fn job(&self, id: &str) -> Result<JobInfo> {
+        self.services.network.job(id).await
+    }
+
+    /// The jobs this node keeps, newest first, at most `limit`.
+    pub async fn jobs(&self, limit: usize) -> Result<Vec<JobInfo>> {
+        self.services.network.jobs(limit).await
+    }
+
+    /// Waits up to `timeout` for a job to finish; returns its record as it
+    /// stands then.
+    pub async fn wait(&self, id: &str, timeout: Duration) -> Result<JobInfo> {
+        self.services.network.wait(id, timeout).await
+    }
+
+    /// A job's logs and stderr tail, as its worker's receipt carried them.
+    pub async fn logs(&self, id: &str) -> Result<JobLogs> {
+        self.services.network.logs(id).await
+    }
+
+    /// A finished job's output, read (verified) from the store.
+    pub async fn output(&self, id: &str) -> Result<Vec<u8>> {
+        Ok(self.services.network.output(id).await?.to_vec())
+    }
+
+    /// The workers this node has heard adverts from.
+    pub fn workers(&self) -> Vec<PeerId> {
+        self.services.network.workers()
+    }
+
+    /// Process ids of the isolated wasm workers, when peers' wasm tasks
+    /// run in them (`[executors.wasm] isolated = true`); `None` otherwise.
+    pub fn isolated_workers(&self) -> Option<Vec<u32>> {
+        self.services.worker.pool().map(|p| p.idle_workers())
+    }
+
+    /// Components the in-process wasm executor has compiled or loaded
+    /// from its cache: zero on a node whose wasm tasks all ran isolated.
+    pub fn in_process_loads(&self) -> u64 {
+        let s = self.services.worker.wasm().stats();
+        s.compiled.saturating_add(s.disk_hits).saturating_add(s.memory_hits)
+    }
+
+    /// Answers a ledger request as the control channel does.
+    pub async fn ledger(&self, request: LedgerRequest) -> Result<LedgerAnswer> {
+        self.services.replica()?.command(request).await
+    }
+
+    /// A digest of the ledger's derived state: equal on replicas that
+    /// hold the same ops.
+    pub fn ledger_digest(&self) -> Option<[u8; 32]> {
+        self.services.replica.as_ref().map(Replica::digest)
+    }
+
+    /// Pulls from `peer` every op it holds that this node lacks; returns
+    /// how many were new.
+    pub async fn ledger_sync(&self, peer: PeerId) -> Result<usize> {
+        self.services.replica()?.sync_with(peer).await
+    }
+
+    /// How many ops wait for this node's clock to reach their time.
+    pub fn ledger_future_ops(&self) -> usize {
+        self.services.replica.as_ref().map_or(0, Replica::future_ops)
+    }
+
+    /// `peer`'s standing with this node's ledger: 0 until it sends bad
+    /// messages; blocked at [`BLOCK_SCORE`](crate::BLOCK_SCORE).
+    pub fn ledger_score(&self, peer: &PeerId) -> i32 {
+        self.services.replica.as_ref().map_or(0, |r| r.score(peer))
+    }
+
+    /// Stops the node: writes every pending job record, closes every
+    /// connection and waits for its tasks.
     pub async fn shutdown(self) {
-        let _ = self.shared.client.shutdown().await;
+        self.services.network.flush().await;
+        let _ = self.services.client.shutdown().await;
         for t in self.tasks {
             t.abort();
             let _ = t.await;
@@ -298,118 +330,16 @@ impl ComputeNode {
     }
 }
 
-impl Shared {
-    pub(crate) async fn status(&self) -> Result<Status> {
-        Ok(Status {
-            peer_id: self.client.peer_id().to_string(),
-            public_key: self.public.to_string(),
-            listen: self
-                .client
-                .listen_addrs()
-                .await?
-                .iter()
-                .map(|a| a.to_string())
-                .collect(),
-            peers: self.client.peers().await?.len(),
-            workers_known: self.adverts.lock().unwrap_or_else(|e| e.into_inner()).len(),
-            free_slots: self.slots.available_permits(),
-            slots: self.config.node.slots,
-            blobs: self.store.list()?.len(),
-            jobs: self.jobs.len(),
-            uptime_secs: self.started.elapsed().as_secs(),
-        })
-    }
-}
-
-/// Hands every inbound request to a task of its own, so a slow one never
-/// holds up the overlay.
-async fn dispatch(shared: Arc<Shared>, mut inbound: mpsc::Receiver<Inbound>) {
-    while let Some(message) = inbound.recv().await {
-        match message {
-            Inbound::Chunk {
-                request, channel, ..
-            } => {
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let store = shared.store.clone();
-                    let response =
-                        tokio::task::spawn_blocking(move || crate::fetch::serve(&store, &request))
-                            .await
-                            .unwrap_or_else(|_| {
-                                p2pc_net::ChunkResponse::with_status(
-                                    p2pc_net::ChunkStatus::Unavailable,
-                                )
-                            });
-                    let _ = shared.client.respond_chunk(channel, response).await;
-                });
-            }
-            Inbound::Task {
-                peer,
-                request,
-                channel,
-            } => {
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let reply: TaskReply = shared.handle_task(peer, &request).await;
-                    let _ = shared
-                        .client
-                        .respond_task(channel, reply.encode_to_vec())
-                        .await;
-                });
-            }
-            Inbound::Ledger {
-                peer,
-                request,
-                channel,
-            } => {
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let reply = shared.answer_sync(peer, &request).await;
-                    let _ = shared.client.respond_ledger(channel, reply).await;
-                });
-            }
-            Inbound::Gossip {
-                source,
-                via,
-                topic,
-                data,
-            } => {
-                if topic == ADVERT_TOPIC {
-                    shared.on_advert(source, &data);
-                } else if topic == crate::ledger::LEDGER_TOPIC {
-                    // In order: gossip of one chain must not race itself.
-                    shared.on_ledger_gossip(via, &data).await;
-                }
-            }
-            Inbound::Connected(peer) => {
-                debug!(%peer, "peer connected");
-                if shared.ledger.is_some() {
-                    let shared = shared.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = shared.sync_with(peer).await {
-                            debug!(%peer, error = %e, "ledger sync failed");
-                        }
-                    });
-                }
-            }
-            Inbound::Disconnected(peer) => {
-                shared
-                    .adverts
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&peer);
-            }
-        }
-    }
-}
-
-/// Gossips this worker's advert now and then.
-async fn advertise(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tick.tick().await;
-        let advert = shared.advert().encode_to_vec();
-        // Fails while no peer subscribes; the next tick tries again.
-        let _ = shared.client.publish(ADVERT_TOPIC, advert).await;
-    }
+/// Stores a file's bytes as a blob (off the async threads) and announces it.
+pub(crate) async fn put_file(services: &Services, path: PathBuf) -> Result<p2pc_store::BlobInfo> {
+    let store = services.store.clone();
+    let info = tokio::task::spawn_blocking(move || -> Result<_> {
+        let file = std::fs::File::open(&path)
+            .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
+        Ok(store.put(std::io::BufReader::with_capacity(1 << 20, file))?)
+    })
+    .await
+    .map_err(|e| Error::Io(format!("storing a file failed: {e}")))??;
+    announce(&services.client, info.id);
+    Ok(info)
 }

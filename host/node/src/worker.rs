@@ -1,22 +1,42 @@
-//! The worker side of `/p2pc/task/1`: checks a signed task, fetches what it
-//! lacks, runs it and signs a receipt.
+//! The worker service: the worker side of `/p2pc/task/1`. It checks a
+//! signed task, fetches what it lacks, runs it (in process, or in the
+//! isolated pool of confined worker processes), sends the submitter the
+//! job's progress while it runs, and signs a receipt that carries the
+//! job's logs and stderr tail.
+//!
+//! Its state (executors, slots, tasks seen, verified bundles) is its own,
+//! behind the [`Worker`] handle; it asks the overlay and the store, nothing
+//! else.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use p2pc_crypto::{BundleFile, Envelope, PublicKey, VerifiedBundle};
-use p2pc_net::PeerId;
-use p2pc_sandbox::{Artifact, Call, Grants, Limits, Mode, SandboxExecutor, Task};
-use p2pc_store::Cid;
+use p2pc_crypto::{BundleFile, Envelope, PublicKey, TrustPolicy, VerifiedBundle};
+use p2pc_exec::{ContainerExecutor, PoolConfig, PoolProgram, ProcessExecutor, WasmPool};
+use p2pc_net::{Client, PeerId};
+use p2pc_sandbox::{Artifact, Call, Grants, Limits, Mode, Outcome, SandboxExecutor, Task, WasmExecutor};
+use p2pc_store::{Cid, Store};
 use p2pc_types::ByteSize;
 use prost::Message;
+use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use crate::messages::{
-    ADVERT_KIND, Advert, INLINE_BYTES, MAX_DEADLINE_MS, RECEIPT_KIND, Receipt, TASK_KIND,
-    TaskReply, TaskRequest, TaskSpec, blob_id, now_unix_ms,
+    ADVERT_KIND, ADVERT_TOPIC, Advert, CallKind, INLINE_BYTES, MAX_DEADLINE_MS, PROGRESS_KIND,
+    Progress, RECEIPT_KIND, RECEIPT_LOG_BYTES, RECEIPT_STDERR_BYTES, Receipt, ReceiptLog,
+    ReduceInput, TASK_KIND, TaskReply, TaskRequest, TaskSpec, blob_id, now_unix_ms,
 };
-use crate::node::Shared;
+use crate::signer::Signer;
+use crate::{Error, LimitsSection, NodeConfig, Result};
+
+/// Progress reports sent to a submitter at most this often per task.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+/// How long a progress report may take to be delivered.
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Tasks remembered against replay, beyond which expired ones are dropped.
+const SEEN_TASKS: usize = 4096;
 
 /// A refusal: a code a program can branch on and a message for people.
 struct Refusal(&'static str, String);
@@ -35,10 +55,142 @@ fn refuse(code: &str, message: impl Into<String>) -> TaskReply {
     }
 }
 
-impl Shared {
+/// A handle on the worker service. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Worker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    store: Store,
+    signer: Arc<Signer>,
+    limits: LimitsSection,
+    slots_total: usize,
+    submitters: TrustPolicy,
+    publishers: TrustPolicy,
+    wasm: WasmExecutor,
+    /// Set with `[executors.wasm] isolated = true`: peers' wasm tasks run
+    /// here, in confined worker processes, instead of in `wasm`.
+    pool: Option<WasmPool>,
+    process: Option<ProcessExecutor>,
+    container: Option<ContainerExecutor>,
+    slots: Arc<Semaphore>,
+    seen_tasks: Mutex<HashMap<(PublicKey, Vec<u8>), u64>>,
+    bundles: Mutex<HashMap<Cid, Arc<VerifiedBundle>>>,
+}
+
+impl Worker {
+    /// Builds the executors `config` enables and starts gossiping adverts.
+    pub(crate) fn start(
+        config: &NodeConfig,
+        client: Client,
+        store: Store,
+        signer: Arc<Signer>,
+    ) -> Result<(Self, JoinHandle<()>)> {
+        let data_dir = &config.node.data_dir;
+        let max_memory = config.limits.memory.max(ByteSize::mib(64));
+        let wasm = WasmExecutor::new(p2pc_sandbox::Config {
+            cache_dir: Some(data_dir.join("cache")),
+            max_concurrent: config.node.slots.clamp(1, 64) as u32,
+            max_memory,
+            ..p2pc_sandbox::Config::default()
+        })
+        .map_err(|e| Error::Executor(e.to_string()))?;
+        let pool = if config.executors.wasm.isolated {
+            let Some((program, args)) = &config.wasm_worker else {
+                return Err(Error::Config(
+                    "[executors.wasm] isolated = true needs the worker program, which this \
+                     embedder of the node did not give (p2pctl node start does)"
+                        .into(),
+                ));
+            };
+            let mut pool_config = PoolConfig::new(program.clone(), args.clone());
+            pool_config.workers = config.node.slots.clamp(1, 64);
+            pool_config.max_memory = max_memory;
+            pool_config.allow_unisolated = config.executors.wasm.allow_unisolated;
+            let pool = WasmPool::new(pool_config);
+            if pool.isolation() == "refused" {
+                return Err(Error::Config(
+                    "[executors.wasm] isolated = true, but bubblewrap (bwrap) is not installed; \
+                     install it, or set allow_unisolated = true to confine workers with \
+                     rlimits only"
+                        .into(),
+                ));
+            }
+            info!(isolation = pool.isolation(), "peers' wasm tasks run in isolated worker processes");
+            Some(pool)
+        } else {
+            None
+        };
+        let process = config
+            .executors
+            .process
+            .enabled
+            .then(|| ProcessExecutor::new(config.executors.process_config()));
+        let container = config
+            .executors
+            .container
+            .enabled
+            .then(|| ContainerExecutor::new(config.executors.container_config()));
+        let worker = Self {
+            inner: Arc::new(Inner {
+                client,
+                store,
+                signer,
+                limits: config.limits.clone(),
+                slots_total: config.node.slots.max(1),
+                submitters: config.trust.submitters()?,
+                publishers: config.trust.publishers()?,
+                wasm,
+                pool,
+                process,
+                container,
+                slots: Arc::new(Semaphore::new(config.node.slots.max(1))),
+                seen_tasks: Mutex::new(HashMap::new()),
+                bundles: Mutex::new(HashMap::new()),
+            }),
+        };
+        let advertise = tokio::spawn(worker.clone().advertise());
+        Ok((worker, advertise))
+    }
+
+    /// Slots free now, and in all.
+    pub(crate) fn slots(&self) -> (usize, usize) {
+        (self.inner.slots.available_permits(), self.inner.slots_total)
+    }
+
+    /// The isolated pool, when peers' wasm tasks run in one.
+    pub(crate) fn pool(&self) -> Option<&WasmPool> {
+        self.inner.pool.as_ref()
+    }
+
+    /// The in-process wasm executor.
+    pub(crate) fn wasm(&self) -> &WasmExecutor {
+        &self.inner.wasm
+    }
+
+    /// Gossips this worker's advert now and then.
+    async fn advertise(self) {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            let advert = self.advert().encode_to_vec();
+            // Fails while no peer subscribes; the next tick tries again.
+            let _ = self.inner.client.publish(ADVERT_TOPIC, advert).await;
+        }
+    }
+
+    /// Answers one task-protocol request from `peer`.
+    pub(crate) async fn handle_task(&self, peer: PeerId, request: TaskRequest) -> TaskReply {
+        self.inner.handle_task(peer, request).await
+    }
+}
+
+impl Inner {
     /// This worker's signed advert.
-    pub(crate) fn advert(&self) -> Envelope {
-        let limits = &self.config.limits;
+    fn advert(&self) -> Envelope {
+        let limits = &self.limits;
         let mut executors = vec!["wasm".to_owned()];
         if self.process.is_some() {
             executors.push("process".into());
@@ -49,27 +201,17 @@ impl Shared {
         let advert = Advert {
             executors,
             free_slots: self.slots.available_permits() as u32,
-            slots: self.config.node.slots as u32,
+            slots: self.slots_total as u32,
             max_fuel: limits.fuel,
             max_memory: limits.memory.0,
-            max_timeout_ms: limits.timeout.as_millis() as u64,
+            max_timeout_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
             max_output: limits.output.0,
             issued_unix_ms: now_unix_ms(),
         };
-        Envelope::seal(
-            &self.key,
-            ADVERT_KIND,
-            self.next_sequence(),
-            advert.encode_to_vec(),
-        )
+        self.signer.seal(ADVERT_KIND, advert.encode_to_vec())
     }
 
-    /// Answers one task-protocol request from `peer`.
-    pub(crate) async fn handle_task(self: &Arc<Self>, peer: PeerId, request: &[u8]) -> TaskReply {
-        let request = match TaskRequest::decode(request) {
-            Ok(r) => r,
-            Err(e) => return refuse("malformed", format!("malformed task request: {e}")),
-        };
+    async fn handle_task(&self, peer: PeerId, request: TaskRequest) -> TaskReply {
         if request.describe {
             return TaskReply {
                 advert: self.advert().encode_to_vec(),
@@ -98,14 +240,14 @@ impl Shared {
             Ok(s) => s,
             Err(e) => return refuse("malformed", format!("malformed task: {e}")),
         };
-        if !spec.worker.is_empty() && spec.worker != self.public.to_bytes() {
+        if !spec.worker.is_empty() && spec.worker != self.signer.public().to_bytes() {
             return refuse("wrong_worker", "the task names another worker");
         }
         let now = now_unix_ms();
         if spec.deadline_unix_ms <= now {
             return refuse("expired", "the task's deadline has passed");
         }
-        if spec.deadline_unix_ms > now + MAX_DEADLINE_MS {
+        if spec.deadline_unix_ms > now.saturating_add(MAX_DEADLINE_MS) {
             return refuse(
                 "bad_deadline",
                 "the task's deadline is more than a day away",
@@ -127,7 +269,7 @@ impl Shared {
             Ok(l) => l,
             Err(refusal) => return refusal.into(),
         };
-        let left = Duration::from_millis(spec.deadline_unix_ms - now);
+        let left = Duration::from_millis(spec.deadline_unix_ms.saturating_sub(now));
         let _slot = match tokio::time::timeout(left, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => permit,
             _ => return refuse("busy", "no slot came free before the task's deadline"),
@@ -156,24 +298,41 @@ impl Shared {
             {
                 return refuse("fetch_failed", format!("cannot fetch the input: {e}"));
             }
-            match self.store.get_bytes(&input_cid) {
-                Ok(b) => b,
+            let store = self.store.clone();
+            match tokio::task::spawn_blocking(move || store.get_bytes(&input_cid)).await {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => return refuse("internal", format!("cannot read the input: {e}")),
                 Err(e) => return refuse("internal", format!("cannot read the input: {e}")),
             }
         };
-        info!(task = %hex::encode(&spec.task_id), %peer, bundle = %bundle.manifest.name, "running task");
+        let call = match CallKind::try_from(spec.call) {
+            Ok(CallKind::Run) => Call::Run(input),
+            Ok(CallKind::Map) => Call::Map(input),
+            Ok(CallKind::Reduce) => match ReduceInput::decode(input.as_slice()) {
+                Ok(parts) => Call::Reduce(parts.parts),
+                Err(e) => return refuse("malformed", format!("malformed reduce input: {e}")),
+            },
+            Err(_) => return refuse("malformed", format!("unknown call {}", spec.call)),
+        };
+        info!(task = %hex::encode(&spec.task_id), %peer, bundle = %bundle.manifest.name, call = call_name(&call), "running task");
         let executor = bundle.manifest.executor().to_owned();
         let argv = match p2pc_types::argv(&bundle.manifest.args, &spec.args) {
             Ok(argv) => argv,
             Err(e) => return refuse("malformed", format!("the task's arguments: {e}")),
         };
+        // Seeded from what the task is, as `p2pctl run` seeds it.
+        let mode = if executor == "wasm" {
+            Mode::derived(
+                blake3::hash(&bundle.component).as_bytes(),
+                &seed_input(&call),
+                &argv,
+            )
+        } else {
+            Mode::Nondeterministic
+        };
         let task = Task {
-            mode: if executor == "wasm" {
-                Mode::derived(blake3::hash(&bundle.component).as_bytes(), &input, &argv)
-            } else {
-                Mode::Nondeterministic
-            },
-            call: Call::Run(input),
+            mode,
+            call,
             limits,
             grants: Grants::default(),
             args: spec.args.clone(),
@@ -183,42 +342,40 @@ impl Shared {
             name: bundle.manifest.name.clone(),
             args: bundle.manifest.args.clone(),
         };
-        let outcome = match executor.as_str() {
-            "wasm" => self.wasm.execute(&artifact, task).await,
-            "process" => match &self.process {
-                Some(e) => e.execute(&artifact, task).await,
-                None => {
-                    return refuse(
-                        "executor_unavailable",
-                        "this worker does not offer the process executor",
-                    );
-                }
-            },
-            "container" => match &self.container {
-                Some(e) => e.execute(&artifact, task).await,
-                None => {
-                    return refuse(
-                        "executor_unavailable",
-                        "this worker does not offer the container executor",
-                    );
-                }
-            },
-            other => {
-                return refuse(
-                    "executor_unavailable",
-                    format!("no {other:?} executor here"),
-                );
+        let (progress_tx, progress_rx) = watch::channel(None);
+        let (ended, ended_rx) = oneshot::channel();
+        let reporter = tokio::spawn(report_progress(
+            self.client.clone(),
+            self.signer.clone(),
+            peer,
+            spec.task_id.clone(),
+            task_digest.as_bytes().to_vec(),
+            progress_rx,
+            ended_rx,
+        ));
+        let outcome = match self.execute(&executor, &artifact, task, progress_tx).await {
+            Ok(outcome) => outcome,
+            Err(refusal) => {
+                reporter.abort();
+                return refusal.into();
             }
         };
+        // The last report goes before the receipt, so the submitter's
+        // record ends with the job's last progress.
+        let _ = ended.send(());
+        if tokio::time::timeout(PROGRESS_TIMEOUT, reporter).await.is_err() {
+            debug!("the last progress report was not delivered in time");
+        }
         let mut receipt = Receipt {
             task_id: spec.task_id.clone(),
             task_digest: task_digest.as_bytes().to_vec(),
             submitter: submitter.to_bytes().to_vec(),
             fuel_used: outcome.usage.fuel_used,
             peak_memory: outcome.usage.peak_memory,
-            wall_us: started.elapsed().as_micros() as u64,
+            wall_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             ..Receipt::default()
         };
+        attach_logs(&mut receipt, &outcome);
         let mut inline = bytes::Bytes::new();
         match outcome.result {
             Ok(output) => {
@@ -230,14 +387,19 @@ impl Shared {
                     receipt.output = blob_id(&output).as_bytes().to_vec();
                     inline = output.into();
                 } else {
-                    let info = match self.store.put_bytes(&output) {
-                        Ok(i) => i,
+                    let store = self.store.clone();
+                    let put = tokio::task::spawn_blocking(move || store.put_bytes(&output)).await;
+                    let info = match put {
+                        Ok(Ok(i)) => i,
+                        Ok(Err(e)) => {
+                            return refuse("internal", format!("cannot store the output: {e}"));
+                        }
                         Err(e) => {
                             return refuse("internal", format!("cannot store the output: {e}"));
                         }
                     };
                     receipt.output = info.id.as_bytes().to_vec();
-                    self.announce(info.id);
+                    announce(&self.client, info.id);
                 }
             }
             Err(e) => {
@@ -246,12 +408,7 @@ impl Shared {
             }
         }
         debug!(task = %hex::encode(&spec.task_id), outcome = %receipt.outcome, "task finished");
-        let signed = Envelope::seal(
-            &self.key,
-            RECEIPT_KIND,
-            self.next_sequence(),
-            receipt.encode_to_vec(),
-        );
+        let signed = self.signer.seal(RECEIPT_KIND, receipt.encode_to_vec());
         TaskReply {
             receipt: signed.encode_to_vec(),
             inline_output: inline,
@@ -263,14 +420,14 @@ impl Shared {
     /// was already there.
     fn remember_task(&self, submitter: PublicKey, id: &[u8], deadline: u64, now: u64) -> bool {
         let mut seen = self.seen_tasks.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() > 4096 {
+        if seen.len() > SEEN_TASKS {
             seen.retain(|_, d| *d > now);
         }
         seen.insert((submitter, id.to_vec()), deadline).is_none()
     }
 
     fn task_limits(&self, spec: &TaskSpec) -> Result<Limits, Refusal> {
-        let max = &self.config.limits;
+        let max = &self.limits;
         let over = |what: &str, asked: String, most: String| {
             Err(Refusal(
                 "over_limits",
@@ -329,11 +486,7 @@ impl Shared {
 
     /// The verified bundle stored as blob `cid`, fetched from `peer` (or
     /// any provider) when missing. Verified bundles are kept in memory.
-    async fn bundle(
-        self: &Arc<Self>,
-        cid: Cid,
-        peer: PeerId,
-    ) -> Result<Arc<VerifiedBundle>, Refusal> {
+    async fn bundle(&self, cid: Cid, peer: PeerId) -> Result<Arc<VerifiedBundle>, Refusal> {
         let now = p2pc_crypto::now_unix();
         let cached = self
             .bundles
@@ -352,9 +505,10 @@ impl Shared {
                 format!("cannot fetch the bundle: {e}"),
             ));
         }
-        let bytes = self
-            .store
-            .get_bytes(&cid)
+        let store = self.store.clone();
+        let bytes = tokio::task::spawn_blocking(move || store.get_bytes(&cid))
+            .await
+            .map_err(|e| Refusal("internal", format!("cannot read the bundle: {e}")))?
             .map_err(|e| Refusal("internal", format!("cannot read the bundle: {e}")))?;
         let verified = BundleFile::from_vec(bytes)
             .and_then(|f| f.verify(&self.publishers, now))
@@ -367,4 +521,170 @@ impl Shared {
         cache.insert(cid, verified.clone());
         Ok(verified)
     }
+}
+
+impl Inner {
+    /// Runs `task` on the executor the bundle names.
+    async fn execute(
+        &self,
+        executor: &str,
+        artifact: &Artifact,
+        task: Task,
+        progress: watch::Sender<Option<(u64, u64)>>,
+    ) -> Result<Outcome, Refusal> {
+        let unavailable = |what: &str| {
+            Refusal(
+                "executor_unavailable",
+                format!("this worker does not offer the {what} executor"),
+            )
+        };
+        Ok(match executor {
+            "wasm" => match &self.pool {
+                Some(pool) => {
+                    let program = PoolProgram::new(artifact.bytes.clone());
+                    let mut task = task;
+                    if !artifact.args.is_empty() {
+                        task.args.splice(0..0, artifact.args.iter().cloned());
+                    }
+                    let outcome = pool.run(&program, task).await;
+                    // The pool's workers report progress only at the end.
+                    if outcome.progress.is_some() {
+                        progress.send_replace(outcome.progress);
+                    }
+                    outcome
+                }
+                None => {
+                    self.wasm
+                        .execute_reporting(artifact, task, Some(progress))
+                        .await
+                }
+            },
+            "process" => match &self.process {
+                Some(e) => e.execute(artifact, task).await,
+                None => return Err(unavailable("process")),
+            },
+            "container" => match &self.container {
+                Some(e) => e.execute(artifact, task).await,
+                None => return Err(unavailable("container")),
+            },
+            other => {
+                return Err(Refusal(
+                    "executor_unavailable",
+                    format!("no {other:?} executor here"),
+                ));
+            }
+        })
+    }
+}
+
+fn call_name(call: &Call) -> &'static str {
+    match call {
+        Call::Run(_) => "run",
+        Call::Map(_) => "map",
+        Call::Reduce(_) => "reduce",
+    }
+}
+
+/// The input a task's seed is derived from: a run's or a map's input, or
+/// a reduce's parts encoded as they travel ([`ReduceInput`]).
+fn seed_input(call: &Call) -> std::borrow::Cow<'_, [u8]> {
+    match call {
+        Call::Reduce(parts) => ReduceInput {
+            parts: parts.clone(),
+        }
+        .encode_to_vec()
+        .into(),
+        Call::Run(i) | Call::Map(i) => i.as_slice().into(),
+    }
+}
+
+/// Copies the job's logs and the end of its stderr into `receipt`, within
+/// the receipt's byte budget.
+fn attach_logs(receipt: &mut Receipt, outcome: &Outcome) {
+    let mut budget = RECEIPT_LOG_BYTES;
+    let mut dropped = outcome.logs_dropped;
+    for line in &outcome.logs {
+        if line.message.len() > budget {
+            dropped = dropped.saturating_add(1);
+            continue;
+        }
+        budget -= line.message.len();
+        let level = serde_json::to_value(line.level)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        receipt.logs.push(ReceiptLog {
+            level,
+            message: line.message.clone(),
+        });
+    }
+    receipt.logs_dropped = dropped;
+    let from = outcome.stderr.len().saturating_sub(RECEIPT_STDERR_BYTES);
+    receipt.stderr = outcome.stderr[from..].to_vec();
+}
+
+/// Sends the submitter the job's progress while it runs, at most every
+/// [`PROGRESS_EVERY`], and the last value once `ended` fires.
+async fn report_progress(
+    client: Client,
+    signer: Arc<Signer>,
+    submitter: PeerId,
+    task_id: Vec<u8>,
+    task_digest: Vec<u8>,
+    mut progress: watch::Receiver<Option<(u64, u64)>>,
+    mut ended: oneshot::Receiver<()>,
+) {
+    let mut sent = None;
+    let mut finished = false;
+    loop {
+        if !finished {
+            tokio::select! {
+                changed = progress.changed() => finished = changed.is_err(),
+                _ = &mut ended => finished = true,
+            }
+        }
+        let latest = *progress.borrow_and_update();
+        if let Some((done, total)) = latest
+            && latest != sent
+        {
+            sent = latest;
+            let report = Progress {
+                task_id: task_id.clone(),
+                task_digest: task_digest.clone(),
+                done,
+                total,
+            };
+            let request = TaskRequest {
+                progress: signer
+                    .seal(PROGRESS_KIND, report.encode_to_vec())
+                    .encode_to_vec(),
+                ..TaskRequest::default()
+            };
+            // Progress is advisory: a report lost is replaced by the next.
+            if let Err(e) = client
+                .request_task(submitter, request.encode_to_vec(), PROGRESS_TIMEOUT)
+                .await
+            {
+                debug!(%submitter, error = %e, "progress report not delivered");
+            }
+        }
+        if finished {
+            return;
+        }
+        // At most one report per interval; cut short when the task ends.
+        tokio::select! {
+            () = tokio::time::sleep(PROGRESS_EVERY) => {}
+            _ = &mut ended => finished = true,
+        }
+    }
+}
+
+/// Announces blob `cid` in the background.
+pub(crate) fn announce(client: &Client, cid: Cid) {
+    let client = client.clone();
+    tokio::spawn(async move {
+        if let Err(e) = client.provide(cid).await {
+            debug!(%cid, error = %e, "could not announce blob");
+        }
+    });
 }

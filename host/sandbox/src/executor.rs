@@ -235,6 +235,18 @@ impl WasmExecutor {
     /// Runs one task on a loaded program. Never panics and never hangs past
     /// the task's timeout: every ending is an [`Outcome`].
     pub async fn run(&self, program: &Program, task: Task) -> Outcome {
+        self.run_reporting(program, task, None).await
+    }
+
+    /// Like [`run`](Self::run), and every `host.progress` call the job
+    /// makes is sent on `progress` as it happens (the last value wins), so
+    /// a caller can pass progress on while the task runs.
+    pub async fn run_reporting(
+        &self,
+        program: &Program,
+        task: Task,
+        progress: Option<ProgressSink>,
+    ) -> Outcome {
         let start = Instant::now();
         if let Err(e) = self.admit(program, &task) {
             return Outcome::rejected(e, start.elapsed());
@@ -247,10 +259,11 @@ impl WasmExecutor {
             .expect("the semaphore is never closed");
 
         let is_command = program.world == World::Command;
-        let (scratch, state) = match prepare(&task, is_command) {
+        let (scratch, mut state) = match prepare(&task, is_command) {
             Ok(prepared) => prepared,
             Err(e) => return Outcome::rejected(e, start.elapsed()),
         };
+        state.progress_sink = progress;
 
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -362,13 +375,34 @@ impl SandboxExecutor for WasmExecutor {
 
     /// The component's argv is `job`, the artifact's arguments, then the
     /// task's.
-    async fn execute(&self, artifact: &Artifact, mut task: Task) -> Outcome {
+    async fn execute(&self, artifact: &Artifact, task: Task) -> Outcome {
+        self.execute_reporting(artifact, task, None).await
+    }
+}
+
+impl WasmExecutor {
+    /// [`SandboxExecutor::execute`], with the job's progress sent on
+    /// `progress` as it happens (see [`run_reporting`](Self::run_reporting)).
+    pub async fn execute_reporting(
+        &self,
+        artifact: &Artifact,
+        mut task: Task,
+        progress: Option<ProgressSink>,
+    ) -> Outcome {
         if !artifact.args.is_empty() {
             task.args.splice(0..0, artifact.args.iter().cloned());
         }
-        self.run_component(&artifact.bytes, task).await
+        let start = Instant::now();
+        match self.load(&artifact.bytes).await {
+            Ok(program) => self.run_reporting(&program, task, progress).await,
+            Err(e) => Outcome::rejected(e, start.elapsed()),
+        }
     }
 }
+
+/// Where a running job's progress goes: the latest `(done, total)` it
+/// reported through `host.progress`.
+pub type ProgressSink = tokio::sync::watch::Sender<Option<(u64, u64)>>;
 
 /// Creates what a task is granted and the state its store holds. The
 /// scratch directory, if any, lives until the returned handle is dropped.

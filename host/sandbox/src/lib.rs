@@ -56,7 +56,7 @@ pub use cache::CacheStats;
 pub use config::Config;
 #[doc(hidden)]
 pub use executor::cache_files;
-pub use executor::{Program, WasmExecutor};
+pub use executor::{Program, ProgressSink, WasmExecutor};
 pub use p2pc_types::{ByteSize, Limits, TaskError, Usage, World};
 pub use task::{Call, Grants, LogLevel, LogLine, Mode, Outcome, Task};
 

@@ -25,6 +25,8 @@ pub(crate) struct TaskState {
     pub(crate) logs_dropped: u64,
     log_limit: usize,
     pub(crate) progress: Option<(u64, u64)>,
+    /// Where progress goes as it is reported, if anyone listens.
+    pub(crate) progress_sink: Option<crate::executor::ProgressSink>,
 }
 
 impl TaskState {
@@ -75,6 +77,7 @@ impl TaskState {
             logs_dropped: 0,
             log_limit: limits.log_lines as usize,
             progress: None,
+            progress_sink: None,
         })
     }
 }
@@ -139,6 +142,9 @@ impl host::Host for TaskState {
 
     fn progress(&mut self, done: u64, total: u64) {
         self.progress = Some((done, total));
+        if let Some(sink) = &self.progress_sink {
+            sink.send_replace(self.progress);
+        }
     }
 
     fn emit(&mut self, bytes: Vec<u8>) -> wasmtime::Result<()> {

@@ -18,7 +18,7 @@ use crate::{Error, Result};
 pub const CHUNK_SIZE: usize = 256 * 1024;
 
 /// What the store knows about a blob.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct BlobInfo {
     /// The blob's name: BLAKE3 of its chunk list.
     pub id: Cid,
@@ -106,21 +106,38 @@ impl Store {
     /// chunk is written.
     pub fn put_with_progress(
         &self,
-        mut input: impl Read,
-        mut progress: impl FnMut(u64),
+        input: impl Read,
+        progress: impl FnMut(u64),
     ) -> Result<BlobInfo> {
         self.check_writable()?;
         let _shared = self.inner.gc_lock.read().unwrap_or_else(|e| e.into_inner());
+        let mut staged = Staged::default();
+        let (id, len, chunks) = self.stage(input, &mut staged, progress)?;
+        let mut batch = self.inner.db.batch().durability(Some(ACK));
+        staged.commit_into(self, &mut batch)?;
+        self.write(|| batch.commit())?;
+        Ok(BlobInfo {
+            id,
+            len,
+            chunks,
+            pinned: self.is_pinned(&id)?,
+        })
+    }
+
+    /// Writes the chunks of what `input` yields that the store lacks to
+    /// `staged`'s pack file, and its blob record to `staged`; nothing is
+    /// indexed until [`Staged::commit_into`]. The caller holds `gc_lock`.
+    pub(crate) fn stage(
+        &self,
+        mut input: impl Read,
+        staged: &mut Staged,
+        mut progress: impl FnMut(u64),
+    ) -> Result<(Cid, u64, u64)> {
         let ks = &self.inner.ks;
         let mut buf = vec![0u8; CHUNK_SIZE];
         let mut record = Vec::with_capacity(8 + 32 * 16);
         record.extend_from_slice(&0u64.to_be_bytes());
         let mut len = 0u64;
-        // New chunks go to this put's own pack file; their index entries
-        // are committed with the blob record, after the pack is synced.
-        let mut pack = None;
-        let mut new_chunks: Vec<(Cid, Loc)> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
         loop {
             let n = read_full(&mut input, &mut buf).map_err(Error::Input)?;
             if n == 0 {
@@ -128,13 +145,17 @@ impl Store {
             }
             let chunk = &buf[..n];
             let hash = Cid::of(chunk);
-            if !seen.contains(&hash) && !ks.chunks.contains_key(hash.as_bytes())? {
-                let writer = match &mut pack {
+            if !staged.seen.contains(&hash) && !ks.chunks.contains_key(hash.as_bytes())? {
+                let writer = match &mut staged.pack {
                     Some(w) => w,
-                    None => pack.insert(self.inner.packs.create().map_err(Error::Io)?),
+                    None => staged
+                        .pack
+                        .insert(self.inner.packs.create().map_err(Error::Io)?),
                 };
-                new_chunks.push((hash, writer.append(chunk).map_err(Error::Io)?));
-                seen.insert(hash);
+                staged
+                    .chunks
+                    .push((hash, writer.append(chunk).map_err(Error::Io)?));
+                staged.seen.insert(hash);
             }
             record.extend_from_slice(hash.as_bytes());
             len += n as u64;
@@ -143,25 +164,11 @@ impl Store {
                 break;
             }
         }
-        if let Some(writer) = pack {
-            writer.finish().map_err(Error::Io)?;
-        }
         record[..8].copy_from_slice(&len.to_be_bytes());
         let id = Cid::of(&record[8..]);
         let chunks = ((record.len() - 8) / 32) as u64;
-
-        let mut batch = self.inner.db.batch().durability(Some(ACK));
-        for (hash, loc) in &new_chunks {
-            batch.insert(&ks.chunks, hash.as_bytes(), loc.encode());
-        }
-        batch.insert(&ks.blobs, id.as_bytes(), record);
-        self.write(|| batch.commit())?;
-        Ok(BlobInfo {
-            id,
-            len,
-            chunks,
-            pinned: self.is_pinned(&id)?,
-        })
+        staged.records.push((id, record));
+        Ok((id, len, chunks))
     }
 
     /// Stores `bytes` as a blob.
@@ -384,6 +391,34 @@ impl Store {
         }
         if Cid::of(buf) != *hash {
             return Err(corrupt());
+        }
+        Ok(())
+    }
+}
+
+/// Blobs written to a pack file but not yet indexed: one pack and one
+/// commit for however many blobs, so many small blobs cost one sync.
+#[derive(Default)]
+pub(crate) struct Staged {
+    pack: Option<crate::pack::PackWriter>,
+    chunks: Vec<(Cid, Loc)>,
+    seen: std::collections::HashSet<Cid>,
+    records: Vec<(Cid, Vec<u8>)>,
+}
+
+impl Staged {
+    /// Syncs the pack file, then adds the chunks' index entries and the
+    /// blob records to `batch`, which the caller commits durably.
+    pub(crate) fn commit_into(self, store: &Store, batch: &mut fjall::WriteBatch) -> Result<()> {
+        if let Some(writer) = self.pack {
+            writer.finish().map_err(Error::Io)?;
+        }
+        let ks = &store.inner.ks;
+        for (hash, loc) in &self.chunks {
+            batch.insert(&ks.chunks, hash.as_bytes(), loc.encode());
+        }
+        for (id, record) in self.records {
+            batch.insert(&ks.blobs, id.as_bytes(), record);
         }
         Ok(())
     }

@@ -12,12 +12,16 @@ pub(crate) const BLOBS: &str = "blobs";
 pub(crate) const PINS: &str = "pins";
 /// Bundle id (32 bytes) → JSON `BundleRecord`; the file itself is a blob.
 pub(crate) const BUNDLES: &str = "bundles";
+/// Job id (the node's key) → the node's record of a job it submitted,
+/// opaque to the store (`records.rs`).
+pub(crate) const JOBS: &str = "jobs";
 
 pub(crate) struct Keyspaces {
     pub(crate) chunks: Keyspace,
     pub(crate) blobs: Keyspace,
     pub(crate) pins: Keyspace,
     pub(crate) bundles: Keyspace,
+    pub(crate) jobs: Keyspace,
 }
 
 impl Keyspaces {
@@ -27,6 +31,7 @@ impl Keyspaces {
             blobs: db.keyspace(BLOBS, KeyspaceCreateOptions::default)?,
             pins: db.keyspace(PINS, KeyspaceCreateOptions::default)?,
             bundles: db.keyspace(BUNDLES, KeyspaceCreateOptions::default)?,
+            jobs: db.keyspace(JOBS, KeyspaceCreateOptions::default)?,
         })
     }
 }

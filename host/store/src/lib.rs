@@ -1,4 +1,5 @@
-//! The p2pc node database: content-addressed blobs and signed bundles. One
+//! The p2pc node database: content-addressed blobs, signed bundles and
+//! the records of submitted jobs. One
 //! fjall database per node holds the index and records; chunk bytes live in
 //! append-only pack files beside it.
 //!
@@ -19,6 +20,8 @@
 //! - `import`: [`Import`], a blob assembled from verified chunks that
 //!   arrive in any order (a network download).
 //! - `bundle`: [`BundleRecord`]s of verified bundles, files kept as pinned blobs.
+//! - `records`: job records a submitting node keeps ([`JobWrite`]), written
+//!   in one commit with the outputs they name.
 //! - `error`: [`Error`].
 
 #![deny(missing_docs)]
@@ -29,9 +32,11 @@ mod error;
 mod import;
 mod keyspaces;
 mod pack;
+mod records;
 
 pub use blob::{BlobInfo, BlobReader, CHUNK_SIZE, GcStats, Store};
 pub use bundle::BundleRecord;
 pub use error::{Error, Result};
 pub use import::{Import, Rejected};
+pub use records::JobWrite;
 pub use p2pc_types::Cid;

@@ -119,12 +119,23 @@ where
     }
 }
 
-/// A signed bundle of `component` published by `key`.
+/// A signed bundle of `component` (of the job world) published by `key`.
 pub fn bundle(key: &SecretKey, name: &str, component: Vec<u8>, limits: RequestedLimits) -> Vec<u8> {
+    bundle_with_world(key, name, component, limits, "p2pc:job/job")
+}
+
+/// A signed bundle of `component` of `world` published by `key`.
+pub fn bundle_with_world(
+    key: &SecretKey,
+    name: &str,
+    component: Vec<u8>,
+    limits: RequestedLimits,
+    world: &str,
+) -> Vec<u8> {
     let manifest = Manifest {
         name: name.into(),
         version: "1.0.0".into(),
-        world: "p2pc:job/job".into(),
+        world: world.into(),
         publisher: key.public().to_bytes().to_vec(),
         created_unix: p2pc_crypto::now_unix(),
         limits: Some(limits),

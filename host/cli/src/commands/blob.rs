@@ -67,8 +67,11 @@ pub enum Command {
 pub fn run(cmd: Command, g: &Global) -> anyhow::Result<()> {
     // A running node holds its store open; fetches go through the node.
     if let Command::Fetch { cid, from, node } = &cmd {
-        let stats = node.control()?.call(
-            serde_json::json!({"cmd": "fetch", "cid": cid.to_string(), "from": from}),
+        let stats: p2pc_node::FetchStats = node.control()?.call(
+            p2pc_node::Request::Fetch {
+                cid: *cid,
+                from: from.clone(),
+            },
             std::time::Duration::from_secs(24 * 3600),
         )?;
         if g.json {
@@ -76,7 +79,7 @@ pub fn run(cmd: Command, g: &Global) -> anyhow::Result<()> {
         }
         println!(
             "{cid}: {} bytes, {} chunks fetched from {} peer(s)",
-            stats["bytes"], stats["chunks_fetched"], stats["peers_used"]
+            stats.bytes, stats.chunks_fetched, stats.peers_used
         );
         for bad in stats["bad_peers"].as_array().into_iter().flatten() {
             println!(

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
+use p2pc_node::api::{Exported, SubmitRequest, Submitted};
+use p2pc_node::{JobInfo, JobLogs, JobState, Request};
+use serde_json::json;
 
 use super::EXIT_TASK_FAILED;
 use super::node::NodeDir;
@@ -36,10 +38,22 @@ pub enum Command {
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
     },
-    /// Show a job's state.
+    /// Show a job's state, worker and progress.
     Status {
         /// The job id `job submit` printed.
         id: String,
+    },
+    /// Show what a finished job logged (`host.log` lines) and the end of
+    /// its stderr, as its worker's receipt carried them.
+    Logs {
+        /// The job id.
+        id: String,
+    },
+    /// List the jobs this node keeps, newest first.
+    List {
+        /// Show at most N.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
     },
     /// Write a finished job's output to stdout or a file.
     Result {
@@ -59,12 +73,18 @@ pub struct Args {
     node: NodeDir,
 }
 
-fn absolute(p: &std::path::Path) -> anyhow::Result<String> {
+fn absolute(p: &std::path::Path) -> anyhow::Result<PathBuf> {
     let abs = std::path::absolute(p).with_context(|| format!("bad path {}", p.display()))?;
     if !abs.exists() {
         bail!("{} does not exist", p.display());
     }
-    Ok(abs.to_string_lossy().into_owned())
+    Ok(abs)
+}
+
+const ASK: Duration = Duration::from_secs(10);
+
+fn now() -> u64 {
+    p2pc_node::messages::now_unix_ms() / 1000
 }
 
 pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
@@ -79,81 +99,141 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             args,
         } => {
             p2pc_types::check_args(&args).context("the arguments after --")?;
-            let mut request = json!({
-                "cmd": "submit",
-                "bundle": absolute(&bundle)?,
-                "timeout_ms": timeout.as_millis() as u64,
-            });
-            if let Some(i) = &input {
-                request["input"] = json!(absolute(i)?);
-            }
-            if let Some(t) = to {
-                request["to"] = json!(t);
-            }
-            if !args.is_empty() {
-                request["args"] = json!(args);
-            }
-            let answer = control.call(request, Duration::from_secs(60))?;
-            let id = answer["job"].as_str().unwrap_or("").to_owned();
+            let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+            let request = SubmitRequest {
+                bundle: absolute(&bundle)?,
+                input: input.as_deref().map(absolute).transpose()?,
+                to,
+                timeout_ms,
+                args,
+            };
+            let Submitted { job: id } =
+                control.call(Request::Submit(request), Duration::from_secs(60))?;
             if !wait {
                 if g.json {
-                    print_json(&answer)?;
+                    print_json(&json!({ "job": id }))?;
                 } else {
                     println!("{id}");
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let state = control.call(
-                json!({"cmd": "wait", "job": id, "timeout_ms": timeout.as_millis() as u64}),
-                timeout.saturating_add(Duration::from_secs(10)),
-            )?;
+            let info = follow(&mut control, &id, timeout, g.json)?;
             if g.json {
-                print_json(&json!({"job": id, "status": state}))?;
-                return Ok(exit_for(&state));
+                print_json(&json!({"job": id, "status": info.status}))?;
+                return Ok(exit_for(&info.status));
             }
             eprintln!("job {id}");
-            print_state(&state);
-            if state["state"] == "done" && state["outcome"] == "ok" {
+            print_state(&info.status);
+            if is_ok(&info.status) {
                 let tmp = tempfile::NamedTempFile::new().context("cannot make a temporary file")?;
-                export(&mut control, &id, &state, tmp.path())?;
+                export(&mut control, &id, tmp.path())?;
                 let bytes = std::fs::read(tmp.path())?;
                 use std::io::Write;
                 std::io::stdout().write_all(&bytes)?;
             }
-            Ok(exit_for(&state))
+            Ok(exit_for(&info.status))
         }
         Command::Status { id } => {
-            let state = control.call(json!({"cmd": "job", "job": id}), Duration::from_secs(10))?;
+            let info: JobInfo = control.call(Request::Job { job: id }, ASK)?;
             if g.json {
-                print_json(&state)?;
+                print_json(&info)?;
             } else {
-                print_state(&state);
+                println!("job       {} ({})", info.id, info.name);
+                println!(
+                    "submitted {}",
+                    crate::format::date(info.submitted_unix_ms / 1000, now())
+                );
+                for t in &info.tasks {
+                    println!(
+                        "task      {} attempt {} on {}",
+                        t.task_id,
+                        t.attempt,
+                        t.worker.as_deref().unwrap_or("(no worker yet)")
+                    );
+                }
+                print_state(&info.status);
+                if let Some(p) = &info.progress {
+                    println!("progress  {}", progress_text(p.done, p.total));
+                }
             }
-            Ok(exit_for(&state))
+            Ok(exit_for(&info.status))
+        }
+        Command::Logs { id } => {
+            let logs: JobLogs = control.call(Request::Logs { job: id.clone() }, ASK)?;
+            if g.json {
+                print_json(&logs)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if logs.logs.is_empty() && logs.stderr.is_empty() {
+                let info: JobInfo = control.call(Request::Job { job: id.clone() }, ASK)?;
+                if info.status.is_final() {
+                    eprintln!("job {id} logged nothing");
+                } else {
+                    eprintln!("job {id} has not finished; its logs come with its receipt");
+                }
+            }
+            for line in &logs.logs {
+                let level = serde_json::to_value(line.level)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                println!("{level:<5} {}", line.message);
+            }
+            if logs.logs_dropped > 0 {
+                println!(
+                    "({} dropped past the limits)",
+                    crate::format::count(logs.logs_dropped, "line")
+                );
+            }
+            if !logs.stderr.is_empty() {
+                println!("--- stderr (its last {}) ---", crate::format::count(logs.stderr.len() as u64, "byte"));
+                print!("{}", logs.stderr);
+                if !logs.stderr.ends_with('\n') {
+                    println!();
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::List { limit } => {
+            let jobs: Vec<JobInfo> = control.call(Request::Jobs { limit }, ASK)?;
+            if g.json {
+                print_json(&jobs)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if jobs.is_empty() {
+                println!("no jobs");
+            }
+            for j in jobs {
+                println!(
+                    "{}  {:<20} {:<10} {}",
+                    j.id,
+                    j.name,
+                    state_name(&j.status),
+                    crate::format::date(j.submitted_unix_ms / 1000, now())
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Result { id, output } => {
-            let state = control.call(json!({"cmd": "job", "job": id}), Duration::from_secs(10))?;
-            match state["state"].as_str() {
-                Some("done") if state["outcome"] == "ok" => {}
-                Some("done") => bail!(
-                    "job {id} failed on its worker: {} ({})",
-                    state["message"].as_str().unwrap_or(""),
-                    state["outcome"].as_str().unwrap_or("")
-                ),
-                Some("failed") => {
-                    bail!("job {id} failed: {}", state["error"].as_str().unwrap_or(""))
-                }
+            let info: JobInfo = control.call(Request::Job { job: id.clone() }, ASK)?;
+            match &info.status {
+                JobState::Done { outcome, .. } if outcome == "ok" => {}
+                JobState::Done {
+                    outcome, message, ..
+                } => bail!("job {id} failed on its worker: {message} ({outcome})"),
+                JobState::Failed { error } => bail!("job {id} failed: {error}"),
+                JobState::Lost { reason } => bail!("job {id} was lost: {reason}"),
                 _ => bail!("job {id} has not finished yet"),
             }
             match output {
                 Some(path) => {
                     let path = std::path::absolute(&path)?;
-                    export(&mut control, &id, &state, &path)?;
+                    export(&mut control, &id, &path)?;
                 }
                 None => {
                     let tmp =
                         tempfile::NamedTempFile::new().context("cannot make a temporary file")?;
-                    export(&mut control, &id, &state, tmp.path())?;
+                    export(&mut control, &id, tmp.path())?;
                     let bytes = std::fs::read(tmp.path())?;
                     use std::io::Write;
                     std::io::stdout().write_all(&bytes)?;
@@ -164,47 +244,122 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Waits for a job to end, showing its progress on stderr (unless
+/// `quiet`) as the worker reports it.
+fn follow(
+    control: &mut p2pc_node::Control,
+    id: &str,
+    timeout: Duration,
+    quiet: bool,
+) -> anyhow::Result<JobInfo> {
+    let deadline = std::time::Instant::now() + timeout;
+    let step = Duration::from_millis(500);
+    let mut shown = None;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let wait = left.min(step);
+        let info: JobInfo = control.call(
+            Request::Wait {
+                job: id.to_owned(),
+                timeout_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            },
+            wait.saturating_add(ASK),
+        )?;
+        if info.status.is_final() || left.is_zero() {
+            if shown.is_some() && !quiet {
+                eprintln!();
+            }
+            return Ok(info);
+        }
+        if let Some(p) = &info.progress
+            && shown != Some(*p)
+            && !quiet
+        {
+            eprint!("\rprogress {}", progress_text(p.done, p.total));
+            shown = Some(*p);
+        }
+    }
+}
+
+fn progress_text(done: u64, total: u64) -> String {
+    if total == 0 {
+        return crate::format::thousands(done);
+    }
+    let pct = (done as f64 / total as f64 * 100.0).clamp(0.0, 100.0);
+    format!(
+        "{} of {} ({pct:.0}%)",
+        crate::format::thousands(done),
+        crate::format::thousands(total)
+    )
+}
+
 fn export(
     control: &mut p2pc_node::Control,
     id: &str,
-    state: &Value,
     path: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let cid = state["output"].as_str().context("the job has no output")?;
-    control.call(
-        json!({"cmd": "export", "cid": cid, "job": id, "path": path}),
+    let _: Exported = control.call(
+        Request::Export {
+            cid: None,
+            job: Some(id.to_owned()),
+            path: path.to_owned(),
+        },
         Duration::from_secs(600),
     )?;
     Ok(())
 }
 
-fn exit_for(state: &Value) -> ExitCode {
-    match state["state"].as_str() {
-        Some("done") if state["outcome"] == "ok" => ExitCode::SUCCESS,
-        Some("done") | Some("failed") => ExitCode::from(EXIT_TASK_FAILED),
+fn is_ok(state: &JobState) -> bool {
+    matches!(state, JobState::Done { outcome, .. } if outcome == "ok")
+}
+
+fn exit_for(state: &JobState) -> ExitCode {
+    match state {
+        JobState::Done { .. } if is_ok(state) => ExitCode::SUCCESS,
+        JobState::Done { .. } | JobState::Failed { .. } | JobState::Lost { .. } => {
+            ExitCode::from(EXIT_TASK_FAILED)
+        }
         _ => ExitCode::SUCCESS,
     }
 }
 
-fn print_state(state: &Value) {
-    match state["state"].as_str() {
-        Some("done") => {
+fn state_name(state: &JobState) -> &'static str {
+    match state {
+        JobState::Submitted => "submitted",
+        JobState::Running { .. } => "running",
+        JobState::Done { .. } if is_ok(state) => "done",
+        JobState::Done { .. } => "job error",
+        JobState::Failed { .. } => "failed",
+        JobState::Lost { .. } => "lost",
+        _ => "unknown",
+    }
+}
+
+fn print_state(state: &JobState) {
+    match state {
+        JobState::Done {
+            worker,
+            outcome,
+            message,
+            fuel_used,
+            output_len,
+            ..
+        } => {
             eprintln!(
-                "done on {}: {} (fuel {}, output {}){}",
-                state["worker"].as_str().unwrap_or(""),
-                state["outcome"].as_str().unwrap_or(""),
-                crate::format::thousands(state["fuel_used"].as_u64().unwrap_or(0)),
-                crate::format::count(state["output_len"].as_u64().unwrap_or(0), "byte"),
-                state["message"]
-                    .as_str()
-                    .filter(|m| !m.is_empty())
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
+                "done on {worker}: {outcome} (fuel {}, output {}){}",
+                crate::format::thousands(*fuel_used),
+                crate::format::count(*output_len, "byte"),
+                if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {message}")
+                }
             );
         }
-        Some("failed") => eprintln!("failed: {}", state["error"].as_str().unwrap_or("")),
-        Some("running") => eprintln!("running on {}", state["worker"].as_str().unwrap_or("")),
-        Some(other) => eprintln!("{other}"),
-        None => eprintln!("unknown state"),
+        JobState::Failed { error } => eprintln!("failed: {error}"),
+        JobState::Lost { reason } => eprintln!("lost: {reason}"),
+        JobState::Running { worker } => eprintln!("running on {worker}"),
+        JobState::Submitted => eprintln!("submitted: looking for a worker"),
+        _ => eprintln!("unknown state"),
     }
 }

@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use p2pc_crypto::{PublicKey, SecretKey};
 use p2pc_ledger::{ArbiterPolicy, Body, Genesis, Insert, Ledger};
-use p2pc_node::{Control, NodeConfig};
-use serde_json::{Value, json};
+use p2pc_node::api::OpBody;
+use p2pc_node::{Control, LedgerAnswer, LedgerRequest, NodeConfig};
+use serde_json::json;
 
 use super::node::{NodeDir, load_config, unlock_key};
 use crate::context::{Global, print_json};
@@ -88,6 +89,10 @@ fn key(text: &str) -> anyhow::Result<PublicKey> {
         .map_err(|_| anyhow::anyhow!("{text:?} is not a public key (64 hex digits)"))
 }
 
+fn account(text: Option<String>) -> anyhow::Result<Option<PublicKey>> {
+    text.as_deref().map(key).transpose()
+}
+
 pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let request = match args.command {
         Command::Genesis {
@@ -101,33 +106,39 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             return genesis(network, issuer, mint, arbiter, challenge_window, output, g);
         }
         Command::Join { genesis } => return join(&args.node.path()?, &genesis, g),
-        Command::Balance { account } => json!({"cmd": "ledger_balance", "account": account}),
-        Command::History { account, limit } => {
-            json!({"cmd": "ledger_history", "account": account, "limit": limit})
-        }
-        Command::Transfer { to, amount } => {
-            key(&to)?;
-            json!({"cmd": "ledger_transfer", "to": to, "amount": amount})
-        }
-        Command::Holds { account } => json!({"cmd": "ledger_holds", "account": account}),
-        Command::Verify => json!({"cmd": "ledger_verify"}),
-    };
-    // Absent optional fields mean "the node's own account".
-    let request = match request {
-        Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).collect()),
-        other => other,
+        // Absent accounts mean "the node's own account".
+        Command::Balance { account: a } => LedgerRequest::Balance {
+            account: account(a)?,
+        },
+        Command::History { account: a, limit } => LedgerRequest::History {
+            account: account(a)?,
+            limit,
+        },
+        Command::Transfer { to, amount } => LedgerRequest::Transfer {
+            to: key(&to)?,
+            amount,
+        },
+        Command::Holds { account: a } => LedgerRequest::Holds {
+            account: account(a)?,
+        },
+        Command::Verify => LedgerRequest::Verify,
     };
     let dir = args.node.path()?;
-    let answer = match Control::connect(&dir) {
-        Ok(mut control) => control.call(request.clone(), Duration::from_secs(120))?,
+    let answer: LedgerAnswer = match Control::connect(&dir) {
+        Ok(mut control) => control.call(
+            p2pc_node::Request::Ledger(request.clone()),
+            Duration::from_secs(120),
+        )?,
         Err(_) => offline(&dir, &request, g)?,
     };
     if g.json {
         print_json(&answer)?;
     } else {
-        show(&request, &answer);
+        show(&answer);
     }
-    if request["cmd"] == "ledger_verify" && answer["ok"] != true {
+    if let LedgerAnswer::Verify(v) = &answer
+        && !v.ok
+    {
         return Ok(ExitCode::from(super::EXIT_TASK_FAILED));
     }
     Ok(ExitCode::SUCCESS)
@@ -146,13 +157,16 @@ fn open(dir: &Path) -> anyhow::Result<(NodeConfig, Ledger)> {
 }
 
 /// Answers `request` from the database of a node that is not running.
-fn offline(dir: &Path, request: &Value, g: &Global) -> anyhow::Result<Value> {
+fn offline(dir: &Path, request: &LedgerRequest, g: &Global) -> anyhow::Result<LedgerAnswer> {
     let (config, mut ledger) = open(dir)?;
     // The node's own account is the default; transfers need its key.
-    let cmd = request["cmd"].as_str().unwrap_or("");
-    let own =
-        matches!(cmd, "ledger_balance" | "ledger_history") && request.get("account").is_none();
-    let key = if cmd == "ledger_transfer" || own {
+    let needs_key = matches!(
+        request,
+        LedgerRequest::Transfer { .. }
+            | LedgerRequest::Balance { account: None }
+            | LedgerRequest::History { account: None, .. }
+    );
+    let key = if needs_key {
         Some(unlock_key(&config, g)?)
     } else {
         None
@@ -162,126 +176,120 @@ fn offline(dir: &Path, request: &Value, g: &Global) -> anyhow::Result<Value> {
     Ok(answer)
 }
 
-fn show(request: &Value, a: &Value) {
-    let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+fn show(answer: &LedgerAnswer) {
     // Amounts with thousands separators, as `ledger transfer` reads them.
-    let n = |v: &Value| v.as_u64().map_or_else(|| v.to_string(), format::thousands);
-    match request["cmd"].as_str().unwrap_or("") {
-        "ledger_balance" => {
-            println!("account   {}", s(&a["account"]));
-            println!("balance   {}", n(&a["balance"]));
+    let n = |v: u64| format::thousands(v);
+    match answer {
+        LedgerAnswer::Balance(a) => {
+            println!("account   {}", a.account);
+            println!("balance   {}", n(a.balance));
             println!(
                 "incoming  {} (spendable once claimed by the next op)",
-                n(&a["incoming"])
+                n(a.incoming)
             );
-            println!("held      {} (in open escrows)", n(&a["held"]));
-            if a["bonded"].as_u64().unwrap_or(0) > 0 {
-                println!("bonded    {} (collateral)", n(&a["bonded"]));
+            println!("held      {} (in open escrows)", n(a.held));
+            if a.bonded > 0 {
+                println!("bonded    {} (collateral)", n(a.bonded));
             }
-            if a["frozen"] == true {
+            if a.frozen {
                 println!("FROZEN: this account equivocated; its ops no longer apply");
             }
         }
-        "ledger_history" => {
+        LedgerAnswer::History(h) => {
             println!(
                 "{} ops concern {} (showing the last {})",
-                a["total"],
-                s(&a["account"]),
-                a["ops"].as_array().map_or(0, Vec::len)
+                h.total,
+                h.account,
+                h.ops.len()
             );
-            for op in a["ops"].as_array().into_iter().flatten() {
-                let detail = match op["kind"].as_str().unwrap_or("") {
-                    "mint" | "transfer" => format!("{} → {}", n(&op["amount"]), short(&op["to"])),
-                    "hold" => format!(
-                        "{} × {} fuel, worker {}",
-                        n(&op["price"]),
-                        n(&op["fuel_limit"]),
-                        short(&op["worker"])
+            for op in &h.ops {
+                let (kind, detail) = match &op.body {
+                    OpBody::Mint { to, amount } => ("mint", format!("{} → {}", n(*amount), short(to))),
+                    OpBody::Transfer { to, amount } => {
+                        ("transfer", format!("{} → {}", n(*amount), short(to)))
+                    }
+                    OpBody::Hold {
+                        worker,
+                        price,
+                        fuel_limit,
+                        ..
+                    } => (
+                        "hold",
+                        format!("{} × {} fuel, worker {}", n(*price), n(*fuel_limit), short(worker)),
                     ),
-                    "bond" => format!("escrow {}", short(&op["escrow"])),
-                    "decide" => format!(
-                        "escrow {} step {}: {}",
-                        short(&op["escrow"]),
-                        op["step"],
-                        op["outcome"]
-                    ),
-                    _ => String::new(),
+                    OpBody::Bond { escrow } => ("bond", format!("escrow {}", short(escrow))),
+                    OpBody::Decide {
+                        escrow,
+                        step,
+                        outcome,
+                        ..
+                    } => ("decide", format!("escrow {} step {step}: {outcome}", short(escrow))),
                 };
                 println!(
                     "{} {}#{} {:<8} {:<40} {}",
-                    short(&op["id"]),
-                    short(&op["author"]),
-                    op["seq"],
-                    s(&op["kind"]),
+                    short(&op.id),
+                    short(&op.author),
+                    op.seq,
+                    kind,
                     detail,
-                    s(&op["status"])
+                    op.status
                 );
             }
         }
-        "ledger_transfer" => {
+        LedgerAnswer::Transferred(t) => {
             println!(
                 "sent: op {} ({}); balance now {}",
-                s(&a["id"]),
-                if a["applied"] == true {
-                    "applied"
-                } else {
-                    "waiting"
-                },
-                n(&a["balance"])
+                t.id,
+                if t.applied { "applied" } else { "waiting" },
+                n(t.balance)
             );
         }
-        "ledger_holds" => {
-            let holds = a["holds"].as_array().cloned().unwrap_or_default();
-            if holds.is_empty() {
+        LedgerAnswer::Holds(h) => {
+            if h.holds.is_empty() {
                 println!("no escrows");
             }
-            for h in holds {
-                let state = if !h["final"].is_null() {
-                    format!("final: {}", h["final"])
-                } else if !h["settled"].is_null() {
-                    format!("settled: {}", h["settled"]["outcome"])
-                } else {
-                    "open".to_owned()
+            for e in &h.holds {
+                let state = match (&e.finalised, &e.settled) {
+                    (Some(f), _) => format!("final: {f}"),
+                    (None, Some(s)) => format!("settled: {}", s.outcome),
+                    (None, None) => "open".to_owned(),
                 };
                 println!(
                     "{} owner {} worker {} arbiter {} amount {} {}",
-                    short(&h["escrow"]),
-                    short(&h["owner"]),
-                    short(&h["worker"]),
-                    short(&h["arbiter"]),
-                    h["amount"],
+                    short(&e.escrow),
+                    short(&e.owner),
+                    short(&e.worker),
+                    short(&e.arbiter),
+                    n(e.amount),
                     state
                 );
             }
         }
-        "ledger_verify" => {
-            let c = |k: &str| a[k].as_u64().unwrap_or(0);
+        LedgerAnswer::Verify(a) => {
             println!(
                 "{} ({} applied), {}, {} ({} open), {} credits minted, {}",
-                format::count(c("ops"), "op"),
-                format::thousands(c("applied")),
-                format::count(c("accounts"), "account"),
-                format::count(c("escrows"), "escrow"),
-                format::thousands(c("open_escrows")),
-                s(&a["minted"]),
-                format::count(c("proofs"), "equivocation proof"),
+                format::count(a.ops, "op"),
+                format::thousands(a.applied),
+                format::count(a.accounts, "account"),
+                format::count(a.escrows, "escrow"),
+                format::thousands(a.open_escrows),
+                a.minted,
+                format::count(a.proofs, "equivocation proof"),
             );
-            if let Some(n) = a["future_ops"].as_u64().filter(|&n| n > 0) {
+            if let Some(n) = a.future_ops.filter(|&n| n > 0) {
                 println!(
                     "{n} ops dated ahead of this node's clock wait for it (not counted above)"
                 );
             }
-            let problems = a["problems"].as_array().cloned().unwrap_or_default();
-            if problems.is_empty() {
+            if a.problems.is_empty() {
                 println!(
                     "ok: the state rebuilt from the ops equals the live state and every invariant holds"
                 );
             }
-            for p in problems {
-                println!("PROBLEM: {}", s(&p));
+            for p in &a.problems {
+                println!("PROBLEM: {p}");
             }
         }
-        _ => println!("{a}"),
     }
 }
 
@@ -324,8 +332,9 @@ fn join(dir: &Path, genesis: &Path, g: &Global) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn short(v: &Value) -> String {
-    v.as_str().unwrap_or("").chars().take(8).collect()
+/// The first 8 characters of a key or id, as the tables show them.
+fn short(v: &dyn std::fmt::Display) -> String {
+    v.to_string().chars().take(8).collect()
 }
 
 fn genesis(

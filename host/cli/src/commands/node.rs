@@ -93,57 +93,46 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
         ),
         Command::Start => start(&dir, g),
         Command::Status => {
-            let status = args
+            let status: p2pc_node::Status = args
                 .node
                 .control()?
-                .call(json!({"cmd": "status"}), Duration::from_secs(10))?;
+                .call(p2pc_node::Request::Status, Duration::from_secs(10))?;
             if g.json {
                 return print_json(&status);
             }
-            println!("peer id     {}", status["peer_id"].as_str().unwrap_or(""));
-            println!(
-                "public key  {}",
-                status["public_key"].as_str().unwrap_or("")
-            );
-            for addr in status["listen"].as_array().into_iter().flatten() {
-                println!("listening   {}", addr.as_str().unwrap_or(""));
+            println!("peer id     {}", status.peer_id);
+            println!("public key  {}", status.public_key);
+            for addr in &status.listen {
+                println!("listening   {addr}");
             }
-            println!("peers       {}", status["peers"]);
-            println!("workers     {} known", status["workers_known"]);
-            println!(
-                "slots       {} of {} free",
-                status["free_slots"], status["slots"]
-            );
-            println!("blobs       {}", status["blobs"]);
-            println!("jobs        {}", status["jobs"]);
+            println!("peers       {}", status.peers);
+            println!("workers     {} known", status.workers_known);
+            println!("slots       {} of {} free", status.free_slots, status.slots);
+            println!("blobs       {}", status.blobs);
+            println!("jobs        {}", status.jobs);
             println!(
                 "uptime      {}",
-                crate::format::span(Duration::from_secs(
-                    status["uptime_secs"].as_u64().unwrap_or(0)
-                ))
+                crate::format::span(Duration::from_secs(status.uptime_secs))
             );
             Ok(())
         }
         Command::Peers => {
-            let peers = args
+            let peers: Vec<p2pc_net::PeerInfo> = args
                 .node
                 .control()?
-                .call(json!({"cmd": "peers"}), Duration::from_secs(10))?;
+                .call(p2pc_node::Request::Peers, Duration::from_secs(10))?;
             if g.json {
                 return print_json(&peers);
             }
-            let list = peers.as_array().cloned().unwrap_or_default();
-            if list.is_empty() {
+            if peers.is_empty() {
                 println!("no peers connected");
             }
-            for p in list {
-                let rtt = p["rtt_us"]
-                    .as_u64()
-                    .map(|us| format!("{:.1}ms", us as f64 / 1000.0));
+            for p in peers {
+                let rtt = p.rtt_us.map(|us| format!("{:.1}ms", us as f64 / 1000.0));
                 println!(
                     "{}  {}  {}",
-                    p["peer_id"].as_str().unwrap_or(""),
-                    p["addresses"][0].as_str().unwrap_or("-"),
+                    p.peer_id,
+                    p.addresses.first().map_or("-", String::as_str),
                     rtt.unwrap_or_else(|| "-".into())
                 );
             }
@@ -274,8 +263,14 @@ pub fn unlock_key(config: &NodeConfig, g: &Global) -> anyhow::Result<SecretKey> 
 }
 
 fn start(dir: &Path, g: &Global) -> anyhow::Result<()> {
-    let config = load_config(dir)?;
+    let mut config = load_config(dir)?;
     let key = unlock_key(&config, g)?;
+    // With `[executors.wasm] isolated = true`, peers' wasm tasks run in
+    // copies of this binary in its worker mode.
+    if config.executors.wasm.isolated {
+        let exe = std::env::current_exe().context("cannot find the p2pctl binary for the wasm workers")?;
+        config.wasm_worker = Some((exe, vec!["internal".into(), "wasm-worker".into()]));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,4 +1,6 @@
-//! The node's ledger replica and its replication over the overlay.
+//! The node's ledger replica and its replication over the overlay: a
+//! service with its own state behind the [`Replica`] handle. The inbound
+//! router hands it gossip through a bounded queue and never waits for it.
 //!
 //! - New ops go out on the gossip topic [`LEDGER_TOPIC`]; ops heard there
 //!   are inserted, and both ops of a newly found equivocation are gossiped
@@ -18,20 +20,26 @@
 //!   sender's fault: they are signed facts every replica keeps alike.
 //!
 //! Queries ([`query`]) serve both the control channel and `p2pctl ledger`
-//! on a stopped node.
+//! on a stopped node. Typed: [`LedgerRequest`] in, [`LedgerAnswer`] out.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use p2pc_crypto::{PublicKey, SecretKey};
 use p2pc_ledger::sync::{SyncRequest, answer, decode_ops, encode_ops};
 use p2pc_ledger::{Body, FutureOps, Genesis, Insert, Ledger, Offer, Op, Outcome, Proof, Reject};
-use p2pc_net::PeerId;
-use serde_json::{Value, json};
+use p2pc_net::{Client, PeerId};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::node::Shared;
+use crate::api::{
+    Balance, Decision, HeldEscrow, History, Holds, LedgerAnswer, LedgerRequest, OpBody, OpView,
+    Settled, Transferred, Verified,
+};
+use crate::signer::Signer;
 use crate::{Error, NodeConfig, Result};
 
 /// The gossip topic new ops travel on.
@@ -62,17 +70,32 @@ pub fn open_ledger(config: &NodeConfig) -> Result<Option<Ledger>> {
         .map_err(|e| Error::Ledger(e.to_string()))
 }
 
-/// The replica a running node holds, and what it knows of its peers.
-pub(crate) struct LedgerService {
+/// Gossip messages waiting for the replica, at most. Past it new ones are
+/// dropped: anti-entropy brings whatever they carried, and a flood of ops
+/// cannot grow memory or hold up the inbound router.
+const GOSSIP_QUEUE: usize = 256;
+
+/// A handle on the node's ledger replica. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Replica {
+    inner: Arc<Inner>,
+    gossip: mpsc::Sender<(PeerId, Vec<u8>)>,
+}
+
+struct Inner {
     ledger: Mutex<Ledger>,
+    client: Client,
+    signer: Arc<Signer>,
     scores: Mutex<HashMap<PeerId, i32>>,
     syncing: Mutex<HashSet<PeerId>>,
     future: Mutex<FutureOps>,
     /// Woken when an op is parked in `future`.
     parked: tokio::sync::Notify,
+    /// Gossip messages dropped because the queue was full.
+    dropped: AtomicU64,
 }
 
-/// What [`Shared::take_ops`] did with a peer's ops.
+/// What [`Inner::take_ops`] did with a peer's ops.
 #[derive(Default)]
 struct Taken {
     /// Ops this replica did not hold before.
@@ -81,18 +104,135 @@ struct Taken {
     parked: usize,
 }
 
-impl LedgerService {
-    pub(crate) fn new(ledger: Ledger, max_clock_skew: Duration) -> Arc<Self> {
-        let skew = u64::try_from(max_clock_skew.as_millis()).unwrap_or(u64::MAX);
-        Arc::new(Self {
+impl Replica {
+    /// Starts the replica's tasks: the gossip queue, anti-entropy every
+    /// `[ledger] sync_interval`, and the release of future-dated ops.
+    pub(crate) fn start(
+        ledger: Ledger,
+        config: &NodeConfig,
+        client: Client,
+        signer: Arc<Signer>,
+    ) -> (Self, Vec<JoinHandle<()>>) {
+        let skew = u64::try_from(config.ledger.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
+        let inner = Arc::new(Inner {
             ledger: Mutex::new(ledger),
+            client,
+            signer,
             scores: Mutex::new(HashMap::new()),
             syncing: Mutex::new(HashSet::new()),
             future: Mutex::new(FutureOps::new(skew, FUTURE_BYTES)),
             parked: tokio::sync::Notify::new(),
-        })
+            dropped: AtomicU64::new(0),
+        });
+        let (gossip, queue) = mpsc::channel(GOSSIP_QUEUE);
+        let tasks = vec![
+            tokio::spawn(gossip_loop(inner.clone(), queue)),
+            tokio::spawn(sync_loop(inner.clone(), config.ledger.sync_interval)),
+            tokio::spawn(release_loop(inner.clone())),
+        ];
+        (Self { inner, gossip }, tasks)
     }
 
+    /// Queues a gossip message on [`LEDGER_TOPIC`] for the replica, in
+    /// order (ops of one chain must not race themselves). Never waits: a
+    /// full queue drops the message.
+    pub(crate) fn on_gossip(&self, via: PeerId, data: Vec<u8>) {
+        if self.gossip.try_send((via, data)).is_err() {
+            let n = self.inner.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                debug!(
+                    dropped = n,
+                    "ledger gossip queue full; anti-entropy will bring what was dropped"
+                );
+            }
+        }
+    }
+
+    /// A peer connected: pull what it has, in the background.
+    pub(crate) fn on_connected(&self, peer: PeerId) {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            if let Err(e) = inner.sync_with(peer).await {
+                debug!(%peer, error = %e, "ledger sync failed");
+            }
+        });
+    }
+
+    /// Answers a peer's anti-entropy request.
+    pub(crate) async fn answer_sync(&self, peer: PeerId, request: &[u8]) -> Vec<u8> {
+        let request = match SyncRequest::decode(request) {
+            Ok(r) => r,
+            Err(e) => {
+                self.inner.penalise(peer, &e.to_string());
+                return Vec::new();
+            }
+        };
+        let inner = self.inner.clone();
+        let reply = tokio::task::spawn_blocking(move || {
+            let ledger = inner.lock();
+            let (ops, more) = answer(ledger.state(), &request, SYNC_BUDGET);
+            let mut out = vec![u8::from(more)];
+            out.extend(encode_ops(&ops));
+            out
+        })
+        .await;
+        reply.unwrap_or_default()
+    }
+
+    /// Pulls from `peer` everything it holds that this node lacks.
+    pub(crate) async fn sync_with(&self, peer: PeerId) -> Result<usize> {
+        self.inner.sync_with(peer).await
+    }
+
+    /// A ledger request from the control channel.
+    pub(crate) async fn command(&self, request: LedgerRequest) -> Result<LedgerAnswer> {
+        let inner = self.inner.clone();
+        let verify = matches!(request, LedgerRequest::Verify);
+        let (mut answer, op) = self
+            .inner
+            .with(move |l| query(l, Some(inner.signer.key()), &request, now_ms()))
+            .await??;
+        if verify && let LedgerAnswer::Verify(v) = &mut answer {
+            // Only a running node holds ops back for the clock.
+            v.future_ops = Some(self.inner.future().len());
+        }
+        if let Some(op) = op {
+            self.inner.gossip_ops(&[op]).await;
+        }
+        Ok(answer)
+    }
+
+    /// A digest of the replica's derived state.
+    pub(crate) fn digest(&self) -> [u8; 32] {
+        self.inner.lock().state().digest()
+    }
+
+    /// Ops waiting for the clock.
+    pub(crate) fn future_ops(&self) -> usize {
+        self.inner.future().len()
+    }
+
+    /// A peer's score (0 for one never seen misbehaving).
+    pub(crate) fn score(&self, peer: &PeerId) -> i32 {
+        *self
+            .inner
+            .scores
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(peer)
+            .unwrap_or(&0)
+    }
+}
+
+/// Whether an insert result is the sender's fault.
+fn forged(r: &Insert) -> bool {
+    matches!(
+        r,
+        Insert::Rejected(Reject::BadSignature | Reject::WrongNetwork)
+    )
+}
+
+impl Inner {
     fn future(&self) -> std::sync::MutexGuard<'_, FutureOps> {
         self.future.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -112,48 +252,21 @@ impl LedgerService {
             .map_err(|e| Error::Ledger(format!("ledger task failed: {e}")))
     }
 
-    /// A peer's score (0 for one never seen misbehaving).
-    pub(crate) fn score(&self, peer: &PeerId) -> i32 {
-        *self
-            .scores
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(peer)
-            .unwrap_or(&0)
-    }
-}
-
-/// Whether an insert result is the sender's fault.
-fn forged(r: &Insert) -> bool {
-    matches!(
-        r,
-        Insert::Rejected(Reject::BadSignature | Reject::WrongNetwork)
-    )
-}
-
-impl Shared {
-    fn ledger(&self) -> Result<&Arc<LedgerService>> {
-        self.ledger.as_ref().ok_or_else(|| {
-            Error::Ledger(
-                "this node has no ledger: set [ledger] genesis in node.toml to the network's genesis file"
-                    .into(),
-            )
-        })
-    }
-
     /// Lowers `peer`'s score for a bad message; blocks it at the floor.
-    async fn penalise(&self, peer: PeerId, why: &str) {
-        let Ok(service) = self.ledger() else { return };
+    fn penalise(&self, peer: PeerId, why: &str) {
         let score = {
-            let mut scores = service.scores.lock().unwrap_or_else(|e| e.into_inner());
+            let mut scores = self.scores.lock().unwrap_or_else(|e| e.into_inner());
             let s = scores.entry(peer).or_insert(0);
-            *s -= PENALTY;
+            *s = s.saturating_sub(PENALTY);
             *s
         };
         debug!(%peer, score, why, "ledger peer scored down");
         if score <= BLOCK_SCORE {
             warn!(%peer, why, "blocking peer for repeated bad ledger messages");
-            let _ = self.client.block(peer).await;
+            let client = self.client.clone();
+            tokio::spawn(async move {
+                let _ = client.block(peer).await;
+            });
         }
     }
 
@@ -170,17 +283,16 @@ impl Shared {
     /// Inserts ops from a peer (or, with `from` empty, ops whose time has
     /// come); scores the peer down for forgeries; parks ops dated ahead of
     /// the clock; gossips the ops of any equivocation they reveal.
-    async fn take_ops(&self, from: Option<PeerId>, ops: Vec<Op>) -> Result<Taken> {
-        let service = self.ledger()?.clone();
-        let (results, proofs, ops, parked, bad) = service
-            .clone()
+    async fn take_ops(self: &Arc<Self>, from: Option<PeerId>, ops: Vec<Op>) -> Result<Taken> {
+        let this = self.clone();
+        let (results, proofs, ops, parked, bad) = self
             .with(move |l| {
                 let now = now_ms();
                 let mut bad = 0;
                 let mut parked = 0;
                 let mut ready = Vec::with_capacity(ops.len());
                 {
-                    let mut future = service.future();
+                    let mut future = this.future();
                     for op in ops {
                         // Ops due now go straight to the insert, which
                         // checks them. Forgeries are refused before
@@ -203,7 +315,7 @@ impl Shared {
                     }
                 }
                 if parked > 0 {
-                    service.parked.notify_one();
+                    this.parked.notify_one();
                 }
                 let before = l.state().proofs().len();
                 let results = l.insert_many(ready.clone());
@@ -225,7 +337,7 @@ impl Shared {
         if bad > 0
             && let Some(from) = from
         {
-            self.penalise(from, "forged or foreign ledger op").await;
+            self.penalise(from, "forged or foreign ledger op");
         }
         if parked > 0 {
             info!(
@@ -249,13 +361,10 @@ impl Shared {
         Ok(Taken { new, parked })
     }
 
-    /// A gossip message on [`LEDGER_TOPIC`].
-    pub(crate) async fn on_ledger_gossip(&self, via: PeerId, data: &[u8]) {
-        if self.ledger.is_none() {
-            return;
-        }
+    /// One gossip message on [`LEDGER_TOPIC`], from the queue.
+    async fn on_gossip(self: &Arc<Self>, via: PeerId, data: &[u8]) {
         let Ok(decoded) = decode_ops(data) else {
-            self.penalise(via, "malformed ledger gossip").await;
+            self.penalise(via, "malformed ledger gossip");
             return;
         };
         let mut ops = Vec::with_capacity(decoded.len());
@@ -263,7 +372,7 @@ impl Shared {
             match op {
                 Ok(op) => ops.push(op),
                 Err(_) => {
-                    self.penalise(via, "malformed ledger op").await;
+                    self.penalise(via, "malformed ledger op");
                     return;
                 }
             }
@@ -273,34 +382,8 @@ impl Shared {
         }
     }
 
-    /// Answers a peer's anti-entropy request.
-    pub(crate) async fn answer_sync(&self, peer: PeerId, request: &[u8]) -> Vec<u8> {
-        let Ok(service) = self.ledger() else {
-            return Vec::new();
-        };
-        let request = match SyncRequest::decode(request) {
-            Ok(r) => r,
-            Err(e) => {
-                self.penalise(peer, &e.to_string()).await;
-                return Vec::new();
-            }
-        };
-        let service = service.clone();
-        let reply = tokio::task::spawn_blocking(move || {
-            let ledger = service.lock();
-            let (ops, more) = answer(ledger.state(), &request, SYNC_BUDGET);
-            let mut out = vec![u8::from(more)];
-            out.extend(encode_ops(&ops));
-            out
-        })
-        .await;
-        reply.unwrap_or_default()
-    }
-
-    /// Pulls from `peer` everything it holds that this node lacks.
-    pub(crate) async fn sync_with(&self, peer: PeerId) -> Result<usize> {
-        let service = self.ledger()?.clone();
-        if !service
+    async fn sync_with(self: &Arc<Self>, peer: PeerId) -> Result<usize> {
+        if !self
             .syncing
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -308,21 +391,18 @@ impl Shared {
         {
             return Ok(0);
         }
-        let result = self.pull(&service, peer).await;
-        service
-            .syncing
+        let result = self.pull(peer).await;
+        self.syncing
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&peer);
         result
     }
 
-    async fn pull(&self, service: &Arc<LedgerService>, peer: PeerId) -> Result<usize> {
+    async fn pull(self: &Arc<Self>, peer: PeerId) -> Result<usize> {
         let mut total = 0;
         for _ in 0..SYNC_ROUNDS {
-            let request = service
-                .with(|l| SyncRequest::of(l.state()).encode())
-                .await?;
+            let request = self.with(|l| SyncRequest::of(l.state()).encode()).await?;
             let reply = self
                 .client
                 .request_ledger(peer, request, SYNC_TIMEOUT)
@@ -332,12 +412,11 @@ impl Shared {
                 return Ok(total);
             };
             let Ok(decoded) = decode_ops(frame) else {
-                self.penalise(peer, "malformed ledger sync reply").await;
+                self.penalise(peer, "malformed ledger sync reply");
                 return Ok(total);
             };
             let Ok(ops) = decoded.into_iter().collect::<Result<Vec<Op>, _>>() else {
-                self.penalise(peer, "malformed op in ledger sync reply")
-                    .await;
+                self.penalise(peer, "malformed op in ledger sync reply");
                 return Ok(total);
             };
             let taken = self.take_ops(Some(peer), ops).await?;
@@ -356,67 +435,24 @@ impl Shared {
         }
         Ok(total)
     }
-
-    /// A `ledger` control request.
-    pub(crate) async fn ledger_command(self: &Arc<Self>, request: Value) -> Result<Value> {
-        let service = self.ledger()?.clone();
-        let me = self.clone();
-        let verify = request["cmd"] == "ledger_verify";
-        let (mut answer, op) = service
-            .with(move |l| query(l, Some(&me.key), &request, now_ms()))
-            .await??;
-        if verify {
-            // Only a running node holds ops back for the clock.
-            answer["future_ops"] = json!(service.future().len());
-        }
-        if let Some(op) = op {
-            self.gossip_ops(&[op]).await;
-        }
-        Ok(answer)
-    }
 }
 
-impl crate::ComputeNode {
-    /// Answers a ledger request as the control channel does
-    /// (`{"cmd": "ledger_balance"}` and the others).
-    pub async fn ledger(&self, request: Value) -> Result<Value> {
-        self.shared.ledger_command(request).await
-    }
-
-    /// A digest of the ledger's derived state: equal on replicas that
-    /// hold the same ops.
-    pub fn ledger_digest(&self) -> Option<[u8; 32]> {
-        let service = self.shared.ledger.as_ref()?;
-        Some(service.lock().state().digest())
-    }
-
-    /// Pulls from `peer` every op it holds that this node lacks; returns
-    /// how many were new.
-    pub async fn ledger_sync(&self, peer: PeerId) -> Result<usize> {
-        self.shared.sync_with(peer).await
-    }
-
-    /// How many ops wait for this node's clock to reach their time.
-    pub fn ledger_future_ops(&self) -> usize {
-        self.shared.ledger.as_ref().map_or(0, |l| l.future().len())
-    }
-
-    /// `peer`'s standing with this node's ledger: 0 until it sends bad
-    /// messages; blocked at [`BLOCK_SCORE`].
-    pub fn ledger_score(&self, peer: &PeerId) -> i32 {
-        self.shared.ledger.as_ref().map_or(0, |l| l.score(peer))
+/// Takes gossip from the queue, one message at a time.
+async fn gossip_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<(PeerId, Vec<u8>)>) {
+    while let Some((via, data)) = queue.recv().await {
+        inner.on_gossip(via, &data).await;
     }
 }
 
 /// Anti-entropy with one connected peer now and then, and with every peer
-/// as it connects (see `dispatch`).
-pub(crate) async fn sync_loop(shared: Arc<Shared>, every: Duration) {
+/// as it connects ([`Replica::on_connected`]).
+async fn sync_loop(inner: Arc<Inner>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     let mut turn = 0usize;
     loop {
         tick.tick().await;
-        let Ok(peers) = shared.client.peers().await else {
+        let Ok(peers) = inner.client.peers().await else {
             return;
         };
         if peers.is_empty() {
@@ -426,21 +462,18 @@ pub(crate) async fn sync_loop(shared: Arc<Shared>, every: Duration) {
         let Ok(peer) = peers[turn % peers.len()].peer_id.parse() else {
             continue;
         };
-        if let Err(e) = shared.sync_with(peer).await {
+        if let Err(e) = inner.sync_with(peer).await {
             debug!(%peer, error = %e, "ledger sync failed");
         }
     }
 }
 
 /// Inserts parked ops as the clock reaches them.
-pub(crate) async fn release_loop(shared: Arc<Shared>) {
-    let Ok(service) = shared.ledger().cloned() else {
-        return;
-    };
+async fn release_loop(inner: Arc<Inner>) {
     loop {
-        let next = service.future().next_due();
+        let next = inner.future().next_due();
         match next {
-            None => service.parked.notified().await,
+            None => inner.parked.notified().await,
             Some(at) => {
                 // Capped so an op dated centuries ahead cannot overflow
                 // the timer; the loop just looks again.
@@ -448,15 +481,15 @@ pub(crate) async fn release_loop(shared: Arc<Shared>) {
                 // A newly parked op may be due sooner than `at`.
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
-                    () = service.parked.notified() => continue,
+                    () = inner.parked.notified() => continue,
                 }
             }
         }
-        let due = service.future().due(now_ms());
+        let due = inner.future().due(now_ms());
         if due.is_empty() {
             continue;
         }
-        match shared.take_ops(None, due).await {
+        match inner.take_ops(None, due).await {
             Ok(taken) => {
                 debug!(ops = taken.new.len(), "ledger ops whose time came inserted");
                 // Peers that parked them too release them on their own
@@ -471,27 +504,22 @@ fn now_ms() -> u64 {
     crate::messages::now_unix_ms()
 }
 
-fn account(request: &Value, me: Option<&SecretKey>) -> Result<PublicKey> {
-    match request.get("account").and_then(Value::as_str) {
-        Some(text) => text
-            .parse()
-            .map_err(|_| Error::Control(format!("{text:?} is not a 64-hex-digit public key"))),
-        None => me.map(SecretKey::public).ok_or_else(|| {
-            Error::Control("name an account; this ledger has no key of its own here".into())
-        }),
-    }
+fn account(given: Option<PublicKey>, me: Option<&SecretKey>) -> Result<PublicKey> {
+    given.or_else(|| me.map(SecretKey::public)).ok_or_else(|| {
+        Error::Control("name an account; this ledger has no key of its own here".into())
+    })
 }
 
-fn outcome_json(o: Outcome) -> Value {
+fn decision(o: Outcome) -> Decision {
     match o {
-        Outcome::Pay { fuel_used } => json!({"pay": fuel_used}),
-        Outcome::Refund => json!("refund"),
-        Outcome::Confirm => json!("confirm"),
+        Outcome::Pay { fuel_used } => Decision::Pay(fuel_used),
+        Outcome::Refund => Decision::Refund,
+        Outcome::Confirm => Decision::Confirm,
     }
 }
 
 /// One op as `ledger history` shows it.
-pub fn op_json(ledger: &Ledger, op: &Op) -> Value {
+pub fn op_view(ledger: &Ledger, op: &Op) -> OpView {
     let id = op.id();
     let state = ledger.state();
     let status = if state.is_applied(&id) {
@@ -501,21 +529,15 @@ pub fn op_json(ledger: &Ledger, op: &Op) -> Value {
     } else {
         "waiting".to_owned()
     };
-    let mut v = json!({
-        "id": hex::encode(id),
-        "author": op.author.to_string(),
-        "seq": op.seq,
-        "time_ms": op.time_ms,
-        "claims": op.deps.len(),
-        "status": status,
-    });
     let body = match &op.body {
-        Body::Mint { to, amount } => {
-            json!({"kind": "mint", "to": to.to_string(), "amount": amount})
-        }
-        Body::Transfer { to, amount } => {
-            json!({"kind": "transfer", "to": to.to_string(), "amount": amount})
-        }
+        Body::Mint { to, amount } => OpBody::Mint {
+            to: *to,
+            amount: *amount,
+        },
+        Body::Transfer { to, amount } => OpBody::Transfer {
+            to: *to,
+            amount: *amount,
+        },
         Body::Hold {
             worker,
             arbiter,
@@ -523,122 +545,142 @@ pub fn op_json(ledger: &Ledger, op: &Op) -> Value {
             fuel_limit,
             window_ms,
             collateral,
-        } => json!({"kind": "hold", "worker": worker.to_string(), "arbiter": arbiter.to_string(),
-            "price": price, "fuel_limit": fuel_limit, "window_ms": window_ms, "collateral": collateral}),
-        Body::Bond { escrow } => json!({"kind": "bond", "escrow": hex::encode(escrow)}),
-        Body::Decide(d) => {
-            json!({"kind": "decide", "escrow": hex::encode(d.escrow), "step": d.step,
-            "outcome": outcome_json(d.outcome), "cosigner": d.cosigner.to_string()})
-        }
+        } => OpBody::Hold {
+            worker: *worker,
+            arbiter: *arbiter,
+            price: *price,
+            fuel_limit: *fuel_limit,
+            window_ms: *window_ms,
+            collateral: *collateral,
+        },
+        Body::Bond { escrow } => OpBody::Bond {
+            escrow: hex::encode(escrow),
+        },
+        Body::Decide(d) => OpBody::Decide {
+            escrow: hex::encode(d.escrow),
+            step: u64::from(d.step),
+            outcome: decision(d.outcome),
+            cosigner: d.cosigner,
+        },
     };
-    if let (Value::Object(m), Value::Object(b)) = (&mut v, body) {
-        m.extend(b);
+    OpView {
+        id: hex::encode(id),
+        author: op.author,
+        seq: op.seq,
+        time_ms: op.time_ms,
+        claims: op.deps.len() as u64,
+        status,
+        body,
     }
-    v
 }
 
-/// Answers one ledger request (`{"cmd": "ledger_balance", ...}` and the
-/// others `p2pctl ledger` sends). `key` signs transfers; the op a transfer
-/// made is returned for gossip.
+/// Answers one ledger request, for the control channel and for
+/// `p2pctl ledger` on a stopped node. `key` signs transfers; the op a
+/// transfer made is returned for gossip.
 pub fn query(
     ledger: &mut Ledger,
     key: Option<&SecretKey>,
-    request: &Value,
+    request: &LedgerRequest,
     now_ms: u64,
-) -> Result<(Value, Option<Op>)> {
-    let cmd = request.get("cmd").and_then(Value::as_str).unwrap_or("");
+) -> Result<(LedgerAnswer, Option<Op>)> {
     let state = ledger.state();
-    let answer = match cmd {
-        "ledger_balance" => {
-            let who = account(request, key)?;
-            let incoming: u64 = state.incoming(&who).iter().map(|(_, a)| a).sum();
-            let held: u64 = state
+    let answer = match request {
+        LedgerRequest::Balance { account: given } => {
+            let who = account(*given, key)?;
+            let incoming = state
+                .incoming(&who)
+                .iter()
+                .fold(0u64, |sum, (_, a)| sum.saturating_add(*a));
+            let held = state
                 .escrows()
                 .filter(|(_, e)| e.owner == who && e.finalised.is_none())
-                .map(|(_, e)| e.amount)
-                .sum();
-            let bonded: u64 = state
+                .fold(0u64, |sum, (_, e)| sum.saturating_add(e.amount));
+            let bonded = state
                 .escrows()
                 .filter(|(_, e)| e.worker == who && e.bond.is_some() && e.finalised.is_none())
-                .map(|(_, e)| e.collateral)
-                .sum();
-            json!({
-                "account": who.to_string(),
-                "balance": state.balance(&who),
-                "incoming": incoming,
-                "held": held,
-                "bonded": bonded,
-                "frozen": state.is_frozen(&who),
-                "seq": state.head(&who).0,
+                .fold(0u64, |sum, (_, e)| sum.saturating_add(e.collateral));
+            LedgerAnswer::Balance(Balance {
+                account: who,
+                balance: state.balance(&who),
+                incoming,
+                held,
+                bonded,
+                frozen: state.is_frozen(&who),
+                seq: state.head(&who).0,
             })
         }
-        "ledger_history" => {
-            let who = account(request, key)?;
-            let limit = request.get("limit").and_then(Value::as_u64).unwrap_or(50) as usize;
+        LedgerRequest::History {
+            account: given,
+            limit,
+        } => {
+            let who = account(*given, key)?;
             let all = state.history(&who);
+            let limit = usize::try_from(*limit).unwrap_or(usize::MAX);
             let skip = all.len().saturating_sub(limit);
-            let ops: Vec<Value> = all[skip..].iter().map(|op| op_json(ledger, op)).collect();
-            json!({"account": who.to_string(), "total": all.len(), "ops": ops})
+            let ops = all[skip..].iter().map(|op| op_view(ledger, op)).collect();
+            LedgerAnswer::History(History {
+                account: who,
+                total: all.len() as u64,
+                ops,
+            })
         }
-        "ledger_holds" => {
-            let who = request
-                .get("account")
-                .map(|_| account(request, key))
-                .transpose()?;
-            let holds: Vec<Value> = state
+        LedgerRequest::Holds { account: who } => {
+            let holds = state
                 .escrows()
                 .filter(|(_, e)| {
                     who.is_none_or(|w| e.owner == w || e.worker == w || e.arbiter == w)
                 })
-                .map(|(id, e)| {
-                    json!({
-                        "escrow": hex::encode(id),
-                        "owner": e.owner.to_string(),
-                        "worker": e.worker.to_string(),
-                        "arbiter": e.arbiter.to_string(),
-                        "amount": e.amount,
-                        "price": e.price,
-                        "fuel_limit": e.fuel_limit,
-                        "window_ms": e.window_ms,
-                        "collateral": e.collateral,
-                        "bonded": e.bond.is_some(),
-                        "settled": e.settled.map(|(_, o, t)| json!({"outcome": outcome_json(o), "time_ms": t})),
-                        "final": e.finalised.map(|(_, o)| outcome_json(o)),
-                    })
+                .map(|(id, e)| HeldEscrow {
+                    escrow: hex::encode(id),
+                    owner: e.owner,
+                    worker: e.worker,
+                    arbiter: e.arbiter,
+                    amount: e.amount,
+                    price: e.price,
+                    fuel_limit: e.fuel_limit,
+                    window_ms: e.window_ms,
+                    collateral: e.collateral,
+                    bonded: e.bond.is_some(),
+                    settled: e.settled.map(|(_, o, t)| Settled {
+                        outcome: decision(o),
+                        time_ms: t,
+                    }),
+                    finalised: e.finalised.map(|(_, o)| decision(o)),
                 })
                 .collect();
-            json!({"holds": holds})
+            LedgerAnswer::Holds(Holds { holds })
         }
-        "ledger_verify" => {
+        LedgerRequest::Verify => {
             let r = ledger.verify().map_err(|e| Error::Ledger(e.to_string()))?;
-            json!({
-                "ok": r.problems.is_empty(),
-                "network": hex::encode(ledger.state().network()),
-                "ops": r.ops,
-                "applied": r.applied,
-                "accounts": r.accounts,
-                "escrows": r.escrows.0,
-                "open_escrows": r.escrows.1,
-                "minted": r.minted.to_string(),
-                "proofs": r.proofs,
-                "problems": r.problems,
+            LedgerAnswer::Verify(Verified {
+                ok: r.problems.is_empty(),
+                network: hex::encode(ledger.state().network()),
+                ops: r.ops as u64,
+                applied: r.applied as u64,
+                accounts: r.accounts as u64,
+                escrows: r.escrows.0 as u64,
+                open_escrows: r.escrows.1 as u64,
+                minted: r.minted.to_string(),
+                proofs: r.proofs as u64,
+                problems: r.problems,
+                future_ops: None,
             })
         }
-        "ledger_transfer" => {
+        LedgerRequest::Transfer { to, amount } => {
             let key = key.ok_or_else(|| Error::Control("no key to sign with".into()))?;
-            let to = request
-                .get("to")
-                .and_then(Value::as_str)
-                .ok_or_else(|| Error::Control("missing field \"to\"".into()))?;
-            let to: PublicKey = to
-                .parse()
-                .map_err(|_| Error::Control(format!("{to:?} is not a 64-hex-digit public key")))?;
-            let amount = request
-                .get("amount")
-                .and_then(Value::as_u64)
-                .filter(|a| *a > 0)
-                .ok_or_else(|| Error::Control("amount must be a whole number above 0".into()))?;
-            let op = state.draft(key, now_ms, Body::Transfer { to, amount });
+            if *amount == 0 {
+                return Err(Error::Control(
+                    "amount must be a whole number above 0".into(),
+                ));
+            }
+            let op = state.draft(
+                key,
+                now_ms,
+                Body::Transfer {
+                    to: *to,
+                    amount: *amount,
+                },
+            );
             // Checked before it is stored: a refused op would still take
             // its place in the chain.
             match state.check(&op) {
@@ -661,11 +703,14 @@ pub fn query(
                 .map_err(|e| Error::Ledger(e.to_string()))?;
             let balance = ledger.state().balance(&key.public());
             return Ok((
-                json!({"id": hex::encode(id), "applied": matches!(r, Insert::Applied(_)), "balance": balance}),
+                LedgerAnswer::Transferred(Transferred {
+                    id: hex::encode(id),
+                    applied: matches!(r, Insert::Applied(_)),
+                    balance,
+                }),
                 Some(op),
             ));
         }
-        other => return Err(Error::Control(format!("unknown ledger command {other:?}"))),
     };
     Ok((answer, None))
 }

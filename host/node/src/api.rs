@@ -1,0 +1,369 @@
+//! The typed requests and answers of the control channel, shared by the
+//! node and `p2pctl` (and later served over HTTP by the gateway). Each is
+//! a serde type; neither side picks JSON apart by hand.
+//!
+//! On the wire a request is one JSON line, `{"token": "...", "request":
+//! {"cmd": "status"}}`; its answer is one line, `{"ok": true, "result":
+//! ...}` or `{"ok": false, "error": "..."}`.
+
+use std::path::PathBuf;
+
+use p2pc_crypto::PublicKey;
+use serde::{Deserialize, Serialize};
+
+/// A request to a running node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Request {
+    /// What the node sees: [`crate::Status`].
+    Status,
+    /// The peers connected: `Vec<p2pc_net::PeerInfo>`.
+    Peers,
+    /// Store the file at `path` as a blob and announce it:
+    /// `p2pc_store::BlobInfo`.
+    Put {
+        /// A file the node can read.
+        path: PathBuf,
+    },
+    /// Fetch a blob from the network: [`crate::FetchStats`].
+    Fetch {
+        /// The blob.
+        cid: p2pc_store::Cid,
+        /// Peers to ask first.
+        #[serde(default)]
+        from: Vec<String>,
+    },
+    /// Write a blob, or a job's output, to `path`: [`Exported`].
+    Export {
+        /// The blob to write.
+        #[serde(default)]
+        cid: Option<p2pc_store::Cid>,
+        /// Or the job whose output to write.
+        #[serde(default)]
+        job: Option<String>,
+        /// Where (replaced atomically).
+        path: PathBuf,
+    },
+    /// Submit a job: [`Submitted`].
+    Submit(SubmitRequest),
+    /// A job's record: [`crate::JobInfo`].
+    Job {
+        /// The job's id.
+        job: String,
+    },
+    /// Wait until a job ends or `timeout_ms` passes: [`crate::JobInfo`].
+    Wait {
+        /// The job's id.
+        job: String,
+        /// How long to wait, at most.
+        timeout_ms: u64,
+    },
+    /// A job's logs: [`crate::JobLogs`].
+    Logs {
+        /// The job's id.
+        job: String,
+    },
+    /// The jobs this node keeps, newest first: `Vec<crate::JobInfo>`.
+    Jobs {
+        /// At most this many.
+        limit: usize,
+    },
+    /// A ledger query or transfer: [`LedgerAnswer`].
+    Ledger(LedgerRequest),
+}
+
+/// What to submit, by file path (read by the node).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubmitRequest {
+    /// The signed bundle file.
+    pub bundle: PathBuf,
+    /// The input file; none is an empty input.
+    #[serde(default)]
+    pub input: Option<PathBuf>,
+    /// The worker to send it to; otherwise one is chosen.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// How long the job may take, from submission to receipt.
+    pub timeout_ms: u64,
+    /// Arguments for the program, after the bundle's own.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// The answer to [`Request::Submit`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submitted {
+    /// The new job's id.
+    pub job: String,
+}
+
+/// The answer to [`Request::Export`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exported {
+    /// Bytes written.
+    pub bytes: u64,
+    /// Where.
+    pub path: PathBuf,
+}
+
+/// A ledger request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "query", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LedgerRequest {
+    /// An account's credits: [`Balance`]. No account: the node's own.
+    Balance {
+        /// The account.
+        #[serde(default)]
+        account: Option<PublicKey>,
+    },
+    /// The last `limit` ops that concern an account: [`History`].
+    History {
+        /// The account; none: the node's own.
+        #[serde(default)]
+        account: Option<PublicKey>,
+        /// At most this many.
+        limit: u64,
+    },
+    /// Send credits from the node's account: [`Transferred`].
+    Transfer {
+        /// The receiver.
+        to: PublicKey,
+        /// Whole credits, above 0.
+        amount: u64,
+    },
+    /// Escrows, all or those `account` is party to: [`Holds`].
+    Holds {
+        /// The account.
+        #[serde(default)]
+        account: Option<PublicKey>,
+    },
+    /// Rebuild the state from the ops and check every invariant:
+    /// [`Verified`].
+    Verify,
+}
+
+/// The answer to a [`LedgerRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LedgerAnswer {
+    /// To [`LedgerRequest::Balance`].
+    Balance(Balance),
+    /// To [`LedgerRequest::History`].
+    History(History),
+    /// To [`LedgerRequest::Transfer`].
+    Transferred(Transferred),
+    /// To [`LedgerRequest::Holds`].
+    Holds(Holds),
+    /// To [`LedgerRequest::Verify`].
+    Verify(Verified),
+}
+
+/// An account's credits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    /// The account.
+    pub account: PublicKey,
+    /// Spendable now.
+    pub balance: u64,
+    /// Received but not yet claimed by the account's next op.
+    pub incoming: u64,
+    /// Locked in open escrows it owns.
+    pub held: u64,
+    /// Collateral it posted on open escrows.
+    pub bonded: u64,
+    /// Frozen for equivocating.
+    pub frozen: bool,
+    /// Its chain's length.
+    pub seq: u64,
+}
+
+/// Ops that concern an account, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    /// The account.
+    pub account: PublicKey,
+    /// How many ops concern it in all.
+    pub total: u64,
+    /// The last ones.
+    pub ops: Vec<OpView>,
+}
+
+/// One op as `ledger history` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpView {
+    /// The op's id, hex.
+    pub id: String,
+    /// Who signed it.
+    pub author: PublicKey,
+    /// Its place in the author's chain.
+    pub seq: u64,
+    /// When its author says it was made.
+    pub time_ms: u64,
+    /// Transfers it claims.
+    pub claims: u64,
+    /// `applied`, `waiting`, or `refused: ...`.
+    pub status: String,
+    /// What it does.
+    #[serde(flatten)]
+    pub body: OpBody,
+}
+
+/// What an op does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OpBody {
+    /// New credits.
+    Mint {
+        /// Receiver.
+        to: PublicKey,
+        /// Credits.
+        amount: u64,
+    },
+    /// Credits sent.
+    Transfer {
+        /// Receiver.
+        to: PublicKey,
+        /// Credits.
+        amount: u64,
+    },
+    /// Credits locked for a task.
+    Hold {
+        /// The worker.
+        worker: PublicKey,
+        /// The arbiter.
+        arbiter: PublicKey,
+        /// Credits per unit of fuel.
+        price: u64,
+        /// Most fuel paid for.
+        fuel_limit: u64,
+        /// Challenge window.
+        window_ms: u64,
+        /// Collateral asked of the worker.
+        collateral: u64,
+    },
+    /// A worker's collateral posted on an escrow.
+    Bond {
+        /// The escrow, hex.
+        escrow: String,
+    },
+    /// A settlement, refund or confirmation.
+    Decide {
+        /// The escrow, hex.
+        escrow: String,
+        /// Which step.
+        step: u64,
+        /// What was decided.
+        outcome: Decision,
+        /// Who cosigned.
+        cosigner: PublicKey,
+    },
+}
+
+/// How an escrow was decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Pay the worker for this much fuel.
+    Pay(u64),
+    /// Give the credits back.
+    Refund,
+    /// Confirm an earlier decision.
+    Confirm,
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Decision::Pay(fuel) => write!(f, "pay for {fuel} fuel"),
+            Decision::Refund => f.write_str("refund"),
+            Decision::Confirm => f.write_str("confirm"),
+        }
+    }
+}
+
+/// The answer to a transfer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transferred {
+    /// The op's id, hex.
+    pub id: String,
+    /// Applied at once, rather than waiting for an earlier op.
+    pub applied: bool,
+    /// The sender's balance after it.
+    pub balance: u64,
+}
+
+/// Escrows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holds {
+    /// Each escrow.
+    pub holds: Vec<HeldEscrow>,
+}
+
+/// One escrow and where it stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldEscrow {
+    /// The escrow's id (its hold op), hex.
+    pub escrow: String,
+    /// Who locked the credits.
+    pub owner: PublicKey,
+    /// The worker.
+    pub worker: PublicKey,
+    /// The arbiter.
+    pub arbiter: PublicKey,
+    /// Credits locked.
+    pub amount: u64,
+    /// Credits per unit of fuel.
+    pub price: u64,
+    /// Most fuel paid for.
+    pub fuel_limit: u64,
+    /// Challenge window.
+    pub window_ms: u64,
+    /// Collateral asked of the worker.
+    pub collateral: u64,
+    /// Whether the worker posted it.
+    pub bonded: bool,
+    /// The settlement, once made.
+    pub settled: Option<Settled>,
+    /// The final decision, once the window closed.
+    #[serde(rename = "final")]
+    pub finalised: Option<Decision>,
+}
+
+/// A settlement of an escrow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settled {
+    /// What it decided.
+    pub outcome: Decision,
+    /// When.
+    pub time_ms: u64,
+}
+
+/// What a full verification of the ledger found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verified {
+    /// No problems.
+    pub ok: bool,
+    /// The network's id, hex.
+    pub network: String,
+    /// Ops stored.
+    pub ops: u64,
+    /// Ops applied.
+    pub applied: u64,
+    /// Accounts.
+    pub accounts: u64,
+    /// Escrows in all.
+    pub escrows: u64,
+    /// Escrows still open.
+    pub open_escrows: u64,
+    /// Credits minted in all (a decimal string: it may pass 2^64).
+    pub minted: String,
+    /// Equivocation proofs held.
+    pub proofs: u64,
+    /// Each problem found.
+    pub problems: Vec<String>,
+    /// Ops dated ahead of the clock, waiting (a running node only).
+    #[serde(default)]
+    pub future_ops: Option<usize>,
+}

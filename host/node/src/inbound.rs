@@ -1,0 +1,124 @@
+//! The inbound router: hands each request or gossip message the overlay
+//! delivers to the service it is for. It never awaits disk or the
+//! overlay itself: requests are answered in tasks of their own, and
+//! gossip goes to services that take it without waiting (the replica's
+//! bounded queue, the jobs service's advert table). So however busy a
+//! service is, chunk and task traffic keeps moving, and the overlay's
+//! event loop is never stuck behind a full inbound channel.
+
+use p2pc_net::{ChunkResponse, ChunkStatus, Client, Inbound};
+use p2pc_store::Store;
+use prost::Message;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::messages::{ADVERT_TOPIC, TaskReply, TaskRequest};
+use crate::network::Network;
+use crate::node::Services;
+use crate::replica::{LEDGER_TOPIC, Replica};
+use crate::worker::Worker;
+
+/// The handles the router hands messages to.
+pub(crate) struct Router {
+    client: Client,
+    store: Store,
+    worker: Worker,
+    network: Network,
+    replica: Option<Replica>,
+}
+
+impl Router {
+    pub(crate) fn new(services: &Services) -> Self {
+        Self {
+            client: services.client.clone(),
+            store: services.store.clone(),
+            worker: services.worker.clone(),
+            network: services.network.clone(),
+            replica: services.replica.clone(),
+        }
+    }
+
+    /// Routes messages until the overlay stops.
+    pub(crate) async fn run(self, mut inbound: mpsc::Receiver<Inbound>) {
+        while let Some(message) = inbound.recv().await {
+            self.route(message);
+        }
+    }
+
+    fn route(&self, message: Inbound) {
+        match message {
+            Inbound::Chunk {
+                request, channel, ..
+            } => {
+                let store = self.store.clone();
+                let client = self.client.clone();
+                tokio::spawn(async move {
+                    let response =
+                        tokio::task::spawn_blocking(move || crate::fetch::serve(&store, &request))
+                            .await
+                            .unwrap_or_else(|_| ChunkResponse::with_status(ChunkStatus::Unavailable));
+                    let _ = client.respond_chunk(channel, response).await;
+                });
+            }
+            Inbound::Task {
+                peer,
+                request,
+                channel,
+            } => {
+                let worker = self.worker.clone();
+                let network = self.network.clone();
+                let client = self.client.clone();
+                tokio::spawn(async move {
+                    let reply = match TaskRequest::decode(request.as_slice()) {
+                        Err(e) => TaskReply {
+                            refused_code: "malformed".into(),
+                            refused: format!("malformed task request: {e}"),
+                            ..TaskReply::default()
+                        },
+                        // A worker reporting progress on a task this node sent.
+                        Ok(r) if !r.progress.is_empty() => network.on_progress(peer, &r.progress),
+                        Ok(r) => worker.handle_task(peer, r).await,
+                    };
+                    let _ = client.respond_task(channel, reply.encode_to_vec()).await;
+                });
+            }
+            Inbound::Ledger {
+                peer,
+                request,
+                channel,
+            } => {
+                let replica = self.replica.clone();
+                let client = self.client.clone();
+                tokio::spawn(async move {
+                    // A node without a ledger answers empty: "nothing here".
+                    let reply = match &replica {
+                        Some(r) => r.answer_sync(peer, &request).await,
+                        None => Vec::new(),
+                    };
+                    let _ = client.respond_ledger(channel, reply).await;
+                });
+            }
+            Inbound::Gossip {
+                source,
+                via,
+                topic,
+                data,
+            } => {
+                if topic == ADVERT_TOPIC {
+                    self.network.on_advert(source, &data);
+                } else if topic == LEDGER_TOPIC
+                    && let Some(replica) = &self.replica
+                {
+                    replica.on_gossip(via, data);
+                }
+            }
+            Inbound::Connected(peer) => {
+                debug!(%peer, "peer connected");
+                if let Some(replica) = &self.replica {
+                    replica.on_connected(peer);
+                }
+            }
+            Inbound::Disconnected(peer) => self.network.on_disconnected(&peer),
+        }
+    }
+}

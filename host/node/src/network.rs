@@ -1,0 +1,1025 @@
+//! `ComputeNetwork`, the submitter side of `/p2pc/task/1`: jobs this node
+//! sends to workers, their records on disk, the progress workers report,
+//! and the checks on what comes back.
+//!
+//! Every job has a record in the store's `jobs` keyspace (`job/<id>`: a
+//! [`JobInfo`]; `detail/<id>`: its logs and receipts), so jobs survive a
+//! restart: one that was still running when the node stopped is marked
+//! [`JobState::Lost`] with the reason when the node starts again, never
+//! forgotten. Outputs are blobs in the store. Finished jobs are kept for
+//! `[jobs] keep`, then pruned with their outputs.
+//!
+//! Records reach the disk through one writer task that groups whatever is
+//! waiting into one commit (one sync for many small jobs). A job's end is
+//! reported to waiters as soon as its receipt is verified; its record and
+//! output are on disk within one group commit of that, and until then its
+//! output is served from memory. Memory is bounded: at most
+//! [`MAX_LIVE_JOBS`] running, [`RECENT_JOBS`] finished ones cached; the rest
+//! are read from disk when asked for.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use p2pc_crypto::{BundleFile, Envelope, PublicKey, TrustPolicy};
+use p2pc_net::{Client, PeerId, RequestFailure};
+use p2pc_sandbox::{LogLevel, LogLine};
+use p2pc_store::{Cid, JobWrite, Store};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::messages::{
+    ADVERT_KIND, Advert, CallKind, INLINE_BYTES, PROGRESS_KIND, Progress, TASK_KIND, TaskReply,
+    TaskRequest, TaskSpec, blob_id, check_receipt, now_unix_ms,
+};
+use crate::signer::Signer;
+use crate::worker::announce;
+use crate::{Error, Result};
+
+/// Jobs running at once on this node, at most; a submission past it is
+/// refused with a clear error.
+pub const MAX_LIVE_JOBS: usize = 10_000;
+/// Finished jobs whose records are cached in memory.
+pub const RECENT_JOBS: usize = 1024;
+/// Record writes waiting for the writer, at most (submitters wait for
+/// room, so memory stays bounded under any load).
+const WRITE_QUEUE: usize = 1024;
+/// Writes grouped into one commit, at most.
+const WRITE_BATCH: usize = 256;
+/// Adverts older than this are ignored.
+const ADVERT_TTL_MS: u64 = 120_000;
+/// How often finished jobs past `[jobs] keep` are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Where a job stands.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum JobState {
+    /// Looking for a worker and sending the task.
+    Submitted,
+    /// Sent to a worker; waiting for its receipt.
+    Running {
+        /// The worker's peer id.
+        worker: String,
+    },
+    /// A verified receipt came back.
+    Done {
+        /// The worker's peer id.
+        worker: String,
+        /// `ok` or the task error's code.
+        outcome: String,
+        /// The error's message, when not ok.
+        message: String,
+        /// The output blob, present in the local store, when ok.
+        output: Option<String>,
+        /// Output length.
+        output_len: u64,
+        /// Fuel the worker reports.
+        fuel_used: u64,
+        /// Peak memory the worker reports.
+        peak_memory: u64,
+    },
+    /// The job could not be completed.
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+    /// The node stopped while the job ran, so its answer never came.
+    Lost {
+        /// Why, for people.
+        reason: String,
+    },
+}
+
+impl JobState {
+    /// Whether the job has finished, one way or the other.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            JobState::Done { .. } | JobState::Failed { .. } | JobState::Lost { .. }
+        )
+    }
+}
+
+/// How far a job has got, as it reported through `host.progress`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobProgress {
+    /// Units done.
+    pub done: u64,
+    /// Units in all.
+    pub total: u64,
+}
+
+/// What the node keeps about one job.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobInfo {
+    /// The job's id (32 hex digits).
+    pub id: String,
+    /// The bundle's name.
+    pub name: String,
+    /// The bundle file, as a blob.
+    pub bundle: String,
+    /// The input, as a blob id.
+    pub input: String,
+    /// Its length.
+    pub input_len: u64,
+    /// Arguments after the bundle's own.
+    pub args: Vec<String>,
+    /// When it was submitted, Unix milliseconds.
+    pub submitted_unix_ms: u64,
+    /// When it ended, if it has.
+    pub finished_unix_ms: Option<u64>,
+    /// Where it stands.
+    pub status: JobState,
+    /// The last progress its worker reported (kept once it ends).
+    #[serde(default)]
+    pub progress: Option<JobProgress>,
+    /// Its tasks, one per attempt.
+    pub tasks: Vec<TaskInfo>,
+}
+
+/// One task of a job: one attempt on one worker.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// The task's id (32 hex digits).
+    pub task_id: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The worker it went to, once chosen.
+    pub worker: Option<String>,
+}
+
+/// A job's logs, as its worker's receipt carried them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobLogs {
+    /// The job.
+    pub job: String,
+    /// Lines the job logged through `host.log`.
+    pub logs: Vec<LogLine>,
+    /// Lines dropped: past the sandbox's line limit or the receipt's
+    /// byte budget.
+    pub logs_dropped: u64,
+    /// The end of what the job wrote to stderr (lossy UTF-8).
+    pub stderr: String,
+    /// Each signed receipt, hex: evidence of what the worker attested.
+    pub receipts: Vec<String>,
+}
+
+/// What to submit.
+#[derive(Clone, Debug)]
+pub struct Submission {
+    /// The signed bundle file's bytes.
+    pub bundle: Vec<u8>,
+    /// The input.
+    pub input: Vec<u8>,
+    /// The worker to send it to; otherwise one is chosen.
+    pub to: Option<PeerId>,
+    /// How long the job may take, from submission to receipt.
+    pub timeout: Duration,
+    /// Arguments for the program, after the bundle's own.
+    pub args: Vec<String>,
+    /// Which export to call: `run` unless the job is one map or reduce
+    /// call of a map-reduce component (a reduce's input is an encoded
+    /// [`ReduceInput`](crate::messages::ReduceInput)).
+    pub call: CallKind,
+}
+
+fn job_key(id: &str) -> Vec<u8> {
+    format!("job/{id}").into_bytes()
+}
+
+fn detail_key(id: &str) -> Vec<u8> {
+    format!("detail/{id}").into_bytes()
+}
+
+/// One message to the writer task.
+enum Write {
+    Job {
+        info: JobInfo,
+        logs: Option<JobLogs>,
+        output: Option<(Cid, Bytes)>,
+    },
+    Remove(Vec<JobWrite>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// A running job: its state for watchers, and what a progress report
+/// must match.
+struct Live {
+    info: watch::Sender<JobInfo>,
+    /// The worker's key and the task envelope's digest, once sent.
+    task: Option<(PublicKey, [u8; 32])>,
+}
+
+/// A handle on the jobs service. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Network {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    store: Store,
+    signer: Arc<Signer>,
+    keep: Duration,
+    adverts: Mutex<HashMap<PeerId, (PublicKey, Advert)>>,
+    live: Mutex<HashMap<String, Live>>,
+    recent: Mutex<(VecDeque<String>, HashMap<String, JobInfo>)>,
+    /// Outputs reported but not yet committed by the writer.
+    pending: Mutex<HashMap<Cid, Bytes>>,
+    writes: mpsc::Sender<Write>,
+    /// Jobs with a record, running or finished.
+    kept: AtomicUsize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Network {
+    /// Opens the job records: jobs left running by the last run of the
+    /// node are marked lost, finished ones past `keep` are pruned. Starts
+    /// the writer and the pruning task.
+    pub(crate) async fn start(
+        client: Client,
+        store: Store,
+        signer: Arc<Signer>,
+        keep: Duration,
+    ) -> Result<(Self, Vec<JoinHandle<()>>)> {
+        let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+        let inner = Arc::new(Inner {
+            client,
+            store: store.clone(),
+            signer,
+            keep,
+            adverts: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
+            recent: Mutex::new((VecDeque::new(), HashMap::new())),
+            pending: Mutex::new(HashMap::new()),
+            writes,
+            kept: AtomicUsize::new(0),
+        });
+        let kept = tokio::task::spawn_blocking(move || recover(&store, keep))
+            .await
+            .map_err(|e| Error::Io(format!("reading job records failed: {e}")))??;
+        inner.kept.store(kept, Ordering::Relaxed);
+        let tasks = vec![
+            tokio::spawn(write_loop(inner.clone(), queue)),
+            tokio::spawn(prune_loop(inner.clone())),
+        ];
+        Ok((Self { inner }, tasks))
+    }
+
+    /// Jobs with a record.
+    pub(crate) fn len(&self) -> usize {
+        self.inner.kept.load(Ordering::Relaxed)
+    }
+
+    /// Workers whose adverts are held.
+    pub(crate) fn workers(&self) -> Vec<PeerId> {
+        lock(&self.inner.adverts).keys().copied().collect()
+    }
+
+    /// A gossiped advert.
+    pub(crate) fn on_advert(&self, source: Option<PeerId>, data: &[u8]) {
+        let Some(source) = source else { return };
+        let Ok(envelope) = Envelope::decode_bounded(data) else {
+            return;
+        };
+        let Ok(opened) = envelope.open(ADVERT_KIND) else {
+            debug!(%source, "advert with a bad signature");
+            return;
+        };
+        // The advert must be signed by the key the gossip source's peer id
+        // was derived from.
+        if opened.author.peer_id() != source {
+            debug!(%source, "advert signed by another key");
+            return;
+        }
+        let Ok(advert) = Advert::decode(opened.payload) else {
+            return;
+        };
+        if advert.issued_unix_ms.saturating_add(ADVERT_TTL_MS) < now_unix_ms() {
+            return;
+        }
+        lock(&self.inner.adverts).insert(source, (opened.author, advert));
+    }
+
+    /// A peer's last connection closed.
+    pub(crate) fn on_disconnected(&self, peer: &PeerId) {
+        lock(&self.inner.adverts).remove(peer);
+    }
+
+    /// A worker's progress report on a task of a running job. Only the
+    /// worker the task went to may report on it.
+    pub(crate) fn on_progress(&self, peer: PeerId, wire: &[u8]) -> TaskReply {
+        let refuse = |code: &str, message: &str| TaskReply {
+            refused_code: code.to_owned(),
+            refused: message.to_owned(),
+            ..TaskReply::default()
+        };
+        let Ok(envelope) = Envelope::decode_bounded(wire) else {
+            return refuse("malformed", "malformed progress envelope");
+        };
+        let Ok(opened) = envelope.open(PROGRESS_KIND) else {
+            return refuse("bad_signature", "progress report with a bad signature");
+        };
+        let Ok(report) = Progress::decode(opened.payload) else {
+            return refuse("malformed", "malformed progress report");
+        };
+        let job = hex::encode(&report.task_id);
+        let live = lock(&self.inner.live);
+        let Some(entry) = live.get(&job) else {
+            return refuse("unknown_task", "no running task of that id here");
+        };
+        match entry.task {
+            Some((worker, digest))
+                if worker == opened.author
+                    && worker.peer_id() == peer
+                    && report.task_digest == digest =>
+            {
+                let progress = JobProgress {
+                    done: report.done,
+                    total: report.total,
+                };
+                entry.info.send_modify(|info| info.progress = Some(progress));
+                TaskReply::default()
+            }
+            _ => refuse("wrong_worker", "the task went to another worker"),
+        }
+    }
+
+    /// A job's record.
+    pub(crate) async fn job(&self, id: &str) -> Result<JobInfo> {
+        if let Some(live) = lock(&self.inner.live).get(id) {
+            return Ok(live.info.borrow().clone());
+        }
+        if let Some(info) = lock(&self.inner.recent).1.get(id) {
+            return Ok(info.clone());
+        }
+        let store = self.inner.store.clone();
+        let key = job_key(id);
+        let record = tokio::task::spawn_blocking(move || store.job_record(&key))
+            .await
+            .map_err(|e| Error::Io(format!("reading a job record failed: {e}")))??;
+        match record {
+            Some(bytes) => decode_info(&bytes),
+            None => Err(Error::NoSuchJob(id.to_owned())),
+        }
+    }
+
+    /// Jobs kept, newest first, at most `limit`.
+    pub(crate) async fn jobs(&self, limit: usize) -> Result<Vec<JobInfo>> {
+        let store = self.inner.store.clone();
+        let mut all: HashMap<String, JobInfo> =
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                let mut out = HashMap::new();
+                for (key, value) in store.job_records()? {
+                    if key.starts_with(b"job/") {
+                        let info = decode_info(&value)?;
+                        out.insert(info.id.clone(), info);
+                    }
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(|e| Error::Io(format!("reading job records failed: {e}")))??;
+        // Memory is fresher than the disk.
+        for (id, info) in &lock(&self.inner.recent).1 {
+            all.insert(id.clone(), info.clone());
+        }
+        for (id, live) in lock(&self.inner.live).iter() {
+            all.insert(id.clone(), live.info.borrow().clone());
+        }
+        let mut all: Vec<JobInfo> = all.into_values().collect();
+        all.sort_by(|a, b| {
+            b.submitted_unix_ms
+                .cmp(&a.submitted_unix_ms)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// Waits up to `timeout` for a job to finish; returns where it stands.
+    pub(crate) async fn wait(&self, id: &str, timeout: Duration) -> Result<JobInfo> {
+        let rx = lock(&self.inner.live).get(id).map(|l| l.info.subscribe());
+        let Some(mut rx) = rx else {
+            return self.job(id).await;
+        };
+        let waited = tokio::time::timeout(timeout, async {
+            rx.wait_for(|i| i.status.is_final())
+                .await
+                .map(|i| i.clone())
+        })
+        .await;
+        match waited {
+            Ok(Ok(info)) => Ok(info),
+            // The job ended and left the live table between the two looks.
+            Ok(Err(_)) => self.job(id).await,
+            Err(_) => Ok(rx.borrow().clone()),
+        }
+    }
+
+    /// A job's logs.
+    pub(crate) async fn logs(&self, id: &str) -> Result<JobLogs> {
+        let info = self.job(id).await?;
+        let store = self.inner.store.clone();
+        let key = detail_key(id);
+        let record = tokio::task::spawn_blocking(move || store.job_record(&key))
+            .await
+            .map_err(|e| Error::Io(format!("reading a job's logs failed: {e}")))??;
+        match record {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Io(format!("job {id}'s logs are corrupt: {e}"))),
+            // Still running, or it ended before a receipt came.
+            None => Ok(JobLogs {
+                job: info.id,
+                ..JobLogs::default()
+            }),
+        }
+    }
+
+    /// A finished job's output bytes.
+    pub(crate) async fn output(&self, id: &str) -> Result<Bytes> {
+        let info = self.job(id).await?;
+        let JobState::Done {
+            output: Some(cid), ..
+        } = &info.status
+        else {
+            return Err(Error::Submit(format!(
+                "job {id} has no output ({})",
+                describe(&info.status)
+            )));
+        };
+        let cid: Cid = cid
+            .parse()
+            .map_err(|_| Error::Submit(format!("job {id}'s record names a bad output id")))?;
+        if let Some(bytes) = lock(&self.inner.pending).get(&cid) {
+            return Ok(bytes.clone());
+        }
+        let store = self.inner.store.clone();
+        let bytes = tokio::task::spawn_blocking(move || store.get_bytes(&cid))
+            .await
+            .map_err(|e| Error::Io(format!("reading an output failed: {e}")))??;
+        Ok(bytes.into())
+    }
+
+    /// Waits until every record written so far is on disk.
+    pub(crate) async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.writes.send(Write::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Submits a job; returns its id at once.
+    pub(crate) async fn submit(&self, submission: Submission) -> Result<String> {
+        // Check the bundle here first, so a bad one fails at once with the
+        // bundle's own error rather than as a worker's refusal.
+        let verified = BundleFile::from_bytes(&submission.bundle)
+            .and_then(|f| f.verify(&TrustPolicy::Any, p2pc_crypto::now_unix()))
+            .map_err(|e| Error::Submit(format!("the bundle is not valid: {e}")))?;
+        p2pc_types::argv(&verified.manifest.args, &submission.args)
+            .map_err(|e| Error::Submit(format!("the job's arguments: {e}")))?;
+        let timeout_ms = u64::try_from(submission.timeout.as_millis()).unwrap_or(u64::MAX);
+        let now = now_unix_ms();
+        let deadline = now.checked_add(timeout_ms).ok_or_else(|| {
+            Error::Submit(format!("a timeout of {timeout_ms} ms is too long"))
+        })?;
+        if lock(&self.inner.live).len() >= MAX_LIVE_JOBS {
+            return Err(Error::Submit(format!(
+                "this node already runs {MAX_LIVE_JOBS} jobs; wait for some to finish"
+            )));
+        }
+        // The bundle is stored once, however many jobs use it; a large
+        // input is stored so the worker can fetch it.
+        let bundle = blob_id(&submission.bundle);
+        let input = blob_id(&submission.input);
+        let inline = submission.input.len() <= INLINE_BYTES;
+        let store = self.inner.store.clone();
+        let (bundle_bytes, input_bytes) = (submission.bundle, submission.input);
+        let (bundle_bytes, input_bytes, stored) =
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                let mut stored = Vec::new();
+                if !store.has(&bundle)? {
+                    store.put_bytes(&bundle_bytes)?;
+                    stored.push(bundle);
+                }
+                if !inline && !store.has(&input)? {
+                    store.put_bytes(&input_bytes)?;
+                    stored.push(input);
+                }
+                Ok((bundle_bytes, input_bytes, stored))
+            })
+            .await
+            .map_err(|e| Error::Io(format!("storing the job's blobs failed: {e}")))??;
+        drop(bundle_bytes);
+        for cid in stored {
+            announce(&self.inner.client, cid);
+        }
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|e| Error::Io(format!("no randomness: {e}")))?;
+        let job_id = hex::encode(id);
+        let info = JobInfo {
+            id: job_id.clone(),
+            name: verified.manifest.name.clone(),
+            bundle: bundle.to_string(),
+            input: input.to_string(),
+            input_len: input_bytes.len() as u64,
+            args: submission.args.clone(),
+            submitted_unix_ms: now,
+            finished_unix_ms: None,
+            status: JobState::Submitted,
+            progress: None,
+            tasks: vec![TaskInfo {
+                task_id: job_id.clone(),
+                attempt: 1,
+                worker: None,
+            }],
+        };
+        let requested = verified.manifest.limits.unwrap_or_default();
+        let spec = TaskSpec {
+            task_id: id.to_vec(),
+            bundle: bundle.as_bytes().to_vec(),
+            input: input.as_bytes().to_vec(),
+            fuel: requested.fuel,
+            memory: requested.memory_bytes,
+            timeout_ms: requested.timeout_ms,
+            output: requested.output_bytes,
+            deadline_unix_ms: deadline,
+            worker: Vec::new(),
+            inline_input: if inline {
+                input_bytes.into()
+            } else {
+                Bytes::new()
+            },
+            args: submission.args,
+            call: submission.call as i32,
+        };
+        let (state, _) = watch::channel(info.clone());
+        lock(&self.inner.live).insert(
+            job_id.clone(),
+            Live {
+                info: state,
+                task: None,
+            },
+        );
+        self.inner.kept.fetch_add(1, Ordering::Relaxed);
+        self.inner.write(info, None, None).await;
+        let this = self.clone();
+        let job = job_id.clone();
+        let (to, timeout) = (submission.to, submission.timeout);
+        tokio::spawn(async move {
+            let (end, logs, output) = match this.inner.run_job(&job, spec, to, timeout).await {
+                Ok(done) => done,
+                Err(e) => (
+                    JobState::Failed {
+                        error: e.to_string(),
+                    },
+                    None,
+                    None,
+                ),
+            };
+            info!(%job, state = ?end, "job finished");
+            this.inner.finish(&job, end, logs, output).await;
+        });
+        Ok(job_id)
+    }
+}
+
+/// A job that ended: its state, its logs, and an output that came inline.
+type Ended = (JobState, Option<JobLogs>, Option<(Cid, Bytes)>);
+
+impl Inner {
+    /// Queues a record write; waits only for room in the queue.
+    async fn write(&self, info: JobInfo, logs: Option<JobLogs>, output: Option<(Cid, Bytes)>) {
+        if let Some((cid, bytes)) = &output {
+            lock(&self.pending).insert(*cid, bytes.clone());
+        }
+        if self
+            .writes
+            .send(Write::Job { info, logs, output })
+            .await
+            .is_err()
+        {
+            warn!("the job record writer has stopped; a record was not written");
+        }
+    }
+
+    /// Records a job's end, tells its watchers, and moves it from the live
+    /// table to the cache of recent jobs.
+    async fn finish(&self, job: &str, end: JobState, logs: Option<JobLogs>, output: Option<(Cid, Bytes)>) {
+        let Some(live) = lock(&self.live).remove(job) else {
+            return;
+        };
+        let mut info = live.info.borrow().clone();
+        info.status = end;
+        info.finished_unix_ms = Some(now_unix_ms());
+        {
+            let mut recent = lock(&self.recent);
+            recent.0.push_back(job.to_owned());
+            recent.1.insert(job.to_owned(), info.clone());
+            while recent.0.len() > RECENT_JOBS {
+                if let Some(old) = recent.0.pop_front() {
+                    recent.1.remove(&old);
+                }
+            }
+        }
+        // Queued before watchers hear, so a reader that then asks the
+        // store finds the output pending or stored.
+        self.write(info.clone(), logs, output).await;
+        live.info.send_replace(info);
+    }
+
+    fn set_status(&self, job: &str, status: JobState, task: Option<(PublicKey, [u8; 32])>) {
+        if let Some(live) = lock(&self.live).get_mut(job) {
+            if task.is_some() {
+                live.task = task;
+            }
+            live.info.send_modify(|info| {
+                if let JobState::Running { worker, .. } = &status
+                    && let Some(t) = info.tasks.last_mut()
+                {
+                    t.worker = Some(worker.clone());
+                }
+                info.status = status;
+            });
+        }
+    }
+
+    async fn run_job(
+        &self,
+        job: &str,
+        mut spec: TaskSpec,
+        to: Option<PeerId>,
+        timeout: Duration,
+    ) -> Result<Ended> {
+        let started = tokio::time::Instant::now();
+        let worker = match to {
+            Some(p) => p,
+            None => self.choose_worker().await?,
+        };
+        let worker_key = PublicKey::from_peer_id(&worker)
+            .ok_or_else(|| Error::Submit(format!("{worker} is not an Ed25519 peer id")))?;
+        spec.worker = worker_key.to_bytes().to_vec();
+        let task_wire = self.signer.seal(TASK_KIND, spec.encode_to_vec()).encode_to_vec();
+        let digest = *blake3::hash(&task_wire).as_bytes();
+        self.set_status(
+            job,
+            JobState::Running {
+                worker: worker.to_string(),
+            },
+            Some((worker_key, digest)),
+        );
+        if let Some(live) = lock(&self.live).get(job) {
+            let info = live.info.borrow().clone();
+            // Best effort: a record not yet written only means a restart
+            // reports the job as lost before it was sent, not after.
+            if let Err(mpsc::error::TrySendError::Full(_)) = self.writes.try_send(Write::Job {
+                info,
+                logs: None,
+                output: None,
+            }) {
+                debug!(%job, "record writer busy; the running state is not written");
+            }
+        }
+        let request = TaskRequest {
+            task: task_wire.clone(),
+            ..TaskRequest::default()
+        }
+        .encode_to_vec();
+        let left = timeout.saturating_sub(started.elapsed());
+        let mut answer = self.client.request_task(worker, request.clone(), left).await;
+        if let Err(p2pc_net::Error::Request {
+            kind: RequestFailure::Unreachable,
+            ..
+        }) = &answer
+        {
+            // No address known for the worker yet: look it up and retry.
+            if self.client.find_peer(worker).await.unwrap_or(false) {
+                let left = timeout.saturating_sub(started.elapsed());
+                answer = self.client.request_task(worker, request, left).await;
+            }
+        }
+        let answer = answer.map_err(|e| match e {
+            p2pc_net::Error::Request {
+                kind: RequestFailure::ConnectionClosed,
+                ..
+            } => Error::Submit(format!(
+                "worker {worker} went away before answering (its connection closed)"
+            )),
+            p2pc_net::Error::Timeout(t) => {
+                Error::Submit(format!("worker {worker} did not answer within {t:?}"))
+            }
+            other => Error::Submit(format!("worker {worker}: {other}")),
+        })?;
+        let reply = TaskReply::decode(answer.as_slice())
+            .map_err(|e| Error::Submit(format!("worker {worker} sent a malformed reply: {e}")))?;
+        if !reply.refused.is_empty() {
+            return Err(Error::Submit(format!(
+                "worker {worker} refused the task ({}): {}",
+                reply.refused_code, reply.refused
+            )));
+        }
+        let receipt = check_receipt(&reply.receipt, &task_wire, &worker_key)
+            .map_err(|e| Error::Submit(format!("receipt from {worker} rejected: {e}")))?;
+        if receipt.task_id != spec.task_id {
+            return Err(Error::Submit(format!(
+                "receipt from {worker} rejected: wrong task id"
+            )));
+        }
+        let logs = JobLogs {
+            job: job.to_owned(),
+            logs: receipt
+                .logs
+                .iter()
+                .map(|l| LogLine {
+                    level: parse_level(&l.level),
+                    message: l.message.clone(),
+                })
+                .collect(),
+            logs_dropped: receipt.logs_dropped,
+            stderr: String::from_utf8_lossy(&receipt.stderr).into_owned(),
+            receipts: vec![hex::encode(&reply.receipt)],
+        };
+        let mut output = None;
+        let mut inline = None;
+        if receipt.outcome == "ok" {
+            let cid = Cid::from_slice(&receipt.output)
+                .ok_or_else(|| Error::Submit("receipt names no output".into()))?;
+            if !reply.inline_output.is_empty() || receipt.output_len == 0 {
+                if blob_id(&reply.inline_output) != cid {
+                    return Err(Error::Submit(format!(
+                        "receipt from {worker} rejected: the output sent does not match the output it names"
+                    )));
+                }
+                inline = Some((cid, reply.inline_output.clone()));
+            } else {
+                let left = timeout.saturating_sub(started.elapsed());
+                tokio::time::timeout(
+                    left,
+                    crate::fetch::fetch(&self.client, &self.store, cid, &[worker]),
+                )
+                .await
+                .map_err(|_| {
+                    Error::Submit("fetching the output took past the job's timeout".into())
+                })??;
+            }
+            output = Some(cid.to_string());
+        }
+        Ok((
+            JobState::Done {
+                worker: worker.to_string(),
+                outcome: receipt.outcome,
+                message: receipt.message,
+                output,
+                output_len: receipt.output_len,
+                fuel_used: receipt.fuel_used,
+                peak_memory: receipt.peak_memory,
+            },
+            Some(logs),
+            inline,
+        ))
+    }
+
+    /// A worker for a task: the advertised one with the most free slots, or
+    /// failing adverts, the first connected peer that describes itself.
+    async fn choose_worker(&self) -> Result<PeerId> {
+        let me = self.client.peer_id();
+        let best = lock(&self.adverts)
+            .iter()
+            .filter(|(p, _)| **p != me)
+            .max_by_key(|(p, (_, a))| (a.free_slots, std::cmp::Reverse(p.to_string())))
+            .map(|(p, _)| *p);
+        if let Some(p) = best {
+            return Ok(p);
+        }
+        let describe = TaskRequest {
+            describe: true,
+            ..TaskRequest::default()
+        }
+        .encode_to_vec();
+        let peers = self.client.peers().await?;
+        let mut asks = futures::stream::FuturesUnordered::new();
+        for info in peers {
+            let Ok(peer) = info.peer_id.parse::<PeerId>() else {
+                continue;
+            };
+            let client = self.client.clone();
+            let req = describe.clone();
+            asks.push(async move {
+                (
+                    peer,
+                    client.request_task(peer, req, Duration::from_secs(3)).await,
+                )
+            });
+        }
+        use futures::StreamExt;
+        while let Some((peer, answer)) = asks.next().await {
+            match answer.map(|a| TaskReply::decode(a.as_slice())) {
+                Ok(Ok(reply)) if !reply.advert.is_empty() => return Ok(peer),
+                Ok(_) => {}
+                Err(e) => warn!(%peer, error = %e, "describe failed"),
+            }
+        }
+        Err(Error::Submit(
+            "no worker found: no adverts heard and no connected peer answered; \
+             connect to a worker or name one with --to"
+                .into(),
+        ))
+    }
+}
+
+fn parse_level(level: &str) -> LogLevel {
+    serde_json::from_value(serde_json::Value::String(level.to_owned())).unwrap_or(LogLevel::Info)
+}
+
+fn decode_info(bytes: &[u8]) -> Result<JobInfo> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Io(format!("a job record is corrupt: {e}")))
+}
+
+/// A state in a few words, for errors.
+fn describe(state: &JobState) -> String {
+    match state {
+        JobState::Submitted => "it has not been sent yet".into(),
+        JobState::Running { worker, .. } => format!("it is still running on {worker}"),
+        JobState::Done { outcome, message, .. } => format!("it ended with {outcome}: {message}"),
+        JobState::Failed { error } => format!("it failed: {error}"),
+        JobState::Lost { reason } => format!("it was lost: {reason}"),
+    }
+}
+
+/// Marks jobs left running by the last run as lost, prunes finished jobs
+/// past `keep`, and returns how many records remain.
+fn recover(store: &Store, keep: Duration) -> Result<usize> {
+    let now = now_unix_ms();
+    let mut writes = Vec::new();
+    let mut kept = 0;
+    let mut lost = 0;
+    let (expired, alive) = scan(store, keep, now)?;
+    for mut info in alive {
+        kept += 1;
+        if info.status.is_final() {
+            continue;
+        }
+        let reason = match &info.status {
+            JobState::Running { worker, .. } => format!(
+                "this node stopped while the job ran on {worker}; the worker's answer could not \
+                 be received (submit it again)"
+            ),
+            _ => "this node stopped before the job was sent to a worker (submit it again)"
+                .to_owned(),
+        };
+        info.status = JobState::Lost { reason };
+        info.finished_unix_ms = Some(now);
+        lost += 1;
+        writes.push(JobWrite::Put {
+            key: job_key(&info.id),
+            value: serde_json::to_vec(&info).expect("job records serialise"),
+        });
+    }
+    writes.extend(expired);
+    if !writes.is_empty() {
+        store.commit_jobs(&[], &writes)?;
+    }
+    if lost > 0 {
+        warn!(jobs = lost, "jobs left running when this node last stopped are marked lost");
+    }
+    Ok(kept)
+}
+
+/// Reads every job record: the writes that prune those past `keep` (and
+/// their outputs, unless a kept job names the same output), and the rest.
+fn scan(store: &Store, keep: Duration, now: u64) -> Result<(Vec<JobWrite>, Vec<JobInfo>)> {
+    let keep_ms = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
+    let mut expired = Vec::new();
+    let mut alive = Vec::new();
+    for (key, value) in store.job_records()? {
+        if !key.starts_with(b"job/") {
+            continue;
+        }
+        let info = match decode_info(&value) {
+            Ok(i) => i,
+            Err(e) => {
+                warn!(key = %String::from_utf8_lossy(&key), error = %e, "skipping a corrupt job record");
+                continue;
+            }
+        };
+        match info.finished_unix_ms {
+            Some(at) if at.saturating_add(keep_ms) < now => expired.push(info),
+            _ => alive.push(info),
+        }
+    }
+    let output = |i: &JobInfo| match &i.status {
+        JobState::Done {
+            output: Some(o), ..
+        } => o.parse::<Cid>().ok(),
+        _ => None,
+    };
+    let still_named: HashSet<Cid> = alive.iter().filter_map(output).collect();
+    let mut writes = Vec::new();
+    for info in &expired {
+        if let Some(cid) = output(info)
+            && !still_named.contains(&cid)
+            && let Err(e) = store.remove(&cid)
+        {
+            debug!(%cid, error = %e, "could not remove a pruned job's output");
+        }
+        writes.push(JobWrite::Remove {
+            key: job_key(&info.id),
+        });
+        writes.push(JobWrite::Remove {
+            key: detail_key(&info.id),
+        });
+    }
+    if !expired.is_empty() {
+        info!(jobs = expired.len(), "pruned finished jobs past [jobs] keep");
+    }
+    Ok((writes, alive))
+}
+
+/// Commits record writes in groups: whatever waits, up to [`WRITE_BATCH`],
+/// goes in one commit.
+async fn write_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<Write>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < WRITE_BATCH {
+            match queue.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        let mut writes = Vec::new();
+        let mut outputs = Vec::new();
+        let mut flushed = Vec::new();
+        for w in batch {
+            match w {
+                Write::Job { info, logs, output } => {
+                    writes.push(JobWrite::Put {
+                        key: job_key(&info.id),
+                        value: serde_json::to_vec(&info).expect("job records serialise"),
+                    });
+                    if let Some(logs) = logs {
+                        writes.push(JobWrite::Put {
+                            key: detail_key(&info.id),
+                            value: serde_json::to_vec(&logs).expect("job logs serialise"),
+                        });
+                    }
+                    outputs.extend(output);
+                }
+                Write::Remove(w) => writes.extend(w),
+                Write::Flush(tx) => flushed.push(tx),
+            }
+        }
+        let store = inner.store.clone();
+        let cids: Vec<Cid> = outputs.iter().map(|(c, _)| *c).collect();
+        let committed = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&[u8]> = outputs.iter().map(|(_, b)| b.as_ref()).collect();
+            store.commit_jobs(&refs, &writes).map(|_| ())
+        })
+        .await;
+        match committed {
+            Ok(Ok(())) => {
+                let mut pending = lock(&inner.pending);
+                for cid in &cids {
+                    pending.remove(cid);
+                }
+            }
+            // Kept in memory: the outputs stay served from `pending`.
+            Ok(Err(e)) => warn!(error = %e, "job records not written"),
+            Err(e) => warn!(error = %e, "job record writer failed"),
+        }
+        for tx in flushed {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Prunes finished jobs past `[jobs] keep` every [`PRUNE_EVERY`].
+async fn prune_loop(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(PRUNE_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let store = inner.store.clone();
+        let keep = inner.keep;
+        let scanned =
+            tokio::task::spawn_blocking(move || scan(&store, keep, now_unix_ms())).await;
+        match scanned {
+            Ok(Ok((writes, alive))) => {
+                inner.kept.store(alive.len(), Ordering::Relaxed);
+                if !writes.is_empty() {
+                    let _ = inner.writes.send(Write::Remove(writes)).await;
+                }
+            }
+            Ok(Err(e)) => warn!(error = %e, "pruning job records failed"),
+            Err(e) => warn!(error = %e, "pruning job records failed"),
+        }
+    }
+}
