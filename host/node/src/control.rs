@@ -130,9 +130,9 @@ struct Line {
 #[derive(Serialize, Deserialize)]
 struct Answer<T> {
     ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<T>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 

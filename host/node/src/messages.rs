@@ -40,11 +40,10 @@ pub const RECEIPT_LOG_BYTES: usize = 256 << 10;
 pub const RECEIPT_STDERR_BYTES: usize = 64 << 10;
 
 /// Which export of a component a task calls ([`TaskSpec::call`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, prost::Enumeration)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, prost::Enumeration)]
 #[repr(i32)]
 pub enum CallKind {
-    /// `run(input)`, or a command with the input on stdin.
-    #[default]
+    /// `run(input)`, or a command with the input on stdin. The default.
     Run = 0,
     /// `map(shard)` of the map-reduce world; the input is the shard.
     Map = 1,

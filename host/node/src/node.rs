@@ -121,8 +121,8 @@ impl ComputeNode {
                 .map_err(|e| Error::Io(format!("opening the store failed: {e}")))??
         };
         let ledger = crate::replica::open_ledger(&config)?;
-        let signer = Arc::new(Signer::new(key.clone()));
         let (client, inbound, event_loop) = p2pc_net::new(&key, config.net())?;
+        let signer = Arc::new(Signer::new(key));
         let mut tasks = vec![tokio::spawn(event_loop.run())];
 
         let (worker, advertise) = Worker::start(&config, client.clone(), store.clone(), signer.clone())?;

@@ -175,7 +175,7 @@ impl Worker {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
-            let advert = self.advert().encode_to_vec();
+            let advert = self.inner.advert().encode_to_vec();
             // Fails while no peer subscribes; the next tick tries again.
             let _ = self.inner.client.publish(ADVERT_TOPIC, advert).await;
         }

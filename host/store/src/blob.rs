@@ -330,7 +330,7 @@ impl Store {
         Ok(self.record(id)?.hashes)
     }
 
-    fn is_pinned(&self, id: &Cid) -> Result<bool> {
+    pub(crate) fn is_pinned(&self, id: &Cid) -> Result<bool> {
         Ok(self.inner.ks.pins.contains_key(id.as_bytes())?)
     }
 
@@ -409,7 +409,7 @@ pub(crate) struct Staged {
 impl Staged {
     /// Syncs the pack file, then adds the chunks' index entries and the
     /// blob records to `batch`, which the caller commits durably.
-    pub(crate) fn commit_into(self, store: &Store, batch: &mut fjall::WriteBatch) -> Result<()> {
+    pub(crate) fn commit_into(self, store: &Store, batch: &mut fjall::OwnedWriteBatch) -> Result<()> {
         if let Some(writer) = self.pack {
             writer.finish().map_err(Error::Io)?;
         }
