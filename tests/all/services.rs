@@ -4,8 +4,6 @@
 //! logs and progress that come back to the submitter. Real nodes on
 //! loopback throughout.
 
-use std::time::Duration;
-
 use p2pc_crypto::{RequestedLimits, SecretKey};
 use p2pc_ledger::sync::encode_ops;
 use p2pc_ledger::{Body, CreditManager, Genesis};
@@ -468,7 +466,6 @@ fn a_tasks_logs_and_progress_reach_the_submitter() {
             logs.stderr.contains("hostile job panicked on purpose"),
             "{logs:?}"
         );
-        let _ = Duration::ZERO;
         cluster.shutdown().await;
     });
 }

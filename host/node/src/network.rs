@@ -59,6 +59,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Where a job stands.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case", tag = "state")]
+#[non_exhaustive]
 pub enum JobState {
     /// Looking for a worker and sending the task.
     Submitted,
@@ -614,13 +615,20 @@ impl Inner {
 
     /// Records a job's end, tells its watchers, and moves it from the live
     /// table to the cache of recent jobs.
-    async fn finish(&self, job: &str, end: JobState, logs: Option<JobLogs>, output: Option<(Cid, Bytes)>) {
-        let Some(live) = lock(&self.live).remove(job) else {
+    async fn finish(
+        &self,
+        job: &str,
+        end: JobState,
+        logs: Option<JobLogs>,
+        output: Option<(Cid, Bytes)>,
+    ) {
+        let Some(mut info) = lock(&self.live).get(job).map(|l| l.info.borrow().clone()) else {
             return;
         };
-        let mut info = live.info.borrow().clone();
         info.status = end;
         info.finished_unix_ms = Some(now_unix_ms());
+        // Cached before it leaves the live table, so a reader between the
+        // two finds it in one or the other.
         {
             let mut recent = lock(&self.recent);
             recent.0.push_back(job.to_owned());
@@ -631,10 +639,12 @@ impl Inner {
                 }
             }
         }
-        // Queued before watchers hear, so a reader that then asks the
-        // store finds the output pending or stored.
+        // Queued before watchers hear, so a reader that then asks for the
+        // output finds it pending or stored.
         self.write(info.clone(), logs, output).await;
-        live.info.send_replace(info);
+        if let Some(live) = lock(&self.live).remove(job) {
+            live.info.send_replace(info);
+        }
     }
 
     fn set_status(&self, job: &str, status: JobState, task: Option<(PublicKey, [u8; 32])>) {

@@ -81,11 +81,8 @@ pub fn run(cmd: Command, g: &Global) -> anyhow::Result<()> {
             "{cid}: {} bytes, {} chunks fetched from {} peer(s)",
             stats.bytes, stats.chunks_fetched, stats.peers_used
         );
-        for bad in stats["bad_peers"].as_array().into_iter().flatten() {
-            println!(
-                "dropped {} for sending corrupt data",
-                bad.as_str().unwrap_or("")
-            );
+        for bad in &stats.bad_peers {
+            println!("dropped {bad} for sending corrupt data");
         }
         return Ok(());
     }

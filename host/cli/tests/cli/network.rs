@@ -264,16 +264,42 @@ fn three_node_processes_over_tcp_and_quic_run_a_job_submitted_through_the_cli() 
             None,
         );
         let v: serde_json::Value = serde_json::from_slice(&s.stdout).expect("json");
-        if v["state"] == "done" {
+        assert_eq!(v["id"], id.as_str(), "{v}");
+        if v["status"]["state"] == "done" {
             done = true;
             break;
         }
-        assert_ne!(v["state"], "failed", "{v}");
+        assert_ne!(v["status"]["state"], "failed", "{v}");
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(done, "the job finished within a minute");
     let out = env.run(&["job", "result", &id, "--node", &c.dir], b"", None);
     assert_eq!(text(&out.stdout), expected);
+    // The node keeps its jobs: listed, and their logs asked for.
+    let out = env.run(&["job", "list", "--json", "--node", &c.dir], b"", None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let listed: Vec<&str> = jobs
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|j| j["id"].as_str())
+        .collect();
+    assert!(listed.contains(&id.as_str()), "{listed:?}");
+    assert!(listed.len() >= 4, "every job submitted on C: {listed:?}");
+    let out = env.run(&["job", "logs", &id, "--node", &c.dir], b"", None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("logged nothing"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = env.run(&["job", "status", &id, "--node", &c.dir], b"", None);
+    assert!(
+        text(&out.stderr).contains(&format!("done on {}", b.peer_id)),
+        "{}",
+        text(&out.stderr)
+    );
 
     // The bundle, held by C and fetched by B to run it, is fetched by A,
     // which never saw it, through the network.
