@@ -416,8 +416,8 @@ fn an_oversized_message_is_refused_and_the_node_keeps_serving() {
         assert!(matches!(err, p2pc_net::Error::Request { .. }), "{err}");
         // The node still runs tasks and answers its owner.
         let describe = TaskRequest {
-            task: Vec::new(),
             describe: true,
+            ..TaskRequest::default()
         }
         .encode_to_vec();
         let answer = rogue

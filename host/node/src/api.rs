@@ -367,3 +367,101 @@ pub struct Verified {
     #[serde(default)]
     pub future_ops: Option<usize>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_have_one_json_shape_each_and_round_trip() {
+        let key = p2pc_crypto::SecretKey::generate().public();
+        let cases = [
+            (Request::Status, serde_json::json!({"cmd": "status"})),
+            (
+                Request::Ledger(LedgerRequest::Balance { account: None }),
+                serde_json::json!({"cmd": "ledger", "query": "balance", "account": null}),
+            ),
+            (
+                Request::Ledger(LedgerRequest::Transfer { to: key, amount: 5 }),
+                serde_json::json!({"cmd": "ledger", "query": "transfer", "to": key.to_string(), "amount": 5}),
+            ),
+            (
+                Request::Wait {
+                    job: "ab".into(),
+                    timeout_ms: 10,
+                },
+                serde_json::json!({"cmd": "wait", "job": "ab", "timeout_ms": 10}),
+            ),
+        ];
+        for (request, json) in cases {
+            assert_eq!(serde_json::to_value(&request).expect("serialise"), json);
+            let back: Request = serde_json::from_value(json).expect("parse");
+            assert_eq!(back, request);
+        }
+        // Garbage is refused with the field named.
+        let err = serde_json::from_value::<Request>(serde_json::json!({"cmd": "wait", "job": 3}))
+            .expect_err("a number is not a job id");
+        assert!(err.to_string().contains("invalid type"), "{err}");
+        let err = serde_json::from_value::<Request>(serde_json::json!({"cmd": "launch"}))
+            .expect_err("no such command");
+        assert!(err.to_string().contains("launch"), "{err}");
+    }
+
+    #[test]
+    fn each_ledger_answer_comes_back_as_itself() {
+        let key = p2pc_crypto::SecretKey::generate().public();
+        let answers = [
+            LedgerAnswer::Balance(Balance {
+                account: key,
+                balance: 1,
+                incoming: 2,
+                held: 3,
+                bonded: 0,
+                frozen: false,
+                seq: 4,
+            }),
+            LedgerAnswer::History(History {
+                account: key,
+                total: 1,
+                ops: vec![OpView {
+                    id: "00".into(),
+                    author: key,
+                    seq: 1,
+                    time_ms: 2,
+                    claims: 0,
+                    status: "applied".into(),
+                    body: OpBody::Decide {
+                        escrow: "11".into(),
+                        step: 1,
+                        outcome: Decision::Pay(7),
+                        cosigner: key,
+                    },
+                }],
+            }),
+            LedgerAnswer::Transferred(Transferred {
+                id: "22".into(),
+                applied: true,
+                balance: 9,
+            }),
+            LedgerAnswer::Holds(Holds { holds: Vec::new() }),
+            LedgerAnswer::Verify(Verified {
+                ok: true,
+                network: "33".into(),
+                ops: 1,
+                applied: 1,
+                accounts: 1,
+                escrows: 0,
+                open_escrows: 0,
+                minted: "10".into(),
+                proofs: 0,
+                problems: Vec::new(),
+                future_ops: Some(2),
+            }),
+        ];
+        for answer in answers {
+            let json = serde_json::to_string(&answer).expect("serialise");
+            let back: LedgerAnswer = serde_json::from_str(&json).expect("parse");
+            assert_eq!(back, answer, "{json}");
+        }
+    }
+}
