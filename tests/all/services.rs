@@ -156,7 +156,7 @@ fn a_node_flooded_with_ledger_gossip_still_serves_tasks_and_chunks() {
         let mut state = CreditManager::new(genesis.clone());
         let mut batches = Vec::new();
         let mut t = p2pc_node::messages::now_unix_ms();
-        for _ in 0..200 {
+        for _ in 0..40 {
             let mut ops = Vec::new();
             for _ in 0..64 {
                 t += 1;
@@ -176,14 +176,23 @@ fn a_node_flooded_with_ledger_gossip_still_serves_tasks_and_chunks() {
             }
             batches.push(encode_ops(&ops));
         }
+        // Round and round until the honest work is done: new ops first,
+        // then the same again (each a new gossip message, checked again).
         let publisher = flooder.clone();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let flood = tokio::spawn(async move {
-            for batch in batches {
+            let mut sent = 0usize;
+            for batch in batches.iter().cycle() {
+                if stopped.try_recv().is_ok() {
+                    break;
+                }
                 // Before the victim subscribes back, publishing fails;
                 // keep going.
-                let _ = publisher.publish(LEDGER_TOPIC, batch).await;
+                let _ = publisher.publish(LEDGER_TOPIC, batch.clone()).await;
+                sent += 1;
                 tokio::task::yield_now().await;
             }
+            sent
         });
 
         // Meanwhile an honest peer's tasks and chunk fetches are served.
@@ -213,7 +222,9 @@ fn a_node_flooded_with_ledger_gossip_still_serves_tasks_and_chunks() {
             .expect("the fetch finished under the flood")
             .expect("fetch");
         assert_eq!(cluster.node(0).store().get_bytes(&cid).expect("stored"), data);
-        flood.await.expect("flood");
+        let _ = stop.send(());
+        let sent = flood.await.expect("flood");
+        assert!(sent > 40, "the flood lasted the whole test: {sent} messages");
         // The replica took what it could and is consistent.
         let verified = match victim
             .ledger(p2pc_node::LedgerRequest::Verify)
@@ -224,6 +235,11 @@ fn a_node_flooded_with_ledger_gossip_still_serves_tasks_and_chunks() {
             other => panic!("{other:?}"),
         };
         assert!(verified.ok, "{verified:?}");
+        eprintln!(
+            "flood: {sent} messages gossiped; the victim stored {} ops",
+            verified.ops
+        );
+        assert!(verified.ops >= 64, "the flood never reached the node: {verified:?}");
         let _ = flooder.shutdown().await;
         net.abort();
         drain.abort();

@@ -233,6 +233,10 @@ struct Inner {
     recent: Mutex<(VecDeque<String>, HashMap<String, JobInfo>)>,
     /// Outputs reported but not yet committed by the writer.
     pending: Mutex<HashMap<Cid, Bytes>>,
+    /// Logs likewise, by job.
+    pending_logs: Mutex<HashMap<String, JobLogs>>,
+    /// Set when the node stops: jobs still running end as lost.
+    stopping: std::sync::atomic::AtomicBool,
     writes: mpsc::Sender<Write>,
     /// Jobs with a record, running or finished.
     kept: AtomicUsize,
@@ -262,6 +266,8 @@ impl Network {
             live: Mutex::new(HashMap::new()),
             recent: Mutex::new((VecDeque::new(), HashMap::new())),
             pending: Mutex::new(HashMap::new()),
+            pending_logs: Mutex::new(HashMap::new()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             writes,
             kept: AtomicUsize::new(0),
         });
@@ -430,6 +436,9 @@ impl Network {
     /// A job's logs.
     pub(crate) async fn logs(&self, id: &str) -> Result<JobLogs> {
         let info = self.job(id).await?;
+        if let Some(logs) = lock(&self.inner.pending_logs).get(id) {
+            return Ok(logs.clone());
+        }
         let store = self.inner.store.clone();
         let key = detail_key(id);
         let record = tokio::task::spawn_blocking(move || store.job_record(&key))
@@ -469,6 +478,24 @@ impl Network {
             .await
             .map_err(|e| Error::Io(format!("reading an output failed: {e}")))??;
         Ok(bytes.into())
+    }
+
+    /// The node is stopping: every job still running ends as lost (its
+    /// answer cannot come back to a node that is gone), and every record
+    /// is written before this returns.
+    pub(crate) async fn stop(&self) {
+        self.inner.stopping.store(true, Ordering::Relaxed);
+        let running: Vec<(String, JobState)> = lock(&self.inner.live)
+            .iter()
+            .map(|(id, l)| (id.clone(), l.info.borrow().status.clone()))
+            .collect();
+        for (id, status) in running {
+            let reason = lost_reason(&status);
+            self.inner
+                .finish(&id, JobState::Lost { reason }, None, None)
+                .await;
+        }
+        self.flush().await;
     }
 
     /// Waits until every record written so far is on disk.
@@ -577,7 +604,12 @@ impl Network {
         let job = job_id.clone();
         let (to, timeout) = (submission.to, submission.timeout);
         tokio::spawn(async move {
-            let (end, logs, output) = match this.inner.run_job(&job, spec, to, timeout).await {
+            let ran = this.inner.run_job(&job, spec, to, timeout).await;
+            if this.inner.stopping.load(Ordering::Relaxed) {
+                // `stop` has ended the job as lost.
+                return;
+            }
+            let (end, logs, output) = match ran {
                 Ok(done) => done,
                 Err(e) => (
                     JobState::Failed {
@@ -602,6 +634,9 @@ impl Inner {
     async fn write(&self, info: JobInfo, logs: Option<JobLogs>, output: Option<(Cid, Bytes)>) {
         if let Some((cid, bytes)) = &output {
             lock(&self.pending).insert(*cid, bytes.clone());
+        }
+        if let Some(logs) = &logs {
+            lock(&self.pending_logs).insert(info.id.clone(), logs.clone());
         }
         if self
             .writes
@@ -865,6 +900,17 @@ fn describe(state: &JobState) -> String {
     }
 }
 
+/// Why a job in `status` was lost when its node stopped.
+fn lost_reason(status: &JobState) -> String {
+    match status {
+        JobState::Running { worker } => format!(
+            "this node stopped while the job ran on {worker}; the worker's answer could not be \
+             received (submit it again)"
+        ),
+        _ => "this node stopped before the job was sent to a worker (submit it again)".to_owned(),
+    }
+}
+
 /// Marks jobs left running by the last run as lost, prunes finished jobs
 /// past `keep`, and returns how many records remain.
 fn recover(store: &Store, keep: Duration) -> Result<usize> {
@@ -878,15 +924,9 @@ fn recover(store: &Store, keep: Duration) -> Result<usize> {
         if info.status.is_final() {
             continue;
         }
-        let reason = match &info.status {
-            JobState::Running { worker, .. } => format!(
-                "this node stopped while the job ran on {worker}; the worker's answer could not \
-                 be received (submit it again)"
-            ),
-            _ => "this node stopped before the job was sent to a worker (submit it again)"
-                .to_owned(),
+        info.status = JobState::Lost {
+            reason: lost_reason(&info.status),
         };
-        info.status = JobState::Lost { reason };
         info.finished_unix_ms = Some(now);
         lost += 1;
         writes.push(JobWrite::Put {
@@ -968,9 +1008,13 @@ async fn write_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<Write>) {
         let mut writes = Vec::new();
         let mut outputs = Vec::new();
         let mut flushed = Vec::new();
+        let mut logged_jobs = Vec::new();
         for w in batch {
             match w {
                 Write::Job { info, logs, output } => {
+                    if logs.is_some() {
+                        logged_jobs.push(info.id.clone());
+                    }
                     writes.push(JobWrite::Put {
                         key: job_key(&info.id),
                         value: serde_json::to_vec(&info).expect("job records serialise"),
@@ -989,6 +1033,7 @@ async fn write_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<Write>) {
         }
         let store = inner.store.clone();
         let cids: Vec<Cid> = outputs.iter().map(|(c, _)| *c).collect();
+        let logged = logged_jobs;
         let committed = tokio::task::spawn_blocking(move || {
             let refs: Vec<&[u8]> = outputs.iter().map(|(_, b)| b.as_ref()).collect();
             store.commit_jobs(&refs, &writes).map(|_| ())
@@ -999,6 +1044,11 @@ async fn write_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<Write>) {
                 let mut pending = lock(&inner.pending);
                 for cid in &cids {
                     pending.remove(cid);
+                }
+                drop(pending);
+                let mut pending = lock(&inner.pending_logs);
+                for job in &logged {
+                    pending.remove(job);
                 }
             }
             // Kept in memory: the outputs stay served from `pending`.

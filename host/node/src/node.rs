@@ -318,10 +318,11 @@ impl ComputeNode {
         self.services.replica.as_ref().map_or(0, |r| r.score(peer))
     }
 
-    /// Stops the node: writes every pending job record, closes every
-    /// connection and waits for its tasks.
+    /// Stops the node: ends jobs still running as lost, writes every
+    /// pending job record, closes every connection and waits for its
+    /// tasks.
     pub async fn shutdown(self) {
-        self.services.network.flush().await;
+        self.services.network.stop().await;
         let _ = self.services.client.shutdown().await;
         for t in self.tasks {
             t.abort();
