@@ -7,10 +7,10 @@ use std::time::Duration;
 use p2pc_crypto::SecretKey;
 use p2pc_ledger::sync::encode_ops;
 use p2pc_ledger::{Body, CreditManager, Genesis};
-use p2pc_node::{BLOCK_SCORE, ComputeNode, LEDGER_TOPIC};
-use p2pc_testkit::{Cluster, WAIT, eventually, test_config};
 use p2pc_node::api::Verified;
+use p2pc_node::{BLOCK_SCORE, ComputeNode, LEDGER_TOPIC};
 use p2pc_node::{LedgerAnswer, LedgerRequest};
+use p2pc_testkit::{Cluster, WAIT, eventually, test_config};
 
 use crate::support::runtime;
 

@@ -29,7 +29,9 @@ fn a_restarted_submitter_finds_its_jobs_finished_or_lost_with_a_reason() {
     block_on(async {
         const SUBMITTER: [u8; 32] = [13; 32];
         let keys = vec![SecretKey::from_seed(&SUBMITTER), SecretKey::generate()];
-        let mut cluster = Cluster::start_keyed(keys, |_, _| {}).await.expect("cluster");
+        let mut cluster = Cluster::start_keyed(keys, |_, _| {})
+            .await
+            .expect("cluster");
         let worker = cluster.node(1).peer_id();
         let worker_addrs = cluster.node(1).addrs();
         let publisher = SecretKey::generate();
@@ -91,7 +93,10 @@ fn a_restarted_submitter_finds_its_jobs_finished_or_lost_with_a_reason() {
         assert!(reason.contains(&worker.to_string()), "{reason}");
         let again = node.job(&done).await.expect("the finished job is found");
         assert_eq!(again.status, finished.status);
-        assert_eq!(node.output(&done).await.expect("output"), b"Hello, restart!");
+        assert_eq!(
+            node.output(&done).await.expect("output"),
+            b"Hello, restart!"
+        );
         assert_eq!(node.jobs(10).await.expect("list").len(), 2);
         assert_eq!(node.status().await.expect("status").jobs, 2);
         node.shutdown().await;
@@ -101,7 +106,10 @@ fn a_restarted_submitter_finds_its_jobs_finished_or_lost_with_a_reason() {
             .await
             .expect("restart in time")
             .expect("restart");
-        assert_eq!(node.output(&done).await.expect("output"), b"Hello, restart!");
+        assert_eq!(
+            node.output(&done).await.expect("output"),
+            b"Hello, restart!"
+        );
         assert!(matches!(
             node.job(&running).await.expect("lost job").status,
             JobState::Lost { .. }
@@ -221,10 +229,16 @@ fn a_node_flooded_with_ledger_gossip_still_serves_tasks_and_chunks() {
             .await
             .expect("the fetch finished under the flood")
             .expect("fetch");
-        assert_eq!(cluster.node(0).store().get_bytes(&cid).expect("stored"), data);
+        assert_eq!(
+            cluster.node(0).store().get_bytes(&cid).expect("stored"),
+            data
+        );
         let _ = stop.send(());
         let sent = flood.await.expect("flood");
-        assert!(sent > 40, "the flood lasted the whole test: {sent} messages");
+        assert!(
+            sent > 40,
+            "the flood lasted the whole test: {sent} messages"
+        );
         // The replica took what it could and is consistent.
         let verified = match victim
             .ledger(p2pc_node::LedgerRequest::Verify)
@@ -239,7 +253,10 @@ fn a_node_flooded_with_ledger_gossip_still_serves_tasks_and_chunks() {
             "flood: {sent} messages gossiped; the victim stored {} ops",
             verified.ops
         );
-        assert!(verified.ops >= 64, "the flood never reached the node: {verified:?}");
+        assert!(
+            verified.ops >= 64,
+            "the flood never reached the node: {verified:?}"
+        );
         let _ = flooder.shutdown().await;
         net.abort();
         drain.abort();
@@ -357,7 +374,10 @@ fn a_peers_wasm_task_runs_in_an_isolated_worker_process() {
         // The job's log line came back through the receipt all the same.
         let logs = cluster.node(0).logs(&job).await.expect("logs");
         assert_eq!(
-            logs.logs.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+            logs.logs
+                .iter()
+                .map(|l| l.message.as_str())
+                .collect::<Vec<_>>(),
             ["greeting pool"]
         );
 

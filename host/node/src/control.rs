@@ -242,7 +242,9 @@ async fn command(services: &Services, request: Request) -> Result<Value> {
             let output = match (job, cid) {
                 (Some(job), _) => Some(services.network.output(&job).await?),
                 (None, Some(_)) => None,
-                (None, None) => return Err(Error::Control("name a job or a blob to export".into())),
+                (None, None) => {
+                    return Err(Error::Control("name a job or a blob to export".into()));
+                }
             };
             let store = services.store.clone();
             let exported = tokio::task::spawn_blocking(move || export(&store, cid, output, path))

@@ -56,7 +56,9 @@ impl Router {
                     let response =
                         tokio::task::spawn_blocking(move || crate::fetch::serve(&store, &request))
                             .await
-                            .unwrap_or_else(|_| ChunkResponse::with_status(ChunkStatus::Unavailable));
+                            .unwrap_or_else(|_| {
+                                ChunkResponse::with_status(ChunkStatus::Unavailable)
+                            });
                     let _ = client.respond_chunk(channel, response).await;
                 });
             }

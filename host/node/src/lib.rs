@@ -44,7 +44,9 @@ mod signer;
 mod worker;
 
 pub use api::{LedgerAnswer, LedgerRequest, Request};
-pub use config::{JobsSection, LedgerSection, LimitsSection, NodeConfig, NodeSection, TrustSection};
+pub use config::{
+    JobsSection, LedgerSection, LimitsSection, NodeConfig, NodeSection, TrustSection,
+};
 pub use control::{Control, SOCKET_FILE, TOKEN_FILE, ensure_token};
 pub use fetch::{FetchError, FetchStats, WINDOW, fetch};
 pub use network::{

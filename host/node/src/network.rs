@@ -200,13 +200,16 @@ fn detail_key(id: &str) -> Vec<u8> {
 
 /// One message to the writer task.
 enum Write {
-    Job {
-        info: JobInfo,
-        logs: Option<JobLogs>,
-        output: Option<(Cid, Bytes)>,
-    },
+    Job(Box<JobWriteItem>),
     Remove(Vec<JobWrite>),
     Flush(oneshot::Sender<()>),
+}
+
+/// A job's record, and the logs and output that go with it.
+struct JobWriteItem {
+    info: JobInfo,
+    logs: Option<JobLogs>,
+    output: Option<(Cid, Bytes)>,
 }
 
 /// A running job: its state for watchers, and what a progress report
@@ -354,7 +357,9 @@ impl Network {
                     done: report.done,
                     total: report.total,
                 };
-                entry.info.send_modify(|info| info.progress = Some(progress));
+                entry
+                    .info
+                    .send_modify(|info| info.progress = Some(progress));
                 TaskReply::default()
             }
             _ => refuse("wrong_worker", "the task went to another worker"),
@@ -517,9 +522,9 @@ impl Network {
             .map_err(|e| Error::Submit(format!("the job's arguments: {e}")))?;
         let timeout_ms = u64::try_from(submission.timeout.as_millis()).unwrap_or(u64::MAX);
         let now = now_unix_ms();
-        let deadline = now.checked_add(timeout_ms).ok_or_else(|| {
-            Error::Submit(format!("a timeout of {timeout_ms} ms is too long"))
-        })?;
+        let deadline = now
+            .checked_add(timeout_ms)
+            .ok_or_else(|| Error::Submit(format!("a timeout of {timeout_ms} ms is too long")))?;
         if lock(&self.inner.live).len() >= MAX_LIVE_JOBS {
             return Err(Error::Submit(format!(
                 "this node already runs {MAX_LIVE_JOBS} jobs; wait for some to finish"
@@ -640,7 +645,7 @@ impl Inner {
         }
         if self
             .writes
-            .send(Write::Job { info, logs, output })
+            .send(Write::Job(Box::new(JobWriteItem { info, logs, output })))
             .await
             .is_err()
         {
@@ -713,7 +718,10 @@ impl Inner {
         let worker_key = PublicKey::from_peer_id(&worker)
             .ok_or_else(|| Error::Submit(format!("{worker} is not an Ed25519 peer id")))?;
         spec.worker = worker_key.to_bytes().to_vec();
-        let task_wire = self.signer.seal(TASK_KIND, spec.encode_to_vec()).encode_to_vec();
+        let task_wire = self
+            .signer
+            .seal(TASK_KIND, spec.encode_to_vec())
+            .encode_to_vec();
         let digest = *blake3::hash(&task_wire).as_bytes();
         self.set_status(
             job,
@@ -722,15 +730,16 @@ impl Inner {
             },
             Some((worker_key, digest)),
         );
-        if let Some(live) = lock(&self.live).get(job) {
-            let info = live.info.borrow().clone();
+        let info = lock(&self.live).get(job).map(|l| l.info.borrow().clone());
+        if let Some(info) = info {
             // Best effort: a record not yet written only means a restart
             // reports the job as lost before it was sent, not after.
-            if let Err(mpsc::error::TrySendError::Full(_)) = self.writes.try_send(Write::Job {
+            let write = Write::Job(Box::new(JobWriteItem {
                 info,
                 logs: None,
                 output: None,
-            }) {
+            }));
+            if let Err(mpsc::error::TrySendError::Full(_)) = self.writes.try_send(write) {
                 debug!(%job, "record writer busy; the running state is not written");
             }
         }
@@ -740,7 +749,10 @@ impl Inner {
         }
         .encode_to_vec();
         let left = timeout.saturating_sub(started.elapsed());
-        let mut answer = self.client.request_task(worker, request.clone(), left).await;
+        let mut answer = self
+            .client
+            .request_task(worker, request.clone(), left)
+            .await;
         if let Err(p2pc_net::Error::Request {
             kind: RequestFailure::Unreachable,
             ..
@@ -894,7 +906,9 @@ fn describe(state: &JobState) -> String {
     match state {
         JobState::Submitted => "it has not been sent yet".into(),
         JobState::Running { worker, .. } => format!("it is still running on {worker}"),
-        JobState::Done { outcome, message, .. } => format!("it ended with {outcome}: {message}"),
+        JobState::Done {
+            outcome, message, ..
+        } => format!("it ended with {outcome}: {message}"),
         JobState::Failed { error } => format!("it failed: {error}"),
         JobState::Lost { reason } => format!("it was lost: {reason}"),
     }
@@ -939,7 +953,10 @@ fn recover(store: &Store, keep: Duration) -> Result<usize> {
         store.commit_jobs(&[], &writes)?;
     }
     if lost > 0 {
-        warn!(jobs = lost, "jobs left running when this node last stopped are marked lost");
+        warn!(
+            jobs = lost,
+            "jobs left running when this node last stopped are marked lost"
+        );
     }
     Ok(kept)
 }
@@ -989,7 +1006,10 @@ fn scan(store: &Store, keep: Duration, now: u64) -> Result<(Vec<JobWrite>, Vec<J
         });
     }
     if !expired.is_empty() {
-        info!(jobs = expired.len(), "pruned finished jobs past [jobs] keep");
+        info!(
+            jobs = expired.len(),
+            "pruned finished jobs past [jobs] keep"
+        );
     }
     Ok((writes, alive))
 }
@@ -1011,7 +1031,8 @@ async fn write_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<Write>) {
         let mut logged_jobs = Vec::new();
         for w in batch {
             match w {
-                Write::Job { info, logs, output } => {
+                Write::Job(item) => {
+                    let JobWriteItem { info, logs, output } = *item;
                     if logs.is_some() {
                         logged_jobs.push(info.id.clone());
                     }
@@ -1069,8 +1090,7 @@ async fn prune_loop(inner: Arc<Inner>) {
         tick.tick().await;
         let store = inner.store.clone();
         let keep = inner.keep;
-        let scanned =
-            tokio::task::spawn_blocking(move || scan(&store, keep, now_unix_ms())).await;
+        let scanned = tokio::task::spawn_blocking(move || scan(&store, keep, now_unix_ms())).await;
         match scanned {
             Ok(Ok((writes, alive))) => {
                 inner.kept.store(alive.len(), Ordering::Relaxed);

@@ -125,7 +125,8 @@ impl ComputeNode {
         let signer = Arc::new(Signer::new(key));
         let mut tasks = vec![tokio::spawn(event_loop.run())];
 
-        let (worker, advertise) = Worker::start(&config, client.clone(), store.clone(), signer.clone())?;
+        let (worker, advertise) =
+            Worker::start(&config, client.clone(), store.clone(), signer.clone())?;
         tasks.push(advertise);
         let (network, network_tasks) = Network::start(
             client.clone(),
@@ -287,7 +288,9 @@ impl ComputeNode {
     /// from its cache: zero on a node whose wasm tasks all ran isolated.
     pub fn in_process_loads(&self) -> u64 {
         let s = self.services.worker.wasm().stats();
-        s.compiled.saturating_add(s.disk_hits).saturating_add(s.memory_hits)
+        s.compiled
+            .saturating_add(s.disk_hits)
+            .saturating_add(s.memory_hits)
     }
 
     /// Answers a ledger request as the control channel does.
@@ -309,7 +312,10 @@ impl ComputeNode {
 
     /// How many ops wait for this node's clock to reach their time.
     pub fn ledger_future_ops(&self) -> usize {
-        self.services.replica.as_ref().map_or(0, Replica::future_ops)
+        self.services
+            .replica
+            .as_ref()
+            .map_or(0, Replica::future_ops)
     }
 
     /// `peer`'s standing with this node's ledger: 0 until it sends bad

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use p2pc_crypto::{BundleFile, Envelope, PublicKey, TrustPolicy, VerifiedBundle};
 use p2pc_exec::{ContainerExecutor, PoolConfig, PoolProgram, ProcessExecutor, WasmPool};
 use p2pc_net::{Client, PeerId};
-use p2pc_sandbox::{Artifact, Call, Grants, Limits, Mode, Outcome, SandboxExecutor, Task, WasmExecutor};
+use p2pc_sandbox::{
+    Artifact, Call, Grants, Limits, Mode, Outcome, SandboxExecutor, Task, WasmExecutor,
+};
 use p2pc_store::{Cid, Store};
 use p2pc_types::ByteSize;
 use prost::Message;
@@ -118,7 +120,10 @@ impl Worker {
                         .into(),
                 ));
             }
-            info!(isolation = pool.isolation(), "peers' wasm tasks run in isolated worker processes");
+            info!(
+                isolation = pool.isolation(),
+                "peers' wasm tasks run in isolated worker processes"
+            );
             Some(pool)
         } else {
             None
@@ -363,7 +368,10 @@ impl Inner {
         // The last report goes before the receipt, so the submitter's
         // record ends with the job's last progress.
         let _ = ended.send(());
-        if tokio::time::timeout(PROGRESS_TIMEOUT, reporter).await.is_err() {
+        if tokio::time::timeout(PROGRESS_TIMEOUT, reporter)
+            .await
+            .is_err()
+        {
             debug!("the last progress report was not delivered in time");
         }
         let mut receipt = Receipt {

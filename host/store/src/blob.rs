@@ -409,7 +409,11 @@ pub(crate) struct Staged {
 impl Staged {
     /// Syncs the pack file, then adds the chunks' index entries and the
     /// blob records to `batch`, which the caller commits durably.
-    pub(crate) fn commit_into(self, store: &Store, batch: &mut fjall::OwnedWriteBatch) -> Result<()> {
+    pub(crate) fn commit_into(
+        self,
+        store: &Store,
+        batch: &mut fjall::OwnedWriteBatch,
+    ) -> Result<()> {
         if let Some(writer) = self.pack {
             writer.finish().map_err(Error::Io)?;
         }

@@ -38,5 +38,5 @@ pub use blob::{BlobInfo, BlobReader, CHUNK_SIZE, GcStats, Store};
 pub use bundle::BundleRecord;
 pub use error::{Error, Result};
 pub use import::{Import, Rejected};
-pub use records::JobWrite;
 pub use p2pc_types::Cid;
+pub use records::JobWrite;

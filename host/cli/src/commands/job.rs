@@ -186,7 +186,10 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 );
             }
             if !logs.stderr.is_empty() {
-                println!("--- stderr (its last {}) ---", crate::format::count(logs.stderr.len() as u64, "byte"));
+                println!(
+                    "--- stderr (its last {}) ---",
+                    crate::format::count(logs.stderr.len() as u64, "byte")
+                );
                 print!("{}", logs.stderr);
                 if !logs.stderr.ends_with('\n') {
                     println!();

@@ -204,7 +204,9 @@ fn show(answer: &LedgerAnswer) {
             );
             for op in &h.ops {
                 let (kind, detail) = match &op.body {
-                    OpBody::Mint { to, amount } => ("mint", format!("{} → {}", n(*amount), short(to))),
+                    OpBody::Mint { to, amount } => {
+                        ("mint", format!("{} → {}", n(*amount), short(to)))
+                    }
                     OpBody::Transfer { to, amount } => {
                         ("transfer", format!("{} → {}", n(*amount), short(to)))
                     }
@@ -215,7 +217,12 @@ fn show(answer: &LedgerAnswer) {
                         ..
                     } => (
                         "hold",
-                        format!("{} × {} fuel, worker {}", n(*price), n(*fuel_limit), short(worker)),
+                        format!(
+                            "{} × {} fuel, worker {}",
+                            n(*price),
+                            n(*fuel_limit),
+                            short(worker)
+                        ),
                     ),
                     OpBody::Bond { escrow } => ("bond", format!("escrow {}", short(escrow))),
                     OpBody::Decide {
@@ -223,7 +230,10 @@ fn show(answer: &LedgerAnswer) {
                         step,
                         outcome,
                         ..
-                    } => ("decide", format!("escrow {} step {step}: {outcome}", short(escrow))),
+                    } => (
+                        "decide",
+                        format!("escrow {} step {step}: {outcome}", short(escrow)),
+                    ),
                 };
                 println!(
                     "{} {}#{} {:<8} {:<40} {}",

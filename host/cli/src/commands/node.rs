@@ -268,7 +268,8 @@ fn start(dir: &Path, g: &Global) -> anyhow::Result<()> {
     // With `[executors.wasm] isolated = true`, peers' wasm tasks run in
     // copies of this binary in its worker mode.
     if config.executors.wasm.isolated {
-        let exe = std::env::current_exe().context("cannot find the p2pctl binary for the wasm workers")?;
+        let exe = std::env::current_exe()
+            .context("cannot find the p2pctl binary for the wasm workers")?;
         config.wasm_worker = Some((exe, vec!["internal".into(), "wasm-worker".into()]));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
