@@ -125,6 +125,76 @@ fn a_restarted_submitter_finds_its_jobs_finished_or_lost_with_a_reason() {
 }
 
 #[test]
+fn a_submitter_that_crashed_finds_its_running_job_lost_when_it_starts_again() {
+    const SUBMITTER: [u8; 32] = [14; 32];
+    let cluster_rt = crate::support::runtime();
+    let cluster = cluster_rt.block_on(Cluster::start(1)).expect("a worker");
+    let worker = cluster.node(0).peer_id();
+    let worker_addrs = cluster.node(0).addrs();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = || {
+        let mut c = test_config(dir.path());
+        c.node.bootstrap = worker_addrs.clone();
+        c
+    };
+    let publisher = SecretKey::generate();
+    let spin = bundle(
+        &publisher,
+        "hostile",
+        p2pc_tests::guest_bytes("hostile"),
+        RequestedLimits {
+            fuel: 100_000_000_000,
+            timeout_ms: 20_000,
+            ..RequestedLimits::default()
+        },
+    );
+    // The submitter runs on a runtime of its own, dropped mid-job without
+    // a shutdown: its tasks stop where they are, as in a crash.
+    let job = {
+        let runtime = crate::support::runtime();
+        runtime.block_on(async {
+            let node = tokio::time::timeout(
+                WAIT,
+                ComputeNode::start(config(), SecretKey::from_seed(&SUBMITTER)),
+            )
+            .await
+            .expect("start in time")
+            .expect("start");
+            let job = node
+                .submit(submission(&spin, b"loop", cluster.node(0)))
+                .await
+                .expect("submit");
+            eventually("the job to be sent", WAIT, || async {
+                let info = node.job(&job).await.ok()?;
+                matches!(info.status, JobState::Running { .. }).then_some(())
+            })
+            .await
+            .expect("sent");
+            node.flush_records().await.expect("records on disk");
+            job
+        })
+    };
+    cluster_rt.block_on(async {
+        let node = tokio::time::timeout(
+            WAIT,
+            ComputeNode::start(config(), SecretKey::from_seed(&SUBMITTER)),
+        )
+        .await
+        .expect("restart in time")
+        .expect("restart");
+        let info = node.job(&job).await.expect("found after the crash");
+        let JobState::Lost { reason } = &info.status else {
+            panic!("a job running at the crash must be marked lost: {info:?}");
+        };
+        assert!(reason.contains("stopped while the job ran on"), "{reason}");
+        assert!(reason.contains(&worker.to_string()), "{reason}");
+        assert!(info.finished_unix_ms.is_some());
+        node.shutdown().await;
+        cluster.shutdown().await;
+    });
+}
+
+#[test]
 fn a_node_flooded_with_ledger_gossip_still_serves_tasks_and_chunks() {
     block_on(async {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -195,9 +265,10 @@ fn a_node_flooded_with_ledger_gossip_still_serves_tasks_and_chunks() {
                     break;
                 }
                 // Before the victim subscribes back, publishing fails;
-                // keep going.
-                let _ = publisher.publish(LEDGER_TOPIC, batch.clone()).await;
-                sent += 1;
+                // keep going. Only what went out counts.
+                if publisher.publish(LEDGER_TOPIC, batch.clone()).await.is_ok() {
+                    sent += 1;
+                }
                 tokio::task::yield_now().await;
             }
             sent
@@ -315,12 +386,6 @@ fn a_job_with_random_numbers_gives_the_same_bytes_and_fuel_locally_and_on_two_wo
             seen[0],
             (local_output, local.usage.fuel_used),
             "a worker disagrees with the local run"
-        );
-        // Another input gives other randomness: the seed is not a constant.
-        let other = Mode::derived(blake3::hash(&component).as_bytes(), b"entropy ", &[]);
-        assert_ne!(
-            other,
-            Mode::derived(blake3::hash(&component).as_bytes(), &input, &[])
         );
         cluster.shutdown().await;
     });

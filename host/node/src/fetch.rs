@@ -230,7 +230,7 @@ pub async fn fetch(
             }
         }
         if since_flush >= FLUSH_EVERY {
-            import.flush()?;
+            import = flush(import).await?;
             since_flush = 0;
         }
         if queue.is_empty() && pending.is_empty() {
@@ -242,16 +242,20 @@ pub async fn fetch(
     }
 
     if !import.complete() {
-        import.flush()?;
+        let missing = import.missing().len();
+        flush(import).await?;
         return Err(FetchError::Incomplete {
             cid,
-            missing: import.missing().len(),
+            missing,
             total,
             tried: peers.len(),
             bad: bad_note(&bad),
         });
     }
-    let bytes = import.finish()?;
+    // The final sync (pack file, then the index) off the async threads.
+    let bytes = tokio::task::spawn_blocking(move || import.finish())
+        .await
+        .map_err(|e| FetchError::Store(p2pc_store::Error::Io(std::io::Error::other(e))))??;
     // Announce the copy; a lone node has nobody to tell, which is fine.
     if let Err(e) = client.provide(cid).await {
         debug!(%cid, error = %e, "could not announce the fetched blob");
@@ -264,6 +268,14 @@ pub async fn fetch(
         peers_used: used.len(),
         bad_peers,
     })
+}
+
+/// Syncs what an import holds so far, off the async threads.
+async fn flush(mut import: p2pc_store::Import) -> Result<p2pc_store::Import, FetchError> {
+    tokio::task::spawn_blocking(move || import.flush().map(|()| import))
+        .await
+        .map_err(|e| FetchError::Store(p2pc_store::Error::Io(std::io::Error::other(e))))?
+        .map_err(FetchError::from)
 }
 
 fn bad_note(bad: &HashSet<PeerId>) -> String {

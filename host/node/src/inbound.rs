@@ -14,7 +14,6 @@ use tracing::debug;
 
 use crate::messages::{ADVERT_TOPIC, TaskReply, TaskRequest};
 use crate::network::Network;
-use crate::node::Services;
 use crate::replica::{LEDGER_TOPIC, Replica};
 use crate::worker::Worker;
 
@@ -28,13 +27,19 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    pub(crate) fn new(services: &Services) -> Self {
+    pub(crate) fn new(
+        client: Client,
+        store: Store,
+        worker: Worker,
+        network: Network,
+        replica: Option<Replica>,
+    ) -> Self {
         Self {
-            client: services.client.clone(),
-            store: services.store.clone(),
-            worker: services.worker.clone(),
-            network: services.network.clone(),
-            replica: services.replica.clone(),
+            client,
+            store,
+            worker,
+            network,
+            replica,
         }
     }
 

@@ -26,7 +26,7 @@
 //!
 //! Modules depend on each other one way only:
 //! `config`, `messages`, `api`, `signer`, `fetch` ← `replica`, `worker` ←
-//! `network` ← `node`, `inbound` ← `control`. A service asks another only
+//! `network` ← `inbound` ← `node` ← `control`. A service asks another only
 //! through its handle.
 
 #![deny(missing_docs)]

@@ -31,7 +31,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::messages::{
     ADVERT_KIND, Advert, CallKind, INLINE_BYTES, PROGRESS_KIND, Progress, TASK_KIND, TaskReply,
@@ -53,6 +53,10 @@ const WRITE_QUEUE: usize = 1024;
 const WRITE_BATCH: usize = 256;
 /// Adverts older than this are ignored.
 const ADVERT_TTL_MS: u64 = 120_000;
+/// Workers' adverts held at most.
+const MAX_ADVERTS: usize = 4096;
+/// Times a group commit is tried before its records are given up.
+const WRITE_TRIES: u32 = 3;
 /// How often finished jobs past `[jobs] keep` are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -201,7 +205,8 @@ fn detail_key(id: &str) -> Vec<u8> {
 /// One message to the writer task.
 enum Write {
     Job(Box<JobWriteItem>),
-    Remove(Vec<JobWrite>),
+    /// Prune records past `[jobs] keep`.
+    Prune,
     Flush(oneshot::Sender<()>),
 }
 
@@ -238,6 +243,11 @@ struct Inner {
     pending: Mutex<HashMap<Cid, Bytes>>,
     /// Logs likewise, by job.
     pending_logs: Mutex<HashMap<String, JobLogs>>,
+    /// Records queued but not yet committed, by job: what a reader gets
+    /// rather than an older record on disk.
+    pending_infos: Mutex<HashMap<String, JobInfo>>,
+    /// Set when a commit failed for good: `flush` reports it.
+    write_failed: std::sync::atomic::AtomicBool,
     /// Set when the node stops: jobs still running end as lost.
     stopping: std::sync::atomic::AtomicBool,
     writes: mpsc::Sender<Write>,
@@ -270,6 +280,8 @@ impl Network {
             recent: Mutex::new((VecDeque::new(), HashMap::new())),
             pending: Mutex::new(HashMap::new()),
             pending_logs: Mutex::new(HashMap::new()),
+            pending_infos: Mutex::new(HashMap::new()),
+            write_failed: std::sync::atomic::AtomicBool::new(false),
             stopping: std::sync::atomic::AtomicBool::new(false),
             writes,
             kept: AtomicUsize::new(0),
@@ -290,9 +302,14 @@ impl Network {
         self.inner.kept.load(Ordering::Relaxed)
     }
 
-    /// Workers whose adverts are held.
+    /// Workers whose adverts are held and fresh.
     pub(crate) fn workers(&self) -> Vec<PeerId> {
-        lock(&self.inner.adverts).keys().copied().collect()
+        let oldest = now_unix_ms().saturating_sub(ADVERT_TTL_MS);
+        lock(&self.inner.adverts)
+            .iter()
+            .filter(|(_, (_, a))| a.issued_unix_ms >= oldest)
+            .map(|(p, _)| *p)
+            .collect()
     }
 
     /// A gossiped advert.
@@ -314,10 +331,20 @@ impl Network {
         let Ok(advert) = Advert::decode(opened.payload) else {
             return;
         };
-        if advert.issued_unix_ms.saturating_add(ADVERT_TTL_MS) < now_unix_ms() {
+        let now = now_unix_ms();
+        if advert.issued_unix_ms.saturating_add(ADVERT_TTL_MS) < now {
             return;
         }
-        lock(&self.inner.adverts).insert(source, (opened.author, advert));
+        let mut adverts = lock(&self.inner.adverts);
+        // Bounded: expired adverts go first; past the cap, new workers wait
+        // for room (those heard already keep being refreshed).
+        if adverts.len() >= MAX_ADVERTS && !adverts.contains_key(&source) {
+            adverts.retain(|_, (_, a)| a.issued_unix_ms.saturating_add(ADVERT_TTL_MS) >= now);
+            if adverts.len() >= MAX_ADVERTS {
+                return;
+            }
+        }
+        adverts.insert(source, (opened.author, advert));
     }
 
     /// A peer's last connection closed.
@@ -368,11 +395,8 @@ impl Network {
 
     /// A job's record.
     pub(crate) async fn job(&self, id: &str) -> Result<JobInfo> {
-        if let Some(live) = lock(&self.inner.live).get(id) {
-            return Ok(live.info.borrow().clone());
-        }
-        if let Some(info) = lock(&self.inner.recent).1.get(id) {
-            return Ok(info.clone());
+        if let Some(info) = self.inner.in_memory(id) {
+            return Ok(info);
         }
         let store = self.inner.store.clone();
         let key = job_key(id);
@@ -391,11 +415,9 @@ impl Network {
         let mut all: HashMap<String, JobInfo> =
             tokio::task::spawn_blocking(move || -> Result<_> {
                 let mut out = HashMap::new();
-                for (key, value) in store.job_records()? {
-                    if key.starts_with(b"job/") {
-                        let info = decode_info(&value)?;
-                        out.insert(info.id.clone(), info);
-                    }
+                for (_, value) in store.job_records(b"job/")? {
+                    let info = decode_info(&value)?;
+                    out.insert(info.id.clone(), info);
                 }
                 Ok(out)
             })
@@ -403,6 +425,9 @@ impl Network {
             .map_err(|e| Error::Io(format!("reading job records failed: {e}")))??;
         // Memory is fresher than the disk.
         for (id, info) in &lock(&self.inner.recent).1 {
+            all.insert(id.clone(), info.clone());
+        }
+        for (id, info) in lock(&self.inner.pending_infos).iter() {
             all.insert(id.clone(), info.clone());
         }
         for (id, live) in lock(&self.inner.live).iter() {
@@ -500,15 +525,24 @@ impl Network {
                 .finish(&id, JobState::Lost { reason }, None, None)
                 .await;
         }
-        self.flush().await;
+        if let Err(e) = self.flush().await {
+            warn!(error = %e, "job records not all written at shutdown");
+        }
     }
 
-    /// Waits until every record written so far is on disk.
-    pub(crate) async fn flush(&self) {
+    /// Waits until every record written so far is on disk, or says why
+    /// some could not be written.
+    pub(crate) async fn flush(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
-        if self.inner.writes.send(Write::Flush(tx)).await.is_ok() {
-            let _ = rx.await;
+        if self.inner.writes.send(Write::Flush(tx)).await.is_err() || rx.await.is_err() {
+            return Err(Error::Io("the job record writer has stopped".into()));
         }
+        if self.inner.write_failed.load(Ordering::Relaxed) {
+            return Err(Error::Io(
+                "some job records could not be written (see the node's log)".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Submits a job; returns its id at once.
@@ -596,13 +630,22 @@ impl Network {
             call: submission.call as i32,
         };
         let (state, _) = watch::channel(info.clone());
-        lock(&self.inner.live).insert(
-            job_id.clone(),
-            Live {
-                info: state,
-                task: None,
-            },
-        );
+        {
+            // Checked again where it counts: other submissions ran since.
+            let mut live = lock(&self.inner.live);
+            if live.len() >= MAX_LIVE_JOBS {
+                return Err(Error::Submit(format!(
+                    "this node already runs {MAX_LIVE_JOBS} jobs; wait for some to finish"
+                )));
+            }
+            live.insert(
+                job_id.clone(),
+                Live {
+                    info: state,
+                    task: None,
+                },
+            );
+        }
         self.inner.kept.fetch_add(1, Ordering::Relaxed);
         self.inner.write(info, None, None).await;
         let this = self.clone();
@@ -643,6 +686,7 @@ impl Inner {
         if let Some(logs) = &logs {
             lock(&self.pending_logs).insert(info.id.clone(), logs.clone());
         }
+        lock(&self.pending_infos).insert(info.id.clone(), info.clone());
         if self
             .writes
             .send(Write::Job(Box::new(JobWriteItem { info, logs, output })))
@@ -662,14 +706,25 @@ impl Inner {
         logs: Option<JobLogs>,
         output: Option<(Cid, Bytes)>,
     ) {
-        let Some(mut info) = lock(&self.live).get(job).map(|l| l.info.borrow().clone()) else {
-            return;
-        };
-        info.status = end;
-        info.finished_unix_ms = Some(now_unix_ms());
-        // Cached before it leaves the live table, so a reader between the
-        // two finds it in one or the other.
-        {
+        // Only one caller takes the job out of the live table (the job's
+        // own task, or `stop`); the other finds it gone. It is put where
+        // readers look next (pending, recent) while the live table is
+        // still locked, so no reader misses it in between.
+        let (live, info) = {
+            let mut table = lock(&self.live);
+            let Some(live) = table.remove(job) else {
+                return;
+            };
+            let mut info = live.info.borrow().clone();
+            info.status = end;
+            info.finished_unix_ms = Some(now_unix_ms());
+            lock(&self.pending_infos).insert(job.to_owned(), info.clone());
+            if let Some((cid, bytes)) = &output {
+                lock(&self.pending).insert(*cid, bytes.clone());
+            }
+            if let Some(logs) = &logs {
+                lock(&self.pending_logs).insert(job.to_owned(), logs.clone());
+            }
             let mut recent = lock(&self.recent);
             recent.0.push_back(job.to_owned());
             recent.1.insert(job.to_owned(), info.clone());
@@ -678,13 +733,22 @@ impl Inner {
                     recent.1.remove(&old);
                 }
             }
+            (live, info)
+        };
+        live.info.send_replace(info.clone());
+        self.write(info, logs, output).await;
+    }
+
+    /// A job's record from memory: running, queued for the disk, or
+    /// recently finished.
+    fn in_memory(&self, id: &str) -> Option<JobInfo> {
+        if let Some(live) = lock(&self.live).get(id) {
+            return Some(live.info.borrow().clone());
         }
-        // Queued before watchers hear, so a reader that then asks for the
-        // output finds it pending or stored.
-        self.write(info.clone(), logs, output).await;
-        if let Some(live) = lock(&self.live).remove(job) {
-            live.info.send_replace(info);
+        if let Some(info) = lock(&self.pending_infos).get(id) {
+            return Some(info.clone());
         }
+        lock(&self.recent).1.get(id).cloned()
     }
 
     fn set_status(&self, job: &str, status: JobState, task: Option<(PublicKey, [u8; 32])>) {
@@ -930,11 +994,10 @@ fn lost_reason(status: &JobState) -> String {
 fn recover(store: &Store, keep: Duration) -> Result<usize> {
     let now = now_unix_ms();
     let mut writes = Vec::new();
-    let mut kept = 0;
     let mut lost = 0;
-    let (expired, alive) = scan(store, keep, now)?;
-    for mut info in alive {
-        kept += 1;
+    let scanned = scan(store, keep, now, &HashSet::new())?;
+    let kept = scanned.alive.len();
+    for mut info in scanned.alive {
         if info.status.is_final() {
             continue;
         }
@@ -948,10 +1011,11 @@ fn recover(store: &Store, keep: Duration) -> Result<usize> {
             value: serde_json::to_vec(&info).expect("job records serialise"),
         });
     }
-    writes.extend(expired);
+    writes.extend(scanned.removals);
     if !writes.is_empty() {
         store.commit_jobs(&[], &writes)?;
     }
+    remove_outputs(store, &scanned.outputs);
     if lost > 0 {
         warn!(
             jobs = lost,
@@ -961,16 +1025,33 @@ fn recover(store: &Store, keep: Duration) -> Result<usize> {
     Ok(kept)
 }
 
-/// Reads every job record: the writes that prune those past `keep` (and
-/// their outputs, unless a kept job names the same output), and the rest.
-fn scan(store: &Store, keep: Duration, now: u64) -> Result<(Vec<JobWrite>, Vec<JobInfo>)> {
+/// What a scan of the job records found.
+struct Scanned {
+    /// Records to keep.
+    alive: Vec<JobInfo>,
+    /// Writes that remove the records past `[jobs] keep`.
+    removals: Vec<JobWrite>,
+    /// Their outputs, named by no record kept: removed once the removals
+    /// are committed (so no record ever names a removed blob).
+    outputs: Vec<Cid>,
+}
+
+fn output_of(info: &JobInfo) -> Option<Cid> {
+    match &info.status {
+        JobState::Done {
+            output: Some(o), ..
+        } => o.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Reads every job record and sorts out those past `keep`. `named` holds
+/// outputs that records not yet on disk name; they are never removed.
+fn scan(store: &Store, keep: Duration, now: u64, named: &HashSet<Cid>) -> Result<Scanned> {
     let keep_ms = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
     let mut expired = Vec::new();
     let mut alive = Vec::new();
-    for (key, value) in store.job_records()? {
-        if !key.starts_with(b"job/") {
-            continue;
-        }
+    for (key, value) in store.job_records(b"job/")? {
         let info = match decode_info(&value) {
             Ok(i) => i,
             Err(e) => {
@@ -983,39 +1064,48 @@ fn scan(store: &Store, keep: Duration, now: u64) -> Result<(Vec<JobWrite>, Vec<J
             _ => alive.push(info),
         }
     }
-    let output = |i: &JobInfo| match &i.status {
-        JobState::Done {
-            output: Some(o), ..
-        } => o.parse::<Cid>().ok(),
-        _ => None,
-    };
-    let still_named: HashSet<Cid> = alive.iter().filter_map(output).collect();
-    let mut writes = Vec::new();
+    let mut still_named: HashSet<Cid> = alive.iter().filter_map(output_of).collect();
+    still_named.extend(named);
+    let mut removals = Vec::new();
+    let mut outputs = Vec::new();
     for info in &expired {
-        if let Some(cid) = output(info)
+        if let Some(cid) = output_of(info)
             && !still_named.contains(&cid)
-            && let Err(e) = store.remove(&cid)
         {
-            debug!(%cid, error = %e, "could not remove a pruned job's output");
+            outputs.push(cid);
         }
-        writes.push(JobWrite::Remove {
+        removals.push(JobWrite::Remove {
             key: job_key(&info.id),
         });
-        writes.push(JobWrite::Remove {
+        removals.push(JobWrite::Remove {
             key: detail_key(&info.id),
         });
     }
     if !expired.is_empty() {
         info!(
             jobs = expired.len(),
-            "pruned finished jobs past [jobs] keep"
+            "pruning finished jobs past [jobs] keep"
         );
     }
-    Ok((writes, alive))
+    Ok(Scanned {
+        alive,
+        removals,
+        outputs,
+    })
+}
+
+/// Removes pruned jobs' output blobs (`p2pctl blob gc` frees their chunks).
+fn remove_outputs(store: &Store, outputs: &[Cid]) {
+    for cid in outputs {
+        if let Err(e) = store.remove(cid) {
+            debug!(%cid, error = %e, "could not remove a pruned job's output");
+        }
+    }
 }
 
 /// Commits record writes in groups: whatever waits, up to [`WRITE_BATCH`],
-/// goes in one commit.
+/// goes in one commit. Pruning runs here too, between commits, so it never
+/// races a record on its way to the disk.
 async fn write_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<Write>) {
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
@@ -1028,14 +1118,13 @@ async fn write_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<Write>) {
         let mut writes = Vec::new();
         let mut outputs = Vec::new();
         let mut flushed = Vec::new();
-        let mut logged_jobs = Vec::new();
+        let mut infos = Vec::new();
+        let mut logged = Vec::new();
+        let mut prune = false;
         for w in batch {
             match w {
                 Write::Job(item) => {
                     let JobWriteItem { info, logs, output } = *item;
-                    if logs.is_some() {
-                        logged_jobs.push(info.id.clone());
-                    }
                     writes.push(JobWrite::Put {
                         key: job_key(&info.id),
                         value: serde_json::to_vec(&info).expect("job records serialise"),
@@ -1045,36 +1134,46 @@ async fn write_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<Write>) {
                             key: detail_key(&info.id),
                             value: serde_json::to_vec(&logs).expect("job logs serialise"),
                         });
+                        logged.push(info.id.clone());
                     }
                     outputs.extend(output);
+                    infos.push(info);
                 }
-                Write::Remove(w) => writes.extend(w),
+                Write::Prune => prune = true,
                 Write::Flush(tx) => flushed.push(tx),
             }
         }
-        let store = inner.store.clone();
         let cids: Vec<Cid> = outputs.iter().map(|(c, _)| *c).collect();
-        let logged = logged_jobs;
-        let committed = tokio::task::spawn_blocking(move || {
-            let refs: Vec<&[u8]> = outputs.iter().map(|(_, b)| b.as_ref()).collect();
-            store.commit_jobs(&refs, &writes).map(|_| ())
-        })
-        .await;
-        match committed {
-            Ok(Ok(())) => {
-                let mut pending = lock(&inner.pending);
-                for cid in &cids {
-                    pending.remove(cid);
-                }
-                drop(pending);
-                let mut pending = lock(&inner.pending_logs);
-                for job in &logged {
-                    pending.remove(job);
+        let committed = commit_with_retries(&inner.store, outputs, writes).await;
+        if let Err(e) = &committed {
+            error!(
+                error = %e,
+                jobs = infos.len(),
+                "job records not written; they are kept in memory until the node stops"
+            );
+            inner.write_failed.store(true, Ordering::Relaxed);
+        } else {
+            // Forget what is now on disk, unless a newer version of the
+            // record was queued meanwhile.
+            let mut pending = lock(&inner.pending);
+            for cid in &cids {
+                pending.remove(cid);
+            }
+            drop(pending);
+            let mut pending = lock(&inner.pending_logs);
+            for job in &logged {
+                pending.remove(job);
+            }
+            drop(pending);
+            let mut pending = lock(&inner.pending_infos);
+            for info in &infos {
+                if pending.get(&info.id) == Some(info) {
+                    pending.remove(&info.id);
                 }
             }
-            // Kept in memory: the outputs stay served from `pending`.
-            Ok(Err(e)) => warn!(error = %e, "job records not written"),
-            Err(e) => warn!(error = %e, "job record writer failed"),
+        }
+        if prune {
+            prune_now(&inner).await;
         }
         for tx in flushed {
             let _ = tx.send(());
@@ -1082,24 +1181,70 @@ async fn write_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<Write>) {
     }
 }
 
-/// Prunes finished jobs past `[jobs] keep` every [`PRUNE_EVERY`].
+/// One group commit, tried [`WRITE_TRIES`] times with a growing pause.
+async fn commit_with_retries(
+    store: &Store,
+    outputs: Vec<(Cid, Bytes)>,
+    writes: Vec<JobWrite>,
+) -> Result<()> {
+    let outputs = Arc::new(outputs);
+    let writes = Arc::new(writes);
+    let mut pause = Duration::from_millis(100);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let (store, outputs, writes) = (store.clone(), outputs.clone(), writes.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&[u8]> = outputs.iter().map(|(_, b)| b.as_ref()).collect();
+            store.commit_jobs(&refs, &writes).map(|_| ())
+        })
+        .await
+        .map_err(|e| Error::Io(format!("the job record writer failed: {e}")))
+        .and_then(|r| r.map_err(Error::from));
+        match done {
+            Ok(()) => return Ok(()),
+            Err(e) if tries >= WRITE_TRIES => return Err(e),
+            Err(e) => {
+                warn!(error = %e, "job records not written; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 4;
+            }
+        }
+    }
+}
+
+/// Prunes records past `[jobs] keep`, sparing outputs that records still
+/// in memory name.
+async fn prune_now(inner: &Arc<Inner>) {
+    let mut named: HashSet<Cid> = lock(&inner.pending).keys().copied().collect();
+    named.extend(lock(&inner.pending_infos).values().filter_map(output_of));
+    named.extend(lock(&inner.recent).1.values().filter_map(output_of));
+    let store = inner.store.clone();
+    let keep = inner.keep;
+    let pruned = tokio::task::spawn_blocking(move || -> Result<usize> {
+        let scanned = scan(&store, keep, now_unix_ms(), &named)?;
+        if !scanned.removals.is_empty() {
+            store.commit_jobs(&[], &scanned.removals)?;
+        }
+        remove_outputs(&store, &scanned.outputs);
+        Ok(scanned.alive.len())
+    })
+    .await;
+    match pruned {
+        Ok(Ok(alive)) => inner.kept.store(alive, Ordering::Relaxed),
+        Ok(Err(e)) => warn!(error = %e, "pruning job records failed"),
+        Err(e) => warn!(error = %e, "pruning job records failed"),
+    }
+}
+
+/// Asks the writer to prune every [`PRUNE_EVERY`].
 async fn prune_loop(inner: Arc<Inner>) {
     let mut tick = tokio::time::interval(PRUNE_EVERY);
     tick.tick().await;
     loop {
         tick.tick().await;
-        let store = inner.store.clone();
-        let keep = inner.keep;
-        let scanned = tokio::task::spawn_blocking(move || scan(&store, keep, now_unix_ms())).await;
-        match scanned {
-            Ok(Ok((writes, alive))) => {
-                inner.kept.store(alive.len(), Ordering::Relaxed);
-                if !writes.is_empty() {
-                    let _ = inner.writes.send(Write::Remove(writes)).await;
-                }
-            }
-            Ok(Err(e)) => warn!(error = %e, "pruning job records failed"),
-            Err(e) => warn!(error = %e, "pruning job records failed"),
+        if inner.writes.send(Write::Prune).await.is_err() {
+            return;
         }
     }
 }

@@ -155,7 +155,14 @@ impl ComputeNode {
             config: Arc::new(config),
             started: Instant::now(),
         };
-        tasks.push(tokio::spawn(Router::new(&services).run(inbound)));
+        let router = Router::new(
+            services.client.clone(),
+            services.store.clone(),
+            services.worker.clone(),
+            services.network.clone(),
+            services.replica.clone(),
+        );
+        tasks.push(tokio::spawn(router.run(inbound)));
 
         let mut listen = Vec::new();
         for addr in &services.config.node.listen {
@@ -266,6 +273,12 @@ impl ComputeNode {
     /// A job's logs and stderr tail, as its worker's receipt carried them.
     pub async fn logs(&self, id: &str) -> Result<JobLogs> {
         self.services.network.logs(id).await
+    }
+
+    /// Waits until every job record written so far is on disk (they are
+    /// written in groups, a few milliseconds behind what `job` reports).
+    pub async fn flush_records(&self) -> Result<()> {
+        self.services.network.flush().await
     }
 
     /// A finished job's output, read (verified) from the store.

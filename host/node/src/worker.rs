@@ -327,11 +327,7 @@ impl Inner {
         };
         // Seeded from what the task is, as `p2pctl run` seeds it.
         let mode = if executor == "wasm" {
-            Mode::derived(
-                blake3::hash(&bundle.component).as_bytes(),
-                &seed_input(&call),
-                &argv,
-            )
+            Mode::for_call(blake3::hash(&bundle.component).as_bytes(), &call, &argv)
         } else {
             Mode::Nondeterministic
         };
@@ -590,19 +586,6 @@ fn call_name(call: &Call) -> &'static str {
         Call::Run(_) => "run",
         Call::Map(_) => "map",
         Call::Reduce(_) => "reduce",
-    }
-}
-
-/// The input a task's seed is derived from: a run's or a map's input, or
-/// a reduce's parts encoded as they travel ([`ReduceInput`]).
-fn seed_input(call: &Call) -> std::borrow::Cow<'_, [u8]> {
-    match call {
-        Call::Reduce(parts) => ReduceInput {
-            parts: parts.clone(),
-        }
-        .encode_to_vec()
-        .into(),
-        Call::Run(i) | Call::Map(i) => i.as_slice().into(),
     }
 }
 

@@ -95,6 +95,28 @@ impl Mode {
     }
 }
 
+impl Mode {
+    /// The deterministic mode of one call of a component, seeded from what
+    /// that call is: [`Mode::derived`] over a run's or a map's own input,
+    /// or over a reduce's parts (their number, then each one's length and
+    /// BLAKE3). Every map of a job gets its shard's randomness and the
+    /// reduce its own, the same in `p2pctl run --shards` and on workers.
+    pub fn for_call(component_blake3: &[u8; 32], call: &Call, args: &[String]) -> Self {
+        match call {
+            Call::Run(input) | Call::Map(input) => Self::derived(component_blake3, input, args),
+            Call::Reduce(parts) => {
+                let mut canonical = Vec::with_capacity(8 + parts.len() * 40);
+                canonical.extend_from_slice(&(parts.len() as u64).to_le_bytes());
+                for part in parts {
+                    canonical.extend_from_slice(&(part.len() as u64).to_le_bytes());
+                    canonical.extend_from_slice(blake3::hash(part).as_bytes());
+                }
+                Self::derived(component_blake3, &canonical, args)
+            }
+        }
+    }
+}
+
 /// Capabilities a task is given. Everything is denied by default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Grants {

@@ -69,10 +69,11 @@ impl Store {
         Ok(self.inner().ks.jobs.get(key)?.map(|v| v.to_vec()))
     }
 
-    /// Every record in the `jobs` keyspace, ordered by key.
-    pub fn job_records(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    /// Every record in the `jobs` keyspace whose key starts with
+    /// `prefix`, ordered by key.
+    pub fn job_records(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
-        for item in self.inner().ks.jobs.iter() {
+        for item in self.inner().ks.jobs.prefix(prefix) {
             let (key, value) = item.into_inner()?;
             out.push((key.to_vec(), value.to_vec()));
         }
@@ -120,8 +121,9 @@ mod tests {
         assert_eq!(store.get_bytes(&b).expect("b"), b"second output");
         assert_eq!(store.job_record(b"job-1").expect("read"), None);
         assert_eq!(
-            store.job_records().expect("list"),
+            store.job_records(b"job-").expect("list"),
             vec![(b"job-2".to_vec(), b"done".to_vec())]
         );
+        assert!(store.job_records(b"other").expect("list").is_empty());
     }
 }

@@ -255,7 +255,11 @@ fn follow(
     timeout: Duration,
     quiet: bool,
 ) -> anyhow::Result<JobInfo> {
-    let deadline = std::time::Instant::now() + timeout;
+    let now = std::time::Instant::now();
+    // A timeout too long to add is as good as none.
+    let deadline = now
+        .checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86400));
     let step = Duration::from_millis(500);
     let mut shown = None;
     loop {

@@ -199,7 +199,12 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         );
     }
     let input = read_input(args.input.as_deref())?;
-    let mode = mode(&args, &component, &input, &argv)?;
+    let fixed = fixed_mode(&args)?;
+    let component_hash = *blake3::hash(&component).as_bytes();
+    // Each call is seeded from what it is (a map from its shard), as a
+    // worker seeds it, unless --seed or --nondeterministic says otherwise.
+    let mode_of =
+        |call: &Call| fixed.unwrap_or_else(|| Mode::for_call(&component_hash, call, &argv));
     let grants = Grants {
         scratch: args.scratch,
         network: args.allow_network,
@@ -225,9 +230,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             &executors,
             &component,
             Task {
+                mode: fixed.unwrap_or_else(|| Mode::derived(&component_hash, &input, &argv)),
                 call: Call::Run(input),
                 limits,
-                mode,
                 grants,
                 args: argv.clone(),
             },
@@ -243,10 +248,10 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             Ok(p) => p,
             Err(e) => return Ok(Report::failed(None, e, start.elapsed())),
         };
-        let task = |call| Task {
+        let task = |call: Call| Task {
+            mode: mode_of(&call),
             call,
             limits,
-            mode,
             grants,
             args: argv.clone(),
         };
@@ -387,9 +392,11 @@ fn read_input(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-fn mode(args: &Args, component: &[u8], input: &[u8], argv: &[String]) -> anyhow::Result<Mode> {
+/// The mode `--nondeterministic` or `--seed` fixes for every call; `None`
+/// when each call is seeded from what it is ([`Mode::for_call`]).
+fn fixed_mode(args: &Args) -> anyhow::Result<Option<Mode>> {
     if args.nondeterministic {
-        return Ok(Mode::Nondeterministic);
+        return Ok(Some(Mode::Nondeterministic));
     }
     let seed = match &args.seed {
         Some(hex_seed) => {
@@ -402,15 +409,9 @@ fn mode(args: &Args, component: &[u8], input: &[u8], argv: &[String]) -> anyhow:
                 ),
             }
         }
-        None => {
-            return Ok(Mode::derived(
-                blake3::hash(component).as_bytes(),
-                input,
-                argv,
-            ));
-        }
+        None => return Ok(None),
     };
-    Ok(Mode::Deterministic { seed })
+    Ok(Some(Mode::Deterministic { seed }))
 }
 
 fn default_cache_dir() -> Option<PathBuf> {
