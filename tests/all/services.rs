@@ -24,6 +24,46 @@ fn submission(file: &[u8], input: &[u8], to: &ComputeNode) -> Submission {
     }
 }
 
+/// A signed bundle of guest `name` with default limits.
+fn signed(publisher: &SecretKey, name: &str) -> Vec<u8> {
+    bundle(
+        publisher,
+        name,
+        p2pc_tests::guest_bytes(name),
+        RequestedLimits::default(),
+    )
+}
+
+/// Starts a node with the key made from `seed`, within [`WAIT`].
+async fn start(config: p2pc_node::NodeConfig, seed: &[u8; 32]) -> ComputeNode {
+    tokio::time::timeout(WAIT, ComputeNode::start(config, SecretKey::from_seed(seed)))
+        .await
+        .expect("start in time")
+        .expect("start")
+}
+
+/// Checks that `job` on `node` is recorded as lost because the node
+/// stopped while `worker` ran it.
+async fn assert_lost(node: &ComputeNode, job: &str, worker: &p2pc_net::PeerId) {
+    let info = node.job(job).await.expect("the job is found");
+    let JobState::Lost { reason } = &info.status else {
+        panic!("a job running when its node stopped must be marked lost: {info:?}");
+    };
+    assert!(reason.contains("stopped while the job ran on"), "{reason}");
+    assert!(reason.contains(&worker.to_string()), "{reason}");
+    assert!(info.finished_unix_ms.is_some());
+}
+
+/// Waits for `job` on `node` and checks that it ended well.
+async fn ok(node: &ComputeNode, job: &str) -> p2pc_node::JobInfo {
+    let info = node.wait(job, WAIT).await.expect("wait");
+    assert!(
+        matches!(&info.status, JobState::Done { outcome, .. } if outcome == "ok"),
+        "{info:?}"
+    );
+    info
+}
+
 #[test]
 fn a_restarted_submitter_finds_its_jobs_finished_or_lost_with_a_reason() {
     block_on(async {
@@ -35,12 +75,7 @@ fn a_restarted_submitter_finds_its_jobs_finished_or_lost_with_a_reason() {
         let worker = cluster.node(1).peer_id();
         let worker_addrs = cluster.node(1).addrs();
         let publisher = SecretKey::generate();
-        let hello = bundle(
-            &publisher,
-            "hello",
-            p2pc_tests::guest_bytes("hello"),
-            RequestedLimits::default(),
-        );
+        let hello = signed(&publisher, "hello");
         // A job that runs until its 20 s deadline: still running when the
         // submitter stops.
         let spin = bundle(
@@ -58,11 +93,7 @@ fn a_restarted_submitter_finds_its_jobs_finished_or_lost_with_a_reason() {
             .submit(submission(&hello, b"restart", cluster.node(1)))
             .await
             .expect("submit");
-        let finished = node.wait(&done, WAIT).await.expect("wait");
-        assert!(
-            matches!(&finished.status, JobState::Done { outcome, .. } if outcome == "ok"),
-            "{finished:?}"
-        );
+        let finished = ok(node, &done).await;
         let running = node
             .submit(submission(&spin, b"loop", cluster.node(1)))
             .await
@@ -79,18 +110,10 @@ fn a_restarted_submitter_finds_its_jobs_finished_or_lost_with_a_reason() {
         let restart = || {
             let mut config = test_config(&data_dir);
             config.node.bootstrap = worker_addrs.clone();
-            ComputeNode::start(config, SecretKey::from_seed(&SUBMITTER))
+            start(config, &SUBMITTER)
         };
-        let node = tokio::time::timeout(WAIT, restart())
-            .await
-            .expect("restart in time")
-            .expect("restart");
-        let lost = node.job(&running).await.expect("the running job is found");
-        let JobState::Lost { reason } = &lost.status else {
-            panic!("a job running at the stop must be marked lost: {lost:?}");
-        };
-        assert!(reason.contains("stopped while the job ran"), "{reason}");
-        assert!(reason.contains(&worker.to_string()), "{reason}");
+        let node = restart().await;
+        assert_lost(&node, &running, &worker).await;
         let again = node.job(&done).await.expect("the finished job is found");
         assert_eq!(again.status, finished.status);
         assert_eq!(
@@ -153,13 +176,7 @@ fn a_submitter_that_crashed_finds_its_running_job_lost_when_it_starts_again() {
     let job = {
         let runtime = crate::support::runtime();
         runtime.block_on(async {
-            let node = tokio::time::timeout(
-                WAIT,
-                ComputeNode::start(config(), SecretKey::from_seed(&SUBMITTER)),
-            )
-            .await
-            .expect("start in time")
-            .expect("start");
+            let node = start(config(), &SUBMITTER).await;
             let job = node
                 .submit(submission(&spin, b"loop", cluster.node(0)))
                 .await
@@ -175,20 +192,8 @@ fn a_submitter_that_crashed_finds_its_running_job_lost_when_it_starts_again() {
         })
     };
     cluster_rt.block_on(async {
-        let node = tokio::time::timeout(
-            WAIT,
-            ComputeNode::start(config(), SecretKey::from_seed(&SUBMITTER)),
-        )
-        .await
-        .expect("restart in time")
-        .expect("restart");
-        let info = node.job(&job).await.expect("found after the crash");
-        let JobState::Lost { reason } = &info.status else {
-            panic!("a job running at the crash must be marked lost: {info:?}");
-        };
-        assert!(reason.contains("stopped while the job ran on"), "{reason}");
-        assert!(reason.contains(&worker.to_string()), "{reason}");
-        assert!(info.finished_unix_ms.is_some());
+        let node = start(config(), &SUBMITTER).await;
+        assert_lost(&node, &job, &worker).await;
         node.shutdown().await;
         cluster.shutdown().await;
     });
@@ -276,12 +281,7 @@ fn a_node_flooded_with_ledger_gossip_still_serves_tasks_and_chunks() {
 
         // Meanwhile an honest peer's tasks and chunk fetches are served.
         let publisher_key = SecretKey::generate();
-        let hello = bundle(
-            &publisher_key,
-            "hello",
-            p2pc_tests::guest_bytes("hello"),
-            RequestedLimits::default(),
-        );
+        let hello = signed(&publisher_key, "hello");
         let data = p2pc_tests::pseudo_random(3 * p2pc_store::CHUNK_SIZE, 7);
         let cid = victim.put_blob(&data).await.expect("put");
         for i in 0..20 {
@@ -407,22 +407,13 @@ fn a_peers_wasm_task_runs_in_an_isolated_worker_process() {
         .await
         .expect("cluster");
         let publisher = SecretKey::generate();
-        let hello = bundle(
-            &publisher,
-            "hello",
-            p2pc_tests::guest_bytes("hello"),
-            RequestedLimits::default(),
-        );
+        let hello = signed(&publisher, "hello");
         let job = cluster
             .node(0)
             .submit(submission(&hello, b"pool", cluster.node(1)))
             .await
             .expect("submit");
-        let info = cluster.node(0).wait(&job, WAIT).await.expect("wait");
-        assert!(
-            matches!(&info.status, JobState::Done { outcome, .. } if outcome == "ok"),
-            "{info:?}"
-        );
+        ok(cluster.node(0), &job).await;
         assert_eq!(
             cluster.node(0).output(&job).await.expect("output"),
             b"Hello, pool!"
@@ -463,11 +454,7 @@ fn a_peers_wasm_task_runs_in_an_isolated_worker_process() {
             })
             .await
             .expect("submit map");
-        let info = cluster.node(0).wait(&mapped, WAIT).await.expect("wait");
-        assert!(
-            matches!(&info.status, JobState::Done { outcome, .. } if outcome == "ok"),
-            "{info:?}"
-        );
+        ok(cluster.node(0), &mapped).await;
         let map_output = cluster.node(0).output(&mapped).await.expect("output");
         assert_eq!(map_output, b"cat\t1\nhat\t1\nthe\t2\n");
         let reduce_input = prost::Message::encode_to_vec(&p2pc_node::messages::ReduceInput {
@@ -481,11 +468,7 @@ fn a_peers_wasm_task_runs_in_an_isolated_worker_process() {
             })
             .await
             .expect("submit reduce");
-        let info = cluster.node(0).wait(&reduced, WAIT).await.expect("wait");
-        assert!(
-            matches!(&info.status, JobState::Done { outcome, .. } if outcome == "ok"),
-            "{info:?}"
-        );
+        ok(cluster.node(0), &reduced).await;
         let counted = cluster.node(0).output(&reduced).await.expect("output");
         assert!(
             String::from_utf8_lossy(&counted).starts_with("4\tthe\n"),
@@ -503,23 +486,14 @@ fn a_tasks_logs_and_progress_reach_the_submitter() {
         let cluster = Cluster::start(2).await.expect("cluster");
         let publisher = SecretKey::generate();
         // sha256 reports progress every 4 MiB hashed.
-        let sha = bundle(
-            &publisher,
-            "sha256",
-            p2pc_tests::guest_bytes("sha256"),
-            RequestedLimits::default(),
-        );
+        let sha = signed(&publisher, "sha256");
         let input = p2pc_tests::pseudo_random(12 << 20, 3);
         let job = cluster
             .node(0)
             .submit(submission(&sha, &input, cluster.node(1)))
             .await
             .expect("submit");
-        let info = cluster.node(0).wait(&job, WAIT).await.expect("wait");
-        assert!(
-            matches!(&info.status, JobState::Done { outcome, .. } if outcome == "ok"),
-            "{info:?}"
-        );
+        let info = ok(cluster.node(0), &job).await;
         let blocks = (12 << 20) / 64;
         assert_eq!(
             info.progress,
@@ -530,12 +504,7 @@ fn a_tasks_logs_and_progress_reach_the_submitter() {
             "the last progress report"
         );
 
-        let hello = bundle(
-            &publisher,
-            "hello",
-            p2pc_tests::guest_bytes("hello"),
-            RequestedLimits::default(),
-        );
+        let hello = signed(&publisher, "hello");
         let job = cluster
             .node(0)
             .submit(submission(&hello, b"logs", cluster.node(1)))
@@ -549,12 +518,7 @@ fn a_tasks_logs_and_progress_reach_the_submitter() {
         assert_eq!(logs.receipts.len(), 1);
 
         // A job's stderr tail comes back too: a panic's message.
-        let hostile = bundle(
-            &publisher,
-            "hostile",
-            p2pc_tests::guest_bytes("hostile"),
-            RequestedLimits::default(),
-        );
+        let hostile = signed(&publisher, "hostile");
         let job = cluster
             .node(0)
             .submit(submission(&hostile, b"panic", cluster.node(1)))
