@@ -51,6 +51,9 @@ pub const RECENT_JOBS: usize = 1024;
 const WRITE_QUEUE: usize = 1024;
 /// Writes grouped into one commit, at most.
 const WRITE_BATCH: usize = 256;
+/// How long the writer gathers writes before it commits them: a record
+/// reaches the disk at most this much (plus the commit) after its change.
+const GROUP_WINDOW: Duration = Duration::from_millis(5);
 /// Adverts older than this are ignored.
 const ADVERT_TTL_MS: u64 = 120_000;
 /// Workers' adverts held at most.
@@ -1108,40 +1111,69 @@ fn remove_outputs(store: &Store, outputs: &[Cid]) {
 /// races a record on its way to the disk.
 async fn write_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<Write>) {
     while let Some(first) = queue.recv().await {
+        // Gather what arrives within the window (a flush cuts it short):
+        // a short job's three records then make one write, and many jobs
+        // share one sync.
         let mut batch = vec![first];
-        while batch.len() < WRITE_BATCH {
+        let until = tokio::time::Instant::now() + GROUP_WINDOW;
+        while batch.len() < WRITE_BATCH && !matches!(batch.last(), Some(Write::Flush(_))) {
             match queue.try_recv() {
                 Ok(w) => batch.push(w),
-                Err(_) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(until, queue.recv()).await {
+                        Ok(Some(w)) => batch.push(w),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            }
+        }
+        // The latest record of each job is the one written; its logs and
+        // output come with its last state.
+        let mut items: Vec<JobWriteItem> = Vec::new();
+        let mut at: HashMap<String, usize> = HashMap::new();
+        let mut flushed = Vec::new();
+        let mut prune = false;
+        for w in batch {
+            match w {
+                Write::Job(item) => match at.get(&item.info.id) {
+                    Some(&i) => {
+                        let earlier = std::mem::replace(&mut items[i], *item);
+                        let later = &mut items[i];
+                        if later.logs.is_none() {
+                            later.logs = earlier.logs;
+                        }
+                        if later.output.is_none() {
+                            later.output = earlier.output;
+                        }
+                    }
+                    None => {
+                        at.insert(item.info.id.clone(), items.len());
+                        items.push(*item);
+                    }
+                },
+                Write::Prune => prune = true,
+                Write::Flush(tx) => flushed.push(tx),
             }
         }
         let mut writes = Vec::new();
         let mut outputs = Vec::new();
-        let mut flushed = Vec::new();
         let mut infos = Vec::new();
         let mut logged = Vec::new();
-        let mut prune = false;
-        for w in batch {
-            match w {
-                Write::Job(item) => {
-                    let JobWriteItem { info, logs, output } = *item;
-                    writes.push(JobWrite::Put {
-                        key: job_key(&info.id),
-                        value: serde_json::to_vec(&info).expect("job records serialise"),
-                    });
-                    if let Some(logs) = logs {
-                        writes.push(JobWrite::Put {
-                            key: detail_key(&info.id),
-                            value: serde_json::to_vec(&logs).expect("job logs serialise"),
-                        });
-                        logged.push(info.id.clone());
-                    }
-                    outputs.extend(output);
-                    infos.push(info);
-                }
-                Write::Prune => prune = true,
-                Write::Flush(tx) => flushed.push(tx),
+        for JobWriteItem { info, logs, output } in items {
+            writes.push(JobWrite::Put {
+                key: job_key(&info.id),
+                value: serde_json::to_vec(&info).expect("job records serialise"),
+            });
+            if let Some(logs) = logs {
+                writes.push(JobWrite::Put {
+                    key: detail_key(&info.id),
+                    value: serde_json::to_vec(&logs).expect("job logs serialise"),
+                });
+                logged.push(info.id.clone());
             }
+            outputs.extend(output);
+            infos.push(info);
         }
         let cids: Vec<Cid> = outputs.iter().map(|(c, _)| *c).collect();
         let committed = commit_with_retries(&inner.store, outputs, writes).await;
