@@ -682,14 +682,9 @@ type Ended = (JobState, Option<JobLogs>, Option<(Cid, Bytes)>);
 
 impl Inner {
     /// Queues a record write; waits only for room in the queue.
+    /// The caller has put what readers need meanwhile where they look
+    /// (the live table, or the pending maps: see `finish`).
     async fn write(&self, info: JobInfo, logs: Option<JobLogs>, output: Option<(Cid, Bytes)>) {
-        if let Some((cid, bytes)) = &output {
-            lock(&self.pending).insert(*cid, bytes.clone());
-        }
-        if let Some(logs) = &logs {
-            lock(&self.pending_logs).insert(info.id.clone(), logs.clone());
-        }
-        lock(&self.pending_infos).insert(info.id.clone(), info.clone());
         if self
             .writes
             .send(Write::Job(Box::new(JobWriteItem { info, logs, output })))
@@ -961,7 +956,7 @@ impl Inner {
 }
 
 fn parse_level(level: &str) -> LogLevel {
-    serde_json::from_value(serde_json::Value::String(level.to_owned())).unwrap_or(LogLevel::Info)
+    LogLevel::from_name(level).unwrap_or(LogLevel::Info)
 }
 
 fn decode_info(bytes: &[u8]) -> Result<JobInfo> {

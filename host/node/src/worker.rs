@@ -345,7 +345,9 @@ impl Inner {
         };
         let (progress_tx, progress_rx) = watch::channel(None);
         let (ended, ended_rx) = oneshot::channel();
-        let reporter = tokio::spawn(report_progress(
+        // The reporter runs beside the task in this same future: a job
+        // that reports no progress costs nothing more than a channel.
+        let reporter = report_progress(
             self.client.clone(),
             self.signer.clone(),
             peer,
@@ -353,23 +355,21 @@ impl Inner {
             task_digest.as_bytes().to_vec(),
             progress_rx,
             ended_rx,
-        ));
-        let outcome = match self.execute(&executor, &artifact, task, progress_tx).await {
-            Ok(outcome) => outcome,
-            Err(refusal) => {
-                reporter.abort();
-                return refusal.into();
-            }
+        );
+        let run = async {
+            let outcome = self.execute(&executor, &artifact, task, progress_tx).await;
+            // The last report goes before the receipt, so the submitter's
+            // record ends with the job's last progress.
+            let _ = ended.send(());
+            outcome
         };
-        // The last report goes before the receipt, so the submitter's
-        // record ends with the job's last progress.
-        let _ = ended.send(());
-        if tokio::time::timeout(PROGRESS_TIMEOUT, reporter)
-            .await
-            .is_err()
-        {
-            debug!("the last progress report was not delivered in time");
-        }
+        // Each report is bounded by PROGRESS_TIMEOUT, and once the task
+        // has ended at most one more is sent.
+        let (outcome, ()) = tokio::join!(run, reporter);
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(refusal) => return refusal.into(),
+        };
         let mut receipt = Receipt {
             task_id: spec.task_id.clone(),
             task_digest: task_digest.as_bytes().to_vec(),
@@ -600,12 +600,8 @@ fn attach_logs(receipt: &mut Receipt, outcome: &Outcome) {
             continue;
         }
         budget -= line.message.len();
-        let level = serde_json::to_value(line.level)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
         receipt.logs.push(ReceiptLog {
-            level,
+            level: line.level.as_str().to_owned(),
             message: line.message.clone(),
         });
     }

@@ -179,6 +179,31 @@ pub enum LogLevel {
     Error,
 }
 
+impl LogLevel {
+    /// The level's name as logs and receipts spell it: `info`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+
+    /// The level named `name`, as [`as_str`](Self::as_str) spells it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "trace" => LogLevel::Trace,
+            "debug" => LogLevel::Debug,
+            "info" => LogLevel::Info,
+            "warn" => LogLevel::Warn,
+            "error" => LogLevel::Error,
+            _ => return None,
+        })
+    }
+}
+
 /// One line from a job's log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {

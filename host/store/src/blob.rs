@@ -133,7 +133,6 @@ impl Store {
         staged: &mut Staged,
         mut progress: impl FnMut(u64),
     ) -> Result<(Cid, u64, u64)> {
-        let ks = &self.inner.ks;
         let mut buf = vec![0u8; CHUNK_SIZE];
         let mut record = Vec::with_capacity(8 + 32 * 16);
         record.extend_from_slice(&0u64.to_be_bytes());
@@ -143,37 +142,61 @@ impl Store {
             if n == 0 {
                 break;
             }
-            let chunk = &buf[..n];
-            let hash = Cid::of(chunk);
-            if !staged.seen.contains(&hash) && !ks.chunks.contains_key(hash.as_bytes())? {
-                let writer = match &mut staged.pack {
-                    Some(w) => w,
-                    None => staged
-                        .pack
-                        .insert(self.inner.packs.create().map_err(Error::Io)?),
-                };
-                staged
-                    .chunks
-                    .push((hash, writer.append(chunk).map_err(Error::Io)?));
-                staged.seen.insert(hash);
-            }
-            record.extend_from_slice(hash.as_bytes());
+            self.stage_chunk(&buf[..n], staged, &mut record)?;
             len += n as u64;
             progress(len);
             if n < CHUNK_SIZE {
                 break;
             }
         }
-        record[..8].copy_from_slice(&len.to_be_bytes());
-        let id = Cid::of(&record[8..]);
-        let chunks = ((record.len() - 8) / 32) as u64;
-        staged.records.push((id, record));
-        Ok((id, len, chunks))
+        Ok(staged.finish_record(record, len))
+    }
+
+    /// [`stage`](Self::stage) for bytes already in memory: no read buffer.
+    pub(crate) fn stage_bytes(&self, bytes: &[u8], staged: &mut Staged) -> Result<(Cid, u64, u64)> {
+        let mut record = Vec::with_capacity(8 + 32 * (bytes.len() / CHUNK_SIZE + 1));
+        record.extend_from_slice(&0u64.to_be_bytes());
+        for chunk in bytes.chunks(CHUNK_SIZE) {
+            self.stage_chunk(chunk, staged, &mut record)?;
+        }
+        Ok(staged.finish_record(record, bytes.len() as u64))
+    }
+
+    /// Writes `chunk` to the pack unless the store or this batch has it,
+    /// and names it in `record`.
+    fn stage_chunk(&self, chunk: &[u8], staged: &mut Staged, record: &mut Vec<u8>) -> Result<()> {
+        let hash = Cid::of(chunk);
+        if !staged.seen.contains(&hash) && !self.inner.ks.chunks.contains_key(hash.as_bytes())? {
+            let writer = match &mut staged.pack {
+                Some(w) => w,
+                None => staged
+                    .pack
+                    .insert(self.inner.packs.create().map_err(Error::Io)?),
+            };
+            staged
+                .chunks
+                .push((hash, writer.append(chunk).map_err(Error::Io)?));
+            staged.seen.insert(hash);
+        }
+        record.extend_from_slice(hash.as_bytes());
+        Ok(())
     }
 
     /// Stores `bytes` as a blob.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<BlobInfo> {
-        self.put(bytes)
+        self.check_writable()?;
+        let _shared = self.inner.gc_lock.read().unwrap_or_else(|e| e.into_inner());
+        let mut staged = Staged::default();
+        let (id, len, chunks) = self.stage_bytes(bytes, &mut staged)?;
+        let mut batch = self.inner.db.batch().durability(Some(ACK));
+        staged.commit_into(self, &mut batch)?;
+        self.write(|| batch.commit())?;
+        Ok(BlobInfo {
+            id,
+            len,
+            chunks,
+            pinned: self.is_pinned(&id)?,
+        })
     }
 
     /// A reader over blob `id` that verifies every chunk as it reads it.
@@ -407,6 +430,15 @@ pub(crate) struct Staged {
 }
 
 impl Staged {
+    /// Completes a blob record of `len` bytes and keeps it for the commit.
+    fn finish_record(&mut self, mut record: Vec<u8>, len: u64) -> (Cid, u64, u64) {
+        record[..8].copy_from_slice(&len.to_be_bytes());
+        let id = Cid::of(&record[8..]);
+        let chunks = ((record.len() - 8) / 32) as u64;
+        self.records.push((id, record));
+        (id, len, chunks)
+    }
+
     /// Syncs the pack file, then adds the chunks' index entries and the
     /// blob records to `batch`, which the caller commits durably.
     pub(crate) fn commit_into(

@@ -38,7 +38,7 @@ impl Store {
         let mut staged = Staged::default();
         let mut infos = Vec::with_capacity(outputs.len());
         for output in outputs {
-            let (id, len, chunks) = self.stage(*output, &mut staged, |_| {})?;
+            let (id, len, chunks) = self.stage_bytes(output, &mut staged)?;
             infos.push(BlobInfo {
                 id,
                 len,
