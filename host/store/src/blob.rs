@@ -109,10 +109,18 @@ impl Store {
         input: impl Read,
         progress: impl FnMut(u64),
     ) -> Result<BlobInfo> {
+        self.put_staged(|store, staged| store.stage(input, staged, progress))
+    }
+
+    /// Stages one blob with `stage`, then commits it durably.
+    fn put_staged(
+        &self,
+        stage: impl FnOnce(&Self, &mut Staged) -> Result<(Cid, u64, u64)>,
+    ) -> Result<BlobInfo> {
         self.check_writable()?;
         let _shared = self.inner.gc_lock.read().unwrap_or_else(|e| e.into_inner());
         let mut staged = Staged::default();
-        let (id, len, chunks) = self.stage(input, &mut staged, progress)?;
+        let (id, len, chunks) = stage(self, &mut staged)?;
         let mut batch = self.inner.db.batch().durability(Some(ACK));
         staged.commit_into(self, &mut batch)?;
         self.write(|| batch.commit())?;
@@ -184,19 +192,7 @@ impl Store {
 
     /// Stores `bytes` as a blob.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<BlobInfo> {
-        self.check_writable()?;
-        let _shared = self.inner.gc_lock.read().unwrap_or_else(|e| e.into_inner());
-        let mut staged = Staged::default();
-        let (id, len, chunks) = self.stage_bytes(bytes, &mut staged)?;
-        let mut batch = self.inner.db.batch().durability(Some(ACK));
-        staged.commit_into(self, &mut batch)?;
-        self.write(|| batch.commit())?;
-        Ok(BlobInfo {
-            id,
-            len,
-            chunks,
-            pinned: self.is_pinned(&id)?,
-        })
+        self.put_staged(|store, staged| store.stage_bytes(bytes, staged))
     }
 
     /// A reader over blob `id` that verifies every chunk as it reads it.
