@@ -227,7 +227,12 @@ impl SandboxExecutor for WasmPool {
         "wasm"
     }
 
-    async fn execute(&self, artifact: &Artifact, task: Task) -> Outcome {
+    /// The component's argv is `job`, the artifact's arguments, then the
+    /// task's, as in-process.
+    async fn execute(&self, artifact: &Artifact, mut task: Task) -> Outcome {
+        if !artifact.args.is_empty() {
+            task.args.splice(0..0, artifact.args.iter().cloned());
+        }
         self.run(&PoolProgram::new(artifact.bytes.clone()), task)
             .await
     }

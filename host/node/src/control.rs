@@ -247,9 +247,7 @@ async fn command(services: &Services, request: Request) -> Result<Value> {
                 }
             };
             let store = services.store.clone();
-            let exported = tokio::task::spawn_blocking(move || export(&store, cid, output, path))
-                .await
-                .map_err(|e| Error::Io(format!("export failed: {e}")))??;
+            let exported = crate::blocking(move || export(&store, cid, output, path)).await?;
             to_json(&exported)
         }
         Request::Submit(s) => {

@@ -93,3 +93,16 @@ pub enum Error {
 
 /// Result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Runs `f`, which does blocking I/O (the store, files, fsync), off the
+/// async threads.
+pub(crate) async fn blocking<T, E>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T>
+where
+    T: Send + 'static,
+    E: Into<Error> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Io(format!("a blocking task failed: {e}")))?
+        .map_err(Into::into)
+}

@@ -289,9 +289,7 @@ impl Network {
             writes,
             kept: AtomicUsize::new(0),
         });
-        let kept = tokio::task::spawn_blocking(move || recover(&store, keep))
-            .await
-            .map_err(|e| Error::Io(format!("reading job records failed: {e}")))??;
+        let kept = crate::blocking(move || recover(&store, keep)).await?;
         inner.kept.store(kept, Ordering::Relaxed);
         let tasks = vec![
             tokio::spawn(write_loop(inner.clone(), queue)),
@@ -403,9 +401,7 @@ impl Network {
         }
         let store = self.inner.store.clone();
         let key = job_key(id);
-        let record = tokio::task::spawn_blocking(move || store.job_record(&key))
-            .await
-            .map_err(|e| Error::Io(format!("reading a job record failed: {e}")))??;
+        let record = crate::blocking(move || store.job_record(&key)).await?;
         match record {
             Some(bytes) => decode_info(&bytes),
             None => Err(Error::NoSuchJob(id.to_owned())),
@@ -415,17 +411,15 @@ impl Network {
     /// Jobs kept, newest first, at most `limit`.
     pub(crate) async fn jobs(&self, limit: usize) -> Result<Vec<JobInfo>> {
         let store = self.inner.store.clone();
-        let mut all: HashMap<String, JobInfo> =
-            tokio::task::spawn_blocking(move || -> Result<_> {
-                let mut out = HashMap::new();
-                for (_, value) in store.job_records(b"job/")? {
-                    let info = decode_info(&value)?;
-                    out.insert(info.id.clone(), info);
-                }
-                Ok(out)
-            })
-            .await
-            .map_err(|e| Error::Io(format!("reading job records failed: {e}")))??;
+        let mut all: HashMap<String, JobInfo> = crate::blocking(move || -> Result<_> {
+            let mut out = HashMap::new();
+            for (_, value) in store.job_records(b"job/")? {
+                let info = decode_info(&value)?;
+                out.insert(info.id.clone(), info);
+            }
+            Ok(out)
+        })
+        .await?;
         // Memory is fresher than the disk.
         for (id, info) in &lock(&self.inner.recent).1 {
             all.insert(id.clone(), info.clone());
@@ -474,9 +468,7 @@ impl Network {
         }
         let store = self.inner.store.clone();
         let key = detail_key(id);
-        let record = tokio::task::spawn_blocking(move || store.job_record(&key))
-            .await
-            .map_err(|e| Error::Io(format!("reading a job's logs failed: {e}")))??;
+        let record = crate::blocking(move || store.job_record(&key)).await?;
         match record {
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| Error::Io(format!("job {id}'s logs are corrupt: {e}"))),
@@ -507,9 +499,7 @@ impl Network {
             return Ok(bytes.clone());
         }
         let store = self.inner.store.clone();
-        let bytes = tokio::task::spawn_blocking(move || store.get_bytes(&cid))
-            .await
-            .map_err(|e| Error::Io(format!("reading an output failed: {e}")))??;
+        let bytes = crate::blocking(move || store.get_bytes(&cid)).await?;
         Ok(bytes.into())
     }
 
@@ -574,22 +564,19 @@ impl Network {
         let inline = submission.input.len() <= INLINE_BYTES;
         let store = self.inner.store.clone();
         let (bundle_bytes, input_bytes) = (submission.bundle, submission.input);
-        let (bundle_bytes, input_bytes, stored) =
-            tokio::task::spawn_blocking(move || -> Result<_> {
-                let mut stored = Vec::new();
-                if !store.has(&bundle)? {
-                    store.put_bytes(&bundle_bytes)?;
-                    stored.push(bundle);
-                }
-                if !inline && !store.has(&input)? {
-                    store.put_bytes(&input_bytes)?;
-                    stored.push(input);
-                }
-                Ok((bundle_bytes, input_bytes, stored))
-            })
-            .await
-            .map_err(|e| Error::Io(format!("storing the job's blobs failed: {e}")))??;
-        drop(bundle_bytes);
+        let (input_bytes, stored) = crate::blocking(move || -> Result<_> {
+            let mut stored = Vec::new();
+            if !store.has(&bundle)? {
+                store.put_bytes(&bundle_bytes)?;
+                stored.push(bundle);
+            }
+            if !inline && !store.has(&input)? {
+                store.put_bytes(&input_bytes)?;
+                stored.push(input);
+            }
+            Ok((input_bytes, stored))
+        })
+        .await?;
         for cid in stored {
             announce(&self.inner.client, cid);
         }
@@ -1221,13 +1208,11 @@ async fn commit_with_retries(
     loop {
         tries += 1;
         let (store, outputs, writes) = (store.clone(), outputs.clone(), writes.clone());
-        let done = tokio::task::spawn_blocking(move || {
+        let done = crate::blocking(move || {
             let refs: Vec<&[u8]> = outputs.iter().map(|(_, b)| b.as_ref()).collect();
             store.commit_jobs(&refs, &writes).map(|_| ())
         })
-        .await
-        .map_err(|e| Error::Io(format!("the job record writer failed: {e}")))
-        .and_then(|r| r.map_err(Error::from));
+        .await;
         match done {
             Ok(()) => return Ok(()),
             Err(e) if tries >= WRITE_TRIES => return Err(e),
@@ -1248,7 +1233,7 @@ async fn prune_now(inner: &Arc<Inner>) {
     named.extend(lock(&inner.recent).1.values().filter_map(output_of));
     let store = inner.store.clone();
     let keep = inner.keep;
-    let pruned = tokio::task::spawn_blocking(move || -> Result<usize> {
+    let pruned = crate::blocking(move || -> Result<usize> {
         let scanned = scan(&store, keep, now_unix_ms(), &named)?;
         if !scanned.removals.is_empty() {
             store.commit_jobs(&[], &scanned.removals)?;
@@ -1258,8 +1243,7 @@ async fn prune_now(inner: &Arc<Inner>) {
     })
     .await;
     match pruned {
-        Ok(Ok(alive)) => inner.kept.store(alive, Ordering::Relaxed),
-        Ok(Err(e)) => warn!(error = %e, "pruning job records failed"),
+        Ok(alive) => inner.kept.store(alive, Ordering::Relaxed),
         Err(e) => warn!(error = %e, "pruning job records failed"),
     }
 }

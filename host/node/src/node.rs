@@ -74,9 +74,7 @@ impl Services {
     pub(crate) async fn status(&self) -> Result<Status> {
         let (free_slots, slots) = self.worker.slots();
         let store = self.store.clone();
-        let blobs = tokio::task::spawn_blocking(move || store.list().map(|l| l.len()))
-            .await
-            .map_err(|e| Error::Io(format!("listing blobs failed: {e}")))??;
+        let blobs = crate::blocking(move || store.list().map(|l| l.len())).await?;
         Ok(Status {
             peer_id: self.client.peer_id().to_string(),
             public_key: self.public.to_string(),
@@ -116,9 +114,7 @@ impl ComputeNode {
             .map_err(|e| Error::Io(format!("cannot create {}: {e}", data_dir.display())))?;
         let store = {
             let dir = data_dir.join("store");
-            tokio::task::spawn_blocking(move || Store::open(dir))
-                .await
-                .map_err(|e| Error::Io(format!("opening the store failed: {e}")))??
+            crate::blocking(move || Store::open(dir)).await?
         };
         let ledger = crate::replica::open_ledger(&config)?;
         let (client, inbound, event_loop) = p2pc_net::new(&key, config.net())?;
@@ -231,9 +227,7 @@ impl ComputeNode {
     pub async fn put_blob(&self, bytes: &[u8]) -> Result<Cid> {
         let store = self.services.store.clone();
         let bytes = bytes.to_vec();
-        let info = tokio::task::spawn_blocking(move || store.put_bytes(&bytes))
-            .await
-            .map_err(|e| Error::Io(format!("storing a blob failed: {e}")))??;
+        let info = crate::blocking(move || store.put_bytes(&bytes)).await?;
         let _ = self.services.client.provide(info.id).await;
         Ok(info.id)
     }
@@ -353,13 +347,12 @@ impl ComputeNode {
 /// Stores a file's bytes as a blob (off the async threads) and announces it.
 pub(crate) async fn put_file(services: &Services, path: PathBuf) -> Result<p2pc_store::BlobInfo> {
     let store = services.store.clone();
-    let info = tokio::task::spawn_blocking(move || -> Result<_> {
+    let info = crate::blocking(move || -> Result<_> {
         let file = std::fs::File::open(&path)
             .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
         Ok(store.put(std::io::BufReader::with_capacity(1 << 20, file))?)
     })
-    .await
-    .map_err(|e| Error::Io(format!("storing a file failed: {e}")))??;
+    .await?;
     announce(&services.client, info.id);
     Ok(info)
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use p2pc_crypto::{BundleFile, Envelope, PublicKey, TrustPolicy, VerifiedBundle};
-use p2pc_exec::{ContainerExecutor, PoolConfig, PoolProgram, ProcessExecutor, WasmPool};
+use p2pc_exec::{ContainerExecutor, PoolConfig, ProcessExecutor, WasmPool};
 use p2pc_net::{Client, PeerId};
 use p2pc_sandbox::{
     Artifact, Call, Grants, Limits, Mode, Outcome, SandboxExecutor, Task, WasmExecutor,
@@ -304,9 +304,8 @@ impl Inner {
                 return refuse("fetch_failed", format!("cannot fetch the input: {e}"));
             }
             let store = self.store.clone();
-            match tokio::task::spawn_blocking(move || store.get_bytes(&input_cid)).await {
-                Ok(Ok(b)) => b,
-                Ok(Err(e)) => return refuse("internal", format!("cannot read the input: {e}")),
+            match crate::blocking(move || store.get_bytes(&input_cid)).await {
+                Ok(b) => b,
                 Err(e) => return refuse("internal", format!("cannot read the input: {e}")),
             }
         };
@@ -319,7 +318,7 @@ impl Inner {
             },
             Err(_) => return refuse("malformed", format!("unknown call {}", spec.call)),
         };
-        info!(task = %hex::encode(&spec.task_id), %peer, bundle = %bundle.manifest.name, call = call_name(&call), "running task");
+        info!(task = %hex::encode(&spec.task_id), %peer, bundle = %bundle.manifest.name, call = call.name(), "running task");
         let executor = bundle.manifest.executor().to_owned();
         let argv = match p2pc_types::argv(&bundle.manifest.args, &spec.args) {
             Ok(argv) => argv,
@@ -392,12 +391,8 @@ impl Inner {
                     inline = output.into();
                 } else {
                     let store = self.store.clone();
-                    let put = tokio::task::spawn_blocking(move || store.put_bytes(&output)).await;
-                    let info = match put {
-                        Ok(Ok(i)) => i,
-                        Ok(Err(e)) => {
-                            return refuse("internal", format!("cannot store the output: {e}"));
-                        }
+                    let info = match crate::blocking(move || store.put_bytes(&output)).await {
+                        Ok(i) => i,
                         Err(e) => {
                             return refuse("internal", format!("cannot store the output: {e}"));
                         }
@@ -510,9 +505,8 @@ impl Inner {
             ));
         }
         let store = self.store.clone();
-        let bytes = tokio::task::spawn_blocking(move || store.get_bytes(&cid))
+        let bytes = crate::blocking(move || store.get_bytes(&cid))
             .await
-            .map_err(|e| Refusal("internal", format!("cannot read the bundle: {e}")))?
             .map_err(|e| Refusal("internal", format!("cannot read the bundle: {e}")))?;
         let verified = BundleFile::from_vec(bytes)
             .and_then(|f| f.verify(&self.publishers, now))
@@ -545,12 +539,7 @@ impl Inner {
         Ok(match executor {
             "wasm" => match &self.pool {
                 Some(pool) => {
-                    let program = PoolProgram::new(artifact.bytes.clone());
-                    let mut task = task;
-                    if !artifact.args.is_empty() {
-                        task.args.splice(0..0, artifact.args.iter().cloned());
-                    }
-                    let outcome = pool.run(&program, task).await;
+                    let outcome = pool.execute(artifact, task).await;
                     // The pool's workers report progress only at the end.
                     if outcome.progress.is_some() {
                         progress.send_replace(outcome.progress);
@@ -578,14 +567,6 @@ impl Inner {
                 ));
             }
         })
-    }
-}
-
-fn call_name(call: &Call) -> &'static str {
-    match call {
-        Call::Run(_) => "run",
-        Call::Map(_) => "map",
-        Call::Reduce(_) => "reduce",
     }
 }
 

@@ -49,7 +49,8 @@ pub enum Call {
 }
 
 impl Call {
-    pub(crate) fn name(&self) -> &'static str {
+    /// The export's name: `run`, `map` or `reduce`.
+    pub fn name(&self) -> &'static str {
         match self {
             Call::Run(_) => "run",
             Call::Map(_) => "map",
