@@ -77,11 +77,9 @@ impl Router {
                 let client = self.client.clone();
                 tokio::spawn(async move {
                     let reply = match TaskRequest::decode(request.as_slice()) {
-                        Err(e) => TaskReply {
-                            refused_code: "malformed".into(),
-                            refused: format!("malformed task request: {e}"),
-                            ..TaskReply::default()
-                        },
+                        Err(e) => {
+                            TaskReply::refusal("malformed", format!("malformed task request: {e}"))
+                        }
                         // A worker reporting progress on a task this node sent.
                         Ok(r) if !r.progress.is_empty() => network.on_progress(peer, &r.progress),
                         Ok(r) => worker.handle_task(peer, r).await,

@@ -246,6 +246,17 @@ pub struct TaskReply {
     pub advert: Vec<u8>,
 }
 
+impl TaskReply {
+    /// A refusal: a code a program can branch on and a message for people.
+    pub fn refusal(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            refused_code: code.to_owned(),
+            refused: message.into(),
+            ..Self::default()
+        }
+    }
+}
+
 /// Why a receipt was not accepted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]

@@ -356,11 +356,7 @@ impl Network {
     /// A worker's progress report on a task of a running job. Only the
     /// worker the task went to may report on it.
     pub(crate) fn on_progress(&self, peer: PeerId, wire: &[u8]) -> TaskReply {
-        let refuse = |code: &str, message: &str| TaskReply {
-            refused_code: code.to_owned(),
-            refused: message.to_owned(),
-            ..TaskReply::default()
-        };
+        let refuse = TaskReply::refusal;
         let Ok(envelope) = Envelope::decode_bounded(wire) else {
             return refuse("malformed", "malformed progress envelope");
         };

@@ -50,11 +50,7 @@ impl From<Refusal> for TaskReply {
 }
 
 fn refuse(code: &str, message: impl Into<String>) -> TaskReply {
-    TaskReply {
-        refused_code: code.to_owned(),
-        refused: message.into(),
-        ..TaskReply::default()
-    }
+    TaskReply::refusal(code, message)
 }
 
 /// A handle on the worker service. Cheap to clone.
