@@ -9,7 +9,8 @@
 //! Not here: replication over the overlay (`p2pc-node`) and the CLI.
 //!
 //! Modules:
-//! - `op`: [`Op`], [`Body`], [`Decision`], [`Outcome`] and their bytes.
+//! - `op`: [`Op`], [`Body`], [`TaskHold`], [`Decision`], [`Outcome`] and
+//!   their bytes.
 //! - `state`: [`CreditManager`], [`Genesis`], [`Insert`], [`Reject`],
 //!   [`Proof`], [`Escrow`].
 //! - `genesis`: the genesis file format.
@@ -30,7 +31,8 @@ pub mod sync;
 pub use future::{FutureOps, Offer};
 pub use genesis::GenesisError;
 pub use op::{
-    Body, Decision, DecodeError, GENESIS_PREV, MAX_DEPS, Op, OpId, Outcome, cosign, decision_bytes,
+    Body, Decision, DecodeError, FUEL_PER_PRICE_UNIT, GENESIS_PREV, MAX_DEPS, Op, OpId, Outcome,
+    TaskHold, cosign, cost, decision_bytes,
 };
 pub use state::{
     AccountRow, ArbiterPolicy, CreditManager, Dirty, Escrow, Genesis, Insert, Proof, Reject,

@@ -55,7 +55,9 @@ pub enum Body {
         /// Credits.
         amount: u64,
     },
-    /// Locks `price * fuel_limit` of the author's credits for a task.
+    /// Locks `price * fuel_limit` of the author's credits (hold v1, kind
+    /// 3: a price per unit of fuel, no task and no deadline). Still
+    /// decoded and applied; nodes now sign [`Body::TaskHold`].
     Hold {
         /// Who runs the task.
         worker: PublicKey,
@@ -71,6 +73,8 @@ pub enum Body {
         /// owner if the escrow ends in a refund. 0: none.
         collateral: u64,
     },
+    /// Locks the credits one task may cost (hold v2, kind 6).
+    TaskHold(TaskHold),
     /// The worker locks the hold's collateral against escrow `escrow`.
     Bond {
         /// The hold op.
@@ -78,6 +82,44 @@ pub enum Body {
     },
     /// A decision on an escrow, signed by the author and one other party.
     Decide(Decision),
+}
+
+/// Fuel one unit of a [`TaskHold`]'s price pays for: prices are in
+/// credits per million fuel, so the default limit of 10^10 fuel at the
+/// cheapest price (1) locks 10^4 credits, not 10^10.
+pub const FUEL_PER_PRICE_UNIT: u64 = 1_000_000;
+
+/// What `fuel` costs at `price` credits per `unit` fuel, rounded up, or
+/// `None` past `u64`.
+pub fn cost(price: u64, fuel: u64, unit: u64) -> Option<u64> {
+    let n = u128::from(price) * u128::from(fuel);
+    let unit = u128::from(unit.max(1));
+    u64::try_from(n.div_ceil(unit)).ok()
+}
+
+/// The terms of a hold bound to one task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskHold {
+    /// Who runs the task.
+    pub worker: PublicKey,
+    /// Who decides when owner and worker disagree, and co-signs a refund
+    /// once the deadline passed with no settlement.
+    pub arbiter: PublicKey,
+    /// Credits per million fuel ([`FUEL_PER_PRICE_UNIT`]).
+    pub price: u64,
+    /// Most fuel paid for: the task's fuel limit.
+    pub fuel_limit: u64,
+    /// How long a settlement may be disputed, in milliseconds.
+    pub window_ms: u64,
+    /// Credits the worker locks with a [`Body::Bond`]; forfeited to the
+    /// owner if the escrow ends in a refund. 0: none.
+    pub collateral: u64,
+    /// BLAKE3 of the signed task envelope this hold pays for: the worker
+    /// runs that task and no other on it.
+    pub task: [u8; 32],
+    /// Unix milliseconds after which owner and arbiter may refund an
+    /// unsettled hold without the worker.
+    pub deadline_ms: u64,
 }
 
 /// A step of an escrow's state machine, agreed by two of its three parties.
@@ -183,6 +225,17 @@ impl Op {
                 out.push(5);
                 out.extend_from_slice(escrow);
             }
+            Body::TaskHold(h) => {
+                out.push(6);
+                out.extend_from_slice(&h.worker.to_bytes());
+                out.extend_from_slice(&h.arbiter.to_bytes());
+                out.extend_from_slice(&h.price.to_be_bytes());
+                out.extend_from_slice(&h.fuel_limit.to_be_bytes());
+                out.extend_from_slice(&h.window_ms.to_be_bytes());
+                out.extend_from_slice(&h.collateral.to_be_bytes());
+                out.extend_from_slice(&h.task);
+                out.extend_from_slice(&h.deadline_ms.to_be_bytes());
+            }
             Body::Decide(d) => {
                 out.push(4);
                 put(
@@ -274,6 +327,16 @@ impl Op {
                 })
             }
             5 => Body::Bond { escrow: r.array()? },
+            6 => Body::TaskHold(TaskHold {
+                worker: r.key()?,
+                arbiter: r.key()?,
+                price: r.u64()?,
+                fuel_limit: r.u64()?,
+                window_ms: r.u64()?,
+                collateral: r.u64()?,
+                task: r.array()?,
+                deadline_ms: r.u64()?,
+            }),
             _ => return Err(DecodeError("unknown op kind")),
         };
         let signature = Signature(r.array()?);

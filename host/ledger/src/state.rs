@@ -12,7 +12,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use p2pc_crypto::{PublicKey, SecretKey};
 
-use crate::op::{Body, Decision, GENESIS_PREV, Op, OpId, Outcome, decision_bytes};
+use crate::op::{
+    Body, Decision, FUEL_PER_PRICE_UNIT, GENESIS_PREV, Op, OpId, Outcome, TaskHold, cost,
+    decision_bytes,
+};
 
 /// The network's founding facts. Every replica of one network holds the
 /// same genesis; its [`id`](Genesis::id) is signed into every op.
@@ -179,10 +182,18 @@ pub struct Escrow {
     pub worker: PublicKey,
     /// Who arbitrates.
     pub arbiter: PublicKey,
-    /// Credits per unit of fuel.
+    /// Credits per `unit` of fuel.
     pub price: u64,
+    /// Fuel one unit of the price pays for: 1 for a v1 hold,
+    /// [`FUEL_PER_PRICE_UNIT`] for a task hold.
+    pub unit: u64,
     /// Most fuel paid for.
     pub fuel_limit: u64,
+    /// The task a task hold pays for (BLAKE3 of its signed envelope).
+    pub task: Option<[u8; 32]>,
+    /// A task hold's deadline: from then owner and arbiter may refund it
+    /// unsettled.
+    pub deadline_ms: Option<u64>,
     /// Challenge window in milliseconds.
     pub window_ms: u64,
     /// Credits held.
@@ -195,6 +206,23 @@ pub struct Escrow {
     pub settled: Option<(OpId, Outcome, u64)>,
     /// The final outcome (step 2).
     pub finalised: Option<(OpId, Outcome)>,
+}
+
+impl Escrow {
+    /// What the worker is paid for `fuel_used`: the price times the fuel,
+    /// rounded up, never more than is held.
+    pub fn cost(&self, fuel_used: u64) -> u64 {
+        cost(self.price, fuel_used, self.unit).map_or(self.amount, |c| c.min(self.amount))
+    }
+
+    /// The credits it releases once final: (to the worker, to the owner).
+    pub fn split(&self, outcome: Outcome) -> (u64, u64) {
+        let paid = match outcome {
+            Outcome::Pay { fuel_used } => self.cost(fuel_used),
+            _ => 0,
+        };
+        (paid, self.amount - paid)
+    }
 }
 
 /// The ledger replica.
@@ -625,43 +653,29 @@ impl CreditManager {
                 window_ms,
                 collateral,
             } => {
-                let Some(amount) = price.checked_mul(*fuel_limit).filter(|a| *a > 0) else {
-                    return Err(Try::Rejected(Reject::BadAmount));
+                let terms = TaskHold {
+                    worker: *worker,
+                    arbiter: *arbiter,
+                    price: *price,
+                    fuel_limit: *fuel_limit,
+                    window_ms: *window_ms,
+                    collateral: *collateral,
+                    task: [0; 32],
+                    deadline_ms: 0,
                 };
-                if *worker == op.author || *arbiter == op.author || worker == arbiter {
-                    return Err(Try::Rejected(Reject::Escrow(
-                        "owner, worker and arbiter must differ",
-                    )));
-                }
-                if *window_ms < self.genesis.min_window_ms {
-                    return Err(Try::Rejected(Reject::Escrow(
-                        "challenge window shorter than the network's minimum",
-                    )));
-                }
-                if let ArbiterPolicy::Listed(keys) = &self.genesis.arbiters
-                    && !keys.contains(arbiter)
-                {
-                    return Err(Try::Rejected(Reject::Escrow(
-                        "arbiter not allowed by the genesis",
-                    )));
-                }
-                debit = amount;
-                escrow_update = Some((
-                    id,
-                    Escrow {
-                        owner: op.author,
-                        worker: *worker,
-                        arbiter: *arbiter,
-                        price: *price,
-                        fuel_limit: *fuel_limit,
-                        window_ms: *window_ms,
-                        amount,
-                        collateral: *collateral,
-                        bond: None,
-                        settled: None,
-                        finalised: None,
-                    },
-                ));
+                let escrow = self.open_escrow(op, &terms, 1, None)?;
+                debit = escrow.amount;
+                escrow_update = Some((id, escrow));
+            }
+            Body::TaskHold(terms) => {
+                let escrow = self.open_escrow(
+                    op,
+                    terms,
+                    FUEL_PER_PRICE_UNIT,
+                    Some((terms.task, terms.deadline_ms)),
+                )?;
+                debit = escrow.amount;
+                escrow_update = Some((id, escrow));
             }
             Body::Bond { escrow: hold } => {
                 if !self.applied.contains(hold) {
@@ -733,6 +747,16 @@ impl CreditManager {
                         if escrow.settled.is_some() {
                             return Err(Try::Rejected(Reject::Escrow("already settled")));
                         }
+                        // Without the worker, a task hold is refunded only
+                        // at its deadline: the arbiter co-signs the time.
+                        if d.outcome == Outcome::Refund
+                            && !has(escrow.worker)
+                            && escrow.deadline_ms.is_some_and(|t| op.time_ms < t)
+                        {
+                            return Err(Try::Rejected(Reject::Escrow(
+                                "a refund without the worker waits for the hold's deadline",
+                            )));
+                        }
                         match d.outcome {
                             Outcome::Pay { fuel_used } if fuel_used > escrow.fuel_limit => {
                                 return Err(Try::Rejected(Reject::Escrow(
@@ -784,15 +808,12 @@ impl CreditManager {
                                 dispute
                             }
                         };
-                        let paid = match outcome {
-                            Outcome::Pay { fuel_used } => fuel_used * escrow.price,
-                            _ => 0,
-                        };
+                        let (paid, rest) = escrow.split(outcome);
                         if paid > 0 {
                             created.push((escrow.worker, paid));
                         }
-                        if escrow.amount > paid {
-                            created.push((escrow.owner, escrow.amount - paid));
+                        if rest > 0 {
+                            created.push((escrow.owner, rest));
                         }
                         escrow.finalised = Some((id, outcome));
                         if let Some(bond) = escrow.bond {
@@ -817,6 +838,54 @@ impl CreditManager {
             escrow_update,
             bond_release,
             minted,
+        })
+    }
+
+    /// The escrow a hold by `op` opens, or why it cannot.
+    fn open_escrow(
+        &self,
+        op: &Op,
+        terms: &TaskHold,
+        unit: u64,
+        task: Option<([u8; 32], u64)>,
+    ) -> Result<Escrow, Try> {
+        let amount = match cost(terms.price, terms.fuel_limit, unit) {
+            Some(a) if a > 0 => a,
+            _ => return Err(Try::Rejected(Reject::BadAmount)),
+        };
+        let (worker, arbiter) = (terms.worker, terms.arbiter);
+        if worker == op.author || arbiter == op.author || worker == arbiter {
+            return Err(Try::Rejected(Reject::Escrow(
+                "owner, worker and arbiter must differ",
+            )));
+        }
+        if terms.window_ms < self.genesis.min_window_ms {
+            return Err(Try::Rejected(Reject::Escrow(
+                "challenge window shorter than the network's minimum",
+            )));
+        }
+        if let ArbiterPolicy::Listed(keys) = &self.genesis.arbiters
+            && !keys.contains(&arbiter)
+        {
+            return Err(Try::Rejected(Reject::Escrow(
+                "arbiter not allowed by the genesis",
+            )));
+        }
+        Ok(Escrow {
+            owner: op.author,
+            worker,
+            arbiter,
+            price: terms.price,
+            unit,
+            fuel_limit: terms.fuel_limit,
+            task: task.map(|t| t.0),
+            deadline_ms: task.map(|t| t.1),
+            window_ms: terms.window_ms,
+            amount,
+            collateral: terms.collateral,
+            bond: None,
+            settled: None,
+            finalised: None,
         })
     }
 
@@ -896,7 +965,10 @@ impl CreditManager {
                         Body::Mint { to, .. } | Body::Transfer { to, .. } => to == account,
                         Body::Hold {
                             worker, arbiter, ..
-                        } => worker == account || arbiter == account,
+                        }
+                        | Body::TaskHold(TaskHold {
+                            worker, arbiter, ..
+                        }) => worker == account || arbiter == account,
                         Body::Bond { escrow } | Body::Decide(Decision { escrow, .. }) => self
                             .escrows
                             .get(escrow)

@@ -6,7 +6,7 @@
 
 use p2pc_crypto::SecretKey;
 use p2pc_ledger::{
-    Body, CreditManager, Decision, GENESIS_PREV, Genesis, Op, OpId, Outcome, cosign,
+    Body, CreditManager, Decision, GENESIS_PREV, Genesis, Op, OpId, Outcome, TaskHold, cosign,
 };
 use proptest::prelude::*;
 
@@ -60,13 +60,28 @@ fn history(actions: &[(u8, u8, u8, u16)], equivocate: bool) -> (Genesis, Vec<Op>
             },
             2 => {
                 let (worker, arbiter) = ((a + 1) % 5, (a + 2) % 5);
-                Body::Hold {
-                    worker: w[worker].key.public(),
-                    arbiter: w[arbiter].key.public(),
-                    price: 1,
-                    fuel_limit: amount,
-                    window_ms: 300,
-                    collateral: amount % 3,
+                if amount % 2 == 0 {
+                    Body::Hold {
+                        worker: w[worker].key.public(),
+                        arbiter: w[arbiter].key.public(),
+                        price: 1,
+                        fuel_limit: amount,
+                        window_ms: 300,
+                        collateral: amount % 3,
+                    }
+                } else {
+                    // A task hold: a price per million fuel, rounded up,
+                    // and a deadline some refunds must wait for.
+                    Body::TaskHold(TaskHold {
+                        worker: w[worker].key.public(),
+                        arbiter: w[arbiter].key.public(),
+                        price: 1 + b as u64 * 10_000,
+                        fuel_limit: amount * 1000,
+                        window_ms: 300,
+                        collateral: amount % 3,
+                        task: *blake3::hash(&t.to_be_bytes()).as_bytes(),
+                        deadline_ms: t + (b as u64 % 4) * 100,
+                    })
                 }
             }
             4 => {
@@ -104,7 +119,9 @@ fn history(actions: &[(u8, u8, u8, u16)], equivocate: bool) -> (Genesis, Vec<Op>
                 let (outcome, time) = if step == 1 {
                     (
                         if amount % 2 == 0 {
-                            Outcome::Pay { fuel_used: 1 }
+                            Outcome::Pay {
+                                fuel_used: amount * 3,
+                            }
                         } else {
                             Outcome::Refund
                         },
@@ -152,7 +169,7 @@ fn history(actions: &[(u8, u8, u8, u16)], equivocate: bool) -> (Genesis, Vec<Op>
         let op = Op::sign(&wa.key, net, wa.seq, wa.head, t, deps, body.clone());
         wa.head = op.id();
         reference.insert(op.clone());
-        if let Body::Hold { .. } = body
+        if let Body::Hold { .. } | Body::TaskHold(_) = body
             && reference.is_applied(&op.id())
         {
             holds.push((op.id(), [a, (a + 1) % 5, (a + 2) % 5], 1));

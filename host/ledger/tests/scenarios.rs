@@ -2,8 +2,8 @@
 
 use p2pc_crypto::SecretKey;
 use p2pc_ledger::{
-    ArbiterPolicy, Body, CreditManager, Decision, FutureOps, GENESIS_PREV, Genesis, Insert, Offer,
-    Op, OpId, Outcome, Reject, cosign,
+    ArbiterPolicy, Body, CreditManager, Decision, FUEL_PER_PRICE_UNIT, FutureOps, GENESIS_PREV,
+    Genesis, Insert, Offer, Op, OpId, Outcome, Reject, TaskHold, cosign, cost,
 };
 
 /// An account writing its own chain.
@@ -668,4 +668,137 @@ fn op_bytes_are_laid_out_as_the_protocol_spec_says() {
     assert_eq!(&b[235..243], &9u64.to_be_bytes());
     assert_eq!(&b[243..], &op.signature.0);
     assert_eq!(op.id(), *blake3::hash(&b).as_bytes());
+}
+
+/// [`world`]'s parties with a task hold of `fuel_limit` at `price`
+/// credits per million fuel, deadline 5000 ms.
+fn task_world(price: u64, fuel_limit: u64) -> (World, OpId) {
+    let (mut w, _) = world();
+    let deps = w.owner.claims(&w.ledger);
+    let hold = w.owner.op(
+        30,
+        deps,
+        Body::TaskHold(TaskHold {
+            worker: w.worker.key.public(),
+            arbiter: w.arbiter.key.public(),
+            price,
+            fuel_limit,
+            window_ms: 1000,
+            collateral: 0,
+            task: [9; 32],
+            deadline_ms: 5000,
+        }),
+    );
+    let escrow = hold.id();
+    applied(w.ledger.insert(hold));
+    (w, escrow)
+}
+
+#[test]
+fn task_holds_price_per_million_fuel_rounded_up() {
+    // 10^10 fuel at 3 credits per million: 30,000 credits, not 3 × 10^10.
+    assert_eq!(cost(3, 10_000_000_000, FUEL_PER_PRICE_UNIT), Some(30_000));
+    assert_eq!(cost(1, 1, FUEL_PER_PRICE_UNIT), Some(1), "rounded up");
+    assert_eq!(cost(u64::MAX, u64::MAX, 1), None, "overflow is refused");
+    let (mut w, escrow) = task_world(7, 50_000_000);
+    let e = w.ledger.escrow(&escrow).expect("escrow").clone();
+    assert_eq!(e.amount, 350);
+    assert_eq!(e.task, Some([9; 32]));
+    assert_eq!(e.deadline_ms, Some(5000));
+    // Paid for what it used: 1,234,567 fuel at 7 per million is 8.64…: 9.
+    let settle = w.owner.decide(
+        &w.ledger,
+        &w.worker.key,
+        escrow,
+        1,
+        Outcome::Pay {
+            fuel_used: 1_234_567,
+        },
+        100,
+    );
+    applied(w.ledger.insert(settle));
+    let fin = w
+        .owner
+        .decide(&w.ledger, &w.worker.key, escrow, 2, Outcome::Confirm, 101);
+    applied(w.ledger.insert(fin));
+    assert_eq!(w.ledger.incoming(&w.worker.key.public())[0].1, 9);
+    assert_eq!(w.ledger.incoming(&w.owner.key.public())[0].1, 341);
+    w.ledger.verify().expect("invariants");
+}
+
+#[test]
+fn a_task_hold_is_refunded_without_the_worker_only_at_its_deadline() {
+    let (mut w, escrow) = task_world(1, 1_000_000);
+    let early = w
+        .owner
+        .decide(&w.ledger, &w.arbiter.key, escrow, 1, Outcome::Refund, 4999);
+    assert_eq!(
+        w.ledger.insert(early),
+        Insert::Rejected(Reject::Escrow(
+            "a refund without the worker waits for the hold's deadline"
+        ))
+    );
+    // Signing another step-1 decision now would be an equivocation (the
+    // refused one is kept), so a wallet checks a draft before it signs on.
+    // Done right: checked before it is inserted.
+    let (mut w, escrow) = task_world(1, 1_000_000);
+    let early = w
+        .owner
+        .decide(&w.ledger, &w.arbiter.key, escrow, 1, Outcome::Refund, 4999);
+    assert!(matches!(w.ledger.check(&early), Insert::Rejected(_)));
+    w.owner.undo(&w.ledger);
+    let refund = w
+        .owner
+        .decide(&w.ledger, &w.arbiter.key, escrow, 1, Outcome::Refund, 5000);
+    applied(w.ledger.insert(refund));
+    let fin = w
+        .owner
+        .decide(&w.ledger, &w.arbiter.key, escrow, 2, Outcome::Confirm, 5000);
+    applied(w.ledger.insert(fin));
+    assert_eq!(w.ledger.incoming(&w.owner.key.public())[0].1, 1);
+    w.ledger.verify().expect("invariants");
+
+    // Owner and worker may agree a refund at any time.
+    let (mut w, escrow) = task_world(1, 1_000_000);
+    let refund = w
+        .owner
+        .decide(&w.ledger, &w.worker.key, escrow, 1, Outcome::Refund, 40);
+    applied(w.ledger.insert(refund));
+}
+
+#[test]
+fn old_format_ops_still_decode_and_verify() {
+    // A v1 hold (kind 3, a price per unit of fuel) as written before task
+    // holds existed: the same bytes decode to the same op and apply.
+    let (w, escrow) = world();
+    let hold = w.ledger.op(&escrow).expect("hold").clone();
+    let bytes = hold.to_bytes();
+    assert_eq!(bytes[202 - 64 + 32 * hold.deps.len()], 3, "kind 3");
+    assert_eq!(Op::from_bytes(&bytes).expect("decodes"), hold);
+    let e = w.ledger.escrow(&escrow).expect("escrow");
+    assert_eq!((e.unit, e.amount, e.task, e.deadline_ms), (1, 100, None, None));
+    w.ledger.verify().expect("invariants");
+}
+
+#[test]
+fn task_hold_bytes_are_laid_out_as_the_protocol_spec_says() {
+    let (w, escrow) = task_world(7, 50_000_000);
+    let hold = w.ledger.op(&escrow).expect("hold").clone();
+    let b = hold.to_bytes();
+    let body = 138 + 32 * hold.deps.len();
+    assert_eq!(b[body], 6, "task hold");
+    let f = &b[body + 1..];
+    assert_eq!(&f[..32], &w.worker.key.public().to_bytes());
+    assert_eq!(&f[32..64], &w.arbiter.key.public().to_bytes());
+    assert_eq!(&f[64..72], &7u64.to_be_bytes());
+    assert_eq!(&f[72..80], &50_000_000u64.to_be_bytes());
+    assert_eq!(&f[80..88], &1000u64.to_be_bytes());
+    assert_eq!(&f[88..96], &0u64.to_be_bytes());
+    assert_eq!(&f[96..128], &[9; 32]);
+    assert_eq!(&f[128..136], &5000u64.to_be_bytes());
+    assert_eq!(&f[136..], &hold.signature.0);
+    assert_eq!(Op::from_bytes(&b).expect("decodes"), hold);
+    for cut in [body + 1, body + 100, b.len() - 65] {
+        assert!(Op::from_bytes(&b[..cut]).is_err(), "truncated at {cut}");
+    }
 }

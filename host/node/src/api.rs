@@ -86,6 +86,16 @@ pub struct SubmitRequest {
     pub to: Option<String>,
     /// How long the job may take, from submission to receipt.
     pub timeout_ms: u64,
+    /// The most the job may lock and pay, in credits.
+    #[serde(default)]
+    pub budget: Option<u64>,
+    /// The highest price accepted, credits per million fuel.
+    #[serde(default)]
+    pub max_price: Option<u64>,
+    /// The hold's challenge window in milliseconds; the genesis's
+    /// minimum if absent.
+    #[serde(default)]
+    pub window_ms: Option<u64>,
     /// Arguments for the program, after the bundle's own.
     #[serde(default)]
     pub args: Vec<String>,
@@ -165,14 +175,19 @@ pub enum LedgerAnswer {
 pub struct Balance {
     /// The account.
     pub account: PublicKey,
-    /// Spendable now.
+    /// What it can spend now: `balance` plus `incoming`.
+    pub available: u64,
+    /// Claimed by its own ops and not spent.
     pub balance: u64,
-    /// Received but not yet claimed by the account's next op.
+    /// Received but not yet claimed (its next op claims them).
     pub incoming: u64,
     /// Locked in open escrows it owns.
     pub held: u64,
     /// Collateral it posted on open escrows.
     pub bonded: u64,
+    /// Owed to it by settled escrows not yet final: paid once the
+    /// challenge window closes.
+    pub pending: u64,
     /// Frozen for equivocating.
     pub frozen: bool,
     /// Its chain's length.
@@ -242,6 +257,25 @@ pub enum OpBody {
         window_ms: u64,
         /// Collateral asked of the worker.
         collateral: u64,
+    },
+    /// Credits locked for one task (hold v2).
+    TaskHold {
+        /// The worker.
+        worker: PublicKey,
+        /// The arbiter.
+        arbiter: PublicKey,
+        /// Credits per million fuel.
+        price: u64,
+        /// Most fuel paid for.
+        fuel_limit: u64,
+        /// Challenge window.
+        window_ms: u64,
+        /// Collateral asked of the worker.
+        collateral: u64,
+        /// The task's digest, hex.
+        task: String,
+        /// When owner and arbiter may refund it unsettled, Unix ms.
+        deadline_ms: u64,
     },
     /// A worker's collateral posted on an escrow.
     Bond {
@@ -314,10 +348,17 @@ pub struct HeldEscrow {
     pub arbiter: PublicKey,
     /// Credits locked.
     pub amount: u64,
-    /// Credits per unit of fuel.
+    /// Credits per `price_unit` fuel.
     pub price: u64,
+    /// Fuel one unit of the price pays for: 1,000,000 for a task hold, 1
+    /// for an old (v1) hold.
+    pub price_unit: u64,
     /// Most fuel paid for.
     pub fuel_limit: u64,
+    /// The task a task hold pays for, hex.
+    pub task: Option<String>,
+    /// A task hold's deadline, Unix ms.
+    pub deadline_ms: Option<u64>,
     /// Challenge window.
     pub window_ms: u64,
     /// Collateral asked of the worker.

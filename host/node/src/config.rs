@@ -28,6 +28,14 @@
 //! sync_interval = "30s"                # anti-entropy with one peer this often
 //! max_clock_skew = "1m"                # ops dated further ahead wait for the clock
 //!
+//! [market]                             # what this worker charges (with a ledger)
+//! price = 1                            # credits per million fuel; 0: runs tasks unpaid
+//! collateral = 0                       # credits it bonds per paid task
+//! arbiters = []                        # arbiter keys it accepts; empty: the genesis's list
+//!
+//! [arbiter]
+//! enabled = false                      # co-sign refunds and confirmations for others
+//!
 //! [jobs]
 //! keep = "7d"                          # finished jobs' records and outputs kept this long
 //! ```
@@ -62,6 +70,10 @@ pub struct NodeConfig {
     pub ledger: LedgerSection,
     /// `[jobs]`.
     pub jobs: JobsSection,
+    /// `[market]`.
+    pub market: MarketSection,
+    /// `[arbiter]`.
+    pub arbiter: ArbiterSection,
     /// The program the isolated wasm pool runs as each worker process, and
     /// the arguments that select that mode (`p2pctl internal wasm-worker`).
     /// Not read from `node.toml`: whoever starts the node knows where its
@@ -69,6 +81,58 @@ pub struct NodeConfig {
     /// refused at start.
     #[serde(skip)]
     pub wasm_worker: Option<(PathBuf, Vec<std::ffi::OsString>)>,
+}
+
+/// `[market]`: what this node's worker charges for peers' tasks on a
+/// network with a ledger. Fixed for now.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MarketSection {
+    /// Credits per million fuel. 0: tasks run unpaid, with no hold.
+    pub price: u64,
+    /// Credits this worker bonds per paid task, forfeited to the owner if
+    /// the task is refunded.
+    pub collateral: u64,
+    /// Arbiter keys (64 hex digits) this worker accepts on a hold. Empty:
+    /// those the genesis lists, or none if it lists none.
+    pub arbiters: Vec<String>,
+}
+
+impl Default for MarketSection {
+    fn default() -> Self {
+        Self {
+            price: 1,
+            collateral: 0,
+            arbiters: Vec::new(),
+        }
+    }
+}
+
+impl MarketSection {
+    /// The arbiter keys configured.
+    pub fn arbiter_keys(&self) -> Result<Vec<PublicKey>> {
+        self.arbiters
+            .iter()
+            .map(|k| {
+                k.parse().map_err(|_| {
+                    Error::Config(format!(
+                        "[market] arbiters: {k:?} is not a 64-hex-digit public key"
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+/// `[arbiter]`: whether this node arbitrates other nodes' escrows.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArbiterSection {
+    /// Co-sign what this node can check in its own replica: refunds of
+    /// holds whose deadline passed unsettled, settlements a worker proves
+    /// with a receipt before the deadline, confirmations once a window
+    /// passed with no dispute.
+    pub enabled: bool,
 }
 
 /// `[jobs]`: the records of jobs this node submits.

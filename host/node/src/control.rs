@@ -272,6 +272,9 @@ async fn command(services: &Services, request: Request) -> Result<Value> {
                     timeout: Duration::from_millis(s.timeout_ms),
                     args: s.args,
                     call: Default::default(),
+                    budget: s.budget,
+                    max_price: s.max_price,
+                    window: s.window_ms.map(Duration::from_millis),
                 })
                 .await?;
             to_json(&Submitted { job })

@@ -14,6 +14,7 @@ use tracing::debug;
 
 use crate::messages::{ADVERT_TOPIC, TaskReply, TaskRequest};
 use crate::network::Network;
+use crate::pay::Payments;
 use crate::replica::{LEDGER_TOPIC, Replica};
 use crate::worker::Worker;
 
@@ -24,6 +25,7 @@ pub(crate) struct Router {
     worker: Worker,
     network: Network,
     replica: Option<Replica>,
+    payments: Option<Payments>,
 }
 
 impl Router {
@@ -33,6 +35,7 @@ impl Router {
         worker: Worker,
         network: Network,
         replica: Option<Replica>,
+        payments: Option<Payments>,
     ) -> Self {
         Self {
             client,
@@ -40,6 +43,7 @@ impl Router {
             worker,
             network,
             replica,
+            payments,
         }
     }
 
@@ -75,13 +79,32 @@ impl Router {
                 let worker = self.worker.clone();
                 let network = self.network.clone();
                 let client = self.client.clone();
+                let payments = self.payments.clone();
                 tokio::spawn(async move {
+                    let unpaid = || {
+                        TaskReply::refusal("no_ledger", "this node has no ledger: nothing to pay")
+                    };
                     let reply = match TaskRequest::decode(request.as_slice()) {
                         Err(e) => {
                             TaskReply::refusal("malformed", format!("malformed task request: {e}"))
                         }
                         // A worker reporting progress on a task this node sent.
                         Ok(r) if !r.progress.is_empty() => network.on_progress(peer, &r.progress),
+                        // An owner's co-signatures on a settlement.
+                        Ok(TaskRequest {
+                            settle: Some(s), ..
+                        }) => match &payments {
+                            Some(p) => p.on_settle(peer, s).await,
+                            None => unpaid(),
+                        },
+                        // A party asking this node, as an arbiter, to co-sign.
+                        Ok(TaskRequest {
+                            arbitrate: Some(a),
+                            ..
+                        }) => match &payments {
+                            Some(p) => p.on_arbitrate(peer, a).await,
+                            None => unpaid(),
+                        },
                         Ok(r) => worker.handle_task(peer, r).await,
                     };
                     let _ = client.respond_task(channel, reply.encode_to_vec()).await;

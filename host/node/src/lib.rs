@@ -15,6 +15,8 @@
 //!   records on disk ([`JobInfo`], [`JobState`]).
 //! - `replica`: the ledger replica, its gossip and anti-entropy, and the
 //!   queries `p2pctl ledger` makes.
+//! - `pay`: how tasks are paid: holds, settlements, refunds, and the
+//!   arbiter.
 //! - `control`: the Unix-socket control channel and its client,
 //!   [`Control`], speaking the typed requests of `api`.
 //!
@@ -25,8 +27,8 @@
 //! (multi-provider verified download), `signer` (the node's key), `api`.
 //!
 //! Modules depend on each other one way only:
-//! `config`, `messages`, `api`, `signer`, `fetch` ← `replica`, `worker` ←
-//! `network` ← `inbound` ← `node` ← `control`. A service asks another only
+//! `config`, `messages`, `api`, `signer`, `fetch` ← `replica` ← `pay` ←
+//! `worker` ← `network` ← `inbound` ← `node` ← `control`. A service asks another only
 //! through its handle.
 
 #![deny(missing_docs)]
@@ -39,13 +41,15 @@ mod inbound;
 pub mod messages;
 mod network;
 mod node;
+mod pay;
 mod replica;
 mod signer;
 mod worker;
 
 pub use api::{LedgerAnswer, LedgerRequest, Request};
 pub use config::{
-    JobsSection, LedgerSection, LimitsSection, NodeConfig, NodeSection, TrustSection,
+    ArbiterSection, JobsSection, LedgerSection, LimitsSection, MarketSection, NodeConfig,
+    NodeSection, TrustSection,
 };
 pub use control::{Control, SOCKET_FILE, TOKEN_FILE, ensure_token};
 pub use fetch::{FetchError, FetchStats, WINDOW, fetch};

@@ -8,7 +8,13 @@
 //! Goals: the worker runs only tasks signed by a submitter it trusts, once
 //! each, before their deadline; the submitter accepts only a result signed
 //! by the worker it chose, bound to the exact task it sent.
-//! Non-goals: payment (the ledger), checking that the result is right
+//! On a network with a ledger, tasks are paid: a task request carries the
+//! submitter's hold op bound to the task's digest, the receipt names the
+//! settlement the worker proposes, the submitter answers with its
+//! co-signatures ([`Settle`]), and an arbiter co-signs what one party
+//! cannot get from the other ([`Arbitrate`]). `docs/design/task-plane.md`
+//! has the rules.
+//! Non-goals: checking that the result is right
 //! (validation by re-execution is the market's job), secrecy of inputs from
 //! the worker.
 
@@ -179,6 +185,14 @@ pub struct Receipt {
     /// The last [`RECEIPT_STDERR_BYTES`] of what the job wrote to stderr.
     #[prost(bytes = "vec", tag = "13")]
     pub stderr: Vec<u8>,
+    /// For a paid task, the hold op's id: the escrow this receipt settles.
+    #[prost(bytes = "vec", tag = "14")]
+    pub escrow: Vec<u8>,
+    /// The settlement's time (Unix ms, the worker's clock): the time the
+    /// co-signed decisions carry. The confirmation carries this plus the
+    /// hold's window.
+    #[prost(uint64, tag = "15")]
+    pub settle_unix_ms: u64,
 }
 
 /// What a worker offers. Signed as an [`ADVERT_KIND`] envelope, gossiped
@@ -209,6 +223,22 @@ pub struct Advert {
     /// Unix milliseconds when made; older adverts are ignored.
     #[prost(uint64, tag = "8")]
     pub issued_unix_ms: u64,
+    /// The ledger network (genesis id) its tasks are paid on; empty: none,
+    /// tasks run unpaid.
+    #[prost(bytes = "vec", tag = "9")]
+    pub network: Vec<u8>,
+    /// Credits per million fuel. 0: unpaid.
+    #[prost(uint64, tag = "10")]
+    pub price: u64,
+    /// Credits it bonds per paid task at most.
+    #[prost(uint64, tag = "11")]
+    pub collateral: u64,
+    /// Arbiter keys (32 bytes each) it accepts on a hold.
+    #[prost(bytes = "vec", repeated, tag = "12")]
+    pub arbiters: Vec<Vec<u8>>,
+    /// Whether this node arbitrates ([`Arbitrate`] requests).
+    #[prost(bool, tag = "13")]
+    pub arbiter: bool,
 }
 
 /// A task-protocol request.
@@ -224,6 +254,69 @@ pub struct TaskRequest {
     /// submitter of a task it runs. The reply is empty.
     #[prost(bytes = "vec", tag = "3")]
     pub progress: Vec<u8>,
+    /// With `task` on a paid network: the submitter's hold op (ledger
+    /// bytes), bound to the task envelope's digest.
+    #[prost(bytes = "vec", tag = "4")]
+    pub hold: Vec<u8>,
+    /// The submitter's co-signatures on a receipt's settlement.
+    #[prost(message, optional, tag = "5")]
+    pub settle: Option<Settle>,
+    /// A request to this node as an arbiter.
+    #[prost(message, optional, tag = "6")]
+    pub arbitrate: Option<Arbitrate>,
+}
+
+/// The owner's side of a settlement, sent to the worker once its receipt
+/// verified: co-signatures on step 1 (pay `fuel_used` at `time_ms`) and
+/// step 2 (confirm at `time_ms` + the hold's window). The worker writes
+/// both decisions; only it does, so two parties never race to write one.
+#[derive(Clone, PartialEq, Message)]
+pub struct Settle {
+    /// The hold op's id.
+    #[prost(bytes = "vec", tag = "1")]
+    pub escrow: Vec<u8>,
+    /// Fuel paid for, as the receipt said.
+    #[prost(uint64, tag = "2")]
+    pub fuel_used: u64,
+    /// The settlement's time, as the receipt said.
+    #[prost(uint64, tag = "3")]
+    pub time_ms: u64,
+    /// The owner's co-signature on step 1.
+    #[prost(bytes = "vec", tag = "4")]
+    pub pay: Vec<u8>,
+    /// The owner's co-signature on step 2.
+    #[prost(bytes = "vec", tag = "5")]
+    pub confirm: Vec<u8>,
+}
+
+/// What a party asks an arbiter to co-sign. The asker is the peer the
+/// request came from (the overlay authenticates it).
+#[derive(Clone, PartialEq, Message)]
+pub struct Arbitrate {
+    /// The hold op's id.
+    #[prost(bytes = "vec", tag = "1")]
+    pub escrow: Vec<u8>,
+    /// An [`ArbitrateKind`].
+    #[prost(enumeration = "ArbitrateKind", tag = "2")]
+    pub kind: i32,
+    /// For `settle`: the worker's signed receipt envelope for the hold's
+    /// task.
+    #[prost(bytes = "vec", tag = "3")]
+    pub receipt: Vec<u8>,
+}
+
+/// What an [`Arbitrate`] request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, prost::Enumeration)]
+#[repr(i32)]
+pub enum ArbitrateKind {
+    /// The owner: the hold's deadline passed with no settlement; refund it
+    /// (step 1) and confirm the refund (step 2).
+    Refund = 0,
+    /// The worker: the owner never settled; here is the receipt, signed
+    /// before the deadline.
+    Settle = 1,
+    /// The worker: the window passed with no dispute; confirm.
+    Confirm = 2,
 }
 
 /// A task-protocol response.
@@ -244,6 +337,13 @@ pub struct TaskReply {
     /// A signed [`Advert`] envelope, for a describe request.
     #[prost(bytes = "vec", tag = "5")]
     pub advert: Vec<u8>,
+    /// An arbiter's co-signatures, in step order, for an [`Arbitrate`]
+    /// request.
+    #[prost(bytes = "vec", repeated, tag = "6")]
+    pub cosignatures: Vec<Vec<u8>>,
+    /// The time the co-signed decisions carry (Unix ms).
+    #[prost(uint64, tag = "7")]
+    pub decision_unix_ms: u64,
 }
 
 impl TaskReply {

@@ -25,7 +25,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use p2pc_crypto::{BundleFile, Envelope, PublicKey, TrustPolicy};
 use p2pc_net::{Client, PeerId, RequestFailure};
-use p2pc_sandbox::{LogLevel, LogLine};
+use p2pc_ledger::{FUEL_PER_PRICE_UNIT, cost};
+use p2pc_sandbox::{Limits, LogLevel, LogLine};
 use p2pc_store::{Cid, JobWrite, Store};
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -34,9 +35,10 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::messages::{
-    ADVERT_KIND, Advert, CallKind, INLINE_BYTES, PROGRESS_KIND, Progress, TASK_KIND, TaskReply,
-    TaskRequest, TaskSpec, blob_id, check_receipt, now_unix_ms,
+    ADVERT_KIND, Advert, CallKind, INLINE_BYTES, PROGRESS_KIND, Progress, Receipt, TASK_KIND,
+    TaskReply, TaskRequest, TaskSpec, blob_id, check_receipt, now_unix_ms,
 };
+use crate::pay::Payments;
 use crate::signer::Signer;
 use crate::worker::announce;
 use crate::{Error, Result};
@@ -160,6 +162,19 @@ pub struct TaskInfo {
     pub attempt: u32,
     /// The worker it went to, once chosen.
     pub worker: Option<String>,
+    /// On a paid network, the hold paying for it (its op id, hex).
+    #[serde(default)]
+    pub escrow: Option<String>,
+    /// Credits locked by the hold.
+    #[serde(default)]
+    pub locked: Option<u64>,
+    /// The worker's price, credits per million fuel.
+    #[serde(default)]
+    pub price: Option<u64>,
+    /// What the task cost: the fuel it used at the price, rounded up
+    /// (paid once the challenge window closes).
+    #[serde(default)]
+    pub cost: Option<u64>,
 }
 
 /// A job's logs, as its worker's receipt carried them.
@@ -195,6 +210,32 @@ pub struct Submission {
     /// call of a map-reduce component (a reduce's input is an encoded
     /// [`ReduceInput`](crate::messages::ReduceInput)).
     pub call: CallKind,
+    /// On a paid network, the most the job may lock (and so pay): the
+    /// task's fuel limit is cut to what this buys at the worker's price.
+    pub budget: Option<u64>,
+    /// The highest price accepted, credits per million fuel.
+    pub max_price: Option<u64>,
+    /// The challenge window the hold carries; the genesis's minimum if
+    /// `None`.
+    pub window: Option<Duration>,
+}
+
+impl Submission {
+    /// A submission of `bundle` with `input`: run once, on a worker
+    /// chosen for it, within `timeout`.
+    pub fn new(bundle: Vec<u8>, input: Vec<u8>, timeout: Duration) -> Self {
+        Self {
+            bundle,
+            input,
+            to: None,
+            timeout,
+            args: Vec::new(),
+            call: CallKind::Run,
+            budget: None,
+            max_price: None,
+            window: None,
+        }
+    }
 }
 
 fn job_key(id: &str) -> Vec<u8> {
@@ -239,6 +280,7 @@ struct Inner {
     store: Store,
     signer: Arc<Signer>,
     keep: Duration,
+    payments: Option<Payments>,
     adverts: Mutex<HashMap<PeerId, (PublicKey, Advert)>>,
     live: Mutex<HashMap<String, Live>>,
     recent: Mutex<(VecDeque<String>, HashMap<String, JobInfo>)>,
@@ -271,6 +313,7 @@ impl Network {
         store: Store,
         signer: Arc<Signer>,
         keep: Duration,
+        payments: Option<Payments>,
     ) -> Result<(Self, Vec<JoinHandle<()>>)> {
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
         let inner = Arc::new(Inner {
@@ -278,6 +321,7 @@ impl Network {
             store: store.clone(),
             signer,
             keep,
+            payments,
             adverts: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             recent: Mutex::new((VecDeque::new(), HashMap::new())),
@@ -594,6 +638,10 @@ impl Network {
                 task_id: job_id.clone(),
                 attempt: 1,
                 worker: None,
+                escrow: None,
+                locked: None,
+                price: None,
+                cost: None,
             }],
         };
         let requested = verified.manifest.limits.unwrap_or_default();
@@ -636,9 +684,33 @@ impl Network {
         self.inner.write(info, None, None).await;
         let this = self.clone();
         let job = job_id.clone();
-        let (to, timeout) = (submission.to, submission.timeout);
+        let terms = Terms {
+            to: submission.to,
+            timeout: submission.timeout,
+            budget: submission.budget,
+            max_price: submission.max_price,
+            window: submission.window,
+        };
+        // A paid job that cannot be paid fails now, before anything is
+        // sent or locked.
+        let chosen = match self.inner.place(&spec, &terms).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.inner
+                    .finish(
+                        &job_id,
+                        JobState::Failed {
+                            error: e.to_string(),
+                        },
+                        None,
+                        None,
+                    )
+                    .await;
+                return Err(e);
+            }
+        };
         tokio::spawn(async move {
-            let ran = this.inner.run_job(&job, spec, to, timeout).await;
+            let ran = this.inner.run_job(&job, spec, chosen, terms.timeout).await;
             if this.inner.stopping.load(Ordering::Relaxed) {
                 // `stop` has ended the job as lost.
                 return;
@@ -662,6 +734,32 @@ impl Network {
 
 /// A job that ended: its state, its logs, and an output that came inline.
 type Ended = (JobState, Option<JobLogs>, Option<(Cid, Bytes)>);
+
+/// How a job is to be placed and paid.
+struct Terms {
+    to: Option<PeerId>,
+    timeout: Duration,
+    budget: Option<u64>,
+    max_price: Option<u64>,
+    window: Option<Duration>,
+}
+
+/// Where a task goes.
+struct Placement {
+    worker: PeerId,
+    key: PublicKey,
+    paid: Option<Paid>,
+}
+
+/// What a paid task's hold carries.
+struct Paid {
+    arbiter: PublicKey,
+    price: u64,
+    fuel: u64,
+    locked: u64,
+    collateral: u64,
+    window_ms: u64,
+}
 
 impl Inner {
     /// Queues a record write; waits only for room in the queue.
@@ -748,32 +846,205 @@ impl Inner {
         }
     }
 
+    /// Chooses the worker for a task and, on a paid network, what it will
+    /// cost: fails at once if nothing suits or the credits are short.
+    async fn place(&self, spec: &TaskSpec, terms: &Terms) -> Result<Placement> {
+        let (worker, advert) = match terms.to {
+            Some(p) => (p, self.advert_of(p).await),
+            None => self.choose_worker(terms).await?,
+        };
+        let key = PublicKey::from_peer_id(&worker)
+            .ok_or_else(|| Error::Submit(format!("{worker} is not an Ed25519 peer id")))?;
+        let paid = match (&self.payments, advert) {
+            (Some(pay), Some(a)) if a.price > 0 && a.network == pay.network_id() => {
+                Some(self.price_task(pay, key, &a, spec, terms).await?)
+            }
+            _ => None,
+        };
+        Ok(Placement { worker, key, paid })
+    }
+
+    /// The terms of a paid task on `worker`, checked against the job's
+    /// bounds and the account's credits.
+    async fn price_task(
+        &self,
+        pay: &Payments,
+        worker: PublicKey,
+        advert: &Advert,
+        spec: &TaskSpec,
+        terms: &Terms,
+    ) -> Result<Paid> {
+        let price = advert.price;
+        if let Some(max) = terms.max_price
+            && price > max
+        {
+            return Err(Error::Submit(format!(
+                "worker {} asks {price} credits per million fuel, above --max-price {max}",
+                worker.peer_id()
+            )));
+        }
+        let arbiter = self.arbiter_for(worker, advert).ok_or_else(|| {
+            Error::Submit(format!(
+                "no arbiter is reachable that worker {} accepts: a paid job needs a third node \
+                 with [arbiter] enabled = true, listed in the worker's [market] arbiters (or the \
+                 genesis's); it accepts {}",
+                worker.peer_id(),
+                advert.arbiters.len()
+            ))
+        })?;
+        let default_fuel = Limits::DEFAULT.fuel.min(advert.max_fuel.max(1));
+        let mut fuel = if spec.fuel == 0 {
+            default_fuel
+        } else {
+            spec.fuel
+        };
+        if let Some(budget) = terms.budget {
+            // The most fuel the budget buys at this price, rounded down.
+            let most = u128::from(budget) * u128::from(FUEL_PER_PRICE_UNIT) / u128::from(price);
+            let most = u64::try_from(most).unwrap_or(u64::MAX);
+            if most == 0 {
+                return Err(Error::Submit(format!(
+                    "a budget of {budget} credits buys no fuel at {price} credits per million fuel"
+                )));
+            }
+            fuel = fuel.min(most);
+        }
+        let locked = cost(price, fuel, FUEL_PER_PRICE_UNIT)
+            .ok_or_else(|| Error::Submit("the task's price overflows".into()))?;
+        let me = self.signer.public();
+        let available = pay.replica().available(me).await?;
+        if available < locked {
+            return Err(Error::Submit(format!(
+                "not enough credits: the task's hold needs {locked} ({fuel} fuel at {price} \
+                 credits per million fuel) and this account has {available} available; nothing \
+                 was sent"
+            )));
+        }
+        let min_window = pay.replica().min_window_ms();
+        let window_ms = match terms.window {
+            Some(w) => u64::try_from(w.as_millis()).unwrap_or(u64::MAX),
+            None => min_window,
+        };
+        if window_ms < min_window {
+            return Err(Error::Submit(format!(
+                "a challenge window of {window_ms} ms is shorter than the network's minimum, {min_window} ms"
+            )));
+        }
+        Ok(Paid {
+            arbiter,
+            price,
+            fuel,
+            locked,
+            collateral: advert.collateral,
+            window_ms,
+        })
+    }
+
+    /// An arbiter `worker` accepts whose fresh advert says it arbitrates,
+    /// other than this node and the worker.
+    fn arbiter_for(&self, worker: PublicKey, advert: &Advert) -> Option<PublicKey> {
+        let oldest = now_unix_ms().saturating_sub(ADVERT_TTL_MS);
+        arbiter_in(
+            &lock(&self.adverts),
+            self.signer.public(),
+            worker,
+            advert,
+            oldest,
+        )
+    }
+
+    /// The advert of `peer`: the one heard, or the one it describes.
+    async fn advert_of(&self, peer: PeerId) -> Option<Advert> {
+        let oldest = now_unix_ms().saturating_sub(ADVERT_TTL_MS);
+        if let Some((_, a)) = lock(&self.adverts).get(&peer)
+            && a.issued_unix_ms >= oldest
+        {
+            return Some(a.clone());
+        }
+        self.describe(peer).await
+    }
+
+    /// Asks `peer` for its signed advert.
+    async fn describe(&self, peer: PeerId) -> Option<Advert> {
+        let request = TaskRequest {
+            describe: true,
+            ..TaskRequest::default()
+        }
+        .encode_to_vec();
+        let answer = self
+            .client
+            .request_task(peer, request, Duration::from_secs(3))
+            .await;
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(%peer, error = %e, "describe failed");
+                return None;
+            }
+        };
+        let reply = TaskReply::decode(answer.as_slice()).ok()?;
+        let opened = Envelope::decode_bounded(&reply.advert).ok()?;
+        let opened = opened.open(ADVERT_KIND).ok()?;
+        if opened.author.peer_id() != peer {
+            return None;
+        }
+        Advert::decode(opened.payload).ok()
+    }
+
     async fn run_job(
         &self,
         job: &str,
         mut spec: TaskSpec,
-        to: Option<PeerId>,
+        placement: Placement,
         timeout: Duration,
     ) -> Result<Ended> {
         let started = tokio::time::Instant::now();
-        let worker = match to {
-            Some(p) => p,
-            None => self.choose_worker().await?,
-        };
-        let worker_key = PublicKey::from_peer_id(&worker)
-            .ok_or_else(|| Error::Submit(format!("{worker} is not an Ed25519 peer id")))?;
-        spec.worker = worker_key.to_bytes().to_vec();
+        let Placement { worker, key, paid } = placement;
+        spec.worker = key.to_bytes().to_vec();
+        if let Some(p) = &paid {
+            spec.fuel = p.fuel;
+        }
         let task_wire = self
             .signer
             .seal(TASK_KIND, spec.encode_to_vec())
             .encode_to_vec();
         let digest = *blake3::hash(&task_wire).as_bytes();
+        // The hold goes first: without it the worker refuses the task.
+        let hold = match (&paid, &self.payments) {
+            (Some(p), Some(pay)) => {
+                let op = pay
+                    .hold(
+                        key,
+                        p.arbiter,
+                        p.price,
+                        p.fuel,
+                        p.window_ms,
+                        p.collateral,
+                        digest,
+                        spec.deadline_unix_ms,
+                    )
+                    .await
+                    .map_err(|e| Error::Submit(format!("the task's hold was refused: {e}")))?;
+                let id = op.id();
+                if let Some(live) = lock(&self.live).get(job) {
+                    live.info.send_modify(|info| {
+                        if let Some(t) = info.tasks.last_mut() {
+                            t.escrow = Some(hex::encode(id));
+                            t.locked = Some(p.locked);
+                            t.price = Some(p.price);
+                        }
+                    });
+                }
+                Some((pay.clone(), id, op.to_bytes(), p.window_ms, p.price))
+            }
+            _ => None,
+        };
         self.set_status(
             job,
             JobState::Running {
                 worker: worker.to_string(),
             },
-            Some((worker_key, digest)),
+            Some((key, digest)),
         );
         let info = lock(&self.live).get(job).map(|l| l.info.borrow().clone());
         if let Some(info) = info {
@@ -790,9 +1061,59 @@ impl Inner {
         }
         let request = TaskRequest {
             task: task_wire.clone(),
+            hold: hold.as_ref().map(|h| h.2.clone()).unwrap_or_default(),
             ..TaskRequest::default()
         }
         .encode_to_vec();
+        let ran = self
+            .exchange(job, &spec, worker, key, &task_wire, request, started, timeout)
+            .await;
+        let Some((pay, escrow, _, window_ms, price)) = hold else {
+            return ran.map(|(ended, _)| ended);
+        };
+        match ran {
+            Ok((ended, receipt)) if receipt.escrow == escrow => {
+                let cost = cost(price, receipt.fuel_used, FUEL_PER_PRICE_UNIT);
+                if let Some(live) = lock(&self.live).get(job) {
+                    live.info.send_modify(|info| {
+                        if let Some(t) = info.tasks.last_mut() {
+                            t.cost = cost;
+                        }
+                    });
+                }
+                // The job ends now; the worker writes the settlement.
+                tokio::spawn(async move {
+                    pay.settle(worker, escrow, window_ms, &receipt).await;
+                });
+                Ok(ended)
+            }
+            Ok(_) => {
+                pay.refund_at_deadline(escrow, spec.deadline_unix_ms);
+                Err(Error::Submit(format!(
+                    "receipt from {worker} rejected: it names another escrow"
+                )))
+            }
+            Err(e) => {
+                // No receipt: the hold is refunded at its deadline.
+                pay.refund_at_deadline(escrow, spec.deadline_unix_ms);
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends the task and checks what comes back.
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange(
+        &self,
+        job: &str,
+        spec: &TaskSpec,
+        worker: PeerId,
+        worker_key: PublicKey,
+        task_wire: &[u8],
+        request: Vec<u8>,
+        started: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<(Ended, Receipt)> {
         let left = timeout.saturating_sub(started.elapsed());
         let mut answer = self
             .client
@@ -829,7 +1150,7 @@ impl Inner {
                 reply.refused_code, reply.refused
             )));
         }
-        let receipt = check_receipt(&reply.receipt, &task_wire, &worker_key)
+        let receipt = check_receipt(&reply.receipt, task_wire, &worker_key)
             .map_err(|e| Error::Submit(format!("receipt from {worker} rejected: {e}")))?;
         if receipt.task_id != spec.task_id {
             return Err(Error::Submit(format!(
@@ -875,32 +1196,70 @@ impl Inner {
             }
             output = Some(cid.to_string());
         }
-        Ok((
-            JobState::Done {
-                worker: worker.to_string(),
-                outcome: receipt.outcome,
-                message: receipt.message,
-                output,
-                output_len: receipt.output_len,
-                fuel_used: receipt.fuel_used,
-                peak_memory: receipt.peak_memory,
-            },
-            Some(logs),
-            inline,
-        ))
+        let state = JobState::Done {
+            worker: worker.to_string(),
+            outcome: receipt.outcome.clone(),
+            message: receipt.message.clone(),
+            output,
+            output_len: receipt.output_len,
+            fuel_used: receipt.fuel_used,
+            peak_memory: receipt.peak_memory,
+        };
+        Ok(((state, Some(logs), inline), receipt))
     }
 
-    /// A worker for a task: the advertised one with the most free slots, or
-    /// failing adverts, the first connected peer that describes itself.
-    async fn choose_worker(&self) -> Result<PeerId> {
+    /// A worker for a task: of the fresh adverts that suit the job (on a
+    /// paid network: at most its price cap, with an arbiter it accepts
+    /// reachable), the one with the most free slots; failing adverts, the
+    /// first connected peer that describes itself.
+    async fn choose_worker(&self, terms: &Terms) -> Result<(PeerId, Option<Advert>)> {
         let me = self.client.peer_id();
-        let best = lock(&self.adverts)
-            .iter()
-            .filter(|(p, _)| **p != me)
-            .max_by_key(|(p, (_, a))| (a.free_slots, std::cmp::Reverse(p.to_string())))
-            .map(|(p, _)| *p);
-        if let Some(p) = best {
-            return Ok(p);
+        let oldest = now_unix_ms().saturating_sub(ADVERT_TTL_MS);
+        let network = self.payments.as_ref().map(Payments::network_id);
+        let mine = self.signer.public();
+        let (mut expensive, mut no_arbiter, mut cheapest) = (0usize, 0usize, None::<u64>);
+        let best = {
+            let adverts = lock(&self.adverts);
+            let mut best: Option<(&PeerId, &Advert)> = None;
+            for (p, (k, a)) in adverts.iter() {
+                if *p == me || a.issued_unix_ms < oldest {
+                    continue;
+                }
+                if a.price > 0 && network.is_some_and(|n| a.network == n) {
+                    cheapest = Some(cheapest.map_or(a.price, |c| c.min(a.price)));
+                    if terms.max_price.is_some_and(|m| a.price > m) {
+                        expensive += 1;
+                        continue;
+                    }
+                    if arbiter_in(&adverts, mine, *k, a, oldest).is_none() {
+                        no_arbiter += 1;
+                        continue;
+                    }
+                }
+                let key = |p: &PeerId, a: &Advert| (a.free_slots, std::cmp::Reverse(p.to_string()));
+                if best.is_none_or(|(bp, ba)| key(p, a) > key(bp, ba)) {
+                    best = Some((p, a));
+                }
+            }
+            best.map(|(p, a)| (*p, a.clone()))
+        };
+        if let Some((p, a)) = best {
+            return Ok((p, Some(a)));
+        }
+        if no_arbiter > 0 {
+            return Err(Error::Submit(format!(
+                "no arbiter is reachable that the {no_arbiter} paid workers heard accept: a paid \
+                 job needs a third node with [arbiter] enabled = true, listed in the workers' \
+                 [market] arbiters (or the genesis's)"
+            )));
+        }
+        if expensive > 0 {
+            return Err(Error::Submit(format!(
+                "no worker asks at most --max-price {} credits per million fuel: {expensive} \
+                 heard ask more, the cheapest {}",
+                terms.max_price.unwrap_or(0),
+                cheapest.unwrap_or(0)
+            )));
         }
         let describe = TaskRequest {
             describe: true,
@@ -925,7 +1284,15 @@ impl Inner {
         use futures::StreamExt;
         while let Some((peer, answer)) = asks.next().await {
             match answer.map(|a| TaskReply::decode(a.as_slice())) {
-                Ok(Ok(reply)) if !reply.advert.is_empty() => return Ok(peer),
+                Ok(Ok(reply)) if !reply.advert.is_empty() => {
+                    let advert = Envelope::decode_bounded(&reply.advert)
+                        .ok()
+                        .and_then(|e| {
+                            let o = e.open(ADVERT_KIND).ok()?;
+                            (o.author.peer_id() == peer).then(|| Advert::decode(o.payload).ok())?
+                        });
+                    return Ok((peer, advert));
+                }
                 Ok(_) => {}
                 Err(e) => warn!(%peer, error = %e, "describe failed"),
             }
@@ -936,6 +1303,27 @@ impl Inner {
                 .into(),
         ))
     }
+}
+
+/// An arbiter `worker`'s advert accepts, other than `me` and the worker,
+/// whose own advert (fresh since `oldest`) says it arbitrates.
+fn arbiter_in(
+    adverts: &HashMap<PeerId, (PublicKey, Advert)>,
+    me: PublicKey,
+    worker: PublicKey,
+    advert: &Advert,
+    oldest: u64,
+) -> Option<PublicKey> {
+    advert
+        .arbiters
+        .iter()
+        .filter_map(|k| PublicKey::from_bytes(k.as_slice().try_into().ok()?).ok())
+        .filter(|k| *k != me && *k != worker)
+        .find(|k| {
+            adverts
+                .get(&k.peer_id())
+                .is_some_and(|(_, a)| a.arbiter && a.issued_unix_ms >= oldest)
+        })
 }
 
 fn parse_level(level: &str) -> LogLevel {

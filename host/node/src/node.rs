@@ -18,6 +18,7 @@ use crate::api::{LedgerAnswer, LedgerRequest};
 use crate::inbound::Router;
 use crate::messages::ADVERT_TOPIC;
 use crate::network::{JobInfo, JobLogs, Network, Submission};
+use crate::pay::Payments;
 use crate::replica::{LEDGER_TOPIC, Replica};
 use crate::signer::Signer;
 use crate::worker::{Worker, announce};
@@ -121,17 +122,6 @@ impl ComputeNode {
         let signer = Arc::new(Signer::new(key));
         let mut tasks = vec![tokio::spawn(event_loop.run())];
 
-        let (worker, advertise) =
-            Worker::start(&config, client.clone(), store.clone(), signer.clone())?;
-        tasks.push(advertise);
-        let (network, network_tasks) = Network::start(
-            client.clone(),
-            store.clone(),
-            signer.clone(),
-            config.jobs.keep,
-        )
-        .await?;
-        tasks.extend(network_tasks);
         let replica = match ledger {
             Some(ledger) => {
                 let (replica, replica_tasks) =
@@ -141,6 +131,33 @@ impl ComputeNode {
             }
             None => None,
         };
+        let payments = match &replica {
+            Some(r) => {
+                let (payments, task) =
+                    Payments::start(&config, r.clone(), client.clone(), signer.clone())?;
+                tasks.push(task);
+                payments.recover().await?;
+                Some(payments)
+            }
+            None => None,
+        };
+        let (worker, advertise) = Worker::start(
+            &config,
+            client.clone(),
+            store.clone(),
+            signer.clone(),
+            payments.clone(),
+        )?;
+        tasks.push(advertise);
+        let (network, network_tasks) = Network::start(
+            client.clone(),
+            store.clone(),
+            signer.clone(),
+            config.jobs.keep,
+            payments.clone(),
+        )
+        .await?;
+        tasks.extend(network_tasks);
         let services = Services {
             client: client.clone(),
             store,
@@ -157,6 +174,7 @@ impl ComputeNode {
             services.worker.clone(),
             services.network.clone(),
             services.replica.clone(),
+            payments,
         );
         tasks.push(tokio::spawn(router.run(inbound)));
 

@@ -29,7 +29,10 @@ use std::time::Duration;
 
 use p2pc_crypto::{PublicKey, SecretKey};
 use p2pc_ledger::sync::{SyncRequest, answer, decode_ops, encode_ops};
-use p2pc_ledger::{Body, FutureOps, Genesis, Insert, Ledger, Offer, Op, Outcome, Proof, Reject};
+use p2pc_ledger::{
+    ArbiterPolicy, Body, CreditManager, Escrow, FutureOps, Genesis, Insert, Ledger, Offer, Op,
+    OpId, Outcome, Proof, Reject,
+};
 use p2pc_net::{Client, PeerId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -93,6 +96,19 @@ struct Inner {
     parked: tokio::sync::Notify,
     /// Gossip messages dropped because the queue was full.
     dropped: AtomicU64,
+    /// Bumped after every insert, for those waiting on an op to apply.
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+/// Where an op stands in this replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum OpState {
+    /// Applied.
+    Applied,
+    /// Refused, and why.
+    Refused(String),
+    /// Held but waiting for what it relies on, or not held.
+    Pending,
 }
 
 /// What [`Inner::take_ops`] did with a peer's ops.
@@ -123,6 +139,7 @@ impl Replica {
             future: Mutex::new(FutureOps::new(skew, FUTURE_BYTES)),
             parked: tokio::sync::Notify::new(),
             dropped: AtomicU64::new(0),
+            changed: tokio::sync::watch::Sender::new(0),
         });
         let (gossip, queue) = mpsc::channel(GOSSIP_QUEUE);
         let tasks = vec![
@@ -200,6 +217,130 @@ impl Replica {
             self.inner.gossip_ops(&[op]).await;
         }
         Ok(answer)
+    }
+
+    /// The network id (genesis id) this replica is of.
+    pub(crate) fn network_id(&self) -> [u8; 32] {
+        self.inner.lock().state().network()
+    }
+
+    /// The genesis's shortest challenge window, in milliseconds.
+    pub(crate) fn min_window_ms(&self) -> u64 {
+        self.inner.lock().state().genesis().min_window_ms
+    }
+
+    /// The arbiters the genesis lists, if it lists any.
+    pub(crate) fn listed_arbiters(&self) -> Vec<PublicKey> {
+        match &self.inner.lock().state().genesis().arbiters {
+            ArbiterPolicy::Any => Vec::new(),
+            ArbiterPolicy::Listed(keys) => keys.iter().copied().collect(),
+        }
+    }
+
+    /// What `account` can spend now: its balance plus credits sent to it
+    /// and not yet claimed (the next op it signs claims them).
+    pub(crate) async fn available(&self, account: PublicKey) -> Result<u64> {
+        self.inner
+            .with(move |l| available(l.state(), &account))
+            .await
+    }
+
+    /// The escrow opened by hold `id`, if applied here.
+    pub(crate) async fn escrow(&self, id: OpId) -> Result<Option<Escrow>> {
+        self.inner
+            .with(move |l| l.state().escrow(&id).cloned())
+            .await
+    }
+
+    /// Every escrow `account` is party to.
+    pub(crate) async fn escrows_of(&self, account: PublicKey) -> Result<Vec<(OpId, Escrow)>> {
+        self.inner
+            .with(move |l| {
+                l.state()
+                    .escrows()
+                    .filter(|(_, e)| [e.owner, e.worker, e.arbiter].contains(&account))
+                    .map(|(id, e)| (*id, e.clone()))
+                    .collect()
+            })
+            .await
+    }
+
+    /// Where op `id` stands here.
+    pub(crate) async fn op_state(&self, id: OpId) -> Result<OpState> {
+        self.inner
+            .with(move |l| op_state(l.state(), &id))
+            .await
+    }
+
+    /// Signs this node's next op with `body`, dated `time_ms`, stores it
+    /// and gossips it. Checked first, so a refused op never takes a place
+    /// in the chain.
+    pub(crate) async fn sign(&self, time_ms: u64, body: Body) -> Result<Op> {
+        let inner = self.inner.clone();
+        let op = self
+            .inner
+            .with(move |l| -> Result<Op> {
+                let key = inner.signer.key();
+                let op = l.state().draft(key, time_ms, body);
+                match l.state().check(&op) {
+                    Insert::Applied(_) => {}
+                    Insert::Waiting => {
+                        return Err(Error::Ledger(
+                            "this account's chain is waiting for an earlier op; try again once it applies".into(),
+                        ));
+                    }
+                    Insert::Rejected(Reject::Insufficient { has, needs }) => {
+                        return Err(Error::Ledger(format!(
+                            "not enough credits: {needs} needed, {has} available"
+                        )));
+                    }
+                    Insert::Rejected(r) => return Err(Error::Ledger(format!("refused: {r}"))),
+                    other => return Err(Error::Ledger(format!("refused: {other:?}"))),
+                }
+                l.insert(op.clone())
+                    .map_err(|e| Error::Ledger(e.to_string()))?;
+                Ok(op)
+            })
+            .await??;
+        self.inner.changed.send_modify(|n| *n += 1);
+        self.inner.gossip_ops(std::slice::from_ref(&op)).await;
+        Ok(op)
+    }
+
+    /// Takes an op a peer sent directly (a hold inside a task request):
+    /// stores it like gossip and passes it on if it was new.
+    pub(crate) async fn take(&self, from: PeerId, op: Op) -> Result<()> {
+        let taken = self.inner.take_ops(Some(from), vec![op]).await?;
+        self.inner.gossip_ops(&taken.new).await;
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for op `id` to apply or be refused, pulling
+    /// from `peer` (who sent it, and holds what it relies on) meanwhile.
+    pub(crate) async fn wait_for(&self, id: OpId, peer: PeerId, timeout: Duration) -> OpState {
+        let mut changed = self.inner.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pulled = false;
+        loop {
+            match self.op_state(id).await {
+                Ok(OpState::Pending) => {}
+                Ok(state) => return state,
+                Err(e) => return OpState::Refused(e.to_string()),
+            }
+            if !pulled {
+                pulled = true;
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let _ = this.sync_with(peer).await;
+                });
+            }
+            if tokio::time::timeout_at(deadline, changed.changed())
+                .await
+                .is_err()
+            {
+                return OpState::Pending;
+            }
+        }
     }
 
     /// A digest of the replica's derived state.
@@ -333,6 +474,7 @@ impl Inner {
             })
             .await?;
         let results = results.map_err(|e| Error::Ledger(e.to_string()))?;
+        self.changed.send_modify(|n| *n += 1);
         let bad = bad + results.iter().filter(|r| forged(r)).count();
         if bad > 0
             && let Some(from) = from
@@ -504,6 +646,24 @@ fn now_ms() -> u64 {
     crate::messages::now_unix_ms()
 }
 
+/// What `account` can spend now: its balance and its unclaimed credits.
+fn available(state: &CreditManager, account: &PublicKey) -> u64 {
+    state
+        .incoming(account)
+        .iter()
+        .fold(state.balance(account), |sum, (_, a)| sum.saturating_add(*a))
+}
+
+fn op_state(state: &CreditManager, id: &OpId) -> OpState {
+    if state.is_applied(id) {
+        OpState::Applied
+    } else if let Some(r) = state.rejection(id) {
+        OpState::Refused(r.to_string())
+    } else {
+        OpState::Pending
+    }
+}
+
 fn account(given: Option<PublicKey>, me: Option<&SecretKey>) -> Result<PublicKey> {
     given.or_else(|| me.map(SecretKey::public)).ok_or_else(|| {
         Error::Control("name an account; this ledger has no key of its own here".into())
@@ -553,6 +713,16 @@ pub fn op_view(ledger: &Ledger, op: &Op) -> OpView {
             window_ms: *window_ms,
             collateral: *collateral,
         },
+        Body::TaskHold(h) => OpBody::TaskHold {
+            worker: h.worker,
+            arbiter: h.arbiter,
+            price: h.price,
+            fuel_limit: h.fuel_limit,
+            window_ms: h.window_ms,
+            collateral: h.collateral,
+            task: hex::encode(h.task),
+            deadline_ms: h.deadline_ms,
+        },
         Body::Bond { escrow } => OpBody::Bond {
             escrow: hex::encode(escrow),
         },
@@ -599,12 +769,22 @@ pub fn query(
                 .escrows()
                 .filter(|(_, e)| e.worker == who && e.bond.is_some() && e.finalised.is_none())
                 .fold(0u64, |sum, (_, e)| sum.saturating_add(e.collateral));
+            let pending = state
+                .escrows()
+                .filter(|(_, e)| e.worker == who && e.finalised.is_none())
+                .filter_map(|(_, e)| match e.settled {
+                    Some((_, o @ Outcome::Pay { .. }, _)) => Some(e.split(o).0),
+                    _ => None,
+                })
+                .fold(0u64, u64::saturating_add);
             LedgerAnswer::Balance(Balance {
                 account: who,
+                available: available(state, &who),
                 balance: state.balance(&who),
                 incoming,
                 held,
                 bonded,
+                pending,
                 frozen: state.is_frozen(&who),
                 seq: state.head(&who).0,
             })
@@ -637,7 +817,10 @@ pub fn query(
                     arbiter: e.arbiter,
                     amount: e.amount,
                     price: e.price,
+                    price_unit: e.unit,
                     fuel_limit: e.fuel_limit,
+                    task: e.task.map(hex::encode),
+                    deadline_ms: e.deadline_ms,
                     window_ms: e.window_ms,
                     collateral: e.collateral,
                     bonded: e.bond.is_some(),

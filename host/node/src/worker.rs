@@ -30,6 +30,7 @@ use crate::messages::{
     Progress, RECEIPT_KIND, RECEIPT_LOG_BYTES, RECEIPT_STDERR_BYTES, Receipt, ReceiptLog,
     ReduceInput, TASK_KIND, TaskReply, TaskRequest, TaskSpec, blob_id, now_unix_ms,
 };
+use crate::pay::{Payments, Unpaid};
 use crate::signer::Signer;
 use crate::{Error, LimitsSection, NodeConfig, Result};
 
@@ -74,6 +75,8 @@ struct Inner {
     process: Option<ProcessExecutor>,
     container: Option<ContainerExecutor>,
     slots: Arc<Semaphore>,
+    /// Set on a network with a ledger: tasks are paid through it.
+    payments: Option<Payments>,
     seen_tasks: Mutex<HashMap<(PublicKey, Vec<u8>), u64>>,
     bundles: Mutex<HashMap<Cid, Arc<VerifiedBundle>>>,
 }
@@ -85,6 +88,7 @@ impl Worker {
         client: Client,
         store: Store,
         signer: Arc<Signer>,
+        payments: Option<Payments>,
     ) -> Result<(Self, JoinHandle<()>)> {
         let data_dir = &config.node.data_dir;
         let max_memory = config.limits.memory.max(ByteSize::mib(64));
@@ -148,6 +152,7 @@ impl Worker {
                 process,
                 container,
                 slots: Arc::new(Semaphore::new(config.node.slots.max(1))),
+                payments,
                 seen_tasks: Mutex::new(HashMap::new()),
                 bundles: Mutex::new(HashMap::new()),
             }),
@@ -208,7 +213,17 @@ impl Inner {
             max_timeout_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
             max_output: limits.output.0,
             issued_unix_ms: now_unix_ms(),
+            ..Advert::default()
         };
+        let mut advert = advert;
+        if let Some(p) = &self.payments {
+            let (price, collateral, arbiters) = p.terms();
+            advert.network = p.network_id().to_vec();
+            advert.price = price;
+            advert.collateral = collateral;
+            advert.arbiters = arbiters.iter().map(|k| k.to_bytes().to_vec()).collect();
+            advert.arbiter = p.is_arbiter();
+        }
         self.signer.seal(ADVERT_KIND, advert.encode_to_vec())
     }
 
@@ -270,12 +285,26 @@ impl Inner {
             Ok(l) => l,
             Err(refusal) => return refusal.into(),
         };
+        let task_digest = blake3::hash(&request.task);
+        // An unpaid task on a paid worker is refused before anything is
+        // fetched; the hold itself is checked once the task is runnable.
+        if let Some(p) = &self.payments
+            && request.hold.is_empty()
+            && p.terms().0 > 0
+        {
+            return refuse(
+                "unpaid",
+                format!(
+                    "this worker charges {} credits per million fuel: send a hold with the task",
+                    p.terms().0
+                ),
+            );
+        }
         let left = Duration::from_millis(spec.deadline_unix_ms.saturating_sub(now));
         let _slot = match tokio::time::timeout(left, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => permit,
             _ => return refuse("busy", "no slot came free before the task's deadline"),
         };
-        let task_digest = blake3::hash(&request.task);
         let started = Instant::now();
         let (Some(bundle_cid), Some(input_cid)) =
             (Cid::from_slice(&spec.bundle), Cid::from_slice(&spec.input))
@@ -313,6 +342,26 @@ impl Inner {
                 Err(e) => return refuse("malformed", format!("malformed reduce input: {e}")),
             },
             Err(_) => return refuse("malformed", format!("unknown call {}", spec.call)),
+        };
+        // Paid only now that the task is known to be runnable: collateral
+        // is never bonded on a task refused for its bundle or input.
+        let escrow = match &self.payments {
+            None => None,
+            Some(p) => match p
+                .admit(
+                    peer,
+                    submitter,
+                    &request.hold,
+                    *task_digest.as_bytes(),
+                    limits.fuel,
+                    spec.deadline_unix_ms,
+                )
+                .await
+            {
+                Ok(None) => None,
+                Ok(Some((id, e))) => Some((p, id, e)),
+                Err(Unpaid(code, why)) => return refuse(code, why),
+            },
         };
         info!(task = %hex::encode(&spec.task_id), %peer, bundle = %bundle.manifest.name, call = call.name(), "running task");
         let executor = bundle.manifest.executor().to_owned();
@@ -403,9 +452,20 @@ impl Inner {
             }
         }
         debug!(task = %hex::encode(&spec.task_id), outcome = %receipt.outcome, "task finished");
-        let signed = self.signer.seal(RECEIPT_KIND, receipt.encode_to_vec());
+        let hold = escrow.as_ref().map(|(p, id, e)| {
+            receipt.escrow = id.to_vec();
+            receipt.settle_unix_ms = now_unix_ms();
+            (*p, *id, e.deadline_ms.unwrap_or(spec.deadline_unix_ms))
+        });
+        let signed = self
+            .signer
+            .seal(RECEIPT_KIND, receipt.encode_to_vec())
+            .encode_to_vec();
+        if let Some((p, id, deadline)) = hold {
+            p.proposed(id, deadline, &receipt, signed.clone());
+        }
         TaskReply {
-            receipt: signed.encode_to_vec(),
+            receipt: signed,
             inline_output: inline,
             ..TaskReply::default()
         }

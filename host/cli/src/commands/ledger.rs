@@ -415,19 +415,35 @@ fn genesis(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `p2pctl internal ledger-append`: appends transfers of 1 credit from the
-/// node's account, printing each op's id once it is on disk. The crash
-/// test kills it at random points.
+/// `p2pctl internal ledger-append`: appends ops that each spend 1 credit
+/// of the node's account (transfers and task holds in turn), printing
+/// each op's id once it is on disk. The crash test kills it at random
+/// points.
 pub fn append(dir: &Path, count: u64, g: &Global) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     let (config, mut ledger) = open(dir)?;
     let key = unlock_key(&config, g)?;
     let to = SecretKey::from_seed(&[7; 32]).public();
+    let arbiter = SecretKey::from_seed(&[8; 32]).public();
+    let window_ms = ledger.state().genesis().min_window_ms;
     let mut out = std::io::stdout().lock();
     for i in 0..count {
-        let op = ledger
-            .state()
-            .draft(&key, i, Body::Transfer { to, amount: 1 });
+        let body = if i % 2 == 0 {
+            Body::Transfer { to, amount: 1 }
+        } else {
+            // One million fuel at 1 credit per million: 1 credit held.
+            Body::TaskHold(p2pc_ledger::TaskHold {
+                worker: to,
+                arbiter,
+                price: 1,
+                fuel_limit: p2pc_ledger::FUEL_PER_PRICE_UNIT,
+                window_ms,
+                collateral: 0,
+                task: *blake3::hash(&i.to_be_bytes()).as_bytes(),
+                deadline_ms: i + 60_000,
+            })
+        };
+        let op = ledger.state().draft(&key, i, body);
         let id = op.id();
         match ledger.insert(op)? {
             Insert::Applied(_) => {}
