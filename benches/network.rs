@@ -138,6 +138,9 @@ fn tiny_tasks(rt: &tokio::runtime::Runtime) {
                     timeout: Duration::from_secs(60),
                     args: Vec::new(),
                     call: Default::default(),
+                    budget: None,
+                    max_price: None,
+                    window: None,
                 })
                 .await
                 .expect("submit");

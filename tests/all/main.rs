@@ -9,6 +9,7 @@ mod examples;
 mod hostile;
 mod ledger;
 mod overlay;
+mod paid;
 mod rejects;
 mod services;
 mod support;

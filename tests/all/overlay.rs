@@ -62,6 +62,9 @@ fn five_nodes_discover_each_other_share_blobs_and_run_remote_tasks() {
                 timeout: WAIT,
                 args: Vec::new(),
                 call: Default::default(),
+                budget: None,
+                max_price: None,
+                window: None,
             })
             .await
             .expect("submit");
@@ -109,6 +112,9 @@ fn large_outputs_and_inputs_travel_as_blobs() {
                 timeout: WAIT,
                 args: Vec::new(),
                 call: Default::default(),
+                budget: None,
+                max_price: None,
+                window: None,
             })
             .await
             .expect("submit");
@@ -191,6 +197,9 @@ fn untrusted_replayed_and_tampered_tasks_are_refused_with_clear_errors() {
                 timeout: WAIT,
                 args: Vec::new(),
                 call: Default::default(),
+                budget: None,
+                max_price: None,
+                window: None,
             })
             .await
             .expect("submit");
@@ -321,6 +330,9 @@ fn a_worker_that_dies_mid_task_gives_a_clear_error_before_the_deadline() {
                 timeout: Duration::from_secs(120),
                 args: Vec::new(),
                 call: Default::default(),
+                budget: None,
+                max_price: None,
+                window: None,
             })
             .await
             .expect("submit");

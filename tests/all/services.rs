@@ -21,6 +21,9 @@ fn submission(file: &[u8], input: &[u8], to: &ComputeNode) -> Submission {
         timeout: WAIT,
         args: Vec::new(),
         call: Default::default(),
+        budget: None,
+        max_price: None,
+        window: None,
     }
 }
 
@@ -447,6 +450,9 @@ fn a_peers_wasm_task_runs_in_an_isolated_worker_process() {
             .node(0)
             .submit(Submission {
                 call: p2pc_node::messages::CallKind::Map,
+                budget: None,
+                max_price: None,
+                window: None,
                 ..submission(&spec_file, b"the cat the hat", cluster.node(1))
             })
             .await
@@ -461,6 +467,9 @@ fn a_peers_wasm_task_runs_in_an_isolated_worker_process() {
             .node(0)
             .submit(Submission {
                 call: p2pc_node::messages::CallKind::Reduce,
+                budget: None,
+                max_price: None,
+                window: None,
                 ..submission(&spec_file, &reduce_input, cluster.node(1))
             })
             .await

@@ -776,7 +776,10 @@ fn old_format_ops_still_decode_and_verify() {
     assert_eq!(bytes[202 - 64 + 32 * hold.deps.len()], 3, "kind 3");
     assert_eq!(Op::from_bytes(&bytes).expect("decodes"), hold);
     let e = w.ledger.escrow(&escrow).expect("escrow");
-    assert_eq!((e.unit, e.amount, e.task, e.deadline_ms), (1, 100, None, None));
+    assert_eq!(
+        (e.unit, e.amount, e.task, e.deadline_ms),
+        (1, 100, None, None)
+    );
     w.ledger.verify().expect("invariants");
 }
 

@@ -454,10 +454,12 @@ mod tests {
         let answers = [
             LedgerAnswer::Balance(Balance {
                 account: key,
+                available: 3,
                 balance: 1,
                 incoming: 2,
                 held: 3,
                 bonded: 0,
+                pending: 5,
                 frozen: false,
                 seq: 4,
             }),

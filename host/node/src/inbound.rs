@@ -99,8 +99,7 @@ impl Router {
                         },
                         // A party asking this node, as an arbiter, to co-sign.
                         Ok(TaskRequest {
-                            arbitrate: Some(a),
-                            ..
+                            arbitrate: Some(a), ..
                         }) => match &payments {
                             Some(p) => p.on_arbitrate(peer, a).await,
                             None => unpaid(),

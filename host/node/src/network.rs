@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use p2pc_crypto::{BundleFile, Envelope, PublicKey, TrustPolicy};
-use p2pc_net::{Client, PeerId, RequestFailure};
 use p2pc_ledger::{FUEL_PER_PRICE_UNIT, cost};
+use p2pc_net::{Client, PeerId, RequestFailure};
 use p2pc_sandbox::{Limits, LogLevel, LogLine};
 use p2pc_store::{Cid, JobWrite, Store};
 use prost::Message;
@@ -660,9 +660,19 @@ impl Network {
             } else {
                 Bytes::new()
             },
-            args: submission.args,
+            args: submission.args.clone(),
             call: submission.call as i32,
         };
+        let terms = Terms {
+            to: submission.to,
+            timeout: submission.timeout,
+            budget: submission.budget,
+            max_price: submission.max_price,
+            window: submission.window,
+        };
+        // A job that cannot be placed or paid fails here, before anything
+        // is sent or locked, and leaves no record.
+        let chosen = self.inner.place(&spec, &terms).await?;
         let (state, _) = watch::channel(info.clone());
         {
             // Checked again where it counts: other submissions ran since.
@@ -684,31 +694,6 @@ impl Network {
         self.inner.write(info, None, None).await;
         let this = self.clone();
         let job = job_id.clone();
-        let terms = Terms {
-            to: submission.to,
-            timeout: submission.timeout,
-            budget: submission.budget,
-            max_price: submission.max_price,
-            window: submission.window,
-        };
-        // A paid job that cannot be paid fails now, before anything is
-        // sent or locked.
-        let chosen = match self.inner.place(&spec, &terms).await {
-            Ok(c) => c,
-            Err(e) => {
-                self.inner
-                    .finish(
-                        &job_id,
-                        JobState::Failed {
-                            error: e.to_string(),
-                        },
-                        None,
-                        None,
-                    )
-                    .await;
-                return Err(e);
-            }
-        };
         tokio::spawn(async move {
             let ran = this.inner.run_job(&job, spec, chosen, terms.timeout).await;
             if this.inner.stopping.load(Ordering::Relaxed) {
@@ -1066,7 +1051,9 @@ impl Inner {
         }
         .encode_to_vec();
         let ran = self
-            .exchange(job, &spec, worker, key, &task_wire, request, started, timeout)
+            .exchange(
+                job, &spec, worker, key, &task_wire, request, started, timeout,
+            )
             .await;
         let Some((pay, escrow, _, window_ms, price)) = hold else {
             return ran.map(|(ended, _)| ended);
@@ -1102,7 +1089,10 @@ impl Inner {
     }
 
     /// Sends the task and checks what comes back.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the terms of one hold or exchange, each named"
+    )]
     async fn exchange(
         &self,
         job: &str,
@@ -1285,12 +1275,10 @@ impl Inner {
         while let Some((peer, answer)) = asks.next().await {
             match answer.map(|a| TaskReply::decode(a.as_slice())) {
                 Ok(Ok(reply)) if !reply.advert.is_empty() => {
-                    let advert = Envelope::decode_bounded(&reply.advert)
-                        .ok()
-                        .and_then(|e| {
-                            let o = e.open(ADVERT_KIND).ok()?;
-                            (o.author.peer_id() == peer).then(|| Advert::decode(o.payload).ok())?
-                        });
+                    let advert = Envelope::decode_bounded(&reply.advert).ok().and_then(|e| {
+                        let o = e.open(ADVERT_KIND).ok()?;
+                        (o.author.peer_id() == peer).then(|| Advert::decode(o.payload).ok())?
+                    });
                     return Ok((peer, advert));
                 }
                 Ok(_) => {}
@@ -1317,7 +1305,7 @@ fn arbiter_in(
     advert
         .arbiters
         .iter()
-        .filter_map(|k| PublicKey::from_bytes(k.as_slice().try_into().ok()?).ok())
+        .filter_map(|k| PublicKey::from_bytes(k).ok())
         .filter(|k| *k != me && *k != worker)
         .find(|k| {
             adverts

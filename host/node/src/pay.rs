@@ -264,9 +264,7 @@ impl Payments {
             return refuse("the hold was used before".into());
         }
         if terms.collateral > 0
-            && let Err(e) = replica
-                .sign(now_unix_ms(), Body::Bond { escrow: id })
-                .await
+            && let Err(e) = replica.sign(now_unix_ms(), Body::Bond { escrow: id }).await
         {
             return Err(Unpaid(
                 "no_collateral",
@@ -279,7 +277,13 @@ impl Payments {
     /// Worker: a receipt for the task of hold `escrow` went out, proposing
     /// a settlement for `fuel_used` at `time_ms`. If the owner's
     /// co-signatures do not come, the arbiter is asked before the deadline.
-    pub(crate) fn proposed(&self, escrow: OpId, deadline_ms: u64, receipt: &Receipt, wire: Vec<u8>) {
+    pub(crate) fn proposed(
+        &self,
+        escrow: OpId,
+        deadline_ms: u64,
+        receipt: &Receipt,
+        wire: Vec<u8>,
+    ) {
         let mut proposals = lock(&self.inner.proposals);
         if proposals.len() >= QUEUE_MAX {
             warn!("too many unsettled receipts; this one waits for the owner alone");
@@ -305,7 +309,10 @@ impl Payments {
     }
 
     /// Owner: a task hold for a task whose envelope hashes to `digest`.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the terms of one hold or exchange, each named"
+    )]
     pub(crate) async fn hold(
         &self,
         worker: PublicKey,
@@ -332,7 +339,13 @@ impl Payments {
 
     /// Owner: answers a verified receipt with co-signatures on its
     /// settlement. Failure is logged: the worker then asks the arbiter.
-    pub(crate) async fn settle(&self, worker: PeerId, escrow: OpId, window_ms: u64, receipt: &Receipt) {
+    pub(crate) async fn settle(
+        &self,
+        worker: PeerId,
+        escrow: OpId,
+        window_ms: u64,
+        receipt: &Receipt,
+    ) {
         let key = self.inner.signer.key();
         let pay = Outcome::Pay {
             fuel_used: receipt.fuel_used,
@@ -365,7 +378,9 @@ impl Payments {
             Ok(Ok(reply)) if reply.refused.is_empty() => {}
             Ok(Ok(reply)) => warn!(%worker, why = %reply.refused, "worker refused the settlement"),
             Ok(Err(e)) => warn!(%worker, error = %e, "malformed settlement reply"),
-            Err(e) => debug!(%worker, error = %e, "settlement not delivered; the worker will ask the arbiter"),
+            Err(e) => {
+                debug!(%worker, error = %e, "settlement not delivered; the worker will ask the arbiter")
+            }
         }
     }
 
@@ -421,7 +436,10 @@ impl Payments {
                     proposals.remove(&escrow)
                 }
                 Some(_) => {
-                    return refuse("mismatch", "the settlement is not what the receipt proposed");
+                    return refuse(
+                        "mismatch",
+                        "the settlement is not what the receipt proposed",
+                    );
                 }
                 None => None,
             }
@@ -601,7 +619,9 @@ impl Payments {
             let due: Vec<Action> = {
                 let mut queue = lock(&self.inner.queue);
                 let later = queue.split_off(&(now.saturating_add(1), 0));
-                std::mem::replace(&mut *queue, later).into_values().collect()
+                std::mem::replace(&mut *queue, later)
+                    .into_values()
+                    .collect()
             };
             for action in due {
                 let this = self.clone();
@@ -635,7 +655,9 @@ impl Payments {
             this.schedule(now_unix_ms().saturating_add(wait), next);
         };
         let (result, try_no) = match &action {
-            Action::AwaitSettle { escrow, try_no } => (self.settle_via_arbiter(*escrow).await, *try_no),
+            Action::AwaitSettle { escrow, try_no } => {
+                (self.settle_via_arbiter(*escrow).await, *try_no)
+            }
             Action::Confirm { escrow, try_no } => (self.confirm(*escrow).await, *try_no),
             Action::Refund { escrow, try_no } => (self.refund(*escrow).await, *try_no),
         };
@@ -654,7 +676,9 @@ impl Payments {
         }
         .encode_to_vec();
         let client = &self.inner.client;
-        let mut answer = client.request_task(arbiter, request.clone(), PAY_TIMEOUT).await;
+        let mut answer = client
+            .request_task(arbiter, request.clone(), PAY_TIMEOUT)
+            .await;
         if answer.is_err() && client.find_peer(arbiter).await.unwrap_or(false) {
             answer = client.request_task(arbiter, request, PAY_TIMEOUT).await;
         }
@@ -704,7 +728,9 @@ impl Payments {
             return Ok(());
         };
         let (Some(sig), true) = (sigs.first().copied(), t == proposal.time_ms) else {
-            return Err(Error::Ledger("the arbiter signed another settlement".into()));
+            return Err(Error::Ledger(
+                "the arbiter signed another settlement".into(),
+            ));
         };
         let body = Body::Decide(Decision {
             escrow,
@@ -792,7 +818,9 @@ impl Payments {
             )
             .await?;
         let [refund, confirm] = sigs[..] else {
-            return Err(Error::Ledger("the arbiter sent the wrong co-signatures".into()));
+            return Err(Error::Ledger(
+                "the arbiter sent the wrong co-signatures".into(),
+            ));
         };
         for (step, outcome, sig) in [(1, Outcome::Refund, refund), (2, Outcome::Confirm, confirm)] {
             let body = Body::Decide(Decision {
@@ -833,7 +861,9 @@ impl Payments {
 /// Opens a receipt envelope signed by `worker`.
 fn open_receipt(wire: &[u8], worker: &PublicKey) -> Result<Receipt, &'static str> {
     let envelope = Envelope::decode_bounded(wire).map_err(|_| "malformed receipt")?;
-    let opened = envelope.open(RECEIPT_KIND).map_err(|_| "bad receipt signature")?;
+    let opened = envelope
+        .open(RECEIPT_KIND)
+        .map_err(|_| "bad receipt signature")?;
     if opened.author != *worker {
         return Err("the receipt is not the worker's");
     }

@@ -267,9 +267,7 @@ impl Replica {
 
     /// Where op `id` stands here.
     pub(crate) async fn op_state(&self, id: OpId) -> Result<OpState> {
-        self.inner
-            .with(move |l| op_state(l.state(), &id))
-            .await
+        self.inner.with(move |l| op_state(l.state(), &id)).await
     }
 
     /// Signs this node's next op with `body`, dated `time_ms`, stores it

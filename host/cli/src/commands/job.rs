@@ -33,6 +33,19 @@ pub enum Command {
         /// How long the job may take, e.g. 30s or 5m.
         #[arg(long, default_value = "60s", value_parser = crate::context::parse_duration, allow_hyphen_values = true)]
         timeout: Duration,
+        /// On a paid network, the most the job may lock and so pay, in
+        /// credits: the task's fuel limit is cut to what this buys at the
+        /// worker's price. Default: the fuel limit at the worker's price.
+        #[arg(long, value_name = "CREDITS")]
+        budget: Option<u64>,
+        /// The highest price accepted, in credits per million fuel; workers
+        /// asking more are not chosen.
+        #[arg(long, value_name = "CREDITS_PER_MFUEL")]
+        max_price: Option<u64>,
+        /// How long after the settlement the job's owner may dispute it,
+        /// e.g. 10m. Default: the shortest the network's genesis allows.
+        #[arg(long, value_parser = crate::context::parse_duration)]
+        window: Option<Duration>,
         /// Arguments for the job's program, after `--`: they follow the
         /// bundle's own (`bundle pack --arg`) in its argv.
         #[arg(last = true, value_name = "ARGS")]
@@ -96,6 +109,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             to,
             wait,
             timeout,
+            budget,
+            max_price,
+            window,
             args,
         } => {
             p2pc_types::check_args(&args).context("the arguments after --")?;
@@ -106,6 +122,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 to,
                 timeout_ms,
                 args,
+                budget,
+                max_price,
+                window_ms: window.map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX)),
             };
             let Submitted { job: id } =
                 control.call(Request::Submit(request), Duration::from_secs(60))?;

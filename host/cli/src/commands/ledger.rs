@@ -181,15 +181,17 @@ fn show(answer: &LedgerAnswer) {
     let n = |v: u64| format::thousands(v);
     match answer {
         LedgerAnswer::Balance(a) => {
-            println!("account   {}", a.account);
-            println!("balance   {}", n(a.balance));
-            println!(
-                "incoming  {} (spendable once claimed by the next op)",
-                n(a.incoming)
-            );
-            println!("held      {} (in open escrows)", n(a.held));
+            println!("account    {}", a.account);
+            println!("available  {} (can be spent now)", n(a.available));
+            println!("locked     {} (held for tasks in open escrows)", n(a.held));
             if a.bonded > 0 {
-                println!("bonded    {} (collateral)", n(a.bonded));
+                println!("bonded     {} (collateral on open escrows)", n(a.bonded));
+            }
+            if a.pending > 0 {
+                println!(
+                    "pending    {} (earned; paid once each challenge window closes)",
+                    n(a.pending)
+                );
             }
             if a.frozen {
                 println!("FROZEN: this account equivocated; its ops no longer apply");
@@ -222,6 +224,22 @@ fn show(answer: &LedgerAnswer) {
                             n(*price),
                             n(*fuel_limit),
                             short(worker)
+                        ),
+                    ),
+                    OpBody::TaskHold {
+                        worker,
+                        price,
+                        fuel_limit,
+                        task,
+                        ..
+                    } => (
+                        "task hold",
+                        format!(
+                            "{} per Mfuel × {} fuel, worker {}, task {}",
+                            n(*price),
+                            n(*fuel_limit),
+                            short(worker),
+                            short(task)
                         ),
                     ),
                     OpBody::Bond { escrow } => ("bond", format!("escrow {}", short(escrow))),

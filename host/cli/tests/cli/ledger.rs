@@ -132,7 +132,7 @@ fn a_writer_killed_at_random_points_loses_no_acknowledged_op() {
     let ops = json_of(&env, &["ledger", "verify", "--node", &dir])["ops"]
         .as_u64()
         .expect("count");
-    assert_eq!(balance["balance"], 1_000_000 - ops, "{balance}");
+    assert_eq!(balance["available"], 1_000_000 - ops, "{balance}");
 }
 
 #[test]
