@@ -10,7 +10,12 @@
 //!    other, receipt verified: latency one at a time (p50, p99) and
 //!    throughput with many in flight.
 //!
-//! Run: `cargo bench -p p2pc-benches --bench network`
+//! 3. Tiny paid tasks against unpaid ones, in one run on one cluster with
+//!    a ledger: a submitter, a worker that charges, one that does not, and
+//!    an arbiter. Each paid task signs a hold, the worker checks and
+//!    applies it, and the settlement and confirmation follow.
+//!
+//! Run: `cargo bench -p p2pc-benches --bench network [tiny|paid|transfer]`
 //! (`P2PC_BENCH_MIB=256` for a smaller blob, `P2PC_BENCH_TASKS=1000`.)
 
 use std::io::{Read, Write};
@@ -197,6 +202,104 @@ fn tiny_tasks(rt: &tokio::runtime::Runtime) {
     });
 }
 
+/// Latency one at a time (p50) and throughput with 64 in flight of tiny
+/// tasks from node 0 to `to`.
+async fn measure(cluster: Arc<Cluster>, to: usize, file: Vec<u8>, n: usize) -> (Duration, f64) {
+    let worker = cluster.node(to).peer_id();
+    let one = move |cluster: Arc<Cluster>, file: Vec<u8>| async move {
+        let start = Instant::now();
+        let mut s = Submission::new(file, b"bench".to_vec(), Duration::from_secs(60));
+        s.to = Some(worker);
+        let job = cluster.node(0).submit(s).await.expect("submit");
+        let state = cluster
+            .node(0)
+            .wait(&job, Duration::from_secs(60))
+            .await
+            .expect("wait")
+            .status;
+        assert!(
+            matches!(&state, JobState::Done { outcome, .. } if outcome == "ok"),
+            "{state:?}"
+        );
+        start.elapsed()
+    };
+    for _ in 0..20 {
+        one(cluster.clone(), file.clone()).await;
+    }
+    let mut lat = Vec::new();
+    for _ in 0..(n / 4).max(100) {
+        lat.push(one(cluster.clone(), file.clone()).await);
+    }
+    let p50 = percentile(&mut lat, 50.0);
+    let sem = Arc::new(tokio::sync::Semaphore::new(64));
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..n {
+        let permit = sem.clone().acquire_owned().await.expect("permit");
+        let (c, f) = (cluster.clone(), file.clone());
+        handles.push(tokio::spawn(async move {
+            let d = one(c, f).await;
+            drop(permit);
+            d
+        }));
+    }
+    for h in handles {
+        h.await.expect("task");
+    }
+    (p50, n as f64 / start.elapsed().as_secs_f64())
+}
+
+fn paid_tasks(rt: &tokio::runtime::Runtime) {
+    let n = env_usize("P2PC_BENCH_TASKS", 1000);
+    rt.block_on(async {
+        let keys: Vec<SecretKey> = (0..4)
+            .map(|i| SecretKey::from_seed(&[60 + i; 32]))
+            .collect();
+        let genesis = p2pc_ledger::Genesis {
+            network: "bench".into(),
+            allocations: [(keys[0].public(), 1_000_000_000_000)].into(),
+            min_window_ms: 1000,
+            ..p2pc_ledger::Genesis::default()
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("genesis.toml");
+        std::fs::write(&path, genesis.to_toml()).expect("genesis");
+        let arbiter = keys[3].public().to_string();
+        let cluster = Cluster::start_keyed(keys, |i, c| {
+            c.ledger.genesis = Some(path.clone());
+            c.market.price = if i == 2 { 1 } else { 0 };
+            c.market.arbiters = vec![arbiter.clone()];
+            c.arbiter.enabled = i == 3;
+        })
+        .await
+        .expect("cluster");
+        p2pc_testkit::eventually("adverts", Duration::from_secs(60), || async {
+            let s = cluster.node(0).status().await.ok()?;
+            (s.workers_known >= 3).then_some(())
+        })
+        .await
+        .expect("adverts heard");
+        let cluster = Arc::new(cluster);
+        let file = bundle(
+            &SecretKey::generate(),
+            "hello",
+            p2pc_tests::guest_bytes("hello"),
+            RequestedLimits::default(),
+        );
+        let (free_p50, free_rate) = measure(cluster.clone(), 1, file.clone(), n).await;
+        let (paid_p50, paid_rate) = measure(cluster.clone(), 2, file, n).await;
+        println!(
+            "unpaid: p50 {free_p50:?}, {free_rate:.0} tasks/s; paid: p50 {paid_p50:?}, \
+             {paid_rate:.0} tasks/s; paid/unpaid throughput {:.2}x, p50 {:.2}x (target >= 0.5x)",
+            paid_rate / free_rate,
+            free_p50.as_secs_f64() / paid_p50.as_secs_f64(),
+        );
+        if let Ok(c) = Arc::try_unwrap(cluster) {
+            c.shutdown().await;
+        }
+    });
+}
+
 fn main() {
     // `cargo test --benches` runs bench binaries with no arguments to
     // check they start; only `cargo bench` passes --bench.
@@ -214,6 +317,9 @@ fn main() {
         .is_none_or(|w| "tiny".contains(w) || w == "tasks")
     {
         tiny_tasks(&rt);
+    }
+    if which.as_deref().is_none_or(|w| w == "paid") {
+        paid_tasks(&rt);
     }
     if which.as_deref().is_none_or(|w| "transfer".contains(w)) {
         transfer(&rt);

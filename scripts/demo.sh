@@ -83,7 +83,7 @@ python3 -c 'import sys; b=bytearray(open(sys.argv[1],"rb").read()); b[-100]^=1; 
   "$out/hello.p2pcb" "$out/tampered.p2pcb"
 "$p2pctl" run "$out/tampered.p2pcb" || echo "(exit status $?, as expected)"
 
-printf '\n--- the network: two nodes on this machine, a job sent from one to the other ---\n'
+printf '\n--- the network: a submitter, a worker and an arbiter on this machine; jobs are paid ---\n'
 nodes=()
 stop_nodes() { for p in "${nodes[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap 'stop_nodes; rm -rf "$out"' EXIT
@@ -99,34 +99,55 @@ run_node() {
   for _ in $(seq 1 300); do grep -q '^ready' "$dir.out" 2>/dev/null && return; sleep 0.1; done
   echo "node in $dir did not start:" >&2; cat "$dir.log" >&2; exit 1
 }
-worker_key=$(init_node "$out/worker" --listen /ip4/127.0.0.1/tcp/0 --listen /ip4/127.0.0.1/udp/0/quic-v1)
-submitter_key=$(init_node "$out/submitter" --listen /ip4/127.0.0.1/tcp/0)
-# Both join one credit ledger whose genesis gives the submitter 1000 credits.
-"$p2pctl" ledger genesis --network demo --mint "$submitter_key=1000" -o "$out/genesis.toml"
-"$p2pctl" ledger join --node "$out/worker" "$out/genesis.toml" >/dev/null
-"$p2pctl" ledger join --node "$out/submitter" "$out/genesis.toml" >/dev/null
+json_field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+# The arbiter co-signs refunds and confirmations; the worker charges 2
+# credits per million fuel, bonds 10 credits per task and accepts that
+# arbiter; the submitter runs nothing for others.
+arbiter_key=$(init_node "$out/arbiter" --listen /ip4/127.0.0.1/tcp/0 --arbiter --price 0)
+worker_key=$(init_node "$out/worker" --listen /ip4/127.0.0.1/tcp/0 --listen /ip4/127.0.0.1/udp/0/quic-v1 \
+  --price 2 --collateral 10 --accept-arbiter "$arbiter_key")
+submitter_key=$(init_node "$out/submitter" --listen /ip4/127.0.0.1/tcp/0 --price 0)
+# One credit ledger: the submitter starts with 1,000,000 credits, the
+# worker with 100 (for its collateral); a settlement may be disputed for 2 s.
+"$p2pctl" ledger genesis --network demo --mint "$submitter_key=1000000" --mint "$worker_key=100" \
+  --challenge-window 2s -o "$out/genesis.toml"
+for n in worker arbiter submitter; do
+  "$p2pctl" ledger join --node "$out/$n" "$out/genesis.toml" >/dev/null
+done
 run_node "$out/worker"
 worker_addr=$(grep '^listening .*/tcp/' "$out/worker.out" | head -1 | cut -d' ' -f2)
 worker_id=$(grep '^peer_id' "$out/worker.out" | cut -d' ' -f2)
+P2PC_BOOTSTRAP="$worker_addr" run_node "$out/arbiter"
 P2PC_BOOTSTRAP="$worker_addr" run_node "$out/submitter"
 echo "worker $worker_id"
+# A paid job needs the arbiter's advert: wait until the submitter has heard
+# both the worker's and the arbiter's.
+for _ in $(seq 1 300); do
+  [ "$("$p2pctl" node status --node "$out/submitter" --json | json_field workers_known)" -ge 2 ] && break
+  sleep 0.1
+done
 printf 'network' >"$out/name"
 "$p2pctl" job submit "$out/hello.p2pcb" --input "$out/name" --to "$worker_id" --wait --node "$out/submitter"
 echo
+hello_job=$("$p2pctl" job list --limit 1 --json --node "$out/submitter" | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["id"])')
+"$p2pctl" job status "$hello_job" --node "$out/submitter"
 printf '\n--- over the network, a command job with arguments: my-wc -- -w (count words) ---\n'
 "$p2pctl" bundle pack "$out/my-wc-target/wasm32-wasip2/release/my-wc.wasm" --name my-wc --version 0.1.0 \
   --key demo-publisher --sign --output "$out/my-wc.p2pcb"
 printf 'the quick brown fox\njumps over the lazy dog\n' >"$out/words"
 "$p2pctl" job submit "$out/my-wc.p2pcb" --input "$out/words" --to "$worker_id" --wait --node "$out/submitter" -- -w
 
-printf '\n--- the ledger: the submitter pays the worker 25 credits ---\n'
-"$p2pctl" ledger transfer --node "$out/submitter" "$worker_key" 25
-for _ in $(seq 1 100); do
-  "$p2pctl" ledger balance --node "$out/worker" --json | grep -q '"incoming":25' && break
+printf '\n--- the ledger: each job paid the worker for the fuel it used, final once the 2 s window closed ---\n'
+for _ in $(seq 1 200); do
+  [ "$("$p2pctl" ledger balance --node "$out/worker" --json | json_field pending)" = 0 ] &&
+    [ "$("$p2pctl" ledger holds --node "$out/worker" --json | python3 -c 'import json, sys; print(all(h["final"] for h in json.load(sys.stdin)["holds"]))')" = True ] && break
   sleep 0.1
 done
-echo "on the worker's replica:"
+echo "the worker, on its own replica:"
 "$p2pctl" ledger balance --node "$out/worker"
+echo "the submitter, on the arbiter's replica:"
+"$p2pctl" ledger balance --node "$out/arbiter" "$submitter_key"
+"$p2pctl" ledger holds --node "$out/worker"
 "$p2pctl" ledger verify --node "$out/worker"
 printf "\n--- the submitter's peers (p2pctl node peers) ---\n"
 "$p2pctl" node peers --node "$out/submitter"

@@ -211,9 +211,13 @@ fn a_node_flooded_with_ledger_gossip_still_serves_tasks_and_chunks() {
         };
         let path = dir.path().join("genesis.toml");
         std::fs::write(&path, genesis.to_toml()).expect("genesis");
-        let cluster = Cluster::start_with(2, |_, c| c.ledger.genesis = Some(path.clone()))
-            .await
-            .expect("cluster");
+        // The flood is what is tested, not payment: tasks run unpaid.
+        let cluster = Cluster::start_with(2, |_, c| {
+            c.ledger.genesis = Some(path.clone());
+            c.market.price = 0;
+        })
+        .await
+        .expect("cluster");
         let victim = cluster.node(1);
 
         // A flooder: a bare overlay peer gossiping batches of valid,

@@ -169,6 +169,18 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                         t.attempt,
                         t.worker.as_deref().unwrap_or("(no worker yet)")
                     );
+                    if let (Some(escrow), Some(price)) = (&t.escrow, t.price) {
+                        let n = crate::format::thousands;
+                        println!(
+                            "paid      {} credits per million fuel; {} locked by hold {}{}",
+                            n(price),
+                            n(t.locked.unwrap_or(0)),
+                            &escrow[..16.min(escrow.len())],
+                            t.cost
+                                .map(|c| format!("; cost {}", n(c)))
+                                .unwrap_or_default()
+                        );
+                    }
                 }
                 print_state(&info.status);
                 if let Some(p) = &info.progress {

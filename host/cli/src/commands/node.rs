@@ -56,6 +56,8 @@ pub enum Command {
         /// (copied into the node directory; see `p2pctl ledger genesis`).
         #[arg(long, value_name = "FILE")]
         genesis: Option<PathBuf>,
+        #[command(flatten)]
+        market: MarketFlags,
     },
     /// Run the node in the foreground until interrupted (Ctrl-C, SIGTERM).
     Start,
@@ -63,6 +65,27 @@ pub enum Command {
     Status,
     /// List the peers the running node is connected to.
     Peers,
+}
+
+/// What the node's worker charges, and whom it trusts to arbitrate
+/// (`[market]` and `[arbiter]` in node.toml).
+#[derive(Debug, clap::Args)]
+pub struct MarketFlags {
+    /// Price of peers' tasks on a paid network, in credits per million
+    /// fuel; 0 runs them unpaid.
+    #[arg(long, default_value_t = 1, value_name = "CREDITS_PER_MFUEL")]
+    price: u64,
+    /// Credits the worker bonds per paid task, forfeited if it is refunded.
+    #[arg(long, default_value_t = 0, value_name = "CREDITS")]
+    collateral: u64,
+    /// Accept KEY (64 hex digits) as the arbiter of holds paying this
+    /// worker (repeatable). Without one, only the genesis's listed arbiters.
+    #[arg(long = "accept-arbiter", value_name = "KEY")]
+    accept_arbiter: Vec<String>,
+    /// Make this node an arbiter: it co-signs refunds, settlements and
+    /// confirmations it can check in its own replica.
+    #[arg(long)]
+    arbiter: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -82,6 +105,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
             no_mdns,
             insecure_no_passphrase,
             genesis,
+            market,
         } => init(
             &dir,
             listen,
@@ -89,6 +113,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
             no_mdns,
             insecure_no_passphrase,
             genesis.as_deref(),
+            &market,
             g,
         ),
         Command::Start => start(&dir, g),
@@ -141,6 +166,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
     }
 }
 
+#[allow(clippy::too_many_arguments, reason = "one per `node init` flag group")]
 fn init(
     dir: &Path,
     listen: Vec<String>,
@@ -148,6 +174,7 @@ fn init(
     no_mdns: bool,
     insecure: bool,
     genesis: Option<&Path>,
+    market: &MarketFlags,
     g: &Global,
 ) -> anyhow::Result<()> {
     let config_path = dir.join("node.toml");
@@ -168,6 +195,11 @@ fn init(
         }
         None => None,
     };
+    for k in &market.accept_arbiter {
+        k.parse::<p2pc_crypto::PublicKey>().map_err(|_| {
+            anyhow::anyhow!("--accept-arbiter {k:?} is not a 64-hex-digit public key")
+        })?;
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for a in listen.iter().chain(&bootstrap) {
         a.parse::<p2pc_net::Multiaddr>()
@@ -211,10 +243,22 @@ fn init(
          output = \"64MiB\"\n\n\
          [trust]\n\
          submitters = []\n\
-         publishers = []\n",
+         publishers = []\n\n\
+         # What this worker charges on a paid network (credits per million\n\
+         # fuel), the collateral it bonds per task, the arbiters it accepts.\n\
+         [market]\n\
+         price = {}\n\
+         collateral = {}\n\
+         arbiters = [{}]\n\n\
+         [arbiter]\n\
+         enabled = {}\n",
         quote(&listen),
         quote(&bootstrap),
-        !no_mdns
+        !no_mdns,
+        market.price,
+        market.collateral,
+        quote(&market.accept_arbiter),
+        market.arbiter,
     );
     if let Some(g) = &genesis_text {
         std::fs::write(dir.join("genesis.toml"), g)

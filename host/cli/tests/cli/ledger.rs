@@ -7,7 +7,7 @@ use std::process::Stdio;
 
 use serde_json::Value;
 
-use super::network::{init, start};
+use super::network::{init, init_with, start, start_with};
 use super::{Env, ok, text};
 
 /// A node directory whose own key starts with 1,000,000 credits.
@@ -201,4 +201,136 @@ fn ledger_commands_through_a_running_node_and_on_a_stopped_one() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// Three real node processes on one ledger: a job submitted through the
+/// CLI is paid for the fuel it used, `ledger balance` shows what each side
+/// can spend, and every replica verifies.
+#[test]
+fn a_paid_job_through_the_cli_moves_exactly_its_cost() {
+    let env = Env::new();
+    let tcp = ["/ip4/127.0.0.1/tcp/0"];
+    let arbiter_dir = init_with(&env, "arbiter", &tcp, &[], &["--arbiter", "--price", "0"]);
+    let arbiter_key = public_key_of(&arbiter_dir);
+    let worker_dir = init_with(
+        &env,
+        "worker",
+        &tcp,
+        &[],
+        &[
+            "--price",
+            "3",
+            "--collateral",
+            "5",
+            "--accept-arbiter",
+            &arbiter_key,
+        ],
+    );
+    let submitter_dir = init_with(&env, "submitter", &tcp, &[], &["--price", "0"]);
+    let genesis = env.path("genesis.toml").display().to_string();
+    let submitter_key = public_key_of(&submitter_dir);
+    let worker_key = public_key_of(&worker_dir);
+    ok(&env.run(
+        &[
+            "ledger",
+            "genesis",
+            "--network",
+            "paid-cli",
+            "--mint",
+            &format!("{submitter_key}=1000000"),
+            "--mint",
+            &format!("{worker_key}=100"),
+            "--challenge-window",
+            "1s",
+            "-o",
+            &genesis,
+        ],
+        b"",
+        None,
+    ));
+    for dir in [&arbiter_dir, &worker_dir, &submitter_dir] {
+        ok(&env.run(&["ledger", "join", "--node", dir, &genesis], b"", None));
+    }
+    let arbiter = start(&env, &arbiter_dir);
+    let boot = format!("{}/p2p/{}", arbiter.addrs[0], arbiter.peer_id);
+    let worker = start_with(&env, &worker_dir, &[("P2PC_BOOTSTRAP", &boot)]);
+    let submitter = start_with(&env, &submitter_dir, &[("P2PC_BOOTSTRAP", &boot)]);
+    // The submitter needs the worker's and the arbiter's adverts.
+    let mut heard = 0;
+    for _ in 0..600 {
+        heard = json_of(&env, &["node", "status", "--node", &submitter.dir])["workers_known"]
+            .as_u64()
+            .unwrap_or(0);
+        if heard >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(heard >= 2, "adverts heard: {heard}");
+
+    let file = p2pc_testkit::bundle(
+        &p2pc_crypto::SecretKey::generate(),
+        "hello",
+        p2pc_tests::guest_bytes("hello"),
+        p2pc_crypto::RequestedLimits::default(),
+    );
+    std::fs::write(env.path("hello.p2pcb"), file).expect("write bundle");
+    std::fs::write(env.path("name"), b"cli").expect("write input");
+    let out = env.run(
+        &[
+            "job",
+            "submit",
+            env.path("hello.p2pcb").to_str().expect("utf-8"),
+            "--input",
+            env.path("name").to_str().expect("utf-8"),
+            "--to",
+            &worker.peer_id,
+            "--max-price",
+            "3",
+            "--wait",
+            "--node",
+            &submitter.dir,
+        ],
+        b"",
+        None,
+    );
+    assert!(out.status.success(), "submit: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "Hello, cli!");
+    let jobs = json_of(&env, &["job", "list", "--node", &submitter.dir]);
+    let task = &jobs[0]["tasks"][0];
+    let cost = task["cost"].as_u64().expect("a cost");
+    assert!(cost > 0, "{task}");
+    let status = ok(&env.run(
+        &[
+            "job",
+            "status",
+            jobs[0]["id"].as_str().expect("id"),
+            "--node",
+            &submitter.dir,
+        ],
+        b"",
+        None,
+    ));
+    assert!(status.contains("3 credits per million fuel"), "{status}");
+
+    // Final once the 1 s window closed, on every replica.
+    for dir in [&worker.dir, &submitter.dir, &arbiter.dir] {
+        let mut last = Value::Null;
+        for _ in 0..300 {
+            last = json_of(&env, &["ledger", "balance", "--node", dir, &worker_key]);
+            if last["available"] == 100 + cost && last["pending"] == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert_eq!(last["available"], 100 + cost, "{dir}: {last}");
+        let s = json_of(&env, &["ledger", "balance", "--node", dir, &submitter_key]);
+        assert_eq!(s["available"], 1_000_000 - cost, "{dir}: {s}");
+        assert_eq!(s["held"], 0, "{dir}: {s}");
+        let v = json_of(&env, &["ledger", "verify", "--node", dir]);
+        assert_eq!(v["ok"], true, "{dir}: {v}");
+    }
+    let shown = ok(&env.run(&["ledger", "balance", "--node", &worker.dir], b"", None));
+    assert!(shown.starts_with("account"), "{shown}");
+    assert!(shown.contains("available"), "{shown}");
 }

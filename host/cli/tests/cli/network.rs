@@ -15,9 +15,9 @@ use crate::{Env, text};
 /// A running `p2pctl node start`, killed when dropped.
 pub(crate) struct NodeProcess {
     child: Child,
-    peer_id: String,
-    addrs: Vec<String>,
-    dir: String,
+    pub(crate) peer_id: String,
+    pub(crate) addrs: Vec<String>,
+    pub(crate) dir: String,
 }
 
 impl Drop for NodeProcess {
@@ -28,6 +28,17 @@ impl Drop for NodeProcess {
 }
 
 pub(crate) fn init(env: &Env, name: &str, listen: &[&str], bootstrap: &[String]) -> String {
+    init_with(env, name, listen, bootstrap, &[])
+}
+
+/// [`init`] with more `node init` flags.
+pub(crate) fn init_with(
+    env: &Env,
+    name: &str,
+    listen: &[&str],
+    bootstrap: &[String],
+    extra: &[&str],
+) -> String {
     let dir = env.path(name).display().to_string();
     let mut args = vec![
         "node",
@@ -43,16 +54,25 @@ pub(crate) fn init(env: &Env, name: &str, listen: &[&str], bootstrap: &[String])
     for b in bootstrap {
         args.extend(["--bootstrap", b]);
     }
+    args.extend_from_slice(extra);
     let out = env.run(&args, b"", None);
     assert!(out.status.success(), "init: {}", text(&out.stderr));
     dir
 }
 
 pub(crate) fn start(env: &Env, dir: &str) -> NodeProcess {
+    start_with(env, dir, &[])
+}
+
+/// [`start`] with environment variables set, e.g. `P2PC_BOOTSTRAP`.
+pub(crate) fn start_with(env: &Env, dir: &str, vars: &[(&str, &str)]) -> NodeProcess {
     // The node's log goes to a file beside it, for when a test fails.
     let log = std::fs::File::create(format!("{dir}.log")).expect("log file");
-    let mut child = env
-        .command(&["node", "start", "--node", dir])
+    let mut command = env.command(&["node", "start", "--node", dir]);
+    for (k, v) in vars {
+        command.env(k, v);
+    }
+    let mut child = command
         .env("P2PC_LOG", "p2pc_node=debug,p2pc_net=debug")
         .stdin(Stdio::null())
         .stderr(log)
