@@ -37,4 +37,4 @@ pub use op::{
 pub use state::{
     AccountRow, ArbiterPolicy, CreditManager, Dirty, Escrow, Genesis, Insert, Proof, Reject,
 };
-pub use store::{Ledger, LedgerError, Report};
+pub use store::{Ledger, LedgerError, Persister, Report};

@@ -5,7 +5,10 @@
 //! Every insert writes its ops and the rows they changed in one batch,
 //! synced to disk (`PersistMode::SyncAll`) before the insert returns: an
 //! acknowledged op survives a crash, and a crash leaves either the whole
-//! batch or none of it. On open the state is rebuilt from the ops alone;
+//! batch or none of it. [`Ledger::insert_buffered`] writes the batch
+//! without the sync, for ops a node may lose in a crash and learn again
+//! (its peers' ops, or its own before one shared [`Persister::sync`]
+//! makes many durable at once). On open the state is rebuilt from the ops alone;
 //! [`Ledger::verify`] checks that rebuild against the rows on disk, the
 //! live state and the invariants.
 
@@ -88,6 +91,17 @@ pub struct Ledger {
 }
 
 const ACK: PersistMode = PersistMode::SyncAll;
+
+/// Syncs a [`Ledger`]'s writes to disk ([`Ledger::persister`]).
+#[derive(Clone)]
+pub struct Persister(Database);
+
+impl Persister {
+    /// Makes everything written so far durable.
+    pub fn sync(&self) -> Result<(), LedgerError> {
+        self.0.persist(ACK).map_err(Into::into)
+    }
+}
 
 impl Ledger {
     /// Opens (or creates) the ledger in `dir` for the network `genesis`
@@ -186,10 +200,32 @@ impl Ledger {
     /// forgeries or another network's ops) and the rows they changed in
     /// one synced batch.
     pub fn insert_many(&mut self, ops: Vec<Op>) -> Result<Vec<Insert>, LedgerError> {
+        self.insert_with(ops, Some(ACK))
+    }
+
+    /// [`insert_many`](Self::insert_many) without the sync: the batch is
+    /// whole or absent after a crash, but may be absent. A later synced
+    /// insert or [`Persister::sync`] makes it durable too (the journal is
+    /// written in order).
+    pub fn insert_buffered(&mut self, ops: Vec<Op>) -> Result<Vec<Insert>, LedgerError> {
+        self.insert_with(ops, None)
+    }
+
+    /// A handle that syncs what was written, usable without the ledger
+    /// borrowed (so a sync need not hold a lock around the ledger).
+    pub fn persister(&self) -> Persister {
+        Persister(self.db.clone())
+    }
+
+    fn insert_with(
+        &mut self,
+        ops: Vec<Op>,
+        durability: Option<PersistMode>,
+    ) -> Result<Vec<Insert>, LedgerError> {
         if self.poisoned {
             return Err(LedgerError::Poisoned);
         }
-        let mut batch = self.db.batch().durability(Some(ACK));
+        let mut batch = self.db.batch().durability(durability);
         let mut results = Vec::with_capacity(ops.len());
         let mut kept = 0;
         for op in ops {

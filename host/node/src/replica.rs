@@ -31,7 +31,7 @@ use p2pc_crypto::{PublicKey, SecretKey};
 use p2pc_ledger::sync::{SyncRequest, answer, decode_ops, encode_ops};
 use p2pc_ledger::{
     ArbiterPolicy, Body, CreditManager, Escrow, FutureOps, Genesis, Insert, Ledger, Offer, Op,
-    OpId, Outcome, Proof, Reject,
+    OpId, Outcome, Persister, Proof, Reject,
 };
 use p2pc_net::{Client, PeerId};
 use tokio::sync::mpsc;
@@ -98,6 +98,13 @@ struct Inner {
     dropped: AtomicU64,
     /// Bumped after every insert, for those waiting on an op to apply.
     changed: tokio::sync::watch::Sender<u64>,
+    /// Syncs the ledger's writes without its lock held.
+    persister: Persister,
+    /// Own ops written (buffered), and how many of them a sync covered:
+    /// one sync makes every op written before it durable, so signers that
+    /// wait together share it (group commit).
+    written: AtomicU64,
+    synced: Mutex<u64>,
 }
 
 /// Where an op stands in this replica.
@@ -130,7 +137,11 @@ impl Replica {
         signer: Arc<Signer>,
     ) -> (Self, Vec<JoinHandle<()>>) {
         let skew = u64::try_from(config.ledger.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
+        let persister = ledger.persister();
         let inner = Arc::new(Inner {
+            persister,
+            written: AtomicU64::new(0),
+            synced: Mutex::new(0),
             ledger: Mutex::new(ledger),
             client,
             signer,
@@ -186,6 +197,14 @@ impl Replica {
         };
         let inner = self.inner.clone();
         let reply = tokio::task::spawn_blocking(move || {
+            // Own ops still waiting for their group's sync must not leave
+            // this node before it: sync them first (free when none wait).
+            if inner
+                .sync_own(inner.written.load(Ordering::SeqCst))
+                .is_err()
+            {
+                return Vec::new();
+            }
             let ledger = inner.lock();
             let (ops, more) = answer(ledger.state(), &request, SYNC_BUDGET);
             let mut out = vec![u8::from(more)];
@@ -275,9 +294,9 @@ impl Replica {
     /// in the chain.
     pub(crate) async fn sign(&self, time_ms: u64, body: Body) -> Result<Op> {
         let inner = self.inner.clone();
-        let op = self
-            .inner
-            .with(move |l| -> Result<Op> {
+        let op = tokio::task::spawn_blocking(move || -> Result<Op> {
+            let (op, mine) = {
+                let mut l = inner.lock();
                 let key = inner.signer.key();
                 let op = l.state().draft(key, time_ms, body);
                 match l.state().check(&op) {
@@ -295,11 +314,18 @@ impl Replica {
                     Insert::Rejected(r) => return Err(Error::Ledger(format!("refused: {r}"))),
                     other => return Err(Error::Ledger(format!("refused: {other:?}"))),
                 }
-                l.insert(op.clone())
+                l.insert_buffered(vec![op.clone()])
                     .map_err(|e| Error::Ledger(e.to_string()))?;
-                Ok(op)
-            })
-            .await??;
+                // Counted under the lock, so the count follows the journal.
+                (op, inner.written.fetch_add(1, Ordering::SeqCst) + 1)
+            };
+            // Durable before it leaves this node: a node that forgot an op
+            // it signed could sign another at its place, an equivocation.
+            inner.sync_own(mine)?;
+            Ok(op)
+        })
+        .await
+        .map_err(|e| Error::Ledger(format!("ledger task failed: {e}")))??;
         self.inner.changed.send_modify(|n| *n += 1);
         self.inner.gossip_ops(std::slice::from_ref(&op)).await;
         Ok(op)
@@ -374,6 +400,21 @@ fn forged(r: &Insert) -> bool {
 impl Inner {
     fn future(&self) -> std::sync::MutexGuard<'_, FutureOps> {
         self.future.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes own op number `mine` durable: the first waiter syncs for
+    /// every op written so far, those behind it find theirs covered.
+    fn sync_own(&self, mine: u64) -> Result<()> {
+        let mut synced = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+        if *synced >= mine {
+            return Ok(());
+        }
+        let upto = self.written.load(Ordering::SeqCst);
+        self.persister
+            .sync()
+            .map_err(|e| Error::Ledger(e.to_string()))?;
+        *synced = upto;
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
@@ -457,7 +498,10 @@ impl Inner {
                     this.parked.notify_one();
                 }
                 let before = l.state().proofs().len();
-                let results = l.insert_many(ready.clone());
+                // Peers' ops are written without a sync: one lost in a crash
+                // comes back by anti-entropy. This node's own are synced
+                // before they leave it (`sign`).
+                let results = l.insert_buffered(ready.clone());
                 let proofs: Vec<Op> = l.state().proofs()[before..]
                     .iter()
                     .flat_map(|p| {
