@@ -32,6 +32,43 @@ pub enum KeyError {
     BadSignature,
 }
 
+/// Keys decompressed before, by their bytes. Point decompression is a
+/// field exponentiation, about a third of a signature check, and a network
+/// has few keys that sign many messages: ledger ops, envelopes, and the
+/// keys inside them. Bounded; cleared when full.
+struct KeyCache {
+    verifying: std::collections::HashMap<[u8; 32], ed25519_dalek::VerifyingKey>,
+    peers: std::collections::HashMap<[u8; 32], libp2p_identity::PeerId>,
+}
+
+const KEY_CACHE: usize = 4096;
+
+static KEYS: std::sync::Mutex<Option<KeyCache>> = std::sync::Mutex::new(None);
+
+fn with_cache<T>(f: impl FnOnce(&mut KeyCache) -> T) -> T {
+    let mut guard = KEYS.lock().unwrap_or_else(|e| e.into_inner());
+    let cache = guard.get_or_insert_with(|| KeyCache {
+        verifying: std::collections::HashMap::new(),
+        peers: std::collections::HashMap::new(),
+    });
+    f(cache)
+}
+
+/// The decompressed key for `bytes`, from the cache when it was seen.
+fn verifying_key(bytes: &[u8; 32]) -> Result<ed25519_dalek::VerifyingKey, KeyError> {
+    if let Some(k) = with_cache(|c| c.verifying.get(bytes).copied()) {
+        return Ok(k);
+    }
+    let key = ed25519_dalek::VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::InvalidPoint)?;
+    with_cache(|c| {
+        if c.verifying.len() >= KEY_CACHE {
+            c.verifying.clear();
+        }
+        c.verifying.insert(*bytes, key);
+    });
+    Ok(key)
+}
+
 impl PublicKey {
     /// The 32 raw bytes.
     pub fn to_bytes(&self) -> [u8; 32] {
@@ -41,7 +78,7 @@ impl PublicKey {
     /// A key from raw bytes, checked to be a valid curve point.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
         let arr: [u8; 32] = bytes.try_into().map_err(|_| KeyError::InvalidPoint)?;
-        ed25519_dalek::VerifyingKey::from_bytes(&arr).map_err(|_| KeyError::InvalidPoint)?;
+        verifying_key(&arr)?;
         Ok(Self(arr))
     }
 
@@ -49,8 +86,7 @@ impl PublicKey {
     /// small-order keys and non-canonical signatures, so no signature has a
     /// second valid encoding (which would defeat replay detection by hash).
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), KeyError> {
-        let key =
-            ed25519_dalek::VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::InvalidPoint)?;
+        let key = verifying_key(&self.0)?;
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
         key.verify_strict(message, &sig)
             .map_err(|_| KeyError::BadSignature)
@@ -58,9 +94,19 @@ impl PublicKey {
 
     /// The libp2p `PeerId` of a node with this key.
     pub fn peer_id(&self) -> libp2p_identity::PeerId {
+        if let Some(p) = with_cache(|c| c.peers.get(&self.0).copied()) {
+            return p;
+        }
         let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(&self.0)
             .expect("a PublicKey is always a valid Ed25519 point");
-        libp2p_identity::PublicKey::from(key).to_peer_id()
+        let peer = libp2p_identity::PublicKey::from(key).to_peer_id();
+        with_cache(|c| {
+            if c.peers.len() >= KEY_CACHE {
+                c.peers.clear();
+            }
+            c.peers.insert(self.0, peer);
+        });
+        peer
     }
 
     /// The Ed25519 key a peer id was derived from, if it was derived from

@@ -200,7 +200,17 @@ impl Ledger {
     /// forgeries or another network's ops) and the rows they changed in
     /// one synced batch.
     pub fn insert_many(&mut self, ops: Vec<Op>) -> Result<Vec<Insert>, LedgerError> {
-        self.insert_with(ops, Some(ACK))
+        self.insert_with(ops, Some(ACK), true)
+    }
+
+    /// Inserts one op that [`CreditManager::check`] just passed on this
+    /// ledger's state, unchanged, without checking its signatures again,
+    /// written as [`insert_buffered`](Self::insert_buffered) writes.
+    pub fn insert_checked(&mut self, op: Op) -> Result<Insert, LedgerError> {
+        Ok(self
+            .insert_with(vec![op], None, false)?
+            .pop()
+            .expect("one result per op"))
     }
 
     /// [`insert_many`](Self::insert_many) without the sync: the batch is
@@ -208,7 +218,7 @@ impl Ledger {
     /// insert or [`Persister::sync`] makes it durable too (the journal is
     /// written in order).
     pub fn insert_buffered(&mut self, ops: Vec<Op>) -> Result<Vec<Insert>, LedgerError> {
-        self.insert_with(ops, None)
+        self.insert_with(ops, None, true)
     }
 
     /// A handle that syncs what was written, usable without the ledger
@@ -221,6 +231,7 @@ impl Ledger {
         &mut self,
         ops: Vec<Op>,
         durability: Option<PersistMode>,
+        admit: bool,
     ) -> Result<Vec<Insert>, LedgerError> {
         if self.poisoned {
             return Err(LedgerError::Poisoned);
@@ -231,7 +242,11 @@ impl Ledger {
         for op in ops {
             let bytes = op.to_bytes();
             let id = op.id();
-            let r = self.state.insert(op);
+            let r = if admit {
+                self.state.insert(op)
+            } else {
+                self.state.insert_checked(op)
+            };
             if !matches!(
                 r,
                 Insert::Duplicate | Insert::Rejected(Reject::BadSignature | Reject::WrongNetwork)

@@ -416,15 +416,14 @@ impl Payments {
         let Some(confirm_at) = settle.time_ms.checked_add(e.window_ms) else {
             return refuse("malformed", "the settlement's time overflows");
         };
+        // Step 1's co-signature is checked when the decision is (`sign`);
+        // step 2's now, since it is written only after the window.
         if e.owner
-            .verify(&decision_bytes(&escrow, 1, outcome, settle.time_ms), &pay)
+            .verify(
+                &decision_bytes(&escrow, 2, Outcome::Confirm, confirm_at),
+                &confirm,
+            )
             .is_err()
-            || e.owner
-                .verify(
-                    &decision_bytes(&escrow, 2, Outcome::Confirm, confirm_at),
-                    &confirm,
-                )
-                .is_err()
         {
             return refuse("bad_signature", "the owner's co-signature does not verify");
         }
@@ -444,9 +443,9 @@ impl Payments {
                 None => None,
             }
         };
-        if proposal.is_none() {
+        let Some(proposal) = proposal else {
             return refuse("settled", "this escrow's settlement is already written");
-        }
+        };
         let decide = Body::Decide(Decision {
             escrow,
             step: 1,
@@ -455,8 +454,10 @@ impl Payments {
             cosignature: pay,
         });
         if let Err(err) = self.inner.replica.sign(settle.time_ms, decide).await {
+            // Still the worker's to settle, with the arbiter if need be.
+            lock(&self.inner.proposals).insert(escrow, proposal);
             warn!(error = %err, "settlement not written");
-            return TaskReply::refusal("internal", format!("settlement not written: {err}"));
+            return TaskReply::refusal("refused", format!("settlement not written: {err}"));
         }
         lock(&self.inner.confirms).insert(escrow, confirm);
         self.schedule(confirm_at, Action::Confirm { escrow, try_no: 0 });

@@ -314,7 +314,7 @@ impl Replica {
                     Insert::Rejected(r) => return Err(Error::Ledger(format!("refused: {r}"))),
                     other => return Err(Error::Ledger(format!("refused: {other:?}"))),
                 }
-                l.insert_buffered(vec![op.clone()])
+                l.insert_checked(op.clone())
                     .map_err(|e| Error::Ledger(e.to_string()))?;
                 // Counted under the lock, so the count follows the journal.
                 (op, inner.written.fetch_add(1, Ordering::SeqCst) + 1)
