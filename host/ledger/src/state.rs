@@ -249,6 +249,10 @@ pub struct CreditManager {
     escrows: BTreeMap<OpId, Escrow>,
     /// Credits each applied op created: (receiver, amount).
     credits: HashMap<OpId, Vec<(PublicKey, u64)>>,
+    /// For each receiver, the ops in `credits` paying it that it has not
+    /// claimed: what [`incoming`](CreditManager::incoming) reads, so a
+    /// draft costs what is owed to its author, not the whole history.
+    unclaimed: HashMap<PublicKey, BTreeSet<OpId>>,
     minted: u128,
     /// What changed since [`take_dirty`](CreditManager::take_dirty).
     dirty: Dirty,
@@ -329,6 +333,7 @@ impl CreditManager {
             accounts: BTreeMap::new(),
             escrows: BTreeMap::new(),
             credits: HashMap::new(),
+            unclaimed: HashMap::new(),
             minted: 0,
             dirty: Dirty::default(),
         };
@@ -349,7 +354,7 @@ impl CreditManager {
         self.minted = list.iter().map(|(_, a)| u128::from(*a)).sum();
         self.applied.insert(self.network);
         if !list.is_empty() {
-            self.credits.insert(self.network, list);
+            self.add_credits(self.network, list);
         }
     }
 
@@ -506,6 +511,7 @@ impl CreditManager {
         self.accounts.clear();
         self.escrows.clear();
         self.credits.clear();
+        self.unclaimed.clear();
         self.install_genesis();
         let mut ids: Vec<OpId> = self.ops.keys().copied().collect();
         ids.sort_unstable();
@@ -915,20 +921,33 @@ impl CreditManager {
         acc.head = id;
         acc.balance = balance;
         acc.claimed.extend(op.deps.iter().copied());
+        if let Some(owed) = self.unclaimed.get_mut(&op.author) {
+            for d in &op.deps {
+                owed.remove(d);
+            }
+        }
         if let Some((k, e)) = &escrow_update {
             self.escrows.insert(*k, e.clone());
         }
         if !created.is_empty() {
-            self.credits.insert(id, created);
+            self.add_credits(id, created);
         }
         if let Some((bond, to, amount)) = bond_release {
-            self.credits.insert(bond, vec![(to, amount)]);
+            self.add_credits(bond, vec![(to, amount)]);
         }
         self.minted += u128::from(minted);
         self.dirty.accounts.insert(op.author);
         if let Some((k, _)) = escrow_update {
             self.dirty.escrows.insert(k);
         }
+    }
+
+    /// Records the credits op `id` created, and who is owed them.
+    fn add_credits(&mut self, id: OpId, list: Vec<(PublicKey, u64)>) {
+        for (k, _) in &list {
+            self.unclaimed.entry(*k).or_default().insert(id);
+        }
+        self.credits.insert(id, list);
     }
 
     /// Rows changed since the last call, for a store that persists them.
@@ -1054,22 +1073,21 @@ impl CreditManager {
     /// Credits sent to `account` that it has not claimed yet, with the ops
     /// that carry them (name them as deps to spend them).
     pub fn incoming(&self, account: &PublicKey) -> Vec<(OpId, u64)> {
-        let claimed = self.accounts.get(account).map(|a| &a.claimed);
-        let mut out: Vec<(OpId, u64)> = self
-            .credits
-            .iter()
-            .filter(|(id, _)| claimed.is_none_or(|c| !c.contains(*id)))
-            .filter_map(|(id, list)| {
-                let sum: u64 = list
+        let Some(owed) = self.unclaimed.get(account) else {
+            return Vec::new();
+        };
+        owed.iter()
+            .filter_map(|id| {
+                let sum: u64 = self
+                    .credits
+                    .get(id)?
                     .iter()
                     .filter(|(k, _)| k == account)
                     .map(|(_, a)| a)
                     .sum();
                 (sum > 0).then_some((*id, sum))
             })
-            .collect();
-        out.sort_unstable();
-        out
+            .collect()
     }
 
     /// The head of `account`'s chain: (sequence number, op id).

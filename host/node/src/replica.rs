@@ -54,6 +54,11 @@ const SYNC_ROUNDS: usize = 4096;
 const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
 /// Ops per gossip message, to stay under the gossip size limit.
 const GOSSIP_BATCH: usize = 128;
+/// Ops waiting to be gossiped, at most.
+const OUTBOX: usize = 4096;
+/// Bytes of ops per gossip message at most, under the overlay's 64 KiB
+/// limit with room for the frame and gossipsub's own fields.
+const GOSSIP_BYTES: usize = 48 << 10;
 /// Score lost per bad message.
 const PENALTY: i32 = 20;
 /// A peer at or below this score is blocked.
@@ -105,6 +110,8 @@ struct Inner {
     /// wait together share it (group commit).
     written: AtomicU64,
     synced: Mutex<u64>,
+    /// Ops waiting to be gossiped ([`OUTBOX`] at most).
+    outbox: mpsc::Sender<Op>,
 }
 
 /// Where an op stands in this replica.
@@ -138,7 +145,9 @@ impl Replica {
     ) -> (Self, Vec<JoinHandle<()>>) {
         let skew = u64::try_from(config.ledger.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
         let persister = ledger.persister();
+        let (outbox, outgoing) = mpsc::channel(OUTBOX);
         let inner = Arc::new(Inner {
+            outbox,
             persister,
             written: AtomicU64::new(0),
             synced: Mutex::new(0),
@@ -157,6 +166,7 @@ impl Replica {
             tokio::spawn(gossip_loop(inner.clone(), queue)),
             tokio::spawn(sync_loop(inner.clone(), config.ledger.sync_interval)),
             tokio::spawn(release_loop(inner.clone())),
+            tokio::spawn(outbox_loop(inner.clone(), outgoing)),
         ];
         (Self { inner, gossip }, tasks)
     }
@@ -233,7 +243,7 @@ impl Replica {
             v.future_ops = Some(self.inner.future().len());
         }
         if let Some(op) = op {
-            self.inner.gossip_ops(&[op]).await;
+            self.inner.gossip_ops(&[op]);
         }
         Ok(answer)
     }
@@ -327,7 +337,7 @@ impl Replica {
         .await
         .map_err(|e| Error::Ledger(format!("ledger task failed: {e}")))??;
         self.inner.changed.send_modify(|n| *n += 1);
-        self.inner.gossip_ops(std::slice::from_ref(&op)).await;
+        self.inner.gossip_ops(std::slice::from_ref(&op));
         Ok(op)
     }
 
@@ -335,7 +345,7 @@ impl Replica {
     /// stores it like gossip and passes it on if it was new.
     pub(crate) async fn take(&self, from: PeerId, op: Op) -> Result<()> {
         let taken = self.inner.take_ops(Some(from), vec![op]).await?;
-        self.inner.gossip_ops(&taken.new).await;
+        self.inner.gossip_ops(&taken.new);
         Ok(())
     }
 
@@ -450,12 +460,15 @@ impl Inner {
         }
     }
 
-    /// Gossips ops, in batches under the gossip size limit.
-    async fn gossip_ops(&self, ops: &[Op]) {
-        for batch in ops.chunks(GOSSIP_BATCH) {
-            // Fails while no peer subscribes; anti-entropy covers that.
-            if let Err(e) = self.client.publish(LEDGER_TOPIC, encode_ops(batch)).await {
-                debug!(error = %e, "ledger gossip not sent");
+    /// Queues ops for gossip without waiting: one task publishes them in
+    /// order, as many per message as are waiting (up to [`GOSSIP_BATCH`]),
+    /// so a busy node sends fewer, fuller messages. A full queue drops
+    /// ops; anti-entropy sends them instead.
+    fn gossip_ops(&self, ops: &[Op]) {
+        for op in ops {
+            if self.outbox.try_send(op.clone()).is_err() {
+                debug!("ledger gossip queue full; anti-entropy will send the rest");
+                return;
             }
         }
     }
@@ -534,7 +547,7 @@ impl Inner {
                 proofs = proofs.len() / 2,
                 "equivocation found; gossiping the proof"
             );
-            self.gossip_ops(&proofs).await;
+            self.gossip_ops(&proofs);
         }
         let new = results
             .iter()
@@ -607,7 +620,7 @@ impl Inner {
             total += taken.new.len();
             // What one side of a healed partition learns this way, the
             // rest of its side learns by gossip, not each by its own pull.
-            self.gossip_ops(&taken.new).await;
+            self.gossip_ops(&taken.new);
             // Stop when the peer is done, or sends only what we hold or
             // have parked (a peer repeating itself must not keep us busy).
             if more == 0 || (taken.new.is_empty() && taken.parked == 0) {
@@ -618,6 +631,37 @@ impl Inner {
             info!(%peer, ops = total, "ledger caught up");
         }
         Ok(total)
+    }
+}
+
+/// Publishes queued ops, in order, as many per message as are waiting and
+/// fit in [`GOSSIP_BYTES`].
+async fn outbox_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<Op>) {
+    let mut carried: Option<Op> = None;
+    loop {
+        let first = match carried.take() {
+            Some(op) => op,
+            None => match queue.recv().await {
+                Some(op) => op,
+                None => return,
+            },
+        };
+        let mut bytes = first.to_bytes().len();
+        let mut batch = vec![first];
+        while batch.len() < GOSSIP_BATCH {
+            let Ok(op) = queue.try_recv() else { break };
+            let len = op.to_bytes().len();
+            if bytes + len > GOSSIP_BYTES {
+                carried = Some(op);
+                break;
+            }
+            bytes += len;
+            batch.push(op);
+        }
+        // Fails while no peer subscribes; anti-entropy covers that.
+        if let Err(e) = inner.client.publish(LEDGER_TOPIC, encode_ops(&batch)).await {
+            debug!(error = %e, "ledger gossip not sent");
+        }
     }
 }
 
