@@ -124,77 +124,17 @@ fn tiny_tasks(rt: &tokio::runtime::Runtime) {
     let n = env_usize("P2PC_BENCH_TASKS", 4000);
     rt.block_on(async {
         let cluster = Arc::new(Cluster::start(2).await.expect("cluster"));
-        let publisher = SecretKey::generate();
         let file = bundle(
-            &publisher,
+            &SecretKey::generate(),
             "hello",
             p2pc_tests::guest_bytes("hello"),
             RequestedLimits::default(),
         );
-        let worker = cluster.node(1).peer_id();
-        let one = move |cluster: Arc<Cluster>, file: Vec<u8>| async move {
-            let start = Instant::now();
-            let job = cluster
-                .node(0)
-                .submit(Submission {
-                    bundle: file,
-                    input: b"bench".to_vec(),
-                    to: Some(worker),
-                    timeout: Duration::from_secs(60),
-                    args: Vec::new(),
-                    call: Default::default(),
-                    budget: None,
-                    max_price: None,
-                    window: None,
-                })
-                .await
-                .expect("submit");
-            let state = cluster
-                .node(0)
-                .wait(&job, Duration::from_secs(60))
-                .await
-                .expect("wait")
-                .status;
-            assert!(
-                matches!(&state, JobState::Done { outcome, .. } if outcome == "ok"),
-                "{state:?}"
-            );
-            start.elapsed()
-        };
-        for _ in 0..50 {
-            one(cluster.clone(), file.clone()).await;
-        }
-        let mut lat = Vec::new();
-        for _ in 0..(n / 4).max(100) {
-            lat.push(one(cluster.clone(), file.clone()).await);
-        }
-        let p50 = percentile(&mut lat, 50.0);
-        let p99 = percentile(&mut lat, 99.0);
-
-        let in_flight = 64;
-        let start = Instant::now();
-        let sem = Arc::new(tokio::sync::Semaphore::new(in_flight));
-        let mut handles = Vec::new();
-        for _ in 0..n {
-            let permit = sem.clone().acquire_owned().await.expect("permit");
-            let (c, f) = (cluster.clone(), file.clone());
-            handles.push(tokio::spawn(async move {
-                let d = one(c, f).await;
-                drop(permit);
-                d
-            }));
-        }
-        let mut loaded = Vec::new();
-        for h in handles {
-            loaded.push(h.await.expect("task"));
-        }
-        let secs = start.elapsed().as_secs_f64();
+        let m = measure(cluster.clone(), 1, file, n, 50).await;
         println!(
-            "tiny tasks: one at a time p50 {p50:?} p99 {p99:?} (target p50 <= 5ms); \
-             {in_flight} in flight: {:.0} tasks/s (target >= 2000), p50 {:?} p99 {:?}",
-            n as f64 / secs,
-            percentile(&mut loaded, 50.0),
-            percentile(&mut loaded, 99.0),
+            "tiny tasks: one at a time p50 {:?} p99 {:?} (target p50 <= 5ms); \
+             64 in flight: {:.0} tasks/s (target >= 2000), p50 {:?} p99 {:?}",
+            m.p50, m.p99, m.rate, m.loaded_p50, m.loaded_p99,
         );
         if let Ok(c) = Arc::try_unwrap(cluster) {
             c.shutdown().await;
@@ -202,9 +142,26 @@ fn tiny_tasks(rt: &tokio::runtime::Runtime) {
     });
 }
 
-/// Latency one at a time (p50) and throughput with 64 in flight of tiny
-/// tasks from node 0 to `to`.
-async fn measure(cluster: Arc<Cluster>, to: usize, file: Vec<u8>, n: usize) -> (Duration, f64) {
+/// What [`measure`] found.
+struct Measured {
+    /// One at a time.
+    p50: Duration,
+    p99: Duration,
+    /// 64 in flight.
+    rate: f64,
+    loaded_p50: Duration,
+    loaded_p99: Duration,
+}
+
+/// Tiny tasks from node 0 to node `to`, after `warm` unmeasured ones:
+/// latency one at a time, then throughput and latency with 64 in flight.
+async fn measure(
+    cluster: Arc<Cluster>,
+    to: usize,
+    file: Vec<u8>,
+    n: usize,
+    warm: usize,
+) -> Measured {
     let worker = cluster.node(to).peer_id();
     let one = move |cluster: Arc<Cluster>, file: Vec<u8>| async move {
         let start = Instant::now();
@@ -223,14 +180,13 @@ async fn measure(cluster: Arc<Cluster>, to: usize, file: Vec<u8>, n: usize) -> (
         );
         start.elapsed()
     };
-    for _ in 0..20 {
+    for _ in 0..warm {
         one(cluster.clone(), file.clone()).await;
     }
     let mut lat = Vec::new();
     for _ in 0..(n / 4).max(100) {
         lat.push(one(cluster.clone(), file.clone()).await);
     }
-    let p50 = percentile(&mut lat, 50.0);
     let sem = Arc::new(tokio::sync::Semaphore::new(64));
     let start = Instant::now();
     let mut handles = Vec::new();
@@ -243,10 +199,18 @@ async fn measure(cluster: Arc<Cluster>, to: usize, file: Vec<u8>, n: usize) -> (
             d
         }));
     }
+    let mut loaded = Vec::new();
     for h in handles {
-        h.await.expect("task");
+        loaded.push(h.await.expect("task"));
     }
-    (p50, n as f64 / start.elapsed().as_secs_f64())
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    Measured {
+        p50: percentile(&mut lat, 50.0),
+        p99: percentile(&mut lat, 99.0),
+        rate,
+        loaded_p50: percentile(&mut loaded, 50.0),
+        loaded_p99: percentile(&mut loaded, 99.0),
+    }
 }
 
 fn paid_tasks(rt: &tokio::runtime::Runtime) {
@@ -286,13 +250,17 @@ fn paid_tasks(rt: &tokio::runtime::Runtime) {
             p2pc_tests::guest_bytes("hello"),
             RequestedLimits::default(),
         );
-        let (free_p50, free_rate) = measure(cluster.clone(), 1, file.clone(), n).await;
-        let (paid_p50, paid_rate) = measure(cluster.clone(), 2, file, n).await;
+        let free = measure(cluster.clone(), 1, file.clone(), n, 20).await;
+        let paid = measure(cluster.clone(), 2, file, n, 20).await;
         println!(
-            "unpaid: p50 {free_p50:?}, {free_rate:.0} tasks/s; paid: p50 {paid_p50:?}, \
-             {paid_rate:.0} tasks/s; paid/unpaid throughput {:.2}x, p50 {:.2}x (target >= 0.5x)",
-            paid_rate / free_rate,
-            free_p50.as_secs_f64() / paid_p50.as_secs_f64(),
+            "unpaid: p50 {:?}, {:.0} tasks/s; paid: p50 {:?}, {:.0} tasks/s; \
+             paid/unpaid throughput {:.2}x, p50 {:.2}x (target >= 0.5x)",
+            free.p50,
+            free.rate,
+            paid.p50,
+            paid.rate,
+            paid.rate / free.rate,
+            free.p50.as_secs_f64() / paid.p50.as_secs_f64(),
         );
         if let Ok(c) = Arc::try_unwrap(cluster) {
             c.shutdown().await;

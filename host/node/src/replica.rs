@@ -309,21 +309,7 @@ impl Replica {
                 let mut l = inner.lock();
                 let key = inner.signer.key();
                 let op = l.state().draft(key, time_ms, body);
-                match l.state().check(&op) {
-                    Insert::Applied(_) => {}
-                    Insert::Waiting => {
-                        return Err(Error::Ledger(
-                            "this account's chain is waiting for an earlier op; try again once it applies".into(),
-                        ));
-                    }
-                    Insert::Rejected(Reject::Insufficient { has, needs }) => {
-                        return Err(Error::Ledger(format!(
-                            "not enough credits: {needs} needed, {has} available"
-                        )));
-                    }
-                    Insert::Rejected(r) => return Err(Error::Ledger(format!("refused: {r}"))),
-                    other => return Err(Error::Ledger(format!("refused: {other:?}"))),
-                }
+                checked(l.state(), &op)?;
                 l.insert_checked(op.clone())
                     .map_err(|e| Error::Ledger(e.to_string()))?;
                 // Counted under the lock, so the count follows the journal.
@@ -732,6 +718,22 @@ fn now_ms() -> u64 {
     crate::messages::now_unix_ms()
 }
 
+/// Checks a draft before it is stored: a refused op would still take its
+/// place in the chain (and stall every op after it).
+fn checked(state: &CreditManager, op: &Op) -> Result<()> {
+    match state.check(op) {
+        Insert::Applied(_) => Ok(()),
+        Insert::Waiting => Err(Error::Ledger(
+            "this account's chain is waiting for an earlier op; try again once it applies".into(),
+        )),
+        Insert::Rejected(Reject::Insufficient { has, needs }) => Err(Error::Ledger(format!(
+            "not enough credits: {needs} needed, {has} available"
+        ))),
+        Insert::Rejected(r) => Err(Error::Ledger(format!("refused: {r}"))),
+        other => Err(Error::Ledger(format!("refused: {other:?}"))),
+    }
+}
+
 /// What `account` can spend now: its balance and its unclaimed credits.
 fn available(state: &CreditManager, account: &PublicKey) -> u64 {
     state
@@ -950,22 +952,7 @@ pub fn query(
                     amount: *amount,
                 },
             );
-            // Checked before it is stored: a refused op would still take
-            // its place in the chain.
-            match state.check(&op) {
-                Insert::Applied(_) => {}
-                Insert::Waiting => {
-                    return Err(Error::Ledger(
-                        "this account's chain is waiting for an earlier op; try again once it applies".into(),
-                    ));
-                }
-                Insert::Rejected(Reject::Insufficient { has, needs }) => {
-                    return Err(Error::Ledger(format!(
-                        "insufficient credits: {has} spendable, {needs} needed"
-                    )));
-                }
-                other => return Err(Error::Ledger(format!("transfer refused: {other:?}"))),
-            }
+            checked(state, &op)?;
             let id = op.id();
             let r = ledger
                 .insert(op.clone())

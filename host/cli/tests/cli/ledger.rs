@@ -162,7 +162,7 @@ fn ledger_commands_through_a_running_node_and_on_a_stopped_one() {
         );
         assert_eq!(out.status.code(), Some(2));
         assert!(
-            text(&out.stderr).contains("insufficient credits: 999958 spendable, 99999999 needed"),
+            text(&out.stderr).contains("not enough credits: 99999999 needed, 999958 available"),
             "{}",
             text(&out.stderr)
         );
