@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use p2pc_crypto::{BundleFile, Envelope, PublicKey, TrustPolicy};
-use p2pc_ledger::{FUEL_PER_PRICE_UNIT, cost};
+use p2pc_ledger::{FUEL_PER_PRICE_UNIT, TaskHold, cost};
 use p2pc_net::{Client, PeerId, RequestFailure};
 use p2pc_sandbox::{Limits, LogLevel, LogLine};
 use p2pc_store::{Cid, JobWrite, Store};
@@ -998,16 +998,16 @@ impl Inner {
         let hold = match (&paid, &self.payments) {
             (Some(p), Some(pay)) => {
                 let op = pay
-                    .hold(
-                        key,
-                        p.arbiter,
-                        p.price,
-                        p.fuel,
-                        p.window_ms,
-                        p.collateral,
-                        digest,
-                        spec.deadline_unix_ms,
-                    )
+                    .hold(TaskHold {
+                        worker: key,
+                        arbiter: p.arbiter,
+                        price: p.price,
+                        fuel_limit: p.fuel,
+                        window_ms: p.window_ms,
+                        collateral: p.collateral,
+                        task: digest,
+                        deadline_ms: spec.deadline_unix_ms,
+                    })
                     .await
                     .map_err(|e| Error::Submit(format!("the task's hold was refused: {e}")))?;
                 let id = op.id();

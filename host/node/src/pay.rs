@@ -308,33 +308,12 @@ impl Payments {
         self.schedule(at, Action::AwaitSettle { escrow, try_no: 0 });
     }
 
-    /// Owner: a task hold for a task whose envelope hashes to `digest`.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the terms of one hold or exchange, each named"
-    )]
-    pub(crate) async fn hold(
-        &self,
-        worker: PublicKey,
-        arbiter: PublicKey,
-        price: u64,
-        fuel_limit: u64,
-        window_ms: u64,
-        collateral: u64,
-        digest: [u8; 32],
-        deadline_ms: u64,
-    ) -> Result<Op> {
-        let body = Body::TaskHold(TaskHold {
-            worker,
-            arbiter,
-            price,
-            fuel_limit,
-            window_ms,
-            collateral,
-            task: digest,
-            deadline_ms,
-        });
-        self.inner.replica.sign(now_unix_ms(), body).await
+    /// Owner: signs a task hold on these terms.
+    pub(crate) async fn hold(&self, terms: TaskHold) -> Result<Op> {
+        self.inner
+            .replica
+            .sign(now_unix_ms(), Body::TaskHold(terms))
+            .await
     }
 
     /// Owner: answers a verified receipt with co-signatures on its
