@@ -736,9 +736,12 @@ impl Payments {
         let Some(e) = self.inner.replica.escrow(escrow).await? else {
             return Ok(());
         };
-        let Some((_, Outcome::Pay { .. }, at)) = e.settled else {
+        let at = match e.settled {
+            Some((_, Outcome::Pay { .. }, at)) => at,
+            // Refunded after all: nothing to confirm for the worker.
+            Some(_) => return Ok(()),
             // Step 1 written but not applied here yet.
-            return Err(Error::Ledger("settlement not applied yet".into()));
+            None => return Err(Error::Ledger("settlement not applied yet".into())),
         };
         if e.finalised.is_some() {
             lock(&self.inner.confirms).remove(&escrow);
