@@ -45,6 +45,7 @@ mod config;
 mod determinism;
 mod executor;
 mod limiter;
+pub mod mapreduce;
 mod pipe;
 mod state;
 mod task;

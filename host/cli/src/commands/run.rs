@@ -256,7 +256,18 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             args: argv.clone(),
         };
         let report = match program.world() {
-            World::MapReduce => map_reduce(&executor, &program, &input, args.shards, task).await,
+            World::MapReduce => {
+                // Owned, as each map runs in a task of its own.
+                let argv = Arc::new(argv.clone());
+                let task = move |call: Call| Task {
+                    mode: fixed.unwrap_or_else(|| Mode::for_call(&component_hash, &call, &argv)),
+                    call,
+                    limits,
+                    grants,
+                    args: argv.to_vec(),
+                };
+                map_reduce(&executor, &program, &input, args.shards, task).await
+            }
             World::Job | World::Command => Report::from_outcome(
                 Some(program.world()),
                 executor.run(&program, task(Call::Run(input))).await,
@@ -418,30 +429,25 @@ fn default_cache_dir() -> Option<PathBuf> {
     crate::context::xdg_dir("XDG_CACHE_HOME", ".cache").map(|d| d.join("components"))
 }
 
-/// Runs `map` over every shard at once, then `reduce` over the map outputs.
+/// Runs `map` over every shard at once, then `reduce` over the map outputs
+/// (`p2pc_sandbox::mapreduce`, as a node runs a sharded job).
 async fn map_reduce(
     executor: &WasmExecutor,
     program: &Arc<Program>,
     input: &[u8],
     shards: u32,
-    task: impl Fn(Call) -> Task,
+    task: impl Fn(Call) -> Task + Clone + Send + Sync + 'static,
 ) -> Report {
+    use p2pc_sandbox::mapreduce;
     let start = Instant::now();
-    let mut maps = tokio::task::JoinSet::new();
-    for (i, shard) in p2pc_types::split_at_lines(input, shards as usize)
-        .into_iter()
-        .enumerate()
-    {
-        let (executor, program, task) = (
-            executor.clone(),
-            program.clone(),
-            task(Call::Map(shard.to_vec())),
-        );
-        maps.spawn(async move { (i, executor.run(&program, task).await) });
-    }
-    let mut outcomes = maps.join_all().await;
-    outcomes.sort_by_key(|(i, _)| *i);
-
+    let (executor, program) = (executor.clone(), program.clone());
+    let call = move |_: mapreduce::Step, call: Call| {
+        let (executor, program, task) = (executor.clone(), program.clone(), task(call));
+        async move { executor.run(&program, task).await }
+    };
+    let output = |o: &Outcome| o.result.as_ref().ok().cloned();
+    let steps = mapreduce::run(input, shards as usize, call, output).await;
+    let failed = mapreduce::failure(&steps, output);
     let mut total = Report {
         world: Some(World::MapReduce),
         executor: "wasm",
@@ -451,26 +457,24 @@ async fn map_reduce(
         logs: Vec::new(),
         tasks: 0,
     };
-    let mut outputs = Vec::with_capacity(outcomes.len());
-    for (i, outcome) in outcomes {
+    for outcome in steps.all() {
         total.add_usage(&outcome.usage);
-        total.logs.extend(outcome.logs);
-        total.stderr.extend(outcome.stderr);
-        match outcome.result {
-            Ok(out) => outputs.push(out),
-            Err(e) if total.result.is_ok() => {
-                total.result = Err((Some(format!("map of shard {i}")), e))
+        total.logs.extend(outcome.logs.iter().cloned());
+        total.stderr.extend(&outcome.stderr);
+    }
+    total.result = match failed {
+        None => Ok(steps.reduce.and_then(|r| r.result.ok()).unwrap_or_default()),
+        Some(step) => {
+            let outcome = match step {
+                mapreduce::Step::Map(i) => steps.maps.into_iter().nth(i),
+                mapreduce::Step::Reduce => steps.reduce,
+            };
+            match outcome.map(|o| o.result) {
+                Some(Err(e)) => Err((Some(step.to_string()), e)),
+                _ => Ok(Vec::new()),
             }
-            Err(_) => {}
         }
-    }
-    if total.result.is_ok() {
-        let reduce = executor.run(program, task(Call::Reduce(outputs))).await;
-        total.add_usage(&reduce.usage);
-        total.logs.extend(reduce.logs);
-        total.stderr.extend(reduce.stderr);
-        total.result = reduce.result.map_err(|e| (Some("reduce".into()), e));
-    }
+    };
     total.usage.wall_time = start.elapsed();
     total
 }
