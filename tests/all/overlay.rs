@@ -65,6 +65,9 @@ fn five_nodes_discover_each_other_share_blobs_and_run_remote_tasks() {
                 budget: None,
                 max_price: None,
                 window: None,
+                shards: None,
+                lease: None,
+                max_attempts: None,
             })
             .await
             .expect("submit");
@@ -115,6 +118,9 @@ fn large_outputs_and_inputs_travel_as_blobs() {
                 budget: None,
                 max_price: None,
                 window: None,
+                shards: None,
+                lease: None,
+                max_attempts: None,
             })
             .await
             .expect("submit");
@@ -200,6 +206,9 @@ fn untrusted_replayed_and_tampered_tasks_are_refused_with_clear_errors() {
                 budget: None,
                 max_price: None,
                 window: None,
+                shards: None,
+                lease: None,
+                max_attempts: None,
             })
             .await
             .expect("submit");
@@ -333,6 +342,9 @@ fn a_worker_that_dies_mid_task_gives_a_clear_error_before_the_deadline() {
                 budget: None,
                 max_price: None,
                 window: None,
+                shards: None,
+                lease: None,
+                max_attempts: None,
             })
             .await
             .expect("submit");

@@ -24,6 +24,9 @@ fn submission(file: &[u8], input: &[u8], to: &ComputeNode) -> Submission {
         budget: None,
         max_price: None,
         window: None,
+        shards: None,
+        lease: None,
+        max_attempts: None,
     }
 }
 
@@ -457,6 +460,9 @@ fn a_peers_wasm_task_runs_in_an_isolated_worker_process() {
                 budget: None,
                 max_price: None,
                 window: None,
+                shards: None,
+                lease: None,
+                max_attempts: None,
                 ..submission(&spec_file, b"the cat the hat", cluster.node(1))
             })
             .await
@@ -474,6 +480,9 @@ fn a_peers_wasm_task_runs_in_an_isolated_worker_process() {
                 budget: None,
                 max_price: None,
                 window: None,
+                shards: None,
+                lease: None,
+                max_attempts: None,
                 ..submission(&spec_file, &reduce_input, cluster.node(1))
             })
             .await

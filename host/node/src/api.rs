@@ -20,6 +20,8 @@ pub enum Request {
     Status,
     /// The peers connected: `Vec<p2pc_net::PeerInfo>`.
     Peers,
+    /// Stop taking new tasks; those running finish: [`Drained`].
+    Drain,
     /// Store the file at `path` as a blob and announce it:
     /// `p2pc_store::BlobInfo`.
     Put {
@@ -96,9 +98,19 @@ pub struct SubmitRequest {
     /// minimum if absent.
     #[serde(default)]
     pub window_ms: Option<u64>,
+    /// For a map-reduce component, the number of shards (map tasks).
+    #[serde(default)]
+    pub shards: Option<u32>,
     /// Arguments for the program, after the bundle's own.
     #[serde(default)]
     pub args: Vec<String>,
+}
+
+/// The answer to [`Request::Drain`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drained {
+    /// Tasks still running (they finish; none is taken after them).
+    pub running: u64,
 }
 
 /// The answer to [`Request::Submit`].

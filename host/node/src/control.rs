@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::api::{Exported, Request, Submitted};
 use crate::network::Submission;
@@ -232,6 +232,13 @@ fn to_json(value: &impl Serialize) -> Value {
 async fn command(services: &Services, request: Request) -> Result<Value> {
     Ok(match request {
         Request::Status => to_json(&services.status().await?),
+        Request::Drain => {
+            let running = services.worker.drain();
+            info!(running, "draining: no new task is taken");
+            to_json(&crate::api::Drained {
+                running: running as u64,
+            })
+        }
         Request::Peers => to_json(&services.client.peers().await?),
         Request::Put { path } => to_json(&put_file(services, path).await?),
         Request::Fetch { cid, from } => {
@@ -275,6 +282,9 @@ async fn command(services: &Services, request: Request) -> Result<Value> {
                     budget: s.budget,
                     max_price: s.max_price,
                     window: s.window_ms.map(Duration::from_millis),
+                    shards: s.shards,
+                    lease: None,
+                    max_attempts: None,
                 })
                 .await?;
             to_json(&Submitted { job })

@@ -34,6 +34,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+mod attempts;
 mod config;
 mod control;
 mod fetch;
@@ -54,7 +55,8 @@ pub use config::{
 pub use control::{Control, SOCKET_FILE, TOKEN_FILE, ensure_token};
 pub use fetch::{FetchError, FetchStats, WINDOW, fetch};
 pub use network::{
-    JobInfo, JobLogs, JobProgress, JobState, MAX_LIVE_JOBS, RECENT_JOBS, Submission, TaskInfo,
+    DEFAULT_ATTEMPTS, DEFAULT_LEASE, JobInfo, JobLogs, JobProgress, JobState, MAX_LIVE_JOBS,
+    MAX_SHARDS, RECENT_JOBS, Submission, TaskInfo,
 };
 pub use node::{ComputeNode, Status};
 pub use replica::{BLOCK_SCORE, LEDGER_TOPIC, op_view, open_ledger, query};

@@ -110,6 +110,11 @@ pub struct TaskSpec {
     /// tasks from before map and reduce mean what they meant.
     #[prost(enumeration = "CallKind", tag = "12")]
     pub call: i32,
+    /// The task's lease in milliseconds: the worker reports progress or a
+    /// keep-alive at least every third of it, and the submitter gives the
+    /// task up (and places it elsewhere) after a lease of silence. 0: none.
+    #[prost(uint64, tag = "13")]
+    pub lease_ms: u64,
 }
 
 /// One line a job logged, as a receipt carries it.
@@ -136,7 +141,7 @@ pub struct Progress {
     /// Units done, as the job reported them (`host.progress`).
     #[prost(uint64, tag = "3")]
     pub done: u64,
-    /// Units in all.
+    /// Units in all. 0 with `done` 0: a keep-alive, no progress known.
     #[prost(uint64, tag = "4")]
     pub total: u64,
 }
@@ -239,6 +244,9 @@ pub struct Advert {
     /// Whether this node arbitrates ([`Arbitrate`] requests).
     #[prost(bool, tag = "13")]
     pub arbiter: bool,
+    /// Draining: it finishes what it runs and takes no new task.
+    #[prost(bool, tag = "14")]
+    pub draining: bool,
 }
 
 /// A task-protocol request.

@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use p2pc_crypto::{BundleFile, Envelope, PublicKey, TrustPolicy};
-use p2pc_ledger::{FUEL_PER_PRICE_UNIT, TaskHold, cost};
+use p2pc_crypto::{BundleFile, Envelope, PublicKey, RequestedLimits, TrustPolicy};
+use p2pc_ledger::{FUEL_PER_PRICE_UNIT, OpId, TaskHold, cost};
 use p2pc_net::{Client, PeerId, RequestFailure};
 use p2pc_sandbox::{Limits, LogLevel, LogLine};
 use p2pc_store::{Cid, JobWrite, Store};
@@ -34,15 +34,22 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use crate::attempts::{Effect, Event, Task};
 use crate::messages::{
-    ADVERT_KIND, Advert, CallKind, INLINE_BYTES, PROGRESS_KIND, Progress, Receipt, TASK_KIND,
-    TaskReply, TaskRequest, TaskSpec, blob_id, check_receipt, now_unix_ms,
+    ADVERT_KIND, Advert, CallKind, INLINE_BYTES, PROGRESS_KIND, Progress, Receipt, ReduceInput,
+    TASK_KIND, TaskReply, TaskRequest, TaskSpec, blob_id, check_receipt, now_unix_ms,
 };
 use crate::pay::Payments;
 use crate::signer::Signer;
 use crate::worker::announce;
 use crate::{Error, Result};
 
+/// A task silent this long (no progress, no keep-alive) is lost.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
+/// Attempts per task unless a job says otherwise.
+pub const DEFAULT_ATTEMPTS: u32 = 3;
+/// Shards a job may ask for at most.
+pub const MAX_SHARDS: u32 = 1024;
 /// Jobs running at once on this node, at most; a submission past it is
 /// refused with a clear error.
 pub const MAX_LIVE_JOBS: usize = 10_000;
@@ -175,6 +182,41 @@ pub struct TaskInfo {
     /// (paid once the challenge window closes).
     #[serde(default)]
     pub cost: Option<u64>,
+    /// Which step of the job: `run`, `map 3` (shard 3), `reduce`.
+    #[serde(default)]
+    pub step: String,
+    /// `running`, `done`, `lost` (given up: silent past its lease, refused,
+    /// or its connection closed) or `failed` (never sent).
+    #[serde(default)]
+    pub state: String,
+    /// The receipt's outcome (`ok` or an error code), once it came.
+    #[serde(default)]
+    pub outcome: Option<String>,
+    /// The error's message, or why the attempt was lost.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Fuel the worker reports.
+    #[serde(default)]
+    pub fuel_used: Option<u64>,
+}
+
+impl TaskInfo {
+    fn new(task_id: String, attempt: u32, step: &str) -> Self {
+        Self {
+            task_id,
+            attempt,
+            worker: None,
+            escrow: None,
+            locked: None,
+            price: None,
+            cost: None,
+            step: step.to_owned(),
+            state: "running".into(),
+            outcome: None,
+            message: None,
+            fuel_used: None,
+        }
+    }
 }
 
 /// A job's logs, as its worker's receipt carried them.
@@ -218,6 +260,15 @@ pub struct Submission {
     /// The challenge window the hold carries; the genesis's minimum if
     /// `None`.
     pub window: Option<Duration>,
+    /// For a map-reduce component: split the input into at most this many
+    /// shards, each a map task on its own worker, then one reduce task.
+    /// `None`: one shard.
+    pub shards: Option<u32>,
+    /// A task silent this long is given up and placed elsewhere
+    /// ([`DEFAULT_LEASE`] if `None`).
+    pub lease: Option<Duration>,
+    /// Attempts per task at most ([`DEFAULT_ATTEMPTS`] if `None`).
+    pub max_attempts: Option<u32>,
 }
 
 impl Submission {
@@ -234,6 +285,9 @@ impl Submission {
             budget: None,
             max_price: None,
             window: None,
+            shards: None,
+            lease: None,
+            max_attempts: None,
         }
     }
 }
@@ -265,8 +319,17 @@ struct JobWriteItem {
 /// must match.
 struct Live {
     info: watch::Sender<JobInfo>,
-    /// The worker's key and the task envelope's digest, once sent.
-    task: Option<(PublicKey, [u8; 32])>,
+}
+
+/// A task sent and not yet answered: whom it went to, and when it was
+/// last heard from (its lease).
+struct Watch {
+    job: String,
+    worker: PublicKey,
+    digest: [u8; 32],
+    heard: tokio::time::Instant,
+    /// A job of one task shows its task's progress.
+    single: bool,
 }
 
 /// A handle on the jobs service. Cheap to clone.
@@ -283,6 +346,8 @@ struct Inner {
     payments: Option<Payments>,
     adverts: Mutex<HashMap<PeerId, (PublicKey, Advert)>>,
     live: Mutex<HashMap<String, Live>>,
+    /// Tasks in flight, by task id.
+    watches: Mutex<HashMap<Vec<u8>, Watch>>,
     recent: Mutex<(VecDeque<String>, HashMap<String, JobInfo>)>,
     /// Outputs reported but not yet committed by the writer.
     pending: Mutex<HashMap<Cid, Bytes>>,
@@ -324,6 +389,7 @@ impl Network {
             payments,
             adverts: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
+            watches: Mutex::new(HashMap::new()),
             recent: Mutex::new((VecDeque::new(), HashMap::new())),
             pending: Mutex::new(HashMap::new()),
             pending_logs: Mutex::new(HashMap::new()),
@@ -410,17 +476,20 @@ impl Network {
         let Ok(report) = Progress::decode(opened.payload) else {
             return refuse("malformed", "malformed progress report");
         };
-        let job = hex::encode(&report.task_id);
-        let live = lock(&self.inner.live);
-        let Some(entry) = live.get(&job) else {
+        let mut watches = lock(&self.inner.watches);
+        let Some(w) = watches.get_mut(&report.task_id) else {
             return refuse("unknown_task", "no running task of that id here");
         };
-        match entry.task {
-            Some((worker, digest))
-                if worker == opened.author
-                    && worker.peer_id() == peer
-                    && report.task_digest == digest =>
-            {
+        if w.worker != opened.author || w.worker.peer_id() != peer || report.task_digest != w.digest
+        {
+            return refuse("wrong_worker", "the task went to another worker");
+        }
+        w.heard = tokio::time::Instant::now();
+        // 0 of 0 is a keep-alive.
+        if w.single && report.total > 0 {
+            let job = w.job.clone();
+            drop(watches);
+            if let Some(entry) = lock(&self.inner.live).get(&job) {
                 let progress = JobProgress {
                     done: report.done,
                     total: report.total,
@@ -428,10 +497,9 @@ impl Network {
                 entry
                     .info
                     .send_modify(|info| info.progress = Some(progress));
-                TaskReply::default()
             }
-            _ => refuse("wrong_worker", "the task went to another worker"),
         }
+        TaskReply::default()
     }
 
     /// A job's record.
@@ -620,9 +688,77 @@ impl Network {
         for cid in stored {
             announce(&self.inner.client, cid);
         }
-        let mut id = [0u8; 16];
-        getrandom::fill(&mut id).map_err(|e| Error::Io(format!("no randomness: {e}")))?;
-        let job_id = hex::encode(id);
+        let job_id = random_id()?;
+        let requested = verified.manifest.limits.unwrap_or_default();
+        let sharded =
+            verified.manifest.world == "p2pc:job/map-reduce" && submission.call == CallKind::Run;
+        let shards = match (submission.shards, sharded) {
+            (Some(n), false) if n > 1 => {
+                return Err(Error::Submit(format!(
+                    "--shards needs a map-reduce component; {} is {}",
+                    verified.manifest.name, verified.manifest.world
+                )));
+            }
+            (Some(0), _) => return Err(Error::Submit("--shards must be at least 1".into())),
+            (Some(n), _) if n > MAX_SHARDS => {
+                return Err(Error::Submit(format!(
+                    "--shards {n} is more than {MAX_SHARDS}"
+                )));
+            }
+            (n, true) => Some(n.unwrap_or(1) as usize),
+            (_, false) => None,
+        };
+        let tasks_in_job =
+            shards.map_or(1, |n| p2pc_types::split_at_lines(&input_bytes, n).len() + 1);
+        let terms = Terms {
+            to: submission.to,
+            // A job's budget is shared by its tasks alike.
+            budget: submission
+                .budget
+                .map(|b| b / u64::try_from(tasks_in_job).unwrap_or(u64::MAX).max(1)),
+            max_price: submission.max_price,
+            window: submission.window,
+        };
+        let plan = Arc::new(JobPlan {
+            job: job_id.clone(),
+            bundle,
+            requested,
+            args: submission.args.clone(),
+            deadline,
+            terms,
+            lease: submission.lease.unwrap_or(DEFAULT_LEASE),
+            max_attempts: submission.max_attempts.unwrap_or(DEFAULT_ATTEMPTS).max(1) as usize,
+            single: shards.is_none(),
+            busy: Mutex::new(HashMap::new()),
+        });
+        // A job that cannot be placed or paid fails here, before anything
+        // is sent or locked, and leaves no record.
+        let first_call = if shards.is_some() {
+            CallKind::Map
+        } else {
+            submission.call
+        };
+        let probe = plan.spec(
+            first_call,
+            input,
+            inline.then(|| input_bytes.clone()),
+            vec![0; 16],
+        );
+        let chosen = self
+            .inner
+            .place(&probe, &plan.terms, &HashSet::new(), &plan.busy)
+            .await?;
+        if let (Some(paid), Some(pay)) = (&chosen.paid, &self.inner.payments) {
+            let need = paid.locked.saturating_mul(tasks_in_job as u64);
+            let available = pay.replica().available(self.inner.signer.public()).await?;
+            if tasks_in_job > 1 && available < need {
+                return Err(Error::Submit(format!(
+                    "not enough credits: the job's {tasks_in_job} tasks lock {need} in all \
+                     ({} each) and this account has {available} available; nothing was sent",
+                    paid.locked
+                )));
+            }
+        }
         let info = JobInfo {
             id: job_id.clone(),
             name: verified.manifest.name.clone(),
@@ -634,45 +770,8 @@ impl Network {
             finished_unix_ms: None,
             status: JobState::Submitted,
             progress: None,
-            tasks: vec![TaskInfo {
-                task_id: job_id.clone(),
-                attempt: 1,
-                worker: None,
-                escrow: None,
-                locked: None,
-                price: None,
-                cost: None,
-            }],
+            tasks: Vec::new(),
         };
-        let requested = verified.manifest.limits.unwrap_or_default();
-        let spec = TaskSpec {
-            task_id: id.to_vec(),
-            bundle: bundle.as_bytes().to_vec(),
-            input: input.as_bytes().to_vec(),
-            fuel: requested.fuel,
-            memory: requested.memory_bytes,
-            timeout_ms: requested.timeout_ms,
-            output: requested.output_bytes,
-            deadline_unix_ms: deadline,
-            worker: Vec::new(),
-            inline_input: if inline {
-                input_bytes.into()
-            } else {
-                Bytes::new()
-            },
-            args: submission.args.clone(),
-            call: submission.call as i32,
-        };
-        let terms = Terms {
-            to: submission.to,
-            timeout: submission.timeout,
-            budget: submission.budget,
-            max_price: submission.max_price,
-            window: submission.window,
-        };
-        // A job that cannot be placed or paid fails here, before anything
-        // is sent or locked, and leaves no record.
-        let chosen = self.inner.place(&spec, &terms).await?;
         let (state, _) = watch::channel(info.clone());
         {
             // Checked again where it counts: other submissions ran since.
@@ -682,21 +781,24 @@ impl Network {
                     "this node already runs {MAX_LIVE_JOBS} jobs; wait for some to finish"
                 )));
             }
-            live.insert(
-                job_id.clone(),
-                Live {
-                    info: state,
-                    task: None,
-                },
-            );
+            live.insert(job_id.clone(), Live { info: state });
         }
         self.inner.kept.fetch_add(1, Ordering::Relaxed);
         self.inner.write(info, None, None).await;
-        let this = self.clone();
+        let inner = self.inner.clone();
         let job = job_id.clone();
+        let call = submission.call;
         tokio::spawn(async move {
-            let ran = this.inner.run_job(&job, spec, chosen, terms.timeout).await;
-            if this.inner.stopping.load(Ordering::Relaxed) {
+            let ran = match shards {
+                Some(n) => inner.run_sharded(&plan, &input_bytes, n).await,
+                None => {
+                    let task = inner
+                        .run_task(&plan, "run", call, input_bytes, Some(chosen))
+                        .await;
+                    task.ended
+                }
+            };
+            if inner.stopping.load(Ordering::Relaxed) {
                 // `stop` has ended the job as lost.
                 return;
             }
@@ -711,7 +813,7 @@ impl Network {
                 ),
             };
             info!(%job, state = ?end, "job finished");
-            this.inner.finish(&job, end, logs, output).await;
+            inner.finish(&job, end, logs, output).await;
         });
         Ok(job_id)
     }
@@ -723,7 +825,6 @@ type Ended = (JobState, Option<JobLogs>, Option<(Cid, Bytes)>);
 /// How a job is to be placed and paid.
 struct Terms {
     to: Option<PeerId>,
-    timeout: Duration,
     budget: Option<u64>,
     max_price: Option<u64>,
     window: Option<Duration>,
@@ -734,6 +835,126 @@ struct Placement {
     worker: PeerId,
     key: PublicKey,
     paid: Option<Paid>,
+}
+
+/// What one task of a job came to.
+struct TaskOutcome {
+    ended: Result<Ended>,
+    /// Its output's bytes, when it succeeded and they were asked for (a
+    /// map's, for the reduce).
+    output: Option<Vec<u8>>,
+}
+
+impl TaskOutcome {
+    fn failed(e: impl Into<Error>) -> Self {
+        Self {
+            ended: Err(e.into()),
+            output: None,
+        }
+    }
+
+    /// `end`, with its output's bytes read if `want_bytes`.
+    async fn from_ended(inner: &Inner, end: Ended, want_bytes: bool) -> Self {
+        let mut output = None;
+        if want_bytes
+            && let JobState::Done {
+                outcome,
+                output: Some(cid),
+                ..
+            } = &end.0
+            && outcome == "ok"
+        {
+            output = match &end.2 {
+                Some((_, bytes)) => Some(bytes.to_vec()),
+                None => match cid.parse::<Cid>() {
+                    Ok(cid) => {
+                        let store = inner.store.clone();
+                        match crate::blocking(move || store.get_bytes(&cid)).await {
+                            Ok(b) => Some(b),
+                            Err(e) => return Self::failed(e),
+                        }
+                    }
+                    Err(_) => None,
+                },
+            };
+        }
+        Self {
+            ended: Ok(end),
+            output,
+        }
+    }
+}
+
+/// An attempt sent.
+struct Sent {
+    worker: PeerId,
+    task_id: Vec<u8>,
+    deadline: u64,
+    /// Its hold: the payments service, the escrow, the window.
+    escrow: Option<(Payments, OpId, u64)>,
+    price: Option<u64>,
+    /// Lost to this node (silent, refused, closed); an answer may still come.
+    given_up: bool,
+}
+
+/// What the tasks of one job share.
+struct JobPlan {
+    job: String,
+    bundle: Cid,
+    requested: RequestedLimits,
+    args: Vec<String>,
+    deadline: u64,
+    terms: Terms,
+    lease: Duration,
+    max_attempts: usize,
+    /// One task (not a map-reduce job): its progress is the job's.
+    single: bool,
+    /// Workers running this job's tasks, and how many each.
+    busy: Mutex<HashMap<PeerId, usize>>,
+}
+
+impl JobPlan {
+    /// A task of this job calling `call` on `input`.
+    fn spec(
+        &self,
+        call: CallKind,
+        input: Cid,
+        inline: Option<Vec<u8>>,
+        task_id: Vec<u8>,
+    ) -> TaskSpec {
+        TaskSpec {
+            task_id,
+            bundle: self.bundle.as_bytes().to_vec(),
+            input: input.as_bytes().to_vec(),
+            fuel: self.requested.fuel,
+            memory: self.requested.memory_bytes,
+            timeout_ms: self.requested.timeout_ms,
+            output: self.requested.output_bytes,
+            deadline_unix_ms: self.deadline,
+            worker: Vec::new(),
+            inline_input: inline.map(Bytes::from).unwrap_or_default(),
+            args: self.args.clone(),
+            call: call as i32,
+            lease_ms: u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// 16 random bytes, hex: a job's id.
+fn random_id() -> Result<String> {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id).map_err(|e| Error::Io(format!("no randomness: {e}")))?;
+    Ok(hex::encode(id))
+}
+
+/// 16 random bytes: a task's id.
+fn random_task_id() -> Vec<u8> {
+    let mut id = [0u8; 16];
+    // Without randomness a clock-derived id still differs per task.
+    if getrandom::fill(&mut id).is_err() {
+        id[..16].copy_from_slice(&u128::from(now_unix_ms()).to_be_bytes());
+    }
+    id.to_vec()
 }
 
 /// What a paid task's hold carries.
@@ -815,28 +1036,18 @@ impl Inner {
         lock(&self.recent).1.get(id).cloned()
     }
 
-    fn set_status(&self, job: &str, status: JobState, task: Option<(PublicKey, [u8; 32])>) {
-        if let Some(live) = lock(&self.live).get_mut(job) {
-            if task.is_some() {
-                live.task = task;
-            }
-            live.info.send_modify(|info| {
-                if let JobState::Running { worker, .. } = &status
-                    && let Some(t) = info.tasks.last_mut()
-                {
-                    t.worker = Some(worker.clone());
-                }
-                info.status = status;
-            });
-        }
-    }
-
     /// Chooses the worker for a task and, on a paid network, what it will
     /// cost: fails at once if nothing suits or the credits are short.
-    async fn place(&self, spec: &TaskSpec, terms: &Terms) -> Result<Placement> {
+    async fn place(
+        &self,
+        spec: &TaskSpec,
+        terms: &Terms,
+        avoid: &HashSet<PeerId>,
+        busy: &Mutex<HashMap<PeerId, usize>>,
+    ) -> Result<Placement> {
         let (worker, advert) = match terms.to {
             Some(p) => (p, self.advert_of(p).await),
-            None => self.choose_worker(terms).await?,
+            None => self.choose_worker(terms, avoid, busy).await?,
         };
         let key = PublicKey::from_peer_id(&worker)
             .ok_or_else(|| Error::Submit(format!("{worker} is not an Ed25519 peer id")))?;
@@ -976,15 +1187,293 @@ impl Inner {
         Advert::decode(opened.payload).ok()
     }
 
-    async fn run_job(
-        &self,
+    /// Runs one task of a job to its end: places it, watches its lease,
+    /// and on a loss places it again elsewhere (up to the job's attempts),
+    /// settling or refunding each attempt's hold (`attempts::Task` decides).
+    /// `first` is a placement already made for the first attempt.
+    async fn run_task(
+        self: &Arc<Self>,
+        plan: &Arc<JobPlan>,
+        step: &str,
+        call: CallKind,
+        input: Vec<u8>,
+        mut first: Option<Placement>,
+    ) -> TaskOutcome {
+        let input_cid = blob_id(&input);
+        let inline = input.len() <= INLINE_BYTES;
+        if !inline {
+            let store = self.store.clone();
+            let bytes = input.clone();
+            match crate::blocking(move || store.put_bytes(&bytes)).await {
+                Ok(_) => announce(&self.client, input_cid),
+                Err(e) => return TaskOutcome::failed(e),
+            }
+        }
+        let mut machine = Task::new(plan.max_attempts);
+        let (tx, mut rx) = mpsc::channel::<(usize, Result<(Ended, Receipt)>)>(plan.max_attempts);
+        let mut running: HashMap<usize, Sent> = HashMap::new();
+        let mut avoid: HashSet<PeerId> = HashSet::new();
+        let mut ended: HashMap<usize, (Ended, Receipt)> = HashMap::new();
+        let mut last_error = Error::Submit("the task was never placed".into());
+        let mut effects = std::collections::VecDeque::from([Effect::Place]);
+        let mut done: Option<usize> = None;
+        loop {
+            while let Some(effect) = effects.pop_front() {
+                match effect {
+                    Effect::Place => {
+                        let spec = plan.spec(
+                            call,
+                            input_cid,
+                            inline.then(|| input.clone()),
+                            random_task_id(),
+                        );
+                        let n = machine.attempts().len();
+                        match self
+                            .send_attempt(plan, step, spec, first.take(), &avoid, n, tx.clone())
+                            .await
+                        {
+                            Ok(sent) => {
+                                machine.start(sent.escrow.is_some());
+                                running.insert(n, sent);
+                            }
+                            Err(e) => {
+                                // Nothing was sent: count it as a lost try.
+                                warn!(job = %plan.job, step, error = %e, "task not placed");
+                                let n = machine.start(false);
+                                self.record(&plan.job, |t| {
+                                    t.push(TaskInfo {
+                                        state: "failed".into(),
+                                        message: Some(e.to_string()),
+                                        ..TaskInfo::new(String::new(), n as u32 + 1, step)
+                                    })
+                                });
+                                last_error = e;
+                                effects.extend(machine.on(Event::Lost { attempt: n }));
+                            }
+                        }
+                    }
+                    Effect::Settle(n) => {
+                        if let (Some(sent), Some((_, receipt))) = (running.get(&n), ended.get(&n))
+                            && let Some((pay, escrow, window)) = &sent.escrow
+                        {
+                            let (pay, escrow, window) = (pay.clone(), *escrow, *window);
+                            let (worker, receipt) = (sent.worker, receipt.clone());
+                            tokio::spawn(async move {
+                                pay.settle(worker, escrow, window, &receipt).await;
+                            });
+                        }
+                    }
+                    Effect::Refund(_) => {}
+                    Effect::Done(n) => done = Some(n),
+                    Effect::Compare { first, late } => {
+                        let out = |n: usize| {
+                            ended
+                                .get(&n)
+                                .map(|(_, r)| (r.output.clone(), r.outcome.clone()))
+                        };
+                        if out(first) != out(late) {
+                            warn!(job = %plan.job, step, first, late,
+                                "two workers gave different answers to one task");
+                            self.record(&plan.job, |t| {
+                                if let Some(ti) = t
+                                    .iter_mut()
+                                    .rev()
+                                    .find(|ti| ti.step == step && ti.attempt == late as u32 + 1)
+                                {
+                                    ti.message = Some(format!(
+                                        "its answer differs from attempt {}'s",
+                                        first + 1
+                                    ));
+                                }
+                            });
+                        }
+                    }
+                    Effect::Fail => {}
+                }
+            }
+            if let Some(n) = done {
+                // Answers still to come (from attempts given up on) are
+                // settled or refunded in the background.
+                let rest: Vec<(usize, Sent)> = running.drain().filter(|(i, _)| *i != n).collect();
+                if !rest.is_empty() {
+                    let this = self.clone();
+                    let job = plan.job.clone();
+                    tokio::spawn(async move {
+                        this.finish_stragglers(&job, rest, rx).await;
+                    });
+                }
+                let (end, _) = ended.remove(&n).expect("a done attempt ended");
+                return TaskOutcome::from_ended(self, end, !plan.single).await;
+            }
+            if machine.failed() && running.values().all(|s| s.given_up) {
+                self.refund_all(running.into_values());
+                return TaskOutcome::failed(last_error);
+            }
+            // The next event: an answer, or a lease running out.
+            let expiry = running
+                .iter()
+                .filter(|(_, s)| !s.given_up)
+                .filter_map(|(n, s)| {
+                    lock(&self.watches)
+                        .get(&s.task_id)
+                        .map(|w| (w.heard + plan.lease, *n))
+                })
+                .min();
+            // A second past the job's deadline, so an attempt's own timeout
+            // (the same deadline) reports first, with its worker named.
+            let deadline = tokio::time::Instant::now()
+                + Duration::from_millis(plan.deadline.saturating_sub(now_unix_ms()))
+                + Duration::from_secs(1);
+            let wake = expiry.map_or(deadline, |(at, _)| at.min(deadline));
+            tokio::select! {
+                answer = rx.recv() => {
+                    let Some((n, answer)) = answer else { continue };
+                    let Some(sent) = running.get_mut(&n) else { continue };
+                    lock(&self.watches).remove(&sent.task_id);
+                    match answer {
+                        Ok((end, receipt)) => {
+                            let in_time = now_unix_ms() <= sent.deadline;
+                            self.record_end(&plan.job, step, n, Ok(&receipt), sent.price);
+                            ended.insert(n, (end, receipt));
+                            effects.extend(machine.on(Event::Receipt { attempt: n, in_time }));
+                        }
+                        Err(e) => {
+                            self.record_end(&plan.job, step, n, Err(&e), sent.price);
+                            if !sent.given_up {
+                                sent.given_up = true;
+                                avoid.insert(sent.worker);
+                                self.release(plan, &sent.worker);
+                            }
+                            self.refund_later(sent);
+                            last_error = e;
+                            effects.extend(machine.on(Event::Lost { attempt: n }));
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(wake) => {
+                    let now = tokio::time::Instant::now();
+                    if now >= deadline {
+                        // The job's timeout: nothing more can be placed.
+                        for n in running.keys() {
+                            machine.on(Event::Deadline { attempt: *n });
+                        }
+                        self.refund_all(running.into_values());
+                        return TaskOutcome::failed(Error::Submit(format!(
+                            "the job's timeout passed before its {step} task finished ({last_error})"
+                        )));
+                    }
+                    if let Some((_, n)) = expiry
+                        && let Some(sent) = running.get_mut(&n)
+                        && lock(&self.watches)
+                            .get(&sent.task_id)
+                            .is_some_and(|w| w.heard + plan.lease <= now)
+                    {
+                        // Silent for a lease: lost. Its answer may still
+                        // come (and be paid) before its deadline.
+                        warn!(job = %plan.job, step, worker = %sent.worker,
+                            "task silent for its lease; placing it elsewhere");
+                        sent.given_up = true;
+                        avoid.insert(sent.worker);
+                        self.release(plan, &sent.worker);
+                        self.record(&plan.job, |t| {
+                            if let Some(ti) = t
+                                .iter_mut()
+                                .rev()
+                                .find(|ti| ti.step == step && ti.attempt == n as u32 + 1)
+                            {
+                                ti.state = "lost".into();
+                                ti.message = Some(format!(
+                                    "silent for its lease ({:?})",
+                                    plan.lease
+                                ));
+                            }
+                        });
+                        last_error = Error::Submit(format!(
+                            "worker {} went silent for its lease",
+                            sent.worker
+                        ));
+                        effects.extend(machine.on(Event::Lost { attempt: n }));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers of attempts given up on, after the task was done: an answer
+    /// in time is paid (its hold's refund is then skipped), any other ends
+    /// in a refund at the deadline, already scheduled.
+    async fn finish_stragglers(
+        self: &Arc<Self>,
         job: &str,
+        mut rest: Vec<(usize, Sent)>,
+        mut rx: mpsc::Receiver<(usize, Result<(Ended, Receipt)>)>,
+    ) {
+        for (_, sent) in &rest {
+            self.refund_later(sent);
+        }
+        while !rest.is_empty() {
+            let Some((n, answer)) = rx.recv().await else {
+                break;
+            };
+            let Some(i) = rest.iter().position(|(m, _)| *m == n) else {
+                continue;
+            };
+            let (_, sent) = rest.swap_remove(i);
+            lock(&self.watches).remove(&sent.task_id);
+            if let (Ok((_, receipt)), Some((pay, escrow, window))) = (answer, &sent.escrow)
+                && now_unix_ms() <= sent.deadline
+            {
+                debug!(%job, worker = %sent.worker, "a worker given up on answered in time: paid");
+                pay.settle(sent.worker, *escrow, *window, &receipt).await;
+            }
+        }
+    }
+
+    /// Schedules the refund of a lost attempt's hold at its deadline
+    /// (skipped if its answer comes in time and is settled first).
+    fn refund_later(&self, sent: &Sent) {
+        if let Some((pay, escrow, _)) = &sent.escrow {
+            pay.refund_at_deadline(*escrow, sent.deadline);
+        }
+    }
+
+    fn refund_all(&self, sent: impl Iterator<Item = Sent>) {
+        for s in sent {
+            lock(&self.watches).remove(&s.task_id);
+            self.refund_later(&s);
+        }
+    }
+
+    /// Frees a worker's place among a job's busy workers.
+    fn release(&self, plan: &JobPlan, worker: &PeerId) {
+        let mut busy = lock(&plan.busy);
+        if let Some(n) = busy.get_mut(worker) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Places, pays for and sends one attempt of a task; its answer comes
+    /// back on `tx` as attempt `n`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one attempt's inputs, each named"
+    )]
+    async fn send_attempt(
+        self: &Arc<Self>,
+        plan: &Arc<JobPlan>,
+        step: &str,
         mut spec: TaskSpec,
-        placement: Placement,
-        timeout: Duration,
-    ) -> Result<Ended> {
-        let started = tokio::time::Instant::now();
+        placement: Option<Placement>,
+        avoid: &HashSet<PeerId>,
+        n: usize,
+        tx: mpsc::Sender<(usize, Result<(Ended, Receipt)>)>,
+    ) -> Result<Sent> {
+        let placement = match placement {
+            Some(p) => p,
+            None => self.place(&spec, &plan.terms, avoid, &plan.busy).await?,
+        };
         let Placement { worker, key, paid } = placement;
+        *lock(&plan.busy).entry(worker).or_insert(0) += 1;
         spec.worker = key.to_bytes().to_vec();
         if let Some(p) = &paid {
             spec.fuel = p.fuel;
@@ -994,8 +1483,10 @@ impl Inner {
             .seal(TASK_KIND, spec.encode_to_vec())
             .encode_to_vec();
         let digest = *blake3::hash(&task_wire).as_bytes();
+        let mut info = TaskInfo::new(hex::encode(&spec.task_id), n as u32 + 1, step);
+        info.worker = Some(worker.to_string());
         // The hold goes first: without it the worker refuses the task.
-        let hold = match (&paid, &self.payments) {
+        let (escrow, hold) = match (&paid, &self.payments) {
             (Some(p), Some(pay)) => {
                 let op = pay
                     .hold(TaskHold {
@@ -1008,84 +1499,236 @@ impl Inner {
                         task: digest,
                         deadline_ms: spec.deadline_unix_ms,
                     })
-                    .await
-                    .map_err(|e| Error::Submit(format!("the task's hold was refused: {e}")))?;
-                let id = op.id();
-                if let Some(live) = lock(&self.live).get(job) {
-                    live.info.send_modify(|info| {
-                        if let Some(t) = info.tasks.last_mut() {
-                            t.escrow = Some(hex::encode(id));
-                            t.locked = Some(p.locked);
-                            t.price = Some(p.price);
-                        }
-                    });
-                }
-                Some((pay.clone(), id, op.to_bytes(), p.window_ms, p.price))
+                    .await;
+                let op = match op {
+                    Ok(op) => op,
+                    Err(e) => {
+                        self.release(plan, &worker);
+                        return Err(Error::Submit(format!("the task's hold was refused: {e}")));
+                    }
+                };
+                info.escrow = Some(hex::encode(op.id()));
+                info.locked = Some(p.locked);
+                info.price = Some(p.price);
+                (Some((pay.clone(), op.id(), p.window_ms)), op.to_bytes())
             }
-            _ => None,
+            _ => (None, Vec::new()),
         };
-        self.set_status(
-            job,
-            JobState::Running {
-                worker: worker.to_string(),
+        lock(&self.watches).insert(
+            spec.task_id.clone(),
+            Watch {
+                job: plan.job.clone(),
+                worker: key,
+                digest,
+                heard: tokio::time::Instant::now(),
+                single: plan.single,
             },
-            Some((key, digest)),
         );
-        let info = lock(&self.live).get(job).map(|l| l.info.borrow().clone());
-        if let Some(info) = info {
-            // Best effort: a record not yet written only means a restart
-            // reports the job as lost before it was sent, not after.
-            let write = Write::Job(Box::new(JobWriteItem {
-                info,
-                logs: None,
-                output: None,
-            }));
-            if let Err(mpsc::error::TrySendError::Full(_)) = self.writes.try_send(write) {
-                debug!(%job, "record writer busy; the running state is not written");
-            }
+        self.record(&plan.job, |t| t.push(info));
+        if let Some(live) = lock(&self.live).get(&plan.job) {
+            live.info.send_modify(|i| {
+                i.status = JobState::Running {
+                    worker: worker.to_string(),
+                }
+            });
         }
         let request = TaskRequest {
             task: task_wire.clone(),
-            hold: hold.as_ref().map(|h| h.2.clone()).unwrap_or_default(),
+            hold,
             ..TaskRequest::default()
         }
         .encode_to_vec();
-        let ran = self
-            .exchange(
-                job, &spec, worker, key, &task_wire, request, started, timeout,
-            )
-            .await;
-        let Some((pay, escrow, _, window_ms, price)) = hold else {
-            return ran.map(|(ended, _)| ended);
-        };
-        match ran {
-            Ok((ended, receipt)) if receipt.escrow == escrow => {
-                let cost = cost(price, receipt.fuel_used, FUEL_PER_PRICE_UNIT);
-                if let Some(live) = lock(&self.live).get(job) {
-                    live.info.send_modify(|info| {
-                        if let Some(t) = info.tasks.last_mut() {
-                            t.cost = cost;
-                        }
+        let this = self.clone();
+        let (job, task_spec) = (plan.job.clone(), spec.clone());
+        let timeout = Duration::from_millis(spec.deadline_unix_ms.saturating_sub(now_unix_ms()));
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let answer = this
+                .exchange(
+                    &job, &task_spec, worker, key, &task_wire, request, started, timeout,
+                )
+                .await;
+            let _ = tx.send((n, answer)).await;
+        });
+        Ok(Sent {
+            worker,
+            task_id: spec.task_id,
+            deadline: spec.deadline_unix_ms,
+            escrow,
+            price: paid.as_ref().map(|p| p.price),
+            given_up: false,
+        })
+    }
+
+    /// Records how attempt `n` of `step` ended.
+    fn record_end(
+        &self,
+        job: &str,
+        step: &str,
+        n: usize,
+        end: Result<&Receipt, &Error>,
+        price: Option<u64>,
+    ) {
+        self.record(job, |t| {
+            let Some(ti) = t
+                .iter_mut()
+                .rev()
+                .find(|ti| ti.step == step && ti.attempt == n as u32 + 1)
+            else {
+                return;
+            };
+            match end {
+                Ok(r) => {
+                    if ti.state == "running" {
+                        ti.state = "done".into();
+                    }
+                    ti.outcome = Some(r.outcome.clone());
+                    if !r.message.is_empty() {
+                        ti.message = Some(r.message.clone());
+                    }
+                    ti.fuel_used = Some(r.fuel_used);
+                    ti.cost = price.and_then(|p| cost(p, r.fuel_used, FUEL_PER_PRICE_UNIT));
+                }
+                Err(e) => {
+                    ti.state = "lost".into();
+                    ti.message.get_or_insert_with(|| e.to_string());
+                }
+            }
+        });
+    }
+
+    /// Changes a running job's task list.
+    fn record(&self, job: &str, f: impl FnOnce(&mut Vec<TaskInfo>)) {
+        if let Some(live) = lock(&self.live).get(job) {
+            live.info.send_modify(|info| f(&mut info.tasks));
+        }
+    }
+
+    /// A map-reduce job: one map task per shard, each on its own worker
+    /// where there are enough, then one reduce task over their outputs in
+    /// shard order (`p2pc_sandbox::mapreduce`, as `p2pctl run` does it).
+    async fn run_sharded(
+        self: &Arc<Self>,
+        plan: &Arc<JobPlan>,
+        input: &[u8],
+        shards: usize,
+    ) -> Result<Ended> {
+        use p2pc_sandbox::mapreduce::{self, Step};
+        let total = p2pc_types::split_at_lines(input, shards).len() as u64 + 1;
+        let finished = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (this, plan2, counter) = (self.clone(), plan.clone(), finished.clone());
+        let call = move |step: Step, call: p2pc_sandbox::Call| {
+            let (this, plan, counter) = (this.clone(), plan2.clone(), counter.clone());
+            async move {
+                let (label, kind, input) = match call {
+                    p2pc_sandbox::Call::Map(shard) => (
+                        step.to_string().replace("map of shard ", "map "),
+                        CallKind::Map,
+                        shard,
+                    ),
+                    p2pc_sandbox::Call::Reduce(parts) => (
+                        "reduce".to_owned(),
+                        CallKind::Reduce,
+                        ReduceInput { parts }.encode_to_vec(),
+                    ),
+                    p2pc_sandbox::Call::Run(input) => ("run".to_owned(), CallKind::Run, input),
+                };
+                let out = this.run_task(&plan, &label, kind, input, None).await;
+                let done = counter.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Some(live) = lock(&this.live).get(&plan.job) {
+                    live.info.send_modify(|i| {
+                        i.progress = Some(JobProgress { done, total });
                     });
                 }
-                // The job ends now; the worker writes the settlement.
-                tokio::spawn(async move {
-                    pay.settle(worker, escrow, window_ms, &receipt).await;
-                });
-                Ok(ended)
+                out
             }
-            Ok(_) => {
-                pay.refund_at_deadline(escrow, spec.deadline_unix_ms);
-                Err(Error::Submit(format!(
-                    "receipt from {worker} rejected: it names another escrow"
-                )))
-            }
-            Err(e) => {
-                // No receipt: the hold is refunded at its deadline.
-                pay.refund_at_deadline(escrow, spec.deadline_unix_ms);
-                Err(e)
+        };
+        let output = |t: &TaskOutcome| t.output.clone();
+        let steps = mapreduce::run(input, shards, call, output).await;
+        let failed = mapreduce::failure(&steps, output);
+        // Fuel adds up; peak memory is the most any one task held.
+        let (mut fuel, mut peak) = (0u64, 0u64);
+        let mut logs = JobLogs {
+            job: plan.job.clone(),
+            ..JobLogs::default()
+        };
+        let mut worker = String::new();
+        for t in steps.all() {
+            if let Ok((
+                JobState::Done {
+                    fuel_used,
+                    peak_memory,
+                    worker: w,
+                    ..
+                },
+                l,
+                _,
+            )) = &t.ended
+            {
+                fuel = fuel.saturating_add(*fuel_used);
+                peak = peak.max(*peak_memory);
+                worker.clone_from(w);
+                if let Some(l) = l {
+                    logs.logs.extend(l.logs.iter().cloned());
+                    logs.logs_dropped += l.logs_dropped;
+                    logs.stderr.push_str(&l.stderr);
+                    logs.receipts.extend(l.receipts.iter().cloned());
+                }
             }
         }
+        let step_of = |s: Step| match s {
+            Step::Map(i) => steps.maps.get(i),
+            Step::Reduce => steps.reduce.as_ref(),
+        };
+        if let Some(step) = failed {
+            return match step_of(step).map(|t| &t.ended) {
+                Some(Ok((
+                    JobState::Done {
+                        outcome, message, ..
+                    },
+                    _,
+                    _,
+                ))) => Ok((
+                    JobState::Done {
+                        worker,
+                        outcome: outcome.clone(),
+                        message: format!("{step}: {message}"),
+                        output: None,
+                        output_len: 0,
+                        fuel_used: fuel,
+                        peak_memory: peak,
+                    },
+                    Some(logs),
+                    None,
+                )),
+                Some(Err(e)) => Err(Error::Submit(format!("{step}: {e}"))),
+                _ => Err(Error::Submit(format!("{step} did not run"))),
+            };
+        }
+        let reduce = steps.reduce.as_ref().expect("no failure: the reduce ran");
+        let Ok((
+            JobState::Done {
+                output, output_len, ..
+            },
+            _,
+            inline,
+        )) = &reduce.ended
+        else {
+            return Err(Error::Submit("the reduce ended without an answer".into()));
+        };
+        Ok((
+            JobState::Done {
+                worker,
+                outcome: "ok".into(),
+                message: String::new(),
+                output: output.clone(),
+                output_len: *output_len,
+                fuel_used: fuel,
+                peak_memory: peak,
+            },
+            Some(logs),
+            inline.clone(),
+        ))
     }
 
     /// Sends the task and checks what comes back.
@@ -1202,7 +1845,13 @@ impl Inner {
     /// paid network: at most its price cap, with an arbiter it accepts
     /// reachable), the one with the most free slots; failing adverts, the
     /// first connected peer that describes itself.
-    async fn choose_worker(&self, terms: &Terms) -> Result<(PeerId, Option<Advert>)> {
+    async fn choose_worker(
+        &self,
+        terms: &Terms,
+        avoid: &HashSet<PeerId>,
+        busy: &Mutex<HashMap<PeerId, usize>>,
+    ) -> Result<(PeerId, Option<Advert>)> {
+        let busy: HashMap<PeerId, usize> = lock(busy).clone();
         let me = self.client.peer_id();
         let oldest = now_unix_ms().saturating_sub(ADVERT_TTL_MS);
         let network = self.payments.as_ref().map(Payments::network_id);
@@ -1212,7 +1861,7 @@ impl Inner {
             let adverts = lock(&self.adverts);
             let mut best: Option<(&PeerId, &Advert)> = None;
             for (p, (k, a)) in adverts.iter() {
-                if *p == me || a.issued_unix_ms < oldest {
+                if *p == me || a.issued_unix_ms < oldest || avoid.contains(p) || a.draining {
                     continue;
                 }
                 if a.price > 0 && network.is_some_and(|n| a.network == n) {
@@ -1226,7 +1875,15 @@ impl Inner {
                         continue;
                     }
                 }
-                let key = |p: &PeerId, a: &Advert| (a.free_slots, std::cmp::Reverse(p.to_string()));
+                // Spread a job's tasks: fewest of this job's tasks first,
+                // then the most free slots.
+                let key = |p: &PeerId, a: &Advert| {
+                    (
+                        std::cmp::Reverse(busy.get(p).copied().unwrap_or(0)),
+                        a.free_slots,
+                        std::cmp::Reverse(p.to_string()),
+                    )
+                };
                 if best.is_none_or(|(bp, ba)| key(p, a) > key(bp, ba)) {
                     best = Some((p, a));
                 }
@@ -1262,6 +1919,9 @@ impl Inner {
             let Ok(peer) = info.peer_id.parse::<PeerId>() else {
                 continue;
             };
+            if avoid.contains(&peer) {
+                continue;
+            }
             let client = self.client.clone();
             let req = describe.clone();
             asks.push(async move {

@@ -45,6 +45,12 @@ pub struct Status {
     pub blobs: usize,
     /// Jobs whose records this node keeps.
     pub jobs: usize,
+    /// Peers' tasks running here now.
+    #[serde(default)]
+    pub running: usize,
+    /// Draining: finishing what runs, taking nothing new.
+    #[serde(default)]
+    pub draining: bool,
     /// Seconds since start.
     pub uptime_secs: u64,
 }
@@ -92,6 +98,8 @@ impl Services {
             slots,
             blobs,
             jobs: self.network.len(),
+            running: self.worker.running(),
+            draining: self.worker.is_draining(),
             uptime_secs: self.started.elapsed().as_secs(),
         })
     }
@@ -296,6 +304,18 @@ impl ComputeNode {
     /// A finished job's output, read (verified) from the store.
     pub async fn output(&self, id: &str) -> Result<Vec<u8>> {
         Ok(self.services.network.output(id).await?.to_vec())
+    }
+
+    /// Stops this node's worker taking new tasks (they are refused
+    /// `draining`, and its advert says so); those running finish. Returns
+    /// how many are running.
+    pub fn drain(&self) -> usize {
+        self.services.worker.drain()
+    }
+
+    /// Peers' tasks running here now.
+    pub fn running(&self) -> usize {
+        self.services.worker.running()
     }
 
     /// The workers this node has heard adverts from.

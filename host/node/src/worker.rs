@@ -9,6 +9,7 @@
 //! else.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,6 +76,8 @@ struct Inner {
     process: Option<ProcessExecutor>,
     container: Option<ContainerExecutor>,
     slots: Arc<Semaphore>,
+    /// Set by `node drain`: no new task is taken.
+    draining: std::sync::atomic::AtomicBool,
     /// Set on a network with a ledger: tasks are paid through it.
     payments: Option<Payments>,
     seen_tasks: Mutex<HashMap<(PublicKey, Vec<u8>), u64>>,
@@ -152,6 +155,7 @@ impl Worker {
                 process,
                 container,
                 slots: Arc::new(Semaphore::new(config.node.slots.max(1))),
+                draining: std::sync::atomic::AtomicBool::new(false),
                 payments,
                 seen_tasks: Mutex::new(HashMap::new()),
                 bundles: Mutex::new(HashMap::new()),
@@ -159,6 +163,25 @@ impl Worker {
         };
         let advertise = tokio::spawn(worker.clone().advertise());
         Ok((worker, advertise))
+    }
+
+    /// Stops taking new tasks (they are refused `draining`); those running
+    /// finish. Returns how many are running.
+    pub(crate) fn drain(&self) -> usize {
+        self.inner.draining.store(true, Ordering::SeqCst);
+        self.running()
+    }
+
+    /// Whether the worker is draining.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
+    }
+
+    /// Tasks running now (holding a slot).
+    pub(crate) fn running(&self) -> usize {
+        self.inner
+            .slots_total
+            .saturating_sub(self.inner.slots.available_permits())
     }
 
     /// Slots free now, and in all.
@@ -204,9 +227,15 @@ impl Inner {
         if self.container.is_some() {
             executors.push("container".into());
         }
+        let draining = self.draining.load(Ordering::SeqCst);
         let advert = Advert {
             executors,
-            free_slots: self.slots.available_permits() as u32,
+            free_slots: if draining {
+                0
+            } else {
+                self.slots.available_permits() as u32
+            },
+            draining,
             slots: self.slots_total as u32,
             max_fuel: limits.fuel,
             max_memory: limits.memory.0,
@@ -233,6 +262,12 @@ impl Inner {
                 advert: self.advert().encode_to_vec(),
                 ..TaskReply::default()
             };
+        }
+        if self.draining.load(Ordering::SeqCst) {
+            return refuse(
+                "draining",
+                "this worker is draining: it finishes what it runs and takes no new task",
+            );
         }
         let envelope = match Envelope::decode_bounded(&request.task) {
             Ok(e) => e,
@@ -286,6 +321,17 @@ impl Inner {
             Err(refusal) => return refusal.into(),
         };
         let task_digest = blake3::hash(&request.task);
+        // From here the task is this worker's: it keeps the submitter's
+        // lease alive while it waits for a slot, a hold or a fetch, and
+        // while it runs, until this function returns.
+        let _alive = KeepAlive::start(
+            self.client.clone(),
+            self.signer.clone(),
+            peer,
+            spec.task_id.clone(),
+            task_digest.as_bytes().to_vec(),
+            Duration::from_millis(spec.lease_ms),
+        );
         // An unpaid task on a paid worker is refused before anything is
         // fetched; the hold itself is checked once the task is runnable.
         if let Some(p) = &self.payments
@@ -699,6 +745,59 @@ async fn report_progress(
         tokio::select! {
             () = tokio::time::sleep(PROGRESS_EVERY) => {}
             _ = &mut ended => finished = true,
+        }
+    }
+}
+
+/// Sends a submitter keep-alives (progress reports of 0 of 0) every third
+/// of a task's lease until dropped.
+struct KeepAlive(Option<JoinHandle<()>>);
+
+impl KeepAlive {
+    fn start(
+        client: Client,
+        signer: Arc<Signer>,
+        submitter: PeerId,
+        task_id: Vec<u8>,
+        task_digest: Vec<u8>,
+        lease: Duration,
+    ) -> Self {
+        if lease.is_zero() {
+            return Self(None);
+        }
+        let every = (lease / 3).max(Duration::from_millis(50));
+        Self(Some(tokio::spawn(async move {
+            let report = Progress {
+                task_id,
+                task_digest,
+                done: 0,
+                total: 0,
+            };
+            let request = TaskRequest {
+                progress: signer
+                    .seal(PROGRESS_KIND, report.encode_to_vec())
+                    .encode_to_vec(),
+                ..TaskRequest::default()
+            }
+            .encode_to_vec();
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                // One sealed report serves every beat: the submitter
+                // checks who signed it and for which task, not when.
+                if let Err(e) = client.request_task(submitter, request.clone(), every).await {
+                    debug!(%submitter, error = %e, "keep-alive not delivered");
+                }
+            }
+        })))
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
         }
     }
 }

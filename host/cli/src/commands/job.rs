@@ -42,6 +42,11 @@ pub enum Command {
         /// asking more are not chosen.
         #[arg(long, value_name = "CREDITS_PER_MFUEL")]
         max_price: Option<u64>,
+        /// For a map-reduce component: split the input into at most N
+        /// shards at line boundaries, each mapped by a task on its own
+        /// worker where there are enough, then reduced by one more.
+        #[arg(long, value_name = "N")]
+        shards: Option<u32>,
         /// How long after the settlement the job's owner may dispute it,
         /// e.g. 10m. Default: the shortest the network's genesis allows.
         #[arg(long, value_parser = crate::context::parse_duration)]
@@ -111,6 +116,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             timeout,
             budget,
             max_price,
+            shards,
             window,
             args,
         } => {
@@ -125,6 +131,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 budget,
                 max_price,
                 window_ms: window.map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX)),
+                shards,
             };
             let Submitted { job: id } =
                 control.call(Request::Submit(request), Duration::from_secs(60))?;

@@ -65,6 +65,13 @@ pub enum Command {
     Status,
     /// List the peers the running node is connected to.
     Peers,
+    /// Stop the running node's worker taking new tasks, wait for the ones
+    /// it runs to finish, and say when it is safe to stop.
+    Drain {
+        /// Wait at most this long for running tasks.
+        #[arg(long, default_value = "10m", value_parser = crate::context::parse_duration)]
+        timeout: Duration,
+    },
 }
 
 /// What the node's worker charges, and whom it trusts to arbitrate
@@ -136,9 +143,48 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
             println!("blobs       {}", status.blobs);
             println!("jobs        {}", status.jobs);
             println!(
+                "running     {} task(s){}",
+                status.running,
+                if status.draining {
+                    " (draining: taking no new task)"
+                } else {
+                    ""
+                }
+            );
+            println!(
                 "uptime      {}",
                 crate::format::span(Duration::from_secs(status.uptime_secs))
             );
+            Ok(())
+        }
+        Command::Drain { timeout } => {
+            let mut control = args.node.control()?;
+            let drained: p2pc_node::api::Drained =
+                control.call(p2pc_node::Request::Drain, Duration::from_secs(10))?;
+            let start = std::time::Instant::now();
+            let mut running = drained.running;
+            let mut said = u64::MAX;
+            while running > 0 {
+                if running != said && !g.json {
+                    eprintln!("draining: waiting for {running} running task(s) to finish");
+                    said = running;
+                }
+                if start.elapsed() >= timeout {
+                    anyhow::bail!(
+                        "{running} task(s) still running after {}; the node takes no new task, \
+                         but stopping it now loses them",
+                        crate::format::span(timeout)
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                let status: p2pc_node::Status =
+                    control.call(p2pc_node::Request::Status, Duration::from_secs(10))?;
+                running = status.running as u64;
+            }
+            if g.json {
+                return print_json(&json!({"drained": true, "running": 0}));
+            }
+            println!("drained: no task running; safe to stop");
             Ok(())
         }
         Command::Peers => {
