@@ -7,6 +7,7 @@ mod concurrency;
 mod determinism;
 mod examples;
 mod hostile;
+mod jobs;
 mod ledger;
 mod overlay;
 mod paid;

@@ -1046,6 +1046,11 @@ impl Inner {
         busy: &Mutex<HashMap<PeerId, usize>>,
     ) -> Result<Placement> {
         let (worker, advert) = match terms.to {
+            Some(p) if avoid.contains(&p) => {
+                return Err(Error::Submit(format!(
+                    "worker {p} was given up on, and the job names it with --to: not placed elsewhere"
+                )));
+            }
             Some(p) => (p, self.advert_of(p).await),
             None => self.choose_worker(terms, avoid, busy).await?,
         };
@@ -1237,7 +1242,9 @@ impl Inner {
                                 running.insert(n, sent);
                             }
                             Err(e) => {
-                                // Nothing was sent: count it as a lost try.
+                                // Nothing was sent: count it as a lost try,
+                                // and report the first attempt's own error
+                                // if there was one.
                                 warn!(job = %plan.job, step, error = %e, "task not placed");
                                 let n = machine.start(false);
                                 self.record(&plan.job, |t| {
@@ -1247,7 +1254,9 @@ impl Inner {
                                         ..TaskInfo::new(String::new(), n as u32 + 1, step)
                                     })
                                 });
-                                last_error = e;
+                                if n == 0 {
+                                    last_error = e;
+                                }
                                 effects.extend(machine.on(Event::Lost { attempt: n }));
                             }
                         }
@@ -1525,12 +1534,25 @@ impl Inner {
             },
         );
         self.record(&plan.job, |t| t.push(info));
-        if let Some(live) = lock(&self.live).get(&plan.job) {
+        let info = lock(&self.live).get(&plan.job).map(|live| {
             live.info.send_modify(|i| {
                 i.status = JobState::Running {
                     worker: worker.to_string(),
                 }
             });
+            live.info.borrow().clone()
+        });
+        if let Some(info) = info {
+            // Best effort: a record not yet written only means a restart
+            // reports the job as lost before it was sent, not after.
+            let write = Write::Job(Box::new(JobWriteItem {
+                info,
+                logs: None,
+                output: None,
+            }));
+            if let Err(mpsc::error::TrySendError::Full(_)) = self.writes.try_send(write) {
+                debug!(job = %plan.job, "record writer busy; the running state is not written");
+            }
         }
         let request = TaskRequest {
             task: task_wire.clone(),

@@ -98,6 +98,10 @@ struct Inner {
     confirms: Mutex<HashMap<OpId, Signature>>,
     /// Arbiter: what it co-signed at step 1, by escrow (true: a payment).
     arbitrated: Mutex<HashMap<OpId, bool>>,
+    /// Owner: escrows it co-signed a settlement for (never refunded by it,
+    /// or it would have signed two outcomes), and those it will refund.
+    owner_settled: Mutex<std::collections::HashSet<OpId>>,
+    refunding: Mutex<std::collections::HashSet<OpId>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -144,6 +148,8 @@ impl Payments {
             proposals: Mutex::new(HashMap::new()),
             confirms: Mutex::new(HashMap::new()),
             arbitrated: Mutex::new(HashMap::new()),
+            owner_settled: Mutex::new(std::collections::HashSet::new()),
+            refunding: Mutex::new(std::collections::HashSet::new()),
         });
         let this = Self { inner };
         let task = tokio::spawn(this.clone().follow_ups());
@@ -325,6 +331,10 @@ impl Payments {
         window_ms: u64,
         receipt: &Receipt,
     ) {
+        // Never both: one this owner settles it never refunds (a refund
+        // scheduled when the worker was given up on is skipped: its answer
+        // came in time, before the deadline the refund waits for).
+        lock(&self.inner.owner_settled).insert(escrow);
         let key = self.inner.signer.key();
         let pay = Outcome::Pay {
             fuel_used: receipt.fuel_used,
@@ -366,6 +376,11 @@ impl Payments {
     /// Owner: no receipt came for hold `escrow`; refund it once its
     /// deadline passed.
     pub(crate) fn refund_at_deadline(&self, escrow: OpId, deadline_ms: u64) {
+        if lock(&self.inner.owner_settled).contains(&escrow)
+            || !lock(&self.inner.refunding).insert(escrow)
+        {
+            return;
+        }
         // A little past the deadline, so the arbiter's clock has passed it.
         self.schedule(
             deadline_ms.saturating_add(500),
@@ -784,10 +799,16 @@ impl Payments {
     /// Owner: refunds an escrow whose task never answered, with the
     /// arbiter, once the deadline passed.
     async fn refund(&self, escrow: OpId) -> Result<()> {
+        // Settled by this owner after all (a late answer came in time).
+        if lock(&self.inner.owner_settled).contains(&escrow) {
+            lock(&self.inner.refunding).remove(&escrow);
+            return Ok(());
+        }
         let Some(e) = self.inner.replica.escrow(escrow).await? else {
             return Ok(());
         };
         if e.settled.is_some() {
+            lock(&self.inner.refunding).remove(&escrow);
             return Ok(());
         }
         let (t, sigs) = self
@@ -805,6 +826,9 @@ impl Payments {
                 "the arbiter sent the wrong co-signatures".into(),
             ));
         };
+        if lock(&self.inner.owner_settled).contains(&escrow) {
+            return Ok(());
+        }
         for (step, outcome, sig) in [(1, Outcome::Refund, refund), (2, Outcome::Confirm, confirm)] {
             let body = Body::Decide(Decision {
                 escrow,
