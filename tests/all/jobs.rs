@@ -169,12 +169,7 @@ fn a_worker_lost_mid_task_is_replaced_not_paid_and_its_hold_refunded() {
         s.lease = Some(Duration::from_secs(2));
         let job = cluster.node(0).submit(s).await.expect("submit");
         let first = eventually("a worker runs it", WAIT, || async {
-            for i in [1, 2] {
-                if cluster.node(i).running() > 0 {
-                    return Some(i);
-                }
-            }
-            None
+            [1, 2].into_iter().find(|&i| cluster.node(i).running() > 0)
         })
         .await
         .expect("running");
