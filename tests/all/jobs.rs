@@ -298,3 +298,38 @@ fn a_drained_worker_takes_no_new_task_and_finishes_the_one_it_runs() {
         cluster.shutdown().await;
     });
 }
+
+#[test]
+fn a_cancelled_job_stops_and_says_so() {
+    block_on(async {
+        let cluster = Cluster::start(2).await.expect("cluster");
+        let spin = bundle(
+            &SecretKey::generate(),
+            "hostile",
+            p2pc_tests::guest_bytes("hostile"),
+            RequestedLimits {
+                fuel: 100_000_000_000,
+                timeout_ms: 20_000,
+                ..RequestedLimits::default()
+            },
+        );
+        let mut s = Submission::new(spin, b"loop".to_vec(), WAIT);
+        s.to = Some(cluster.node(1).peer_id());
+        let job = cluster.node(0).submit(s).await.expect("submit");
+        eventually("it runs", WAIT, || async {
+            (cluster.node(1).running() > 0).then_some(())
+        })
+        .await
+        .expect("running");
+        cluster.node(0).cancel(&job).expect("cancel");
+        let info = cluster.node(0).wait(&job, WAIT).await.expect("wait");
+        assert!(
+            matches!(info.status, JobState::Cancelled { finished: 0 }),
+            "{info:?}"
+        );
+        // Only a running job can be cancelled.
+        let err = cluster.node(0).cancel(&job).expect_err("ended");
+        assert!(err.to_string().contains("not running"), "{err}");
+        cluster.shutdown().await;
+    });
+}

@@ -66,6 +66,11 @@ pub enum Request {
         /// The job's id.
         job: String,
     },
+    /// Cancel a running job: `{}`.
+    Cancel {
+        /// The job's id.
+        job: String,
+    },
     /// The jobs this node keeps, newest first: `Vec<crate::JobInfo>`.
     Jobs {
         /// At most this many.

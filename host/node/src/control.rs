@@ -297,6 +297,10 @@ async fn command(services: &Services, request: Request) -> Result<Value> {
                 .await?,
         ),
         Request::Logs { job } => to_json(&services.network.logs(&job).await?),
+        Request::Cancel { job } => {
+            services.network.cancel(&job)?;
+            to_json(&serde_json::json!({}))
+        }
         Request::Jobs { limit } => to_json(&services.network.jobs(limit).await?),
         Request::Ledger(r) => to_json(&services.replica()?.command(r).await?),
     })

@@ -106,6 +106,12 @@ pub enum JobState {
         /// What went wrong.
         error: String,
     },
+    /// Cancelled by its owner: nothing more was placed, and the holds of
+    /// tasks not answered are refunded at their deadlines.
+    Cancelled {
+        /// Tasks that had finished when it was cancelled.
+        finished: u64,
+    },
     /// The node stopped while the job ran, so its answer never came.
     Lost {
         /// Why, for people.
@@ -118,7 +124,10 @@ impl JobState {
     pub fn is_final(&self) -> bool {
         matches!(
             self,
-            JobState::Done { .. } | JobState::Failed { .. } | JobState::Lost { .. }
+            JobState::Done { .. }
+                | JobState::Failed { .. }
+                | JobState::Lost { .. }
+                | JobState::Cancelled { .. }
         )
     }
 }
@@ -319,6 +328,8 @@ struct JobWriteItem {
 /// must match.
 struct Live {
     info: watch::Sender<JobInfo>,
+    /// Set by [`Network::cancel`].
+    cancel: watch::Sender<bool>,
 }
 
 /// A task sent and not yet answered: whom it went to, and when it was
@@ -646,6 +657,24 @@ impl Network {
         Ok(())
     }
 
+    /// Cancels a running job: nothing more is placed, tasks running are
+    /// given up on, and their holds are refunded at their deadlines.
+    pub(crate) fn cancel(&self, id: &str) -> Result<()> {
+        let running = lock(&self.inner.live)
+            .get(id)
+            .map(|live| live.cancel.send_replace(true))
+            .is_some();
+        if running {
+            return Ok(());
+        }
+        match self.inner.in_memory(id) {
+            Some(_) => Err(Error::Submit(format!(
+                "job {id} is not running: it has ended"
+            ))),
+            None => Err(Error::NoSuchJob(id.to_owned())),
+        }
+    }
+
     /// Submits a job; returns its id at once.
     pub(crate) async fn submit(&self, submission: Submission) -> Result<String> {
         // Check the bundle here first, so a bad one fails at once with the
@@ -719,7 +748,9 @@ impl Network {
             max_price: submission.max_price,
             window: submission.window,
         };
+        let cancel_tx = watch::Sender::new(false);
         let plan = Arc::new(JobPlan {
+            cancelled: cancel_tx.subscribe(),
             job: job_id.clone(),
             bundle,
             requested,
@@ -781,7 +812,13 @@ impl Network {
                     "this node already runs {MAX_LIVE_JOBS} jobs; wait for some to finish"
                 )));
             }
-            live.insert(job_id.clone(), Live { info: state });
+            live.insert(
+                job_id.clone(),
+                Live {
+                    info: state,
+                    cancel: cancel_tx,
+                },
+            );
         }
         self.inner.kept.fetch_add(1, Ordering::Relaxed);
         self.inner.write(info, None, None).await;
@@ -803,6 +840,23 @@ impl Network {
                 return;
             }
             let (end, logs, output) = match ran {
+                _ if *plan.cancelled.borrow() => {
+                    let finished = lock(&inner.live).get(&job).map_or(0, |l| {
+                        l.info
+                            .borrow()
+                            .tasks
+                            .iter()
+                            .filter(|t| t.state == "done")
+                            .count()
+                    });
+                    (
+                        JobState::Cancelled {
+                            finished: finished as u64,
+                        },
+                        None,
+                        None,
+                    )
+                }
                 Ok(done) => done,
                 Err(e) => (
                     JobState::Failed {
@@ -911,6 +965,8 @@ struct JobPlan {
     single: bool,
     /// Workers running this job's tasks, and how many each.
     busy: Mutex<HashMap<PeerId, usize>>,
+    /// True once the owner cancels the job.
+    cancelled: watch::Receiver<bool>,
 }
 
 impl JobPlan {
@@ -1214,6 +1270,10 @@ impl Inner {
                 Err(e) => return TaskOutcome::failed(e),
             }
         }
+        if *plan.cancelled.borrow() {
+            return TaskOutcome::failed(Error::Submit("the job was cancelled".into()));
+        }
+        let mut cancelled = plan.cancelled.clone();
         let mut machine = Task::new(plan.max_attempts);
         let (tx, mut rx) = mpsc::channel::<(usize, Result<(Ended, Receipt)>)>(plan.max_attempts);
         let mut running: HashMap<usize, Sent> = HashMap::new();
@@ -1335,6 +1395,17 @@ impl Inner {
                 + Duration::from_secs(1);
             let wake = expiry.map_or(deadline, |(at, _)| at.min(deadline));
             tokio::select! {
+                _ = cancelled.changed() => {
+                    if *cancelled.borrow() {
+                        // Nothing more is placed; what runs is given up on
+                        // and refunded at its deadline.
+                        for sent in running.values() {
+                            self.release(plan, &sent.worker);
+                        }
+                        self.refund_all(running.into_values());
+                        return TaskOutcome::failed(Error::Submit("the job was cancelled".into()));
+                    }
+                }
                 answer = rx.recv() => {
                     let Some((n, answer)) = answer else { continue };
                     let Some(sent) = running.get_mut(&n) else { continue };
@@ -2014,6 +2085,7 @@ fn describe(state: &JobState) -> String {
         } => format!("it ended with {outcome}: {message}"),
         JobState::Failed { error } => format!("it failed: {error}"),
         JobState::Lost { reason } => format!("it was lost: {reason}"),
+        JobState::Cancelled { .. } => "it was cancelled".into(),
     }
 }
 

@@ -306,6 +306,12 @@ impl ComputeNode {
         Ok(self.services.network.output(id).await?.to_vec())
     }
 
+    /// Cancels a running job: nothing more is placed, and the holds of
+    /// tasks not answered are refunded at their deadlines.
+    pub fn cancel(&self, id: &str) -> Result<()> {
+        self.services.network.cancel(id)
+    }
+
     /// Stops this node's worker taking new tasks (they are refused
     /// `draining`, and its advert says so); those running finish. Returns
     /// how many are running.

@@ -73,6 +73,12 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Cancel a running job: nothing more is placed, and the holds of tasks
+    /// not answered are refunded at their deadlines.
+    Cancel {
+        /// The job id.
+        id: String,
+    },
     /// Write a finished job's output to stdout or a file.
     Result {
         /// The job id.
@@ -145,7 +151,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             }
             let info = follow(&mut control, &id, timeout, g.json)?;
             if g.json {
-                print_json(&json!({"job": id, "status": info.status}))?;
+                print_json(&job_json(&info)?)?;
                 return Ok(exit_for(&info.status));
             }
             eprintln!("job {id}");
@@ -162,32 +168,47 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         Command::Status { id } => {
             let info: JobInfo = control.call(Request::Job { job: id }, ASK)?;
             if g.json {
-                print_json(&info)?;
+                print_json(&job_json(&info)?)?;
             } else {
+                let n = crate::format::thousands;
                 println!("job       {} ({})", info.id, info.name);
                 println!(
                     "submitted {}",
                     crate::format::date(info.submitted_unix_ms / 1000, now())
                 );
                 for t in &info.tasks {
-                    println!(
-                        "task      {} attempt {} on {}",
-                        t.task_id,
+                    let mut line = format!(
+                        "task      {:<8} attempt {} {:<8} on {}",
+                        if t.step.is_empty() { "run" } else { &t.step },
                         t.attempt,
-                        t.worker.as_deref().unwrap_or("(no worker yet)")
+                        if t.state.is_empty() { "-" } else { &t.state },
+                        t.worker.as_deref().unwrap_or("(no worker)")
                     );
-                    if let (Some(escrow), Some(price)) = (&t.escrow, t.price) {
-                        let n = crate::format::thousands;
-                        println!(
-                            "paid      {} credits per million fuel; {} locked by hold {}{}",
-                            n(price),
-                            n(t.locked.unwrap_or(0)),
-                            &escrow[..16.min(escrow.len())],
-                            t.cost
-                                .map(|c| format!("; cost {}", n(c)))
-                                .unwrap_or_default()
-                        );
+                    if let Some(o) = &t.outcome {
+                        line.push_str(&format!(": {o}"));
                     }
+                    if let Some(f) = t.fuel_used {
+                        line.push_str(&format!(", fuel {}", n(f)));
+                    }
+                    if let Some(c) = t.cost {
+                        line.push_str(&format!(", cost {}", n(c)));
+                    }
+                    if let Some(e) = &t.escrow {
+                        line.push_str(&format!(", hold {}", &e[..16.min(e.len())]));
+                    }
+                    if let Some(m) = &t.message {
+                        line.push_str(&format!(" ({m})"));
+                    }
+                    println!("{line}");
+                }
+                if let Some(price) = info.tasks.iter().find_map(|t| t.price) {
+                    let locked: u64 = info.tasks.iter().filter_map(|t| t.locked).sum();
+                    println!(
+                        "paid      {} credits per million fuel; {} locked; cost {}",
+                        n(price),
+                        n(locked),
+                        n(total_cost(&info))
+                    );
                 }
                 print_state(&info.status);
                 if let Some(p) = &info.progress {
@@ -195,6 +216,17 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(exit_for(&info.status))
+        }
+        Command::Cancel { id } => {
+            let _: serde_json::Value = control.call(Request::Cancel { job: id.clone() }, ASK)?;
+            if g.json {
+                print_json(&json!({"job_id": id, "cancelled": true}))?;
+            } else {
+                println!(
+                    "job {id} cancelled: nothing more is placed; holds of tasks not answered are refunded at their deadlines"
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Logs { id } => {
             let logs: JobLogs = control.call(Request::Logs { job: id.clone() }, ASK)?;
@@ -300,6 +332,16 @@ fn follow(
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86400));
     let step = Duration::from_millis(500);
     let mut shown = None;
+    // A bar on a terminal, as indicatif draws it; plain lines otherwise.
+    let bar = (!quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    });
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let wait = left.min(step);
@@ -311,7 +353,9 @@ fn follow(
             wait.saturating_add(ASK),
         )?;
         if info.status.is_final() || left.is_zero() {
-            if shown.is_some() && !quiet {
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            } else if shown.is_some() && !quiet {
                 eprintln!();
             }
             return Ok(info);
@@ -320,7 +364,19 @@ fn follow(
             && shown != Some(*p)
             && !quiet
         {
-            eprint!("\rprogress {}", progress_text(p.done, p.total));
+            match &bar {
+                Some(bar) => {
+                    bar.set_length(p.total);
+                    bar.set_position(p.done);
+                    // A sharded job reports tasks done; one task its units.
+                    bar.set_message(if info.tasks.len() > 1 {
+                        "tasks"
+                    } else {
+                        "progress"
+                    });
+                }
+                None => eprint!("\rprogress {}", progress_text(p.done, p.total)),
+            }
             shown = Some(*p);
         }
     }
@@ -354,6 +410,34 @@ fn export(
     Ok(())
 }
 
+/// The job's total cost: what each task that answered cost.
+fn total_cost(info: &JobInfo) -> u64 {
+    info.tasks
+        .iter()
+        .filter_map(|t| t.cost)
+        .fold(0, u64::saturating_add)
+}
+
+/// A job as `--json` prints it: its record, with `job_id`, `state`,
+/// `output`, `fuel_used` and `cost` at the top.
+fn job_json(info: &JobInfo) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(info)?;
+    let (output, fuel) = match &info.status {
+        JobState::Done {
+            output, fuel_used, ..
+        } => (output.clone(), Some(*fuel_used)),
+        _ => (None, None),
+    };
+    if let Some(map) = v.as_object_mut() {
+        map.insert("job_id".into(), json!(info.id));
+        map.insert("state".into(), json!(state_name(&info.status)));
+        map.insert("output".into(), json!(output));
+        map.insert("fuel_used".into(), json!(fuel));
+        map.insert("cost".into(), json!(total_cost(info)));
+    }
+    Ok(v)
+}
+
 fn is_ok(state: &JobState) -> bool {
     matches!(state, JobState::Done { outcome, .. } if outcome == "ok")
 }
@@ -361,9 +445,10 @@ fn is_ok(state: &JobState) -> bool {
 fn exit_for(state: &JobState) -> ExitCode {
     match state {
         JobState::Done { .. } if is_ok(state) => ExitCode::SUCCESS,
-        JobState::Done { .. } | JobState::Failed { .. } | JobState::Lost { .. } => {
-            ExitCode::from(EXIT_TASK_FAILED)
-        }
+        JobState::Done { .. }
+        | JobState::Failed { .. }
+        | JobState::Lost { .. }
+        | JobState::Cancelled { .. } => ExitCode::from(EXIT_TASK_FAILED),
         _ => ExitCode::SUCCESS,
     }
 }
@@ -376,6 +461,7 @@ fn state_name(state: &JobState) -> &'static str {
         JobState::Done { .. } => "job error",
         JobState::Failed { .. } => "failed",
         JobState::Lost { .. } => "lost",
+        JobState::Cancelled { .. } => "cancelled",
         _ => "unknown",
     }
 }
@@ -403,6 +489,12 @@ fn print_state(state: &JobState) {
         }
         JobState::Failed { error } => eprintln!("failed: {error}"),
         JobState::Lost { reason } => eprintln!("lost: {reason}"),
+        JobState::Cancelled { finished } => {
+            eprintln!(
+                "cancelled ({} finished first)",
+                crate::format::count(*finished, "task")
+            )
+        }
         JobState::Running { worker } => eprintln!("running on {worker}"),
         JobState::Submitted => eprintln!("submitted: looking for a worker"),
         _ => eprintln!("unknown state"),

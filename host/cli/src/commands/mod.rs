@@ -61,6 +61,11 @@ enum Command {
     Job(job::Args),
     /// Credits: balances, history, transfers, escrows, and the genesis file.
     Ledger(ledger::Args),
+    /// Print a shell completion script: `p2pctl completions bash > ~/.local/share/bash-completion/completions/p2pctl`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Programs p2pctl runs as its own helpers; not for people.
     #[command(subcommand, hide = true)]
     Internal(Internal),
@@ -99,6 +104,19 @@ impl Cli {
             Command::Node(args) => node::run(args, g).map(|()| ExitCode::SUCCESS),
             Command::Job(args) => job::run(args, g),
             Command::Ledger(args) => ledger::run(args, g),
+            Command::Completions { shell } => {
+                use clap::CommandFactory;
+                let mut cmd = Cli::command();
+                // Into memory first: writing to a closed pipe is an error
+                // here, not a panic inside the generator.
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut cmd, "p2pctl", &mut script);
+                use std::io::Write;
+                match std::io::stdout().write_all(&script) {
+                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                    _ => Ok(ExitCode::SUCCESS),
+                }
+            }
             Command::Internal(Internal::LedgerAppend { node, count }) => {
                 ledger::append(&node, count, g)
             }

@@ -362,3 +362,15 @@ fn a_bundle_carries_its_arguments_and_a_run_adds_more() {
         "{events}"
     );
 }
+
+#[test]
+fn completion_scripts_for_bash_zsh_and_fish_name_every_command() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = p2pctl(&["completions", shell], b"");
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        for command in ["job", "ledger", "node", "drain", "cancel"] {
+            assert!(script.contains(command), "{shell} lacks {command}");
+        }
+    }
+}
