@@ -15,7 +15,13 @@
 //!    an arbiter. Each paid task signs a hold, the worker checks and
 //!    applies it, and the settlement and confirmation follow.
 //!
-//! Run: `cargo bench -p p2pc-benches --bench network [tiny|paid|transfer]`
+//! 4. Failover: a worker running a task is shut down; the time until the
+//!    task runs on another worker (lease 2 s), three times.
+//! 5. A map-reduce job of 16 shards (wordcount) on 1, 2 and 4 workers
+//!    (nodes in this one process, on this machine's 2 cores), against the
+//!    same job run locally through the same library, in the same run.
+//!
+//! Run: `cargo bench -p p2pc-benches --bench network [tiny|paid|transfer|failover|shards]`
 //! (`P2PC_BENCH_MIB=256` for a smaller blob, `P2PC_BENCH_TASKS=1000`.)
 
 use std::io::{Read, Write};
@@ -268,6 +274,145 @@ fn paid_tasks(rt: &tokio::runtime::Runtime) {
     });
 }
 
+fn failover(rt: &tokio::runtime::Runtime) {
+    rt.block_on(async {
+        let lease = Duration::from_secs(2);
+        let file = bundle(
+            &SecretKey::generate(),
+            "mandelbrot",
+            p2pc_tests::guest_bytes("mandelbrot"),
+            RequestedLimits::default(),
+        );
+        let mut took = Vec::new();
+        for round in 0..3 {
+            let mut cluster = Cluster::start(3).await.expect("cluster");
+            p2pc_testkit::eventually("adverts", Duration::from_secs(60), || async {
+                let s = cluster.node(0).status().await.ok()?;
+                (s.workers_known >= 2).then_some(())
+            })
+            .await
+            .expect("adverts");
+            let mut s = Submission::new(file.clone(), b"1200 1200 600".to_vec(), Duration::from_secs(60));
+            s.lease = Some(lease);
+            let job = cluster.node(0).submit(s).await.expect("submit");
+            let running = p2pc_testkit::eventually("running", Duration::from_secs(60), || async {
+                [1, 2].into_iter().find(|&i| cluster.node(i).running() > 0)
+            })
+            .await
+            .expect("running");
+            let gone = cluster.nodes.remove(running);
+            let start = Instant::now();
+            gone.shutdown().await;
+            p2pc_testkit::eventually("placed again", Duration::from_secs(60), || async {
+                let info = cluster.node(0).job(&job).await.ok()?;
+                (info.tasks.len() >= 2).then_some(())
+            })
+            .await
+            .expect("failover");
+            let d = start.elapsed();
+            println!("round {round}: running elsewhere {d:?} after the worker's loss");
+            took.push(d);
+            cluster.node(0).wait(&job, Duration::from_secs(60)).await.expect("done");
+            cluster.shutdown().await;
+        }
+        let p50 = percentile(&mut took, 50.0);
+        println!("failover: median {p50:?} from a worker's loss to its task running elsewhere (target <= lease + 1 s = {:?})", lease + Duration::from_secs(1));
+    });
+}
+
+fn shards(rt: &tokio::runtime::Runtime) {
+    use p2pc_sandbox::{
+        Artifact, Call, Grants, Limits, Mode, Outcome, SandboxExecutor, Task, mapreduce,
+    };
+    rt.block_on(async {
+        let component = p2pc_tests::guest_bytes("wordcount");
+        let file = p2pc_testkit::bundle_with_world(
+            &SecretKey::generate(),
+            "wordcount",
+            component.clone(),
+            RequestedLimits::default(),
+            "p2pc:job/map-reduce",
+        );
+        // 4 MiB of words over many lines.
+        let words = [
+            "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta",
+        ];
+        let mut text = String::new();
+        let mut i = 0usize;
+        while text.len() < 4 << 20 {
+            text.push_str(words[i % words.len()]);
+            text.push(if i % 11 == 10 { '\n' } else { ' ' });
+            i += 1;
+        }
+        let input = text.into_bytes();
+        let executor =
+            p2pc_sandbox::WasmExecutor::new(p2pc_sandbox::Config::default()).expect("executor");
+        let hash = *blake3::hash(&component).as_bytes();
+        let artifact = Artifact::new(component);
+        let call = move |_: mapreduce::Step, call: Call| {
+            let (executor, artifact) = (executor.clone(), artifact.clone());
+            async move {
+                let mode = Mode::for_call(&hash, &call, &[]);
+                executor
+                    .execute(
+                        &artifact,
+                        Task {
+                            mode,
+                            call,
+                            limits: Limits::default(),
+                            grants: Grants::default(),
+                            args: Vec::new(),
+                        },
+                    )
+                    .await
+            }
+        };
+        let output = |o: &Outcome| o.result.as_ref().ok().cloned();
+        let _ = mapreduce::run(&input, 16, call.clone(), output).await;
+        let start = Instant::now();
+        let local = mapreduce::run(&input, 16, call, output).await;
+        let local_time = start.elapsed();
+        let expected = local.reduce.as_ref().and_then(output).expect("local");
+        println!("16 shards locally: {local_time:?}");
+        for workers in [1usize, 2, 4] {
+            let cluster = Cluster::start(workers + 1).await.expect("cluster");
+            p2pc_testkit::eventually("adverts", Duration::from_secs(60), || async {
+                let s = cluster.node(0).status().await.ok()?;
+                (s.workers_known >= workers).then_some(())
+            })
+            .await
+            .expect("adverts");
+            let mut times = Vec::new();
+            for _ in 0..3 {
+                let mut s = Submission::new(file.clone(), input.clone(), Duration::from_secs(300));
+                s.shards = Some(16);
+                let start = Instant::now();
+                let job = cluster.node(0).submit(s).await.expect("submit");
+                let info = cluster
+                    .node(0)
+                    .wait(&job, Duration::from_secs(300))
+                    .await
+                    .expect("wait");
+                times.push(start.elapsed());
+                assert!(
+                    matches!(&info.status, JobState::Done { outcome, .. } if outcome == "ok"),
+                    "{info:?}"
+                );
+                assert_eq!(
+                    cluster.node(0).output(&job).await.expect("output"),
+                    expected
+                );
+            }
+            let med = percentile(&mut times, 50.0);
+            println!(
+                "16 shards on {workers} worker(s): {med:?}, {:.2}x the local run",
+                med.as_secs_f64() / local_time.as_secs_f64()
+            );
+            cluster.shutdown().await;
+        }
+    });
+}
+
 fn main() {
     // `cargo test --benches` runs bench binaries with no arguments to
     // check they start; only `cargo bench` passes --bench.
@@ -285,6 +430,12 @@ fn main() {
         .is_none_or(|w| "tiny".contains(w) || w == "tasks")
     {
         tiny_tasks(&rt);
+    }
+    if which.as_deref().is_none_or(|w| w == "failover") {
+        failover(&rt);
+    }
+    if which.as_deref().is_none_or(|w| w == "shards") {
+        shards(&rt);
     }
     if which.as_deref().is_none_or(|w| w == "paid") {
         paid_tasks(&rt);

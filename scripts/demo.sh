@@ -106,24 +106,28 @@ json_field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv
 arbiter_key=$(init_node "$out/arbiter" --listen /ip4/127.0.0.1/tcp/0 --arbiter --price 0)
 worker_key=$(init_node "$out/worker" --listen /ip4/127.0.0.1/tcp/0 --listen /ip4/127.0.0.1/udp/0/quic-v1 \
   --price 2 --collateral 10 --accept-arbiter "$arbiter_key")
+worker2_key=$(init_node "$out/worker2" --listen /ip4/127.0.0.1/tcp/0 \
+  --price 2 --collateral 10 --accept-arbiter "$arbiter_key")
 submitter_key=$(init_node "$out/submitter" --listen /ip4/127.0.0.1/tcp/0 --price 0)
 # One credit ledger: the submitter starts with 1,000,000 credits, the
 # worker with 100 (for its collateral); a settlement may be disputed for 2 s.
 "$p2pctl" ledger genesis --network demo --mint "$submitter_key=1000000" --mint "$worker_key=100" \
+  --mint "$worker2_key=100" \
   --challenge-window 2s -o "$out/genesis.toml"
-for n in worker arbiter submitter; do
+for n in worker worker2 arbiter submitter; do
   "$p2pctl" ledger join --node "$out/$n" "$out/genesis.toml" >/dev/null
 done
 run_node "$out/worker"
 worker_addr=$(grep '^listening .*/tcp/' "$out/worker.out" | head -1 | cut -d' ' -f2)
 worker_id=$(grep '^peer_id' "$out/worker.out" | cut -d' ' -f2)
 P2PC_BOOTSTRAP="$worker_addr" run_node "$out/arbiter"
+P2PC_BOOTSTRAP="$worker_addr" run_node "$out/worker2"
 P2PC_BOOTSTRAP="$worker_addr" run_node "$out/submitter"
 echo "worker $worker_id"
 # A paid job needs the arbiter's advert: wait until the submitter has heard
 # both the worker's and the arbiter's.
 for _ in $(seq 1 300); do
-  [ "$("$p2pctl" node status --node "$out/submitter" --json | json_field workers_known)" -ge 2 ] && break
+  [ "$("$p2pctl" node status --node "$out/submitter" --json | json_field workers_known)" -ge 3 ] && break
   sleep 0.1
 done
 printf 'network' >"$out/name"
@@ -137,14 +141,25 @@ printf '\n--- over the network, a command job with arguments: my-wc -- -w (count
 printf 'the quick brown fox\njumps over the lazy dog\n' >"$out/words"
 "$p2pctl" job submit "$out/my-wc.p2pcb" --input "$out/words" --to "$worker_id" --wait --node "$out/submitter" -- -w
 
-printf '\n--- the ledger: each job paid the worker for the fuel it used, final once the 2 s window closed ---\n'
+printf '\n--- a paid map-reduce job in two shards, on both workers: wordcount --shards 2 ---\n'
+"$p2pctl" bundle pack target/wasm32-wasip2/release/wordcount.wasm --name wordcount --version 1.0.0 \
+  --key demo-publisher --sign --output "$out/wordcount.p2pcb"
+printf 'the quick brown fox\njumps over the lazy dog\nthe dog sleeps\nthe fox runs\n' >"$out/text"
+"$p2pctl" job submit "$out/wordcount.p2pcb" --input "$out/text" --shards 2 --wait --node "$out/submitter"
+wc_job=$("$p2pctl" job list --limit 1 --json --node "$out/submitter" | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["id"])')
+"$p2pctl" job status "$wc_job" --node "$out/submitter"
+
+printf '\n--- the ledger: each task paid its worker for the fuel it used, final once the 2 s window closed ---\n'
 for _ in $(seq 1 200); do
   [ "$("$p2pctl" ledger balance --node "$out/worker" --json | json_field pending)" = 0 ] &&
+    [ "$("$p2pctl" ledger balance --node "$out/worker2" --json | json_field pending)" = 0 ] &&
     [ "$("$p2pctl" ledger holds --node "$out/worker" --json | python3 -c 'import json, sys; print(all(h["final"] for h in json.load(sys.stdin)["holds"]))')" = True ] && break
   sleep 0.1
 done
 echo "the worker, on its own replica:"
 "$p2pctl" ledger balance --node "$out/worker"
+echo "the second worker:"
+"$p2pctl" ledger balance --node "$out/worker2"
 echo "the submitter, on the arbiter's replica:"
 "$p2pctl" ledger balance --node "$out/arbiter" "$submitter_key"
 "$p2pctl" ledger holds --node "$out/worker"
