@@ -103,7 +103,9 @@ json_field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv
 # The arbiter co-signs refunds and confirmations; the worker charges 2
 # credits per million fuel, bonds 10 credits per task and accepts that
 # arbiter; the submitter runs nothing for others.
-arbiter_key=$(init_node "$out/arbiter" --listen /ip4/127.0.0.1/tcp/0 --arbiter --price 0)
+# (It charges like a worker but accepts no arbiter, so it is never chosen
+# to run a paid task: it cannot arbitrate its own.)
+arbiter_key=$(init_node "$out/arbiter" --listen /ip4/127.0.0.1/tcp/0 --arbiter --price 2)
 worker_key=$(init_node "$out/worker" --listen /ip4/127.0.0.1/tcp/0 --listen /ip4/127.0.0.1/udp/0/quic-v1 \
   --price 2 --collateral 10 --accept-arbiter "$arbiter_key")
 worker2_key=$(init_node "$out/worker2" --listen /ip4/127.0.0.1/tcp/0 \

@@ -790,6 +790,10 @@ impl Network {
                 )));
             }
         }
+        if shards.is_some() {
+            // Only a probe: each shard is placed on its own.
+            unreserve(&plan.busy, &chosen.worker);
+        }
         let info = JobInfo {
             id: job_id.clone(),
             name: verified.manifest.name.clone(),
@@ -996,6 +1000,13 @@ impl JobPlan {
     }
 }
 
+/// Frees one of a worker's places among a job's busy workers.
+fn unreserve(busy: &Mutex<HashMap<PeerId, usize>>, worker: &PeerId) {
+    if let Some(n) = lock(busy).get_mut(worker) {
+        *n = n.saturating_sub(1);
+    }
+}
+
 /// 16 random bytes, hex: a job's id.
 fn random_id() -> Result<String> {
     let mut id = [0u8; 16];
@@ -1107,18 +1118,28 @@ impl Inner {
                     "worker {p} was given up on, and the job names it with --to: not placed elsewhere"
                 )));
             }
-            Some(p) => (p, self.advert_of(p).await),
+            Some(p) => {
+                *lock(busy).entry(p).or_insert(0) += 1;
+                (p, self.advert_of(p).await)
+            }
             None => self.choose_worker(terms, avoid, busy).await?,
         };
-        let key = PublicKey::from_peer_id(&worker)
-            .ok_or_else(|| Error::Submit(format!("{worker} is not an Ed25519 peer id")))?;
-        let paid = match (&self.payments, advert) {
-            (Some(pay), Some(a)) if a.price > 0 && a.network == pay.network_id() => {
-                Some(self.price_task(pay, key, &a, spec, terms).await?)
-            }
-            _ => None,
-        };
-        Ok(Placement { worker, key, paid })
+        let placed = async {
+            let key = PublicKey::from_peer_id(&worker)
+                .ok_or_else(|| Error::Submit(format!("{worker} is not an Ed25519 peer id")))?;
+            let paid = match (&self.payments, advert) {
+                (Some(pay), Some(a)) if a.price > 0 && a.network == pay.network_id() => {
+                    Some(self.price_task(pay, key, &a, spec, terms).await?)
+                }
+                _ => None,
+            };
+            Ok(Placement { worker, key, paid })
+        }
+        .await;
+        if placed.is_err() {
+            unreserve(busy, &worker);
+        }
+        placed
     }
 
     /// The terms of a paid task on `worker`, checked against the job's
@@ -1526,10 +1547,7 @@ impl Inner {
 
     /// Frees a worker's place among a job's busy workers.
     fn release(&self, plan: &JobPlan, worker: &PeerId) {
-        let mut busy = lock(&plan.busy);
-        if let Some(n) = busy.get_mut(worker) {
-            *n = n.saturating_sub(1);
-        }
+        unreserve(&plan.busy, worker);
     }
 
     /// Places, pays for and sends one attempt of a task; its answer comes
@@ -1553,7 +1571,6 @@ impl Inner {
             None => self.place(&spec, &plan.terms, avoid, &plan.busy).await?,
         };
         let Placement { worker, key, paid } = placement;
-        *lock(&plan.busy).entry(worker).or_insert(0) += 1;
         spec.worker = key.to_bytes().to_vec();
         if let Some(p) = &paid {
             spec.fuel = p.fuel;
@@ -1942,48 +1959,56 @@ impl Inner {
         &self,
         terms: &Terms,
         avoid: &HashSet<PeerId>,
-        busy: &Mutex<HashMap<PeerId, usize>>,
+        reserved: &Mutex<HashMap<PeerId, usize>>,
     ) -> Result<(PeerId, Option<Advert>)> {
-        let busy: HashMap<PeerId, usize> = lock(busy).clone();
+        // Held while choosing, and the choice counted before it is let go,
+        // so tasks placed at once spread instead of all picking one worker.
         let me = self.client.peer_id();
         let oldest = now_unix_ms().saturating_sub(ADVERT_TTL_MS);
         let network = self.payments.as_ref().map(Payments::network_id);
         let mine = self.signer.public();
         let (mut expensive, mut no_arbiter, mut cheapest) = (0usize, 0usize, None::<u64>);
-        let best = {
-            let adverts = lock(&self.adverts);
-            let mut best: Option<(&PeerId, &Advert)> = None;
-            for (p, (k, a)) in adverts.iter() {
-                if *p == me || a.issued_unix_ms < oldest || avoid.contains(p) || a.draining {
-                    continue;
-                }
-                if a.price > 0 && network.is_some_and(|n| a.network == n) {
-                    cheapest = Some(cheapest.map_or(a.price, |c| c.min(a.price)));
-                    if terms.max_price.is_some_and(|m| a.price > m) {
-                        expensive += 1;
+        let chosen = {
+            let mut busy = lock(reserved);
+            let best = {
+                let adverts = lock(&self.adverts);
+                let mut best: Option<(&PeerId, &Advert)> = None;
+                for (p, (k, a)) in adverts.iter() {
+                    if *p == me || a.issued_unix_ms < oldest || avoid.contains(p) || a.draining {
                         continue;
                     }
-                    if arbiter_in(&adverts, mine, *k, a, oldest).is_none() {
-                        no_arbiter += 1;
-                        continue;
+                    if a.price > 0 && network.is_some_and(|n| a.network == n) {
+                        cheapest = Some(cheapest.map_or(a.price, |c| c.min(a.price)));
+                        if terms.max_price.is_some_and(|m| a.price > m) {
+                            expensive += 1;
+                            continue;
+                        }
+                        if arbiter_in(&adverts, mine, *k, a, oldest).is_none() {
+                            no_arbiter += 1;
+                            continue;
+                        }
+                    }
+                    // Spread a job's tasks: fewest of this job's tasks first,
+                    // then the most free slots.
+                    let key = |p: &PeerId, a: &Advert| {
+                        (
+                            std::cmp::Reverse(busy.get(p).copied().unwrap_or(0)),
+                            a.free_slots,
+                            std::cmp::Reverse(p.to_string()),
+                        )
+                    };
+                    if best.is_none_or(|(bp, ba)| key(p, a) > key(bp, ba)) {
+                        best = Some((p, a));
                     }
                 }
-                // Spread a job's tasks: fewest of this job's tasks first,
-                // then the most free slots.
-                let key = |p: &PeerId, a: &Advert| {
-                    (
-                        std::cmp::Reverse(busy.get(p).copied().unwrap_or(0)),
-                        a.free_slots,
-                        std::cmp::Reverse(p.to_string()),
-                    )
-                };
-                if best.is_none_or(|(bp, ba)| key(p, a) > key(bp, ba)) {
-                    best = Some((p, a));
-                }
+                best.map(|(p, a)| (*p, a.clone()))
+            };
+            if let Some((p, _)) = &best {
+                *busy.entry(*p).or_insert(0) += 1;
             }
-            best.map(|(p, a)| (*p, a.clone()))
+            best
         };
-        if let Some((p, a)) = best {
+        if let Some((p, a)) = chosen {
             return Ok((p, Some(a)));
         }
         if no_arbiter > 0 {
@@ -2032,6 +2057,7 @@ impl Inner {
                         let o = e.open(ADVERT_KIND).ok()?;
                         (o.author.peer_id() == peer).then(|| Advert::decode(o.payload).ok())?
                     });
+                    *lock(reserved).entry(peer).or_insert(0) += 1;
                     return Ok((peer, advert));
                 }
                 Ok(_) => {}
