@@ -17,7 +17,8 @@
 //!
 //! 4. Failover: a worker running a task is shut down; the time until the
 //!    task runs on another worker (lease 2 s), three times.
-//! 5. A map-reduce job of 16 shards (wordcount) on 1, 2 and 4 workers
+//! 5. A map-reduce job of 16 shards (wordcount over 32 MiB of text,
+//!    `P2PC_BENCH_SHARD_MIB`) on 1, 2 and 4 workers
 //!    (nodes in this one process, on this machine's 2 cores), against the
 //!    same job run locally through the same library, in the same run.
 //!
@@ -333,13 +334,14 @@ fn shards(rt: &tokio::runtime::Runtime) {
             RequestedLimits::default(),
             "p2pc:job/map-reduce",
         );
-        // 4 MiB of words over many lines.
+        // Words over many lines: P2PC_BENCH_SHARD_MIB (default 32) MiB.
+        let mib = env_usize("P2PC_BENCH_SHARD_MIB", 32);
         let words = [
             "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta",
         ];
         let mut text = String::new();
         let mut i = 0usize;
-        while text.len() < 4 << 20 {
+        while text.len() < mib << 20 {
             text.push_str(words[i % words.len()]);
             text.push(if i % 11 == 10 { '\n' } else { ' ' });
             i += 1;
@@ -373,7 +375,7 @@ fn shards(rt: &tokio::runtime::Runtime) {
         let local = mapreduce::run(&input, 16, call, output).await;
         let local_time = start.elapsed();
         let expected = local.reduce.as_ref().and_then(output).expect("local");
-        println!("16 shards locally: {local_time:?}");
+        println!("16 shards of {mib} MiB locally: {local_time:?}");
         for workers in [1usize, 2, 4] {
             let cluster = Cluster::start(workers + 1).await.expect("cluster");
             p2pc_testkit::eventually("adverts", Duration::from_secs(60), || async {
