@@ -55,20 +55,7 @@ fn five_nodes_discover_each_other_share_blobs_and_run_remote_tasks() {
         let input = b"the quick brown fox".to_vec();
         let job = cluster
             .node(2)
-            .submit(Submission {
-                bundle: file,
-                input: input.clone(),
-                to: None,
-                timeout: WAIT,
-                args: Vec::new(),
-                call: Default::default(),
-                budget: None,
-                max_price: None,
-                window: None,
-                shards: None,
-                lease: None,
-                max_attempts: None,
-            })
+            .submit(Submission::new(file, input.clone(), WAIT))
             .await
             .expect("submit");
         let state = cluster.node(2).wait(&job, WAIT).await.expect("wait").status;
@@ -109,18 +96,8 @@ fn large_outputs_and_inputs_travel_as_blobs() {
         let job = cluster
             .node(0)
             .submit(Submission {
-                bundle: file,
-                input: input.clone(),
                 to: Some(cluster.node(1).peer_id()),
-                timeout: WAIT,
-                args: Vec::new(),
-                call: Default::default(),
-                budget: None,
-                max_price: None,
-                window: None,
-                shards: None,
-                lease: None,
-                max_attempts: None,
+                ..Submission::new(file, input.clone(), WAIT)
             })
             .await
             .expect("submit");
@@ -197,18 +174,8 @@ fn untrusted_replayed_and_tampered_tasks_are_refused_with_clear_errors() {
         let job = cluster
             .node(0)
             .submit(Submission {
-                bundle: file.clone(),
-                input: b"x".to_vec(),
                 to: Some(worker),
-                timeout: WAIT,
-                args: Vec::new(),
-                call: Default::default(),
-                budget: None,
-                max_price: None,
-                window: None,
-                shards: None,
-                lease: None,
-                max_attempts: None,
+                ..Submission::new(file.clone(), b"x".to_vec(), WAIT)
             })
             .await
             .expect("submit");
@@ -333,18 +300,8 @@ fn a_worker_that_dies_mid_task_gives_a_clear_error_before_the_deadline() {
         let job = cluster
             .node(0)
             .submit(Submission {
-                bundle: file,
-                input: b"sleep".to_vec(),
                 to: Some(worker),
-                timeout: Duration::from_secs(120),
-                args: Vec::new(),
-                call: Default::default(),
-                budget: None,
-                max_price: None,
-                window: None,
-                shards: None,
-                lease: None,
-                max_attempts: None,
+                ..Submission::new(file, b"sleep".to_vec(), Duration::from_secs(120))
             })
             .await
             .expect("submit");

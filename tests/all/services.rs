@@ -15,18 +15,8 @@ use crate::support::block_on;
 
 fn submission(file: &[u8], input: &[u8], to: &ComputeNode) -> Submission {
     Submission {
-        bundle: file.to_vec(),
-        input: input.to_vec(),
         to: Some(to.peer_id()),
-        timeout: WAIT,
-        args: Vec::new(),
-        call: Default::default(),
-        budget: None,
-        max_price: None,
-        window: None,
-        shards: None,
-        lease: None,
-        max_attempts: None,
+        ..Submission::new(file.to_vec(), input.to_vec(), WAIT)
     }
 }
 
@@ -457,12 +447,6 @@ fn a_peers_wasm_task_runs_in_an_isolated_worker_process() {
             .node(0)
             .submit(Submission {
                 call: p2pc_node::messages::CallKind::Map,
-                budget: None,
-                max_price: None,
-                window: None,
-                shards: None,
-                lease: None,
-                max_attempts: None,
                 ..submission(&spec_file, b"the cat the hat", cluster.node(1))
             })
             .await
@@ -477,12 +461,6 @@ fn a_peers_wasm_task_runs_in_an_isolated_worker_process() {
             .node(0)
             .submit(Submission {
                 call: p2pc_node::messages::CallKind::Reduce,
-                budget: None,
-                max_price: None,
-                window: None,
-                shards: None,
-                lease: None,
-                max_attempts: None,
                 ..submission(&spec_file, &reduce_input, cluster.node(1))
             })
             .await

@@ -4,9 +4,13 @@
 //! its own jobs and keeps their records, and answers `p2pctl` over a local
 //! control channel.
 //!
+//! A job is one task, or a map-reduce job's map tasks spread over workers
+//! and one reduce; each task runs in attempts with leases, and on a network
+//! with a ledger every attempt is paid through its own hold.
+//!
 //! It is not the overlay (`p2pc-net` moves the bytes), not the sandbox, and
-//! not yet a scheduler across many workers: one job is one task sent to one
-//! worker.
+//! not a market: prices are fixed per worker and nobody's answer is checked
+//! by replication yet.
 //!
 //! The node is a set of services, each owning its state behind a small
 //! cloneable handle:
@@ -17,6 +21,7 @@
 //!   queries `p2pctl ledger` makes.
 //! - `pay`: how tasks are paid: holds, settlements, refunds, and the
 //!   arbiter.
+//! - `attempts`: the pure state machine of a task's attempts.
 //! - `control`: the Unix-socket control channel and its client,
 //!   [`Control`], speaking the typed requests of `api`.
 //!
