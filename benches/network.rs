@@ -322,9 +322,6 @@ fn failover(rt: &tokio::runtime::Runtime) {
 }
 
 fn shards(rt: &tokio::runtime::Runtime) {
-    use p2pc_sandbox::{
-        Artifact, Call, Grants, Limits, Mode, Outcome, SandboxExecutor, Task, mapreduce,
-    };
     rt.block_on(async {
         let component = p2pc_tests::guest_bytes("wordcount");
         let file = p2pc_testkit::bundle_with_world(
@@ -349,32 +346,12 @@ fn shards(rt: &tokio::runtime::Runtime) {
         let input = text.into_bytes();
         let executor =
             p2pc_sandbox::WasmExecutor::new(p2pc_sandbox::Config::default()).expect("executor");
-        let hash = *blake3::hash(&component).as_bytes();
-        let artifact = Artifact::new(component);
-        let call = move |_: mapreduce::Step, call: Call| {
-            let (executor, artifact) = (executor.clone(), artifact.clone());
-            async move {
-                let mode = Mode::for_call(&hash, &call, &[]);
-                executor
-                    .execute(
-                        &artifact,
-                        Task {
-                            mode,
-                            call,
-                            limits: Limits::default(),
-                            grants: Grants::default(),
-                            args: Vec::new(),
-                        },
-                    )
-                    .await
-            }
-        };
-        let output = |o: &Outcome| o.result.as_ref().ok().cloned();
-        let _ = mapreduce::run(&input, 16, call.clone(), output).await;
+        // Warm (the compile), then timed.
+        let _ = p2pc_tests::map_reduce_locally(&executor, &component, &input, 16).await;
         let start = Instant::now();
-        let local = mapreduce::run(&input, 16, call, output).await;
+        let local = p2pc_tests::map_reduce_locally(&executor, &component, &input, 16).await;
         let local_time = start.elapsed();
-        let expected = local.reduce.as_ref().and_then(output).expect("local");
+        let expected = local.reduce.and_then(|o| o.result.ok()).expect("local");
         println!("16 shards of {mib} MiB locally: {local_time:?}");
         for workers in [1usize, 2, 4] {
             let cluster = Cluster::start(workers + 1).await.expect("cluster");

@@ -9,12 +9,10 @@ use std::time::Duration;
 use p2pc_crypto::{RequestedLimits, SecretKey};
 use p2pc_ledger::{FUEL_PER_PRICE_UNIT, Genesis, cost};
 use p2pc_node::api::Decision;
-use p2pc_node::{ComputeNode, JobState, LedgerAnswer, LedgerRequest, Submission};
-use p2pc_sandbox::mapreduce;
-use p2pc_sandbox::{Artifact, Call, Grants, Limits, Mode, Outcome, SandboxExecutor, Task};
+use p2pc_node::{ComputeNode, JobState, Submission};
 use p2pc_testkit::{Cluster, WAIT, bundle, bundle_with_world, eventually};
 
-use crate::support::block_on;
+use crate::support::{block_on, holds, verify_ok};
 
 /// Words over many lines, so the input splits into many shards.
 fn text() -> Vec<u8> {
@@ -55,31 +53,15 @@ fn a_map_reduce_job_over_8_shards_on_4_workers_gives_the_local_output_and_fuel()
         );
         let input = text();
         // What `p2pctl run --shards 8` does, with the same library.
-        let executor = crate::support::executor();
-        let hash = *blake3::hash(&component).as_bytes();
-        let artifact = Artifact::new(component.clone());
-        let call = move |_: mapreduce::Step, call: Call| {
-            let (executor, artifact) = (executor.clone(), artifact.clone());
-            async move {
-                let mode = Mode::for_call(&hash, &call, &[]);
-                executor
-                    .execute(
-                        &artifact,
-                        Task {
-                            mode,
-                            call,
-                            limits: Limits::default(),
-                            grants: Grants::default(),
-                            args: Vec::new(),
-                        },
-                    )
-                    .await
-            }
-        };
-        let output = |o: &Outcome| o.result.as_ref().ok().cloned();
-        let local = mapreduce::run(&input, 8, call, output).await;
+        let local =
+            p2pc_tests::map_reduce_locally(&crate::support::executor(), &component, &input, 8)
+                .await;
         let local_fuel: u64 = local.all().map(|o| o.usage.fuel_used).sum();
-        let local_output = local.reduce.as_ref().and_then(output).expect("local run");
+        let local_output = local
+            .reduce
+            .as_ref()
+            .and_then(|o| o.result.clone().ok())
+            .expect("local run");
 
         adverts(cluster.node(0), 4).await;
         let mut s = Submission::new(file, input.clone(), WAIT);
@@ -119,17 +101,6 @@ fn a_map_reduce_job_over_8_shards_on_4_workers_gives_the_local_output_and_fuel()
 
 fn key(i: usize) -> SecretKey {
     SecretKey::from_seed(&[170 + i as u8; 32])
-}
-
-async fn holds(node: &ComputeNode) -> Vec<p2pc_node::api::HeldEscrow> {
-    match node
-        .ledger(LedgerRequest::Holds { account: None })
-        .await
-        .expect("holds")
-    {
-        LedgerAnswer::Holds(h) => h.holds,
-        other => panic!("{other:?}"),
-    }
 }
 
 #[test]
@@ -225,10 +196,7 @@ fn a_worker_lost_mid_task_is_replaced_not_paid_and_its_hold_refunded() {
         .await
         .expect("settled");
         for node in [cluster.node(0), cluster.node(2)] {
-            match node.ledger(LedgerRequest::Verify).await.expect("verify") {
-                LedgerAnswer::Verify(v) => assert!(v.ok, "{v:?}"),
-                other => panic!("{other:?}"),
-            }
+            verify_ok(node).await;
         }
         cluster.shutdown().await;
     });

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use p2pc_crypto::{PublicKey, RequestedLimits, SecretKey};
 use p2pc_ledger::{Body, CreditManager, FUEL_PER_PRICE_UNIT, Genesis, TaskHold, cost};
-use p2pc_node::api::{Balance, Decision, HeldEscrow};
+use p2pc_node::api::{Balance, Decision};
 use p2pc_node::messages::{TaskReply, TaskRequest, TaskSpec, blob_id, now_unix_ms, seal_task};
 use p2pc_node::{ComputeNode, JobState, LedgerAnswer, LedgerRequest, Submission};
 use p2pc_testkit::{Cluster, WAIT, bundle, eventually};
 use prost::Message;
 
-use crate::support::block_on;
+use crate::support::{block_on, holds, verify_ok};
 
 const OWNER: usize = 0;
 const WORKER: usize = 1;
@@ -93,24 +93,6 @@ async fn balance(node: &ComputeNode, of: PublicKey) -> Balance {
     {
         LedgerAnswer::Balance(b) => b,
         other => panic!("a balance answered {other:?}"),
-    }
-}
-
-async fn holds(node: &ComputeNode) -> Vec<HeldEscrow> {
-    match node
-        .ledger(LedgerRequest::Holds { account: None })
-        .await
-        .expect("holds")
-    {
-        LedgerAnswer::Holds(h) => h.holds,
-        other => panic!("holds answered {other:?}"),
-    }
-}
-
-async fn verify_ok(node: &ComputeNode) {
-    match node.ledger(LedgerRequest::Verify).await.expect("verify") {
-        LedgerAnswer::Verify(v) => assert!(v.ok, "{v:?}"),
-        other => panic!("verify answered {other:?}"),
     }
 }
 

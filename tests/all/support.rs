@@ -76,3 +76,27 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("runtime")
 }
+
+/// Every escrow on `node`'s ledger replica.
+pub async fn holds(node: &p2pc_node::ComputeNode) -> Vec<p2pc_node::api::HeldEscrow> {
+    match node
+        .ledger(p2pc_node::LedgerRequest::Holds { account: None })
+        .await
+        .expect("holds")
+    {
+        p2pc_node::LedgerAnswer::Holds(h) => h.holds,
+        other => panic!("holds answered {other:?}"),
+    }
+}
+
+/// Asserts `node`'s ledger replica verifies.
+pub async fn verify_ok(node: &p2pc_node::ComputeNode) {
+    match node
+        .ledger(p2pc_node::LedgerRequest::Verify)
+        .await
+        .expect("verify")
+    {
+        p2pc_node::LedgerAnswer::Verify(v) => assert!(v.ok, "{v:?}"),
+        other => panic!("verify answered {other:?}"),
+    }
+}

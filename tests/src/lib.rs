@@ -102,3 +102,35 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     }
     v
 }
+
+/// A map-reduce `component` run on `input` in this process as `p2pctl run
+/// --shards N` runs it (the same library, each call seeded from what it
+/// is): what a sharded job on the network must equal.
+pub async fn map_reduce_locally(
+    executor: &p2pc_sandbox::WasmExecutor,
+    component: &[u8],
+    input: &[u8],
+    shards: usize,
+) -> p2pc_sandbox::mapreduce::Steps<p2pc_sandbox::Outcome> {
+    use p2pc_sandbox::{Artifact, Call, Grants, Limits, Mode, SandboxExecutor, Task, mapreduce};
+    let hash = *blake3::hash(component).as_bytes();
+    let artifact = Artifact::new(component.to_vec());
+    let executor = executor.clone();
+    let call = move |_: mapreduce::Step, call: Call| {
+        let (executor, artifact) = (executor.clone(), artifact.clone());
+        async move {
+            let task = Task {
+                mode: Mode::for_call(&hash, &call, &[]),
+                call,
+                limits: Limits::default(),
+                grants: Grants::default(),
+                args: Vec::new(),
+            };
+            executor.execute(&artifact, task).await
+        }
+    };
+    mapreduce::run(input, shards, call, |o: &p2pc_sandbox::Outcome| {
+        o.result.as_ref().ok().cloned()
+    })
+    .await
+}

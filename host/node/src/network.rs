@@ -1000,6 +1000,13 @@ impl JobPlan {
     }
 }
 
+/// The advert in a signed envelope, if `peer`'s key signed it.
+fn open_advert(wire: &[u8], peer: PeerId) -> Option<Advert> {
+    let opened = Envelope::decode_bounded(wire).ok()?;
+    let opened = opened.open(ADVERT_KIND).ok()?;
+    (opened.author.peer_id() == peer).then(|| Advert::decode(opened.payload).ok())?
+}
+
 /// Frees one of a worker's places among a job's busy workers.
 fn unreserve(busy: &Mutex<HashMap<PeerId, usize>>, worker: &PeerId) {
     if let Some(n) = lock(busy).get_mut(worker) {
@@ -1261,12 +1268,7 @@ impl Inner {
             }
         };
         let reply = TaskReply::decode(answer.as_slice()).ok()?;
-        let opened = Envelope::decode_bounded(&reply.advert).ok()?;
-        let opened = opened.open(ADVERT_KIND).ok()?;
-        if opened.author.peer_id() != peer {
-            return None;
-        }
-        Advert::decode(opened.payload).ok()
+        open_advert(&reply.advert, peer)
     }
 
     /// Runs one task of a job to its end: places it, watches its lease,
@@ -1353,6 +1355,8 @@ impl Inner {
                             });
                         }
                     }
+                    // Scheduled for its deadline when the attempt was lost
+                    // (`refund_later`); skipped if it is settled first.
                     Effect::Refund(_) => {}
                     Effect::Done(n) => done = Some(n),
                     Effect::Compare { first, late } => {
@@ -1378,6 +1382,7 @@ impl Inner {
                             });
                         }
                     }
+                    // Seen below, through `machine.failed()`.
                     Effect::Fail => {}
                 }
             }
@@ -1455,9 +1460,6 @@ impl Inner {
                     let now = tokio::time::Instant::now();
                     if now >= deadline {
                         // The job's timeout: nothing more can be placed.
-                        for n in running.keys() {
-                            machine.on(Event::Deadline { attempt: *n });
-                        }
                         self.refund_all(running.into_values());
                         return TaskOutcome::failed(Error::Submit(format!(
                             "the job's timeout passed before its {step} task finished ({last_error})"
@@ -2053,10 +2055,7 @@ impl Inner {
         while let Some((peer, answer)) = asks.next().await {
             match answer.map(|a| TaskReply::decode(a.as_slice())) {
                 Ok(Ok(reply)) if !reply.advert.is_empty() => {
-                    let advert = Envelope::decode_bounded(&reply.advert).ok().and_then(|e| {
-                        let o = e.open(ADVERT_KIND).ok()?;
-                        (o.author.peer_id() == peer).then(|| Advert::decode(o.payload).ok())?
-                    });
+                    let advert = open_advert(&reply.advert, peer);
                     *lock(reserved).entry(peer).or_insert(0) += 1;
                     return Ok((peer, advert));
                 }

@@ -58,14 +58,14 @@ const TRIES: u32 = 12;
 pub(crate) struct Unpaid(pub(crate) &'static str, pub(crate) String);
 
 /// A follow-up, due at a time.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 enum Action {
     /// Worker: the owner has not sent its settlement; ask the arbiter.
-    AwaitSettle { escrow: OpId, try_no: u32 },
+    AwaitSettle { escrow: OpId },
     /// Worker: the window passed; write the confirmation.
-    Confirm { escrow: OpId, try_no: u32 },
+    Confirm { escrow: OpId },
     /// Owner: no receipt came; refund through the arbiter.
-    Refund { escrow: OpId, try_no: u32 },
+    Refund { escrow: OpId },
 }
 
 /// What the worker proposed in a receipt, until step 1 is written.
@@ -89,7 +89,8 @@ struct Inner {
     collateral: u64,
     accepted: Vec<PublicKey>,
     arbiter: bool,
-    queue: Mutex<BTreeMap<(u64, u64), Action>>,
+    /// Due time and insertion number → the follow-up and the tries it had.
+    queue: Mutex<BTreeMap<(u64, u64), (Action, u32)>>,
     queued: AtomicU64,
     wake: tokio::sync::Notify,
     /// Worker: receipts sent whose settlement is not written yet.
@@ -181,6 +182,20 @@ impl Payments {
         &self.inner.replica
     }
 
+    /// Worker: the refusal of a task sent without a hold to a worker that
+    /// charges, if it is one. Cheap: checked before anything is fetched.
+    pub(crate) fn needs_hold(&self, hold: &[u8]) -> Option<Unpaid> {
+        (hold.is_empty() && self.inner.price > 0).then(|| {
+            Unpaid(
+                "unpaid",
+                format!(
+                    "this worker charges {} credits per million fuel: send a hold with the task",
+                    self.inner.price
+                ),
+            )
+        })
+    }
+
     /// Worker: checks the hold sent with a task whose envelope hashes to
     /// `digest`, waits for it to apply here, and bonds collateral if it
     /// asks for some. `None`: this worker runs tasks unpaid.
@@ -194,17 +209,11 @@ impl Payments {
         deadline_ms: u64,
     ) -> Result<Option<(OpId, Escrow)>, Unpaid> {
         let me = self.inner.signer.public();
+        if let Some(refusal) = self.needs_hold(hold) {
+            return Err(refusal);
+        }
         if hold.is_empty() {
-            if self.inner.price == 0 {
-                return Ok(None);
-            }
-            return Err(Unpaid(
-                "unpaid",
-                format!(
-                    "this worker charges {} credits per million fuel: send a hold with the task",
-                    self.inner.price
-                ),
-            ));
+            return Ok(None);
         }
         let op = Op::from_bytes(hold).map_err(|e| Unpaid("unpaid", e.to_string()))?;
         let Body::TaskHold(terms) = &op.body else {
@@ -311,7 +320,7 @@ impl Payments {
             .saturating_add(grace)
             .min(deadline_ms.saturating_sub(2_000))
             .max(now);
-        self.schedule(at, Action::AwaitSettle { escrow, try_no: 0 });
+        self.schedule(at, Action::AwaitSettle { escrow });
     }
 
     /// Owner: signs a task hold on these terms.
@@ -382,10 +391,7 @@ impl Payments {
             return;
         }
         // A little past the deadline, so the arbiter's clock has passed it.
-        self.schedule(
-            deadline_ms.saturating_add(500),
-            Action::Refund { escrow, try_no: 0 },
-        );
+        self.schedule(deadline_ms.saturating_add(500), Action::Refund { escrow });
     }
 
     /// Worker: the owner's co-signatures on a settlement.
@@ -454,7 +460,7 @@ impl Payments {
             return TaskReply::refusal("refused", format!("settlement not written: {err}"));
         }
         lock(&self.inner.confirms).insert(escrow, confirm);
-        self.schedule(confirm_at, Action::Confirm { escrow, try_no: 0 });
+        self.schedule(confirm_at, Action::Confirm { escrow });
         TaskReply::default()
     }
 
@@ -585,13 +591,17 @@ impl Payments {
     }
 
     fn schedule(&self, at: u64, action: Action) {
+        self.schedule_try(at, action, 0);
+    }
+
+    fn schedule_try(&self, at: u64, action: Action, tries: u32) {
         let mut queue = lock(&self.inner.queue);
         if queue.len() >= QUEUE_MAX {
             warn!(?action, "payment follow-up queue full; dropped");
             return;
         }
         let n = self.inner.queued.fetch_add(1, Ordering::Relaxed);
-        queue.insert((at, n), action);
+        queue.insert((at, n), (action, tries));
         drop(queue);
         self.inner.wake.notify_one();
     }
@@ -611,55 +621,35 @@ impl Payments {
                 continue;
             }
             let now = now_unix_ms();
-            let due: Vec<Action> = {
+            let due: Vec<(Action, u32)> = {
                 let mut queue = lock(&self.inner.queue);
                 let later = queue.split_off(&(now.saturating_add(1), 0));
                 std::mem::replace(&mut *queue, later)
                     .into_values()
                     .collect()
             };
-            for action in due {
+            for (action, tries) in due {
                 let this = self.clone();
-                tokio::spawn(async move { this.run(action).await });
+                tokio::spawn(async move { this.run(action, tries).await });
             }
         }
     }
 
-    async fn run(&self, action: Action) {
-        let retry = |this: &Self, action: Action, try_no: u32| {
-            if try_no + 1 >= TRIES {
-                warn!(?action, "payment follow-up given up");
-                return;
-            }
-            // 1 s, 2 s, 4 s, … up to 5 minutes.
-            let wait = (1_000u64 << try_no.min(9)).min(300_000);
-            let next = match action {
-                Action::AwaitSettle { escrow, .. } => Action::AwaitSettle {
-                    escrow,
-                    try_no: try_no + 1,
-                },
-                Action::Confirm { escrow, .. } => Action::Confirm {
-                    escrow,
-                    try_no: try_no + 1,
-                },
-                Action::Refund { escrow, .. } => Action::Refund {
-                    escrow,
-                    try_no: try_no + 1,
-                },
-            };
-            this.schedule(now_unix_ms().saturating_add(wait), next);
+    async fn run(&self, action: Action, tries: u32) {
+        let result = match action {
+            Action::AwaitSettle { escrow } => self.settle_via_arbiter(escrow).await,
+            Action::Confirm { escrow } => self.confirm(escrow).await,
+            Action::Refund { escrow } => self.refund(escrow).await,
         };
-        let (result, try_no) = match &action {
-            Action::AwaitSettle { escrow, try_no } => {
-                (self.settle_via_arbiter(*escrow).await, *try_no)
-            }
-            Action::Confirm { escrow, try_no } => (self.confirm(*escrow).await, *try_no),
-            Action::Refund { escrow, try_no } => (self.refund(*escrow).await, *try_no),
-        };
-        if let Err(e) = result {
-            debug!(?action, error = %e, "payment follow-up failed; will retry");
-            retry(self, action, try_no);
+        let Err(e) = result else { return };
+        if tries + 1 >= TRIES {
+            warn!(?action, error = %e, "payment follow-up given up");
+            return;
         }
+        debug!(?action, error = %e, "payment follow-up failed; will retry");
+        // 1 s, 2 s, 4 s, … up to 5 minutes.
+        let wait = (1_000u64 << tries.min(9)).min(300_000);
+        self.schedule_try(now_unix_ms().saturating_add(wait), action, tries + 1);
     }
 
     /// Asks the escrow's arbiter for co-signatures.
@@ -738,10 +728,7 @@ impl Payments {
         });
         self.inner.replica.sign(t, body).await?;
         info!(escrow = %hex::encode(escrow), "settled with the arbiter: the owner did not");
-        self.schedule(
-            t.saturating_add(e.window_ms),
-            Action::Confirm { escrow, try_no: 0 },
-        );
+        self.schedule(t.saturating_add(e.window_ms), Action::Confirm { escrow });
         Ok(())
     }
 
@@ -854,10 +841,7 @@ impl Payments {
             {
                 self.schedule(
                     at.saturating_add(e.window_ms),
-                    Action::Confirm {
-                        escrow: id,
-                        try_no: 0,
-                    },
+                    Action::Confirm { escrow: id },
                 );
             }
         }

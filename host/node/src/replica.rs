@@ -867,7 +867,7 @@ pub fn query(
                 .fold(0u64, u64::saturating_add);
             LedgerAnswer::Balance(Balance {
                 account: who,
-                available: available(state, &who),
+                available: state.balance(&who).saturating_add(incoming),
                 balance: state.balance(&who),
                 incoming,
                 held,

@@ -334,17 +334,12 @@ impl Inner {
         );
         // An unpaid task on a paid worker is refused before anything is
         // fetched; the hold itself is checked once the task is runnable.
-        if let Some(p) = &self.payments
-            && request.hold.is_empty()
-            && p.terms().0 > 0
+        if let Some(Unpaid(code, why)) = self
+            .payments
+            .as_ref()
+            .and_then(|p| p.needs_hold(&request.hold))
         {
-            return refuse(
-                "unpaid",
-                format!(
-                    "this worker charges {} credits per million fuel: send a hold with the task",
-                    p.terms().0
-                ),
-            );
+            return refuse(code, why);
         }
         let left = Duration::from_millis(spec.deadline_unix_ms.saturating_sub(now));
         let _slot = match tokio::time::timeout(left, self.slots.clone().acquire_owned()).await {
