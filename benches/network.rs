@@ -238,7 +238,7 @@ fn paid_tasks(rt: &tokio::runtime::Runtime) {
         let arbiter = keys[3].public().to_string();
         let cluster = Cluster::start_keyed(keys, |i, c| {
             c.ledger.genesis = Some(path.clone());
-            c.market.price = if i == 2 { 1 } else { 0 };
+            c.market.base_price = if i == 2 { 1 } else { 0 };
             c.market.arbiters = vec![arbiter.clone()];
             c.arbiter.enabled = i == 3;
         })

@@ -121,7 +121,7 @@ fn a_worker_lost_mid_task_is_replaced_not_paid_and_its_hold_refunded() {
             c.ledger.sync_interval = Duration::from_millis(500);
             // The arbiter charges too, so it is never chosen: it cannot
             // arbitrate its own task.
-            c.market.price = if i == 0 { 0 } else { 2 };
+            c.market.base_price = if i == 0 { 0 } else { 2 };
             c.market.arbiters = vec![key(3).public().to_string()];
             c.arbiter.enabled = i == 3;
         })

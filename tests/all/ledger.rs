@@ -238,7 +238,7 @@ fn a_peer_sending_forged_ops_and_garbage_is_scored_down_and_blocked() {
         let id = rogue.peer_id();
         eventually("the node to score the forger down", WAIT, || async {
             let _ = rogue.publish(LEDGER_TOPIC, frame.clone()).await;
-            (honest.ledger_score(&id) < 0).then_some(())
+            (honest.peer_score(&id) < 0).then_some(())
         })
         .await
         .expect("scored down");
@@ -252,7 +252,7 @@ fn a_peer_sending_forged_ops_and_garbage_is_scored_down_and_blocked() {
                     Duration::from_secs(5),
                 )
                 .await;
-            (honest.ledger_score(&id) <= BLOCK_SCORE).then_some(())
+            (honest.peer_score(&id) <= BLOCK_SCORE).then_some(())
         })
         .await
         .expect("blocked");
@@ -346,7 +346,7 @@ fn ops_dated_ahead_of_the_clock_wait_for_it() {
         // An hour ahead: held, not applied, and not held against the peer.
         gossip(pay(&far, now_ms() + 3_600_000), 1).await;
         assert_eq!(applied().await, 0);
-        assert_eq!(node.ledger_score(&peer.peer_id()), 0);
+        assert_eq!(node.peer_score(&peer.peer_id()), 0);
 
         // A forged op from the future is refused at once, not parked.
         let mut forged = pay(&far, now_ms() + 3_600_000 + 1);
@@ -354,7 +354,7 @@ fn ops_dated_ahead_of_the_clock_wait_for_it() {
         let frame = encode_ops([&forged]);
         eventually("the node to score the forger down", WAIT, || async {
             let _ = peer.publish(LEDGER_TOPIC, frame.clone()).await;
-            (node.ledger_score(&peer.peer_id()) < 0).then_some(())
+            (node.peer_score(&peer.peer_id()) < 0).then_some(())
         })
         .await
         .expect("scored down");

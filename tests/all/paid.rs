@@ -57,16 +57,16 @@ async fn cluster(dir: &std::path::Path) -> Cluster {
     let cluster = Cluster::start_keyed((0..4).map(key).collect(), |i, c| {
         c.ledger.genesis = Some(path.clone());
         c.ledger.sync_interval = Duration::from_millis(500);
-        c.market.price = 0;
+        c.market.base_price = 0;
         match i {
             WORKER => {
-                c.market.price = PRICE;
+                c.market.base_price = PRICE;
                 c.market.collateral = COLLATERAL;
                 c.market.arbiters = vec![key(ARBITER).public().to_string()];
             }
             ARBITER => c.arbiter.enabled = true,
             POOR => {
-                c.market.price = PRICE;
+                c.market.base_price = PRICE;
                 c.market.arbiters = vec![SecretKey::generate().public().to_string()];
             }
             _ => {}

@@ -207,7 +207,7 @@ fn a_node_flooded_with_ledger_gossip_still_serves_tasks_and_chunks() {
         // The flood is what is tested, not payment: tasks run unpaid.
         let cluster = Cluster::start_with(2, |_, c| {
             c.ledger.genesis = Some(path.clone());
-            c.market.price = 0;
+            c.market.base_price = 0;
         })
         .await
         .expect("cluster");

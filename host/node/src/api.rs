@@ -78,6 +78,102 @@ pub enum Request {
     },
     /// A ledger query or transfer: [`LedgerAnswer`].
     Ledger(LedgerRequest),
+    /// The fresh offers this node holds: `Vec<OfferView>`, cheapest first.
+    Offers,
+    /// This node's price as a worker and what sets it: [`PriceView`].
+    Price,
+    /// Reputation records: `Vec<ReputationView>`, one peer's or all.
+    Reputation {
+        /// One peer; all if absent.
+        #[serde(default)]
+        peer: Option<String>,
+    },
+}
+
+/// A worker's offer, as this node holds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OfferView {
+    /// The worker.
+    pub peer: String,
+    /// Credits per million fuel.
+    pub price: u64,
+    /// Slots free when offered.
+    pub free_slots: u32,
+    /// Slots in all.
+    pub slots: u32,
+    /// Busy and waiting tasks per slot, thousandths.
+    pub load_permille: u32,
+    /// Credits bonded per paid task at most.
+    pub collateral: u64,
+    /// Executors.
+    pub executors: Vec<String>,
+    /// It arbitrates.
+    pub arbiter: bool,
+    /// It takes no new task.
+    pub draining: bool,
+    /// When the offer expires, Unix milliseconds.
+    pub expires_unix_ms: u64,
+    /// This node's reputation score of it; none without a record.
+    pub reputation: Option<f64>,
+}
+
+/// This node's price as a worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PriceView {
+    /// Whether its tasks are paid (a ledger and a base price above 0).
+    pub paid: bool,
+    /// The price now, credits per million fuel.
+    pub price: u64,
+    /// Where the price is heading.
+    pub target: u64,
+    /// `[market] base_price`, `min_price`, `max_price`.
+    pub base: u64,
+    /// The floor.
+    pub min: u64,
+    /// The ceiling.
+    pub max: u64,
+    /// The smoothed pressure, thousandths (500: the target, half the
+    /// slots busy).
+    pub pressure_permille: u32,
+    /// Slots busy now, and in all.
+    pub busy: u32,
+    /// Slots in all.
+    pub slots: u32,
+    /// Tasks waiting for a slot now.
+    pub waiting: u32,
+    /// Tasks refused for lack of a slot this window.
+    pub refused: u32,
+    /// The window, milliseconds.
+    pub window_ms: u64,
+    /// Windows stepped since the node started.
+    pub windows: u64,
+}
+
+/// What this node knows of one worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReputationView {
+    /// The worker.
+    pub peer: String,
+    /// The score now, 0 to 1 (½ is no evidence either way).
+    pub score: f64,
+    /// Consecutive valid replicated results.
+    pub valid_run: u32,
+    /// Whether its tasks are only spot-checked under adaptive validation.
+    pub trusted: bool,
+    /// The share of its tasks adaptive validation replicates.
+    pub replicated_share: f64,
+    /// Verified receipts.
+    pub success: u64,
+    /// Of those, replicated and agreeing.
+    pub replicated: u64,
+    /// Refunds at the deadline.
+    pub timeout: u64,
+    /// Wrong answers proved by replication.
+    pub cheat: u64,
+    /// Equivocations proved.
+    pub equivocation: u64,
+    /// The last events, oldest first: (evidence, Unix milliseconds).
+    pub recent: Vec<(String, u64)>,
 }
 
 /// What to submit, by file path (read by the node).
@@ -109,6 +205,12 @@ pub struct SubmitRequest {
     /// Arguments for the program, after the bundle's own.
     #[serde(default)]
     pub args: Vec<String>,
+    /// `none`, `K-of-N` or `adaptive`; the node's default if absent.
+    #[serde(default)]
+    pub validation: Option<String>,
+    /// Only workers with at least this reputation score (0 to 1).
+    #[serde(default)]
+    pub min_reputation: Option<f64>,
 }
 
 /// The answer to [`Request::Drain`].

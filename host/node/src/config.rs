@@ -29,9 +29,19 @@
 //! max_clock_skew = "1m"                # ops dated further ahead wait for the clock
 //!
 //! [market]                             # what this worker charges (with a ledger)
-//! price = 1                            # credits per million fuel; 0: runs tasks unpaid
+//! base_price = 1                       # credits per million fuel at half load; 0: unpaid
+//! min_price = 1                        # never below (default: base_price)
+//! max_price = 4                        # never above (default: 4 × base_price)
+//! price_window = "10s"                 # the price moves once a window
 //! collateral = 0                       # credits it bonds per paid task
 //! arbiters = []                        # arbiter keys it accepts; empty: the genesis's list
+//! explore = 0.05                       # share of tasks sent to workers with no record
+//! validation = "adaptive"              # default for paid jobs: none, K-of-N, adaptive
+//!
+//! [reputation]
+//! half_life = "7d"                     # evidence counts half as much after this
+//! trusted_after = 10                   # consecutive valid replicated results
+//! spot_check_floor = 0.02              # trusted workers' tasks replicated at least this often
 //!
 //! [arbiter]
 //! enabled = false                      # co-sign refunds and confirmations for others
@@ -74,6 +84,12 @@ pub struct NodeConfig {
     pub market: MarketSection,
     /// `[arbiter]`.
     pub arbiter: ArbiterSection,
+    /// `[reputation]`.
+    pub reputation: ReputationSection,
+    /// Fault hooks for tests: never read from `node.toml`.
+    #[doc(hidden)]
+    #[serde(skip)]
+    pub faults: Faults,
     /// The program the isolated wasm pool runs as each worker process, and
     /// the arguments that select that mode (`p2pctl internal wasm-worker`).
     /// Not read from `node.toml`: whoever starts the node knows where its
@@ -84,31 +100,124 @@ pub struct NodeConfig {
 }
 
 /// `[market]`: what this node's worker charges for peers' tasks on a
-/// network with a ledger. Fixed for now.
+/// network with a ledger, and how it chooses workers for its own jobs.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MarketSection {
-    /// Credits per million fuel. 0: tasks run unpaid, with no hold.
-    pub price: u64,
+    /// Credits per million fuel at the target load (half the slots busy).
+    /// 0: tasks run unpaid, with no hold. (`price` is the old name.)
+    #[serde(alias = "price")]
+    pub base_price: u64,
+    /// The price never falls below this; `None`: the base price.
+    pub min_price: Option<u64>,
+    /// The price never rises above this; `None`: four times the base.
+    pub max_price: Option<u64>,
+    /// The price moves once per window, by at most 12.5 %.
+    #[serde(deserialize_with = "duration")]
+    pub price_window: Duration,
     /// Credits this worker bonds per paid task, forfeited to the owner if
     /// the task is refunded.
     pub collateral: u64,
     /// Arbiter keys (64 hex digits) this worker accepts on a hold. Empty:
     /// those the genesis lists, or none if it lists none.
     pub arbiters: Vec<String>,
+    /// The share of this node's tasks placed only among workers it has no
+    /// record of, so newcomers can earn one (0 to 1).
+    pub explore: f64,
+    /// The validation of paid jobs that do not choose one: `none`, `K-of-N`
+    /// or `adaptive`. Unpaid jobs default to `none`.
+    pub validation: String,
 }
 
 impl Default for MarketSection {
     fn default() -> Self {
         Self {
-            price: 1,
+            base_price: 1,
+            min_price: None,
+            max_price: None,
+            price_window: Duration::from_secs(10),
             collateral: 0,
             arbiters: Vec::new(),
+            explore: 0.05,
+            validation: "adaptive".into(),
         }
     }
 }
 
+/// `[reputation]`: how this node scores the workers it uses.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReputationSection {
+    /// Evidence counts half as much after this long.
+    #[serde(deserialize_with = "duration")]
+    pub half_life: Duration,
+    /// Consecutive valid replicated results before a worker's tasks are
+    /// only spot-checked.
+    pub trusted_after: u32,
+    /// The least share of a trusted worker's tasks that is replicated.
+    pub spot_check_floor: f64,
+}
+
+impl Default for ReputationSection {
+    fn default() -> Self {
+        Self {
+            half_life: Duration::from_secs(7 * 24 * 3600),
+            trusted_after: 10,
+            spot_check_floor: 0.02,
+        }
+    }
+}
+
+impl ReputationSection {
+    /// The market crate's configuration.
+    pub fn config(&self) -> Result<p2pc_market::ReputationConfig> {
+        if !(0.0..=1.0).contains(&self.spot_check_floor) {
+            return Err(Error::Config(
+                "[reputation] spot_check_floor is a share, between 0 and 1".into(),
+            ));
+        }
+        Ok(p2pc_market::ReputationConfig {
+            half_life_ms: u64::try_from(self.half_life.as_millis()).unwrap_or(u64::MAX),
+            trusted_after: self.trusted_after,
+            spot_check_floor_ppm: (self.spot_check_floor * 1e6) as u32,
+            ..p2pc_market::ReputationConfig::default()
+        })
+    }
+}
+
+/// Fault hooks a test sets on an otherwise real node.
+#[doc(hidden)]
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// While set, the worker returns a wrong output (its real output with
+    /// one byte changed) for every task that succeeds, and signs it.
+    pub wrong_output: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Seeds the node's replication choices, so a test is repeatable.
+    pub seed: Option<u64>,
+}
+
 impl MarketSection {
+    /// The pricing engine's configuration.
+    pub fn pricing(&self) -> Result<p2pc_market::PricingConfig> {
+        let mut c = p2pc_market::PricingConfig::with_base(self.base_price);
+        if let Some(min) = self.min_price {
+            c.min = min;
+        }
+        if let Some(max) = self.max_price {
+            c.max = max;
+        }
+        p2pc_market::DynamicPricingEngine::new(c)
+            .map_err(|e| Error::Config(format!("[market]: {e}")))?;
+        Ok(c)
+    }
+
+    /// The default validation of paid jobs.
+    pub fn default_validation(&self) -> Result<p2pc_market::Validation> {
+        self.validation
+            .parse()
+            .map_err(|e| Error::Config(format!("[market] validation: {e}")))
+    }
+
     /// The arbiter keys configured.
     pub fn arbiter_keys(&self) -> Result<Vec<PublicKey>> {
         self.arbiters

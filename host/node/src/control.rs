@@ -270,6 +270,15 @@ async fn command(services: &Services, request: Request) -> Result<Value> {
                 ),
                 None => None,
             };
+            let validation = match s.validation {
+                Some(v) => Some(v.parse().map_err(|e: String| Error::Control(e))?),
+                None => None,
+            };
+            if s.min_reputation.is_some_and(|m| !(0.0..=1.0).contains(&m)) {
+                return Err(Error::Control(
+                    "--min-reputation is a score between 0 and 1".into(),
+                ));
+            }
             let job = services
                 .network
                 .submit(Submission {
@@ -285,6 +294,8 @@ async fn command(services: &Services, request: Request) -> Result<Value> {
                     shards: s.shards,
                     lease: None,
                     max_attempts: None,
+                    validation,
+                    min_reputation: s.min_reputation,
                 })
                 .await?;
             to_json(&Submitted { job })
@@ -303,6 +314,18 @@ async fn command(services: &Services, request: Request) -> Result<Value> {
         }
         Request::Jobs { limit } => to_json(&services.network.jobs(limit).await?),
         Request::Ledger(r) => to_json(&services.replica()?.command(r).await?),
+        Request::Offers => to_json(&services.offers()),
+        Request::Price => to_json(&services.price()),
+        Request::Reputation { peer } => {
+            let peer = match peer {
+                Some(p) => Some(
+                    p.parse()
+                        .map_err(|_| Error::Control(format!("{p:?} is not a peer id")))?,
+                ),
+                None => None,
+            };
+            to_json(&services.reputation(peer.as_ref()))
+        }
     })
 }
 

@@ -132,7 +132,7 @@ impl Router {
                 data,
             } => {
                 if topic == ADVERT_TOPIC {
-                    self.network.on_advert(source, &data);
+                    self.network.on_advert(source, via, &data);
                 } else if topic == LEDGER_TOPIC
                     && let Some(replica) = &self.replica
                 {

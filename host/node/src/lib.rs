@@ -48,15 +48,18 @@ pub mod messages;
 mod network;
 mod node;
 mod pay;
+mod market;
 mod replica;
+mod scores;
 mod signer;
 mod worker;
 
 pub use api::{LedgerAnswer, LedgerRequest, Request};
 pub use config::{
-    ArbiterSection, JobsSection, LedgerSection, LimitsSection, MarketSection, NodeConfig,
-    NodeSection, TrustSection,
+    ArbiterSection, Faults, JobsSection, LedgerSection, LimitsSection, MarketSection, NodeConfig,
+    NodeSection, ReputationSection, TrustSection,
 };
+pub use p2pc_market::Validation;
 pub use control::{Control, SOCKET_FILE, TOKEN_FILE, ensure_token};
 pub use fetch::{FetchError, FetchStats, WINDOW, fetch};
 pub use network::{
@@ -64,7 +67,8 @@ pub use network::{
     MAX_SHARDS, RECENT_JOBS, Submission, TaskInfo,
 };
 pub use node::{ComputeNode, Status};
-pub use replica::{BLOCK_SCORE, LEDGER_TOPIC, op_view, open_ledger, query};
+pub use scores::BLOCK_SCORE;
+pub use replica::{LEDGER_TOPIC, op_view, open_ledger, query};
 
 /// Why a node operation failed.
 #[derive(Debug, thiserror::Error)]

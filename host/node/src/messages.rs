@@ -247,6 +247,13 @@ pub struct Advert {
     /// Draining: it finishes what it runs and takes no new task.
     #[prost(bool, tag = "14")]
     pub draining: bool,
+    /// Unix milliseconds after which the offer is void (0, from an older
+    /// node: two minutes after `issued_unix_ms`).
+    #[prost(uint64, tag = "15")]
+    pub expires_unix_ms: u64,
+    /// Busy and waiting tasks per slot, in thousandths.
+    #[prost(uint32, tag = "16")]
+    pub load_permille: u32,
 }
 
 /// A task-protocol request.
@@ -308,9 +315,19 @@ pub struct Arbitrate {
     #[prost(enumeration = "ArbitrateKind", tag = "2")]
     pub kind: i32,
     /// For `settle`: the worker's signed receipt envelope for the hold's
-    /// task.
+    /// task. For `cheat`: the minority's receipt.
     #[prost(bytes = "vec", tag = "3")]
     pub receipt: Vec<u8>,
+    /// For `cheat`: the signed task envelope the minority's receipt is for.
+    #[prost(bytes = "vec", tag = "4")]
+    pub task: Vec<u8>,
+    /// For `cheat`: the agreeing workers' receipts, each for the task
+    /// envelope at the same place in `agreeing_tasks`.
+    #[prost(bytes = "vec", repeated, tag = "5")]
+    pub agreeing_receipts: Vec<Vec<u8>>,
+    /// For `cheat`: the agreeing workers' task envelopes.
+    #[prost(bytes = "vec", repeated, tag = "6")]
+    pub agreeing_tasks: Vec<Vec<u8>>,
 }
 
 /// What an [`Arbitrate`] request asks for.
@@ -325,6 +342,11 @@ pub enum ArbitrateKind {
     Settle = 1,
     /// The worker: the window passed with no dispute; confirm.
     Confirm = 2,
+    /// The owner: replication proved this worker's answer wrong; here are
+    /// its receipt and the agreeing workers' receipts for the same task.
+    /// The arbiter then co-signs no settlement of the hold, only its
+    /// refund at the deadline.
+    Cheat = 3,
 }
 
 /// A task-protocol response.

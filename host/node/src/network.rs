@@ -35,11 +35,15 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::attempts::{Effect, Event, Task};
+use p2pc_market::validation::{Verdict, decide};
+use p2pc_market::{Candidate, Evidence, Offer, OfferBook, Validation, Want, select};
 use crate::messages::{
     ADVERT_KIND, Advert, CallKind, INLINE_BYTES, PROGRESS_KIND, Progress, Receipt, ReduceInput,
     TASK_KIND, TaskReply, TaskRequest, TaskSpec, blob_id, check_receipt, now_unix_ms,
 };
+use crate::market::Market;
 use crate::pay::Payments;
+use crate::scores::PeerScores;
 use crate::signer::Signer;
 use crate::worker::announce;
 use crate::{Error, Result};
@@ -65,6 +69,8 @@ const WRITE_BATCH: usize = 256;
 const GROUP_WINDOW: Duration = Duration::from_millis(5);
 /// Adverts older than this are ignored.
 const ADVERT_TTL_MS: u64 = 120_000;
+/// The furthest ahead an offer may say it expires.
+const MAX_OFFER_TTL_MS: u64 = 600_000;
 /// Workers' adverts held at most.
 const MAX_ADVERTS: usize = 4096;
 /// Times a group commit is tried before its records are given up.
@@ -167,6 +173,13 @@ pub struct JobInfo {
     pub progress: Option<JobProgress>,
     /// Its tasks, one per attempt.
     pub tasks: Vec<TaskInfo>,
+    /// How its answers were checked: `none`, `K-of-N` or `adaptive`.
+    #[serde(default)]
+    pub validation: String,
+    /// Tasks that ran on one worker although the validation wanted more:
+    /// too few workers were reachable.
+    #[serde(default)]
+    pub unreplicated: u64,
 }
 
 /// One task of a job: one attempt on one worker.
@@ -278,6 +291,11 @@ pub struct Submission {
     pub lease: Option<Duration>,
     /// Attempts per task at most ([`DEFAULT_ATTEMPTS`] if `None`).
     pub max_attempts: Option<u32>,
+    /// How answers are checked; `None`: `[market] validation` for a paid
+    /// job, none for an unpaid one.
+    pub validation: Option<Validation>,
+    /// Only workers with at least this reputation score (0 to 1).
+    pub min_reputation: Option<f64>,
 }
 
 impl Submission {
@@ -297,6 +315,8 @@ impl Submission {
             shards: None,
             lease: None,
             max_attempts: None,
+            validation: None,
+            min_reputation: None,
         }
     }
 }
@@ -355,7 +375,9 @@ struct Inner {
     signer: Arc<Signer>,
     keep: Duration,
     payments: Option<Payments>,
-    adverts: Mutex<HashMap<PeerId, (PublicKey, Advert)>>,
+    market: Market,
+    scores: PeerScores,
+    adverts: Mutex<OfferBook<PeerId, (PublicKey, Advert)>>,
     live: Mutex<HashMap<String, Live>>,
     /// Tasks in flight, by task id.
     watches: Mutex<HashMap<Vec<u8>, Watch>>,
@@ -390,6 +412,8 @@ impl Network {
         signer: Arc<Signer>,
         keep: Duration,
         payments: Option<Payments>,
+        market: Market,
+        scores: PeerScores,
     ) -> Result<(Self, Vec<JoinHandle<()>>)> {
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
         let inner = Arc::new(Inner {
@@ -398,7 +422,9 @@ impl Network {
             signer,
             keep,
             payments,
-            adverts: Mutex::new(HashMap::new()),
+            market,
+            scores,
+            adverts: Mutex::new(OfferBook::new(MAX_ADVERTS)),
             live: Mutex::new(HashMap::new()),
             watches: Mutex::new(HashMap::new()),
             recent: Mutex::new((VecDeque::new(), HashMap::new())),
@@ -426,47 +452,59 @@ impl Network {
 
     /// Workers whose adverts are held and fresh.
     pub(crate) fn workers(&self) -> Vec<PeerId> {
-        let oldest = now_unix_ms().saturating_sub(ADVERT_TTL_MS);
         lock(&self.inner.adverts)
-            .iter()
-            .filter(|(_, (_, a))| a.issued_unix_ms >= oldest)
-            .map(|(p, _)| *p)
+            .fresh(now_unix_ms())
+            .map(|(p, _, _)| *p)
             .collect()
     }
 
-    /// A gossiped advert.
-    pub(crate) fn on_advert(&self, source: Option<PeerId>, data: &[u8]) {
-        let Some(source) = source else { return };
+    /// The fresh offers held, with each worker's reputation score.
+    pub(crate) fn offers(&self) -> Vec<(PeerId, Advert, Option<f64>)> {
+        let held: Vec<(PeerId, Advert)> = lock(&self.inner.adverts)
+            .fresh(now_unix_ms())
+            .map(|(p, _, (_, a))| (*p, a.clone()))
+            .collect();
+        held.into_iter()
+            .map(|(p, a)| {
+                let score = self.inner.market.score(&p);
+                (p, a, score)
+            })
+            .collect()
+    }
+
+    /// A gossiped offer. One that does not verify, or is not its
+    /// source's, scores down the peer that forwarded it, as a bad ledger
+    /// op does; one merely old is dropped.
+    pub(crate) fn on_advert(&self, source: Option<PeerId>, via: PeerId, data: &[u8]) {
+        let scores = &self.inner.scores;
+        let Some(source) = source else {
+            scores.penalise(via, "unsigned offer");
+            return;
+        };
         let Ok(envelope) = Envelope::decode_bounded(data) else {
+            scores.penalise(via, "malformed offer");
             return;
         };
         let Ok(opened) = envelope.open(ADVERT_KIND) else {
-            debug!(%source, "advert with a bad signature");
+            scores.penalise(via, "offer with a bad signature");
             return;
         };
-        // The advert must be signed by the key the gossip source's peer id
+        // The offer must be signed by the key the gossip source's peer id
         // was derived from.
         if opened.author.peer_id() != source {
-            debug!(%source, "advert signed by another key");
+            scores.penalise(via, "offer signed by another key");
             return;
         }
         let Ok(advert) = Advert::decode(opened.payload) else {
+            scores.penalise(via, "malformed offer");
             return;
         };
         let now = now_unix_ms();
-        if advert.issued_unix_ms.saturating_add(ADVERT_TTL_MS) < now {
+        let Some(offer) = offer_of(&advert) else {
+            scores.penalise(via, "offer with an impossible expiry");
             return;
-        }
-        let mut adverts = lock(&self.inner.adverts);
-        // Bounded: expired adverts go first; past the cap, new workers wait
-        // for room (those heard already keep being refreshed).
-        if adverts.len() >= MAX_ADVERTS && !adverts.contains_key(&source) {
-            adverts.retain(|_, (_, a)| a.issued_unix_ms.saturating_add(ADVERT_TTL_MS) >= now);
-            if adverts.len() >= MAX_ADVERTS {
-                return;
-            }
-        }
-        adverts.insert(source, (opened.author, advert));
+        };
+        lock(&self.inner.adverts).insert(source, offer, (opened.author, advert), now);
     }
 
     /// A peer's last connection closed.
@@ -747,6 +785,7 @@ impl Network {
                 .map(|b| b / u64::try_from(tasks_in_job).unwrap_or(u64::MAX).max(1)),
             max_price: submission.max_price,
             window: submission.window,
+            min_reputation: submission.min_reputation,
         };
         let cancel_tx = watch::Sender::new(false);
         let plan = Arc::new(JobPlan {
@@ -761,6 +800,7 @@ impl Network {
             max_attempts: submission.max_attempts.unwrap_or(DEFAULT_ATTEMPTS).max(1) as usize,
             single: shards.is_none(),
             busy: Mutex::new(HashMap::new()),
+            validation: std::sync::OnceLock::new(),
         });
         // A job that cannot be placed or paid fails here, before anything
         // is sent or locked, and leaves no record.
@@ -790,6 +830,31 @@ impl Network {
                 )));
             }
         }
+        // Paid jobs are checked by default (`[market] validation`); a
+        // `k-of-n` job needs its n workers now, or fails before anything
+        // is sent.
+        let validation = submission.validation.unwrap_or(if chosen.paid.is_some() {
+            self.inner.market.default_validation()
+        } else {
+            Validation::None
+        });
+        let _ = plan.validation.set(validation);
+        if let Validation::Quorum { n, .. } = validation {
+            let heard = self.workers().len();
+            if submission.to.is_some() && n > 1 {
+                unreserve(&plan.busy, &chosen.worker);
+                return Err(Error::Submit(format!(
+                    "--validate {validation} runs each task on {n} workers; --to names one"
+                )));
+            }
+            if heard < usize::from(n) {
+                unreserve(&plan.busy, &chosen.worker);
+                return Err(Error::Submit(format!(
+                    "--validate {validation} needs {n} distinct workers; this node hears offers \
+                     from {heard}"
+                )));
+            }
+        }
         if shards.is_some() {
             // Only a probe: each shard is placed on its own.
             unreserve(&plan.busy, &chosen.worker);
@@ -806,6 +871,8 @@ impl Network {
             status: JobState::Submitted,
             progress: None,
             tasks: Vec::new(),
+            validation: validation.to_string(),
+            unreplicated: 0,
         };
         let (state, _) = watch::channel(info.clone());
         {
@@ -834,7 +901,7 @@ impl Network {
                 Some(n) => inner.run_sharded(&plan, &input_bytes, n).await,
                 None => {
                     let task = inner
-                        .run_task(&plan, "run", call, input_bytes, Some(chosen))
+                        .run_checked(&plan, "run", call, input_bytes, Some(chosen))
                         .await;
                     task.ended
                 }
@@ -886,6 +953,7 @@ struct Terms {
     budget: Option<u64>,
     max_price: Option<u64>,
     window: Option<Duration>,
+    min_reputation: Option<f64>,
 }
 
 /// Where a task goes.
@@ -901,13 +969,45 @@ struct TaskOutcome {
     /// Its output's bytes, when it succeeded and they were asked for (a
     /// map's, for the reduce).
     output: Option<Vec<u8>>,
+    /// A replica's answer, its payment left to the caller (which compares
+    /// it with the other replicas' first).
+    answer: Option<ReplicaAnswer>,
 }
+
+/// What a replica answered, with what proves it and what pays for it.
+struct ReplicaAnswer {
+    worker: PeerId,
+    receipt: Receipt,
+    /// The signed receipt and task envelopes.
+    receipt_wire: Vec<u8>,
+    task_wire: Vec<u8>,
+    escrow: Option<(Payments, OpId, u64)>,
+    deadline: u64,
+}
+
+impl ReplicaAnswer {
+    /// What is compared: outcome, output and fuel.
+    fn key(&self) -> (String, Vec<u8>, u64, u64) {
+        let r = &self.receipt;
+        (r.outcome.clone(), r.output.clone(), r.output_len, r.fuel_used)
+    }
+}
+
+/// The replicas of one task: the workers they run on, which none of
+/// their later attempts may use.
+struct Replicas {
+    workers: Mutex<HashSet<PeerId>>,
+}
+
+/// A verified answer: the job state it makes, the receipt and its bytes.
+type Answer = (Ended, Receipt, Vec<u8>);
 
 impl TaskOutcome {
     fn failed(e: impl Into<Error>) -> Self {
         Self {
             ended: Err(e.into()),
             output: None,
+            answer: None,
         }
     }
 
@@ -939,6 +1039,7 @@ impl TaskOutcome {
         Self {
             ended: Ok(end),
             output,
+            answer: None,
         }
     }
 }
@@ -947,6 +1048,8 @@ impl TaskOutcome {
 struct Sent {
     worker: PeerId,
     task_id: Vec<u8>,
+    /// The signed task envelope.
+    task_wire: Vec<u8>,
     deadline: u64,
     /// Its hold: the payments service, the escrow, the window.
     escrow: Option<(Payments, OpId, u64)>,
@@ -971,6 +1074,9 @@ struct JobPlan {
     busy: Mutex<HashMap<PeerId, usize>>,
     /// True once the owner cancels the job.
     cancelled: watch::Receiver<bool>,
+    /// How its answers are checked (set once the first placement shows
+    /// whether the job is paid).
+    validation: std::sync::OnceLock<Validation>,
 }
 
 impl JobPlan {
@@ -1005,6 +1111,31 @@ fn open_advert(wire: &[u8], peer: PeerId) -> Option<Advert> {
     let opened = Envelope::decode_bounded(wire).ok()?;
     let opened = opened.open(ADVERT_KIND).ok()?;
     (opened.author.peer_id() == peer).then(|| Advert::decode(opened.payload).ok())?
+}
+
+/// The market's view of an advert; `None` if its expiry is impossible
+/// (before it was made, or further ahead than any offer may hold).
+fn offer_of(a: &Advert) -> Option<Offer> {
+    let expires = if a.expires_unix_ms == 0 {
+        a.issued_unix_ms.saturating_add(ADVERT_TTL_MS)
+    } else {
+        a.expires_unix_ms
+    };
+    if expires < a.issued_unix_ms || expires - a.issued_unix_ms > MAX_OFFER_TTL_MS {
+        return None;
+    }
+    Some(Offer {
+        price: a.price,
+        free_slots: a.free_slots,
+        slots: a.slots,
+        max_fuel: a.max_fuel,
+        max_memory: a.max_memory,
+        load_permille: a.load_permille,
+        collateral: a.collateral,
+        issued_ms: a.issued_unix_ms,
+        expires_ms: expires,
+        draining: a.draining,
+    })
 }
 
 /// Frees one of a worker's places among a job's busy workers.
@@ -1129,7 +1260,14 @@ impl Inner {
                 *lock(busy).entry(p).or_insert(0) += 1;
                 (p, self.advert_of(p).await)
             }
-            None => self.choose_worker(terms, avoid, busy).await?,
+            None => {
+                let fuel = if spec.fuel == 0 {
+                    Limits::DEFAULT.fuel
+                } else {
+                    spec.fuel
+                };
+                self.choose_worker(terms, fuel, avoid, busy).await?
+            }
         };
         let placed = async {
             let key = PublicKey::from_peer_id(&worker)
@@ -1228,22 +1366,18 @@ impl Inner {
     /// An arbiter `worker` accepts whose fresh advert says it arbitrates,
     /// other than this node and the worker.
     fn arbiter_for(&self, worker: PublicKey, advert: &Advert) -> Option<PublicKey> {
-        let oldest = now_unix_ms().saturating_sub(ADVERT_TTL_MS);
         arbiter_in(
             &lock(&self.adverts),
             self.signer.public(),
             worker,
             advert,
-            oldest,
+            now_unix_ms(),
         )
     }
 
     /// The advert of `peer`: the one heard, or the one it describes.
     async fn advert_of(&self, peer: PeerId) -> Option<Advert> {
-        let oldest = now_unix_ms().saturating_sub(ADVERT_TTL_MS);
-        if let Some((_, a)) = lock(&self.adverts).get(&peer)
-            && a.issued_unix_ms >= oldest
-        {
+        if let Some((_, (_, a))) = lock(&self.adverts).get(&peer, now_unix_ms()) {
             return Some(a.clone());
         }
         self.describe(peer).await
@@ -1282,6 +1416,7 @@ impl Inner {
         call: CallKind,
         input: Vec<u8>,
         mut first: Option<Placement>,
+        replica: Option<&Replicas>,
     ) -> TaskOutcome {
         let input_cid = blob_id(&input);
         let inline = input.len() <= INLINE_BYTES;
@@ -1298,10 +1433,10 @@ impl Inner {
         }
         let mut cancelled = plan.cancelled.clone();
         let mut machine = Task::new(plan.max_attempts);
-        let (tx, mut rx) = mpsc::channel::<(usize, Result<(Ended, Receipt)>)>(plan.max_attempts);
+        let (tx, mut rx) = mpsc::channel::<(usize, Result<Answer>)>(plan.max_attempts);
         let mut running: HashMap<usize, Sent> = HashMap::new();
         let mut avoid: HashSet<PeerId> = HashSet::new();
-        let mut ended: HashMap<usize, (Ended, Receipt)> = HashMap::new();
+        let mut ended: HashMap<usize, Answer> = HashMap::new();
         let mut last_error = Error::Submit("the task was never placed".into());
         let mut effects = std::collections::VecDeque::from([Effect::Place]);
         let mut done: Option<usize> = None;
@@ -1316,11 +1451,19 @@ impl Inner {
                             random_task_id(),
                         );
                         let n = machine.attempts().len();
+                        // A replica's later attempts avoid its siblings' workers.
+                        let mut avoiding = avoid.clone();
+                        if let Some(r) = replica {
+                            avoiding.extend(lock(&r.workers).iter().copied());
+                        }
                         match self
-                            .send_attempt(plan, step, spec, first.take(), &avoid, n, tx.clone())
+                            .send_attempt(plan, step, spec, first.take(), &avoiding, n, tx.clone())
                             .await
                         {
                             Ok(sent) => {
+                                if let Some(r) = replica {
+                                    lock(&r.workers).insert(sent.worker);
+                                }
                                 machine.start(sent.escrow.is_some());
                                 running.insert(n, sent);
                             }
@@ -1344,8 +1487,10 @@ impl Inner {
                             }
                         }
                     }
+                    // A replica's hold waits for the comparison (`run_checked`).
+                    Effect::Settle(_) if replica.is_some() => {}
                     Effect::Settle(n) => {
-                        if let (Some(sent), Some((_, receipt))) = (running.get(&n), ended.get(&n))
+                        if let (Some(sent), Some((_, receipt, _))) = (running.get(&n), ended.get(&n))
                             && let Some((pay, escrow, window)) = &sent.escrow
                         {
                             let (pay, escrow, window) = (pay.clone(), *escrow, *window);
@@ -1363,7 +1508,7 @@ impl Inner {
                         let out = |n: usize| {
                             ended
                                 .get(&n)
-                                .map(|(_, r)| (r.output.clone(), r.outcome.clone()))
+                                .map(|(_, r, _)| (r.output.clone(), r.outcome.clone()))
                         };
                         if out(first) != out(late) {
                             warn!(job = %plan.job, step, first, late,
@@ -1389,7 +1534,8 @@ impl Inner {
             if let Some(n) = done {
                 // Answers still to come (from attempts given up on) are
                 // settled or refunded in the background.
-                let rest: Vec<(usize, Sent)> = running.drain().filter(|(i, _)| *i != n).collect();
+                let running_done = running.remove(&n);
+                let rest: Vec<(usize, Sent)> = running.drain().collect();
                 if !rest.is_empty() {
                     let this = self.clone();
                     let job = plan.job.clone();
@@ -1397,8 +1543,27 @@ impl Inner {
                         this.finish_stragglers(&job, rest, rx).await;
                     });
                 }
-                let (end, _) = ended.remove(&n).expect("a done attempt ended");
-                return TaskOutcome::from_ended(self, end, !plan.single).await;
+                let (end, receipt, receipt_wire) = ended.remove(&n).expect("a done attempt ended");
+                let sent = running_done.expect("a done attempt was sent");
+                if replica.is_none() {
+                    self.market.evidence(
+                        sent.worker,
+                        *blake3::hash(&receipt_wire).as_bytes(),
+                        Evidence::Success { replicated: false },
+                    );
+                }
+                let mut out = TaskOutcome::from_ended(self, end, !plan.single).await;
+                if replica.is_some() {
+                    out.answer = Some(ReplicaAnswer {
+                        worker: sent.worker,
+                        receipt,
+                        receipt_wire,
+                        task_wire: sent.task_wire,
+                        escrow: sent.escrow,
+                        deadline: sent.deadline,
+                    });
+                }
+                return out;
             }
             if machine.failed() && running.values().all(|s| s.given_up) {
                 self.refund_all(running.into_values());
@@ -1437,10 +1602,10 @@ impl Inner {
                     let Some(sent) = running.get_mut(&n) else { continue };
                     lock(&self.watches).remove(&sent.task_id);
                     match answer {
-                        Ok((end, receipt)) => {
+                        Ok((end, receipt, wire)) => {
                             let in_time = now_unix_ms() <= sent.deadline;
                             self.record_end(&plan.job, step, n, Ok(&receipt), sent.price);
-                            ended.insert(n, (end, receipt));
+                            ended.insert(n, (end, receipt, wire));
                             effects.extend(machine.on(Event::Receipt { attempt: n, in_time }));
                         }
                         Err(e) => {
@@ -1502,6 +1667,228 @@ impl Inner {
         }
     }
 
+    /// Runs one task of a job under the job's validation: on one worker,
+    /// or on several distinct workers whose answers are compared
+    /// (`p2pc_market::validation`). Agreeing replicas are paid and gain a
+    /// valid result; a minority is proved wrong: not paid (its hold is
+    /// refunded at the deadline, with the arbiter shown the evidence, and
+    /// its collateral goes to this node) and scored `cheat_detected`.
+    async fn run_checked(
+        self: &Arc<Self>,
+        plan: &Arc<JobPlan>,
+        step: &str,
+        call: CallKind,
+        input: Vec<u8>,
+        first: Option<Placement>,
+    ) -> TaskOutcome {
+        let validation = plan.validation.get().copied().unwrap_or_default();
+        if validation == Validation::None || plan.terms.to.is_some() {
+            return self.run_task(plan, step, call, input, first, None).await;
+        }
+        let probe = plan.spec(call, blob_id(&input), None, vec![0; 16]);
+        let first = match first {
+            Some(p) => p,
+            None => match self.place(&probe, &plan.terms, &HashSet::new(), &plan.busy).await {
+                Ok(p) => p,
+                Err(e) => return TaskOutcome::failed(e),
+            },
+        };
+        let replicate = match validation {
+            Validation::Adaptive => self.market.replicate(&first.worker),
+            _ => true,
+        };
+        let (k, n) = validation.plan(replicate);
+        let cap = validation.cap();
+        let replicas = Replicas {
+            workers: Mutex::new(HashSet::from([first.worker])),
+        };
+        let mut placements = vec![first];
+        while placements.len() < n {
+            let taken = lock(&replicas.workers).clone();
+            match self.place(&probe, &plan.terms, &taken, &plan.busy).await {
+                Ok(p) => {
+                    lock(&replicas.workers).insert(p.worker);
+                    placements.push(p);
+                }
+                Err(e) => {
+                    debug!(job = %plan.job, step, error = %e, "no further replica placed");
+                    break;
+                }
+            }
+        }
+        if placements.len() < n {
+            if let Validation::Quorum { .. } = validation {
+                for p in &placements {
+                    unreserve(&plan.busy, &p.worker);
+                }
+                return TaskOutcome::failed(Error::Submit(format!(
+                    "--validate {validation} needs {n} distinct workers for {step}; only {} could \
+                     be placed",
+                    placements.len()
+                )));
+            }
+            // Adaptive on too small a network: one worker, and the record
+            // says so.
+            for p in placements.drain(1..) {
+                unreserve(&plan.busy, &p.worker);
+            }
+            warn!(job = %plan.job, step, "too few workers to replicate; running unreplicated");
+            if let Some(live) = lock(&self.live).get(&plan.job) {
+                live.info.send_modify(|i| i.unreplicated += 1);
+            }
+            return self.run_task(plan, step, call, input, placements.pop(), None).await;
+        }
+        if n == 1 {
+            return self.run_task(plan, step, call, input, placements.pop(), None).await;
+        }
+        let label = |i: usize| format!("{step}, replica {}", i + 1);
+        let mut outcomes: Vec<TaskOutcome> = futures::future::join_all(
+            placements.into_iter().enumerate().map(|(i, p)| {
+                let (label, input) = (label(i), input.clone());
+                let replicas = &replicas;
+                async move {
+                    self.run_task(plan, &label, call, input, Some(p), Some(replicas))
+                        .await
+                }
+            }),
+        )
+        .await;
+        loop {
+            let keys: Vec<_> = outcomes
+                .iter()
+                .map(|o| o.answer.as_ref().map(ReplicaAnswer::key))
+                .collect();
+            match decide(&keys, k, cap) {
+                Verdict::Agreed { winners, minority } => {
+                    self.judge(plan, &mut outcomes, &winners, &minority);
+                    let won = winners[0];
+                    return outcomes.swap_remove(won);
+                }
+                Verdict::More(more) => {
+                    let start = outcomes.len();
+                    let mut placed = Vec::new();
+                    for _ in 0..more {
+                        let taken = lock(&replicas.workers).clone();
+                        match self.place(&probe, &plan.terms, &taken, &plan.busy).await {
+                            Ok(p) => {
+                                lock(&replicas.workers).insert(p.worker);
+                                placed.push(p);
+                            }
+                            Err(e) => {
+                                debug!(job = %plan.job, step, error = %e, "no further replica placed");
+                                break;
+                            }
+                        }
+                    }
+                    if placed.is_empty() {
+                        return self.no_quorum(plan, step, outcomes, k);
+                    }
+                    info!(job = %plan.job, step, more = placed.len(), "replicas disagree; asking more workers");
+                    let extra = futures::future::join_all(placed.into_iter().enumerate().map(
+                        |(i, p)| {
+                            let (label, input) = (label(start + i), input.clone());
+                            let replicas = &replicas;
+                            async move {
+                                self.run_task(plan, &label, call, input, Some(p), Some(replicas))
+                                    .await
+                            }
+                        },
+                    ))
+                    .await;
+                    outcomes.extend(extra);
+                }
+                Verdict::NoQuorum => return self.no_quorum(plan, step, outcomes, k),
+            }
+        }
+    }
+
+    /// Pays the agreeing replicas and proves the minority wrong.
+    fn judge(
+        &self,
+        plan: &JobPlan,
+        outcomes: &mut [TaskOutcome],
+        winners: &[usize],
+        minority: &[usize],
+    ) {
+        for &w in winners {
+            let Some(a) = &outcomes[w].answer else { continue };
+            self.market.evidence(
+                a.worker,
+                *blake3::hash(&a.receipt_wire).as_bytes(),
+                Evidence::Success { replicated: true },
+            );
+            self.pay_replica(a);
+        }
+        for &m in minority {
+            let Some(a) = &outcomes[m].answer else { continue };
+            warn!(job = %plan.job, worker = %a.worker, "a replica's answer differs from the quorum's: cheat detected");
+            self.market.evidence(
+                a.worker,
+                *blake3::hash(&a.receipt_wire).as_bytes(),
+                Evidence::Cheat,
+            );
+            let hex_task = hex::encode(&a.receipt.task_id);
+            self.record(&plan.job, |t| {
+                if let Some(ti) = t.iter_mut().rev().find(|ti| ti.task_id == hex_task) {
+                    ti.state = "rejected".into();
+                    ti.message = Some(format!(
+                        "its answer differs from the {} agreeing replicas': cheat_detected, not paid",
+                        winners.len()
+                    ));
+                    ti.cost = None;
+                }
+            });
+            if let Some((pay, escrow, _)) = &a.escrow {
+                let agreeing: Vec<(Vec<u8>, Vec<u8>)> = winners
+                    .iter()
+                    .filter_map(|w| outcomes[*w].answer.as_ref())
+                    .map(|w| (w.task_wire.clone(), w.receipt_wire.clone()))
+                    .collect();
+                let (pay, escrow, deadline) = (pay.clone(), *escrow, a.deadline);
+                let (task, receipt) = (a.task_wire.clone(), a.receipt_wire.clone());
+                tokio::spawn(async move {
+                    pay.report_cheat(escrow, deadline, task, receipt, agreeing).await;
+                });
+            }
+        }
+    }
+
+    /// Settles a replica's hold for what its receipt reports.
+    fn pay_replica(&self, a: &ReplicaAnswer) {
+        if let Some((pay, escrow, window)) = &a.escrow {
+            let (pay, escrow, window) = (pay.clone(), *escrow, *window);
+            let (worker, receipt) = (a.worker, a.receipt.clone());
+            tokio::spawn(async move {
+                pay.settle(worker, escrow, window, &receipt).await;
+            });
+        }
+    }
+
+    /// No `k` replicas agree and no more can be asked: the task fails.
+    /// Each replica that answered is paid (nothing proves which is wrong).
+    fn no_quorum(
+        &self,
+        plan: &JobPlan,
+        step: &str,
+        outcomes: Vec<TaskOutcome>,
+        k: usize,
+    ) -> TaskOutcome {
+        let answered = outcomes.iter().filter(|o| o.answer.is_some()).count();
+        for a in outcomes.iter().filter_map(|o| o.answer.as_ref()) {
+            self.pay_replica(a);
+        }
+        let why = outcomes
+            .into_iter()
+            .find_map(|o| o.ended.err())
+            .map(|e| format!("; {e}"))
+            .unwrap_or_default();
+        warn!(job = %plan.job, step, answered, "no quorum");
+        TaskOutcome::failed(Error::Submit(format!(
+            "{step}: no {k} replicas agree ({answered} answered, all different, and no more \
+             workers could be asked){why}"
+        )))
+    }
+
     /// Answers of attempts given up on, after the task was done: an answer
     /// in time is paid (its hold's refund is then skipped), any other ends
     /// in a refund at the deadline, already scheduled.
@@ -1509,7 +1896,7 @@ impl Inner {
         self: &Arc<Self>,
         job: &str,
         mut rest: Vec<(usize, Sent)>,
-        mut rx: mpsc::Receiver<(usize, Result<(Ended, Receipt)>)>,
+        mut rx: mpsc::Receiver<(usize, Result<Answer>)>,
     ) {
         for (_, sent) in &rest {
             self.refund_later(sent);
@@ -1523,7 +1910,7 @@ impl Inner {
             };
             let (_, sent) = rest.swap_remove(i);
             lock(&self.watches).remove(&sent.task_id);
-            if let (Ok((_, receipt)), Some((pay, escrow, window))) = (answer, &sent.escrow)
+            if let (Ok((_, receipt, _)), Some((pay, escrow, window))) = (answer, &sent.escrow)
                 && now_unix_ms() <= sent.deadline
             {
                 debug!(%job, worker = %sent.worker, "a worker given up on answered in time: paid");
@@ -1566,7 +1953,7 @@ impl Inner {
         placement: Option<Placement>,
         avoid: &HashSet<PeerId>,
         n: usize,
-        tx: mpsc::Sender<(usize, Result<(Ended, Receipt)>)>,
+        tx: mpsc::Sender<(usize, Result<Answer>)>,
     ) -> Result<Sent> {
         let placement = match placement {
             Some(p) => p,
@@ -1651,13 +2038,13 @@ impl Inner {
         }
         .encode_to_vec();
         let this = self.clone();
-        let (job, task_spec) = (plan.job.clone(), spec.clone());
+        let (job, task_spec, task_wire2) = (plan.job.clone(), spec.clone(), task_wire.clone());
         let timeout = Duration::from_millis(spec.deadline_unix_ms.saturating_sub(now_unix_ms()));
         tokio::spawn(async move {
             let started = tokio::time::Instant::now();
             let answer = this
                 .exchange(
-                    &job, &task_spec, worker, key, &task_wire, request, started, timeout,
+                    &job, &task_spec, worker, key, &task_wire2, request, started, timeout,
                 )
                 .await;
             let _ = tx.send((n, answer)).await;
@@ -1665,6 +2052,7 @@ impl Inner {
         Ok(Sent {
             worker,
             task_id: spec.task_id,
+            task_wire,
             deadline: spec.deadline_unix_ms,
             escrow,
             price: paid.as_ref().map(|p| p.price),
@@ -1745,7 +2133,7 @@ impl Inner {
                     ),
                     p2pc_sandbox::Call::Run(input) => ("run".to_owned(), CallKind::Run, input),
                 };
-                let out = this.run_task(&plan, &label, kind, input, None).await;
+                let out = this.run_checked(&plan, &label, kind, input, None).await;
                 let done = counter.fetch_add(1, Ordering::Relaxed) + 1;
                 if let Some(live) = lock(&this.live).get(&plan.job) {
                     live.info.send_modify(|i| {
@@ -1858,7 +2246,7 @@ impl Inner {
         request: Vec<u8>,
         started: tokio::time::Instant,
         timeout: Duration,
-    ) -> Result<(Ended, Receipt)> {
+    ) -> Result<Answer> {
         let left = timeout.saturating_sub(started.elapsed());
         let mut answer = self
             .client
@@ -1950,61 +2338,90 @@ impl Inner {
             fuel_used: receipt.fuel_used,
             peak_memory: receipt.peak_memory,
         };
-        Ok(((state, Some(logs), inline), receipt))
+        Ok(((state, Some(logs), inline), receipt, reply.receipt))
     }
 
-    /// A worker for a task: of the fresh adverts that suit the job (on a
+    /// A worker for a task: of the fresh offers that suit the job (on a
     /// paid network: at most its price cap, with an arbiter it accepts
-    /// reachable), the one with the most free slots; failing adverts, the
-    /// first connected peer that describes itself.
+    /// reachable), the best by the market's selection rule
+    /// (`p2pc_market::select`: expected cost, reputation, latency, load);
+    /// failing offers, the first connected peer that describes itself.
     async fn choose_worker(
         &self,
         terms: &Terms,
+        fuel: u64,
         avoid: &HashSet<PeerId>,
         reserved: &Mutex<HashMap<PeerId, usize>>,
     ) -> Result<(PeerId, Option<Advert>)> {
-        // Held while choosing, and the choice counted before it is let go,
-        // so tasks placed at once spread instead of all picking one worker.
         let me = self.client.peer_id();
-        let oldest = now_unix_ms().saturating_sub(ADVERT_TTL_MS);
+        let now = now_unix_ms();
         let network = self.payments.as_ref().map(Payments::network_id);
         let mine = self.signer.public();
+        let rtts: HashMap<PeerId, f64> = match self.client.peers().await {
+            Ok(peers) => peers
+                .into_iter()
+                .filter_map(|i| Some((i.peer_id.parse().ok()?, i.rtt_us? as f64 / 1000.0)))
+                .collect(),
+            Err(_) => HashMap::new(),
+        };
+        let explore = self.market.explore();
         let (mut expensive, mut no_arbiter, mut cheapest) = (0usize, 0usize, None::<u64>);
+        let mut untrusted = 0usize;
+        // Held while choosing, and the choice counted before it is let go,
+        // so tasks placed at once spread instead of all picking one worker.
         let chosen = {
             let mut busy = lock(reserved);
-            let best = {
-                let adverts = lock(&self.adverts);
-                let mut best: Option<(&PeerId, &Advert)> = None;
-                for (p, (k, a)) in adverts.iter() {
-                    if *p == me || a.issued_unix_ms < oldest || avoid.contains(p) || a.draining {
+            let adverts = lock(&self.adverts);
+            let mut eligible: Vec<(PeerId, &Offer)> = Vec::new();
+            for (p, offer, (k, a)) in adverts.fresh(now) {
+                if *p == me || avoid.contains(p) || a.draining {
+                    continue;
+                }
+                if a.price > 0 && network.is_some_and(|n| a.network == n) {
+                    cheapest = Some(cheapest.map_or(a.price, |c| c.min(a.price)));
+                    if terms.max_price.is_some_and(|m| a.price > m) {
+                        expensive += 1;
                         continue;
                     }
-                    if a.price > 0 && network.is_some_and(|n| a.network == n) {
-                        cheapest = Some(cheapest.map_or(a.price, |c| c.min(a.price)));
-                        if terms.max_price.is_some_and(|m| a.price > m) {
-                            expensive += 1;
-                            continue;
-                        }
-                        if arbiter_in(&adverts, mine, *k, a, oldest).is_none() {
-                            no_arbiter += 1;
-                            continue;
-                        }
-                    }
-                    // Spread a job's tasks: fewest of this job's tasks first,
-                    // then the most free slots.
-                    let key = |p: &PeerId, a: &Advert| {
-                        (
-                            std::cmp::Reverse(busy.get(p).copied().unwrap_or(0)),
-                            a.free_slots,
-                            std::cmp::Reverse(p.to_string()),
-                        )
-                    };
-                    if best.is_none_or(|(bp, ba)| key(p, a) > key(bp, ba)) {
-                        best = Some((p, a));
+                    if arbiter_in(&adverts, mine, *k, a, now).is_none() {
+                        no_arbiter += 1;
+                        continue;
                     }
                 }
-                best.map(|(p, a)| (*p, a.clone()))
+                eligible.push((*p, offer));
+            }
+            let candidates: Vec<Candidate<'_, PeerId>> = eligible
+                .iter()
+                .map(|(p, offer)| Candidate {
+                    peer: *p,
+                    offer,
+                    reputation: self.market.score(p),
+                    rtt_ms: rtts.get(p).copied(),
+                    reserved: busy.get(p).copied().unwrap_or(0) as u32,
+                })
+                .collect();
+            if let Some(floor) = terms.min_reputation {
+                untrusted = candidates
+                    .iter()
+                    .filter(|c| c.reputation.unwrap_or(select::PRIOR) < floor)
+                    .count();
+            }
+            let want = Want {
+                fuel,
+                max_price: terms.max_price,
+                min_reputation: terms.min_reputation,
+                now_ms: now,
+                explore,
             };
+            let best = select::top(candidates, &want, 1)
+                .into_iter()
+                .next()
+                .map(|(c, _)| c.peer);
+            let best = best.and_then(|p| {
+                adverts
+                    .get(&p, now)
+                    .map(|(_, (_, a))| (p, a.clone()))
+            });
             if let Some((p, _)) = &best {
                 *busy.entry(*p).or_insert(0) += 1;
             }
@@ -2012,6 +2429,12 @@ impl Inner {
         };
         if let Some((p, a)) = chosen {
             return Ok((p, Some(a)));
+        }
+        if untrusted > 0 {
+            return Err(Error::Submit(format!(
+                "no worker has a reputation of at least {}: {untrusted} heard score below it",
+                terms.min_reputation.unwrap_or(0.0)
+            )));
         }
         if no_arbiter > 0 {
             return Err(Error::Submit(format!(
@@ -2072,13 +2495,13 @@ impl Inner {
 }
 
 /// An arbiter `worker`'s advert accepts, other than `me` and the worker,
-/// whose own advert (fresh since `oldest`) says it arbitrates.
+/// whose own offer (fresh at `now`) says it arbitrates.
 fn arbiter_in(
-    adverts: &HashMap<PeerId, (PublicKey, Advert)>,
+    adverts: &OfferBook<PeerId, (PublicKey, Advert)>,
     me: PublicKey,
     worker: PublicKey,
     advert: &Advert,
-    oldest: u64,
+    now: u64,
 ) -> Option<PublicKey> {
     advert
         .arbiters
@@ -2087,8 +2510,8 @@ fn arbiter_in(
         .filter(|k| *k != me && *k != worker)
         .find(|k| {
             adverts
-                .get(&k.peer_id())
-                .is_some_and(|(_, a)| a.arbiter && a.issued_unix_ms >= oldest)
+                .get(&k.peer_id(), now)
+                .is_some_and(|(_, (_, a))| a.arbiter)
         })
 }
 

@@ -17,8 +17,10 @@ use tracing::{debug, info, warn};
 use crate::api::{LedgerAnswer, LedgerRequest};
 use crate::inbound::Router;
 use crate::messages::ADVERT_TOPIC;
+use crate::market::Market;
 use crate::network::{JobInfo, JobLogs, Network, Submission};
 use crate::pay::Payments;
+use crate::scores::PeerScores;
 use crate::replica::{LEDGER_TOPIC, Replica};
 use crate::signer::Signer;
 use crate::worker::{Worker, announce};
@@ -63,12 +65,97 @@ pub(crate) struct Services {
     pub(crate) worker: Worker,
     pub(crate) network: Network,
     pub(crate) replica: Option<Replica>,
+    pub(crate) market: Market,
+    pub(crate) scores: PeerScores,
     pub(crate) config: Arc<NodeConfig>,
     pub(crate) started: Instant,
     pub(crate) public: PublicKey,
 }
 
 impl Services {
+    /// The fresh offers held, cheapest first.
+    pub(crate) fn offers(&self) -> Vec<crate::api::OfferView> {
+        let mut out: Vec<_> = self
+            .network
+            .offers()
+            .into_iter()
+            .map(|(peer, a, reputation)| crate::api::OfferView {
+                peer: peer.to_string(),
+                price: a.price,
+                free_slots: a.free_slots,
+                slots: a.slots,
+                load_permille: a.load_permille,
+                collateral: a.collateral,
+                executors: a.executors,
+                arbiter: a.arbiter,
+                draining: a.draining,
+                expires_unix_ms: a.expires_unix_ms,
+                reputation,
+            })
+            .collect();
+        out.sort_by(|a, b| a.price.cmp(&b.price).then_with(|| a.peer.cmp(&b.peer)));
+        out
+    }
+
+    /// This node's price as a worker and what sets it.
+    pub(crate) fn price(&self) -> crate::api::PriceView {
+        let (inputs, waiting, refused) = self.market.pricing();
+        let (free, slots) = self.worker.slots();
+        crate::api::PriceView {
+            paid: self.replica.is_some() && inputs.config.base > 0,
+            price: inputs.price,
+            target: inputs.target,
+            base: inputs.config.base,
+            min: inputs.config.min,
+            max: inputs.config.max,
+            pressure_permille: inputs.pressure_permille,
+            busy: slots.saturating_sub(free) as u32,
+            slots: slots as u32,
+            waiting,
+            refused,
+            window_ms: u64::try_from(self.market.window().as_millis()).unwrap_or(u64::MAX),
+            windows: inputs.windows,
+        }
+    }
+
+    /// Reputation records: `peer`'s, or every one, best first.
+    pub(crate) fn reputation(&self, peer: Option<&PeerId>) -> Vec<crate::api::ReputationView> {
+        let records = match peer {
+            Some(p) => self
+                .market
+                .record(p)
+                .map(|(r, s)| vec![(*p, r, s)])
+                .unwrap_or_default(),
+            None => self.market.records(),
+        };
+        let config = self.config.reputation.config().unwrap_or_default();
+        let mut out: Vec<_> = records
+            .into_iter()
+            .map(|(peer, r, score)| crate::api::ReputationView {
+                peer: peer.to_string(),
+                score,
+                valid_run: r.valid_run,
+                trusted: r.valid_run >= config.trusted_after,
+                replicated_share: f64::from(p2pc_market::reputation::replicate_ppm(
+                    &config,
+                    r.valid_run,
+                )) / 1e6,
+                success: r.counts.success,
+                replicated: r.counts.replicated,
+                timeout: r.counts.timeout,
+                cheat: r.counts.cheat,
+                equivocation: r.counts.equivocation,
+                recent: r
+                    .recent
+                    .iter()
+                    .map(|(e, at)| (e.name().to_owned(), *at))
+                    .collect(),
+            })
+            .collect();
+        out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.peer.cmp(&b.peer)));
+        out
+    }
+
     pub(crate) fn replica(&self) -> Result<&Replica> {
         self.replica.as_ref().ok_or_else(|| {
             Error::Ledger(
@@ -130,10 +217,18 @@ impl ComputeNode {
         let signer = Arc::new(Signer::new(key));
         let mut tasks = vec![tokio::spawn(event_loop.run())];
 
+        let scores = PeerScores::new(client.clone());
+        let (market, market_task) = Market::start(&config, store.clone()).await?;
+        tasks.push(market_task);
         let replica = match ledger {
             Some(ledger) => {
-                let (replica, replica_tasks) =
-                    Replica::start(ledger, &config, client.clone(), signer.clone());
+                let (replica, replica_tasks) = Replica::start(
+                    ledger,
+                    &config,
+                    client.clone(),
+                    signer.clone(),
+                    scores.clone(),
+                );
                 tasks.extend(replica_tasks);
                 Some(replica)
             }
@@ -142,7 +237,13 @@ impl ComputeNode {
         let payments = match &replica {
             Some(r) => {
                 let (payments, task) =
-                    Payments::start(&config, r.clone(), client.clone(), signer.clone())?;
+                    Payments::start(
+                    &config,
+                    r.clone(),
+                    client.clone(),
+                    signer.clone(),
+                    market.clone(),
+                )?;
                 tasks.push(task);
                 payments.recover().await?;
                 Some(payments)
@@ -155,6 +256,7 @@ impl ComputeNode {
             store.clone(),
             signer.clone(),
             payments.clone(),
+            market.clone(),
         )?;
         tasks.push(advertise);
         let (network, network_tasks) = Network::start(
@@ -163,6 +265,8 @@ impl ComputeNode {
             signer.clone(),
             config.jobs.keep,
             payments.clone(),
+            market.clone(),
+            scores.clone(),
         )
         .await?;
         tasks.extend(network_tasks);
@@ -172,6 +276,8 @@ impl ComputeNode {
             worker,
             network,
             replica,
+            market,
+            scores,
             public: signer.public(),
             config: Arc::new(config),
             started: Instant::now(),
@@ -214,6 +320,21 @@ impl ComputeNode {
             tasks,
             listen,
         })
+    }
+
+    /// The fresh offers this node holds, cheapest first.
+    pub fn offers(&self) -> Vec<crate::api::OfferView> {
+        self.services.offers()
+    }
+
+    /// This node's price as a worker and what sets it.
+    pub fn price(&self) -> crate::api::PriceView {
+        self.services.price()
+    }
+
+    /// What this node knows of `peer` as a worker, if anything.
+    pub fn reputation(&self, peer: &PeerId) -> Option<crate::api::ReputationView> {
+        self.services.reputation(Some(peer)).pop()
     }
 
     /// The overlay client.
@@ -369,10 +490,11 @@ impl ComputeNode {
             .map_or(0, Replica::future_ops)
     }
 
-    /// `peer`'s standing with this node's ledger: 0 until it sends bad
-    /// messages; blocked at [`BLOCK_SCORE`](crate::BLOCK_SCORE).
-    pub fn ledger_score(&self, peer: &PeerId) -> i32 {
-        self.services.replica.as_ref().map_or(0, |r| r.score(peer))
+    /// `peer`'s standing with this node: 0 until it sends or forwards bad
+    /// messages (ledger ops, offers); blocked at
+    /// [`BLOCK_SCORE`](crate::BLOCK_SCORE).
+    pub fn peer_score(&self, peer: &PeerId) -> i32 {
+        self.services.scores.score(peer)
     }
 
     /// Stops the node: ends jobs still running as lost, writes every
@@ -380,6 +502,7 @@ impl ComputeNode {
     /// tasks.
     pub async fn shutdown(self) {
         self.services.network.stop().await;
+        self.services.market.flush().await;
         let _ = self.services.client.shutdown().await;
         for t in self.tasks {
             t.abort();

@@ -35,8 +35,10 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::messages::{
-    Arbitrate, ArbitrateKind, RECEIPT_KIND, Receipt, Settle, TaskReply, TaskRequest, now_unix_ms,
+    Arbitrate, ArbitrateKind, RECEIPT_KIND, Receipt, Settle, TASK_KIND, TaskReply, TaskRequest,
+    TaskSpec, now_unix_ms,
 };
+use crate::market::Market;
 use crate::replica::{OpState, Replica};
 use crate::signer::Signer;
 use crate::{Error, NodeConfig, Result};
@@ -85,7 +87,7 @@ struct Inner {
     replica: Replica,
     client: Client,
     signer: Arc<Signer>,
-    price: u64,
+    market: Market,
     collateral: u64,
     accepted: Vec<PublicKey>,
     arbiter: bool,
@@ -103,6 +105,9 @@ struct Inner {
     /// or it would have signed two outcomes), and those it will refund.
     owner_settled: Mutex<std::collections::HashSet<OpId>>,
     refunding: Mutex<std::collections::HashSet<OpId>>,
+    /// Owner: escrows refunded because replication proved them wrong (a
+    /// refund, but not a timeout).
+    cheats: Mutex<std::collections::HashSet<OpId>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -124,12 +129,13 @@ impl Payments {
         replica: Replica,
         client: Client,
         signer: Arc<Signer>,
+        market: Market,
     ) -> Result<(Self, JoinHandle<()>)> {
         let mut accepted = config.market.arbiter_keys()?;
         if accepted.is_empty() {
             accepted = replica.listed_arbiters();
         }
-        if config.market.price > 0 && accepted.is_empty() {
+        if config.market.base_price > 0 && accepted.is_empty() {
             warn!(
                 "this worker accepts no arbiter, so it cannot be paid and refuses peers' tasks: \
                  list arbiter keys in [market] arbiters, or set [market] price = 0 to run them unpaid"
@@ -139,7 +145,7 @@ impl Payments {
             replica,
             client,
             signer,
-            price: config.market.price,
+            market,
             collateral: config.market.collateral,
             accepted,
             arbiter: config.arbiter.enabled,
@@ -151,6 +157,7 @@ impl Payments {
             arbitrated: Mutex::new(HashMap::new()),
             owner_settled: Mutex::new(std::collections::HashSet::new()),
             refunding: Mutex::new(std::collections::HashSet::new()),
+            cheats: Mutex::new(std::collections::HashSet::new()),
         });
         let this = Self { inner };
         let task = tokio::spawn(this.clone().follow_ups());
@@ -166,7 +173,7 @@ impl Payments {
     /// bonds at most, and the arbiters it accepts.
     pub(crate) fn terms(&self) -> (u64, u64, &[PublicKey]) {
         (
-            self.inner.price,
+            self.inner.market.price(),
             self.inner.collateral,
             &self.inner.accepted,
         )
@@ -185,12 +192,12 @@ impl Payments {
     /// Worker: the refusal of a task sent without a hold to a worker that
     /// charges, if it is one. Cheap: checked before anything is fetched.
     pub(crate) fn needs_hold(&self, hold: &[u8]) -> Option<Unpaid> {
-        (hold.is_empty() && self.inner.price > 0).then(|| {
+        let price = self.inner.market.price();
+        (hold.is_empty() && price > 0).then(|| {
             Unpaid(
                 "unpaid",
                 format!(
-                    "this worker charges {} credits per million fuel: send a hold with the task",
-                    self.inner.price
+                    "this worker charges {price} credits per million fuel: send a hold with the task"
                 ),
             )
         })
@@ -235,10 +242,11 @@ impl Payments {
                 terms.arbiter
             ));
         }
-        if terms.price < self.inner.price {
+        if !self.inner.market.accepts(terms.price) {
             return refuse(format!(
                 "the hold pays {} credits per million fuel; this worker charges {}",
-                terms.price, self.inner.price
+                terms.price,
+                self.inner.market.price()
             ));
         }
         if terms.fuel_limit < fuel {
@@ -586,8 +594,145 @@ impl Payments {
                 }
                 Ok((end, vec![cosign(key, &id, 2, Outcome::Confirm, end)]))
             }
+            Ok(ArbitrateKind::Cheat) => {
+                if asker != Some(e.owner) {
+                    return no("not_owner", "only the owner reports a wrong answer");
+                }
+                if e.settled.is_some() {
+                    return no("settled", "the escrow is settled");
+                }
+                if let Err(why) = self.check_cheat(id, &e, &request).await {
+                    return no("bad_evidence", why);
+                }
+                {
+                    let mut signed = lock(&self.inner.arbitrated);
+                    if signed.get(&id) == Some(&true) {
+                        return no("settled", "this arbiter co-signed its settlement");
+                    }
+                    signed.insert(id, false);
+                }
+                info!(escrow = %hex::encode(id), "wrong answer proved: the hold will only be refunded");
+                Ok((now, Vec::new()))
+            }
             Err(_) => no("malformed", "unknown arbitration request"),
         }
+    }
+
+    /// Arbiter: checks the owner's proof that the worker of escrow `id`
+    /// answered its task wrong. Every envelope must be the owner's task or
+    /// a worker's receipt for it; the tasks must be one task (equal but for
+    /// their ids and workers); at least two other distinct workers, each
+    /// paid through a hold of the owner's in this replica, must have
+    /// answered it alike, and differently from this worker.
+    async fn check_cheat(
+        &self,
+        id: OpId,
+        e: &Escrow,
+        request: &Arbitrate,
+    ) -> Result<(), &'static str> {
+        let open_task = |wire: &[u8]| -> Result<TaskSpec, &'static str> {
+            let envelope = Envelope::decode_bounded(wire).map_err(|_| "malformed task")?;
+            let opened = envelope
+                .open(TASK_KIND)
+                .map_err(|_| "bad task signature")?;
+            if opened.author != e.owner {
+                return Err("a task is not the owner's");
+            }
+            let mut spec = TaskSpec::decode(opened.payload).map_err(|_| "malformed task")?;
+            spec.task_id.clear();
+            Ok(spec)
+        };
+        let answer = |r: &Receipt| {
+            (
+                r.outcome.clone(),
+                r.output.clone(),
+                r.output_len,
+                r.fuel_used,
+            )
+        };
+        let digest = *blake3::hash(&request.task).as_bytes();
+        if e.task != Some(digest) {
+            return Err("the task is not the hold's");
+        }
+        let mut spec = open_task(&request.task)?;
+        let minority = open_receipt(&request.receipt, &e.worker)?;
+        if minority.escrow != id || minority.task_digest != digest {
+            return Err("the receipt is not for the hold's task");
+        }
+        spec.worker.clear();
+        if request.agreeing_tasks.len() != request.agreeing_receipts.len()
+            || request.agreeing_tasks.len() < 2
+            || request.agreeing_tasks.len() > 16
+        {
+            return Err("the proof needs two to sixteen agreeing receipts, each with its task");
+        }
+        let mut workers = std::collections::HashSet::from([e.worker]);
+        let mut agreed = None;
+        for (task, receipt) in request.agreeing_tasks.iter().zip(&request.agreeing_receipts) {
+            let mut other = open_task(task)?;
+            let worker =
+                PublicKey::from_bytes(&other.worker).map_err(|_| "a task names no worker")?;
+            other.worker.clear();
+            if other != spec {
+                return Err("the tasks are not one task");
+            }
+            let r = open_receipt(receipt, &worker)?;
+            if r.task_digest != blake3::hash(task).as_bytes() {
+                return Err("a receipt is not for its task");
+            }
+            if !workers.insert(worker) {
+                return Err("two answers from one worker");
+            }
+            let Some(held) = escrow_id(&r.escrow) else {
+                return Err("an agreeing receipt names no hold");
+            };
+            match self.inner.replica.escrow(held).await {
+                Ok(Some(h)) if h.owner == e.owner && h.worker == worker && h.task.as_ref().map(|t| t.as_slice()) == Some(r.task_digest.as_slice()) => {}
+                _ => return Err("an agreeing receipt's hold is not in this replica"),
+            }
+            let a = answer(&r);
+            if agreed.get_or_insert_with(|| a.clone()) != &a {
+                return Err("the agreeing receipts do not agree");
+            }
+        }
+        if agreed == Some(answer(&minority)) {
+            return Err("the worker's answer is the agreeing one");
+        }
+        Ok(())
+    }
+
+    /// Owner: replication proved the worker of `escrow` wrong. Shows the
+    /// arbiter the evidence, so it co-signs no settlement, and refunds the
+    /// hold at its deadline (the worker's collateral comes to this node).
+    pub(crate) async fn report_cheat(
+        &self,
+        escrow: OpId,
+        deadline_ms: u64,
+        task: Vec<u8>,
+        receipt: Vec<u8>,
+        agreeing: Vec<(Vec<u8>, Vec<u8>)>,
+    ) {
+        lock(&self.inner.cheats).insert(escrow);
+        let e = match self.inner.replica.escrow(escrow).await {
+            Ok(Some(e)) => e,
+            _ => {
+                warn!(escrow = %hex::encode(escrow), "the cheat's hold is not in this replica");
+                return;
+            }
+        };
+        let (agreeing_tasks, agreeing_receipts) = agreeing.into_iter().unzip();
+        let request = Arbitrate {
+            escrow: escrow.to_vec(),
+            kind: ArbitrateKind::Cheat as i32,
+            receipt,
+            task,
+            agreeing_receipts,
+            agreeing_tasks,
+        };
+        if let Err(err) = self.ask(&e, request).await {
+            warn!(escrow = %hex::encode(escrow), error = %err, "the arbiter did not take the proof of a wrong answer");
+        }
+        self.refund_at_deadline(escrow, deadline_ms);
     }
 
     fn schedule(&self, at: u64, action: Action) {
@@ -706,6 +851,7 @@ impl Payments {
                     escrow: escrow.to_vec(),
                     kind: ArbitrateKind::Settle as i32,
                     receipt,
+                    ..Arbitrate::default()
                 },
             )
             .await?;
@@ -761,6 +907,7 @@ impl Payments {
                             escrow: escrow.to_vec(),
                             kind: ArbitrateKind::Confirm as i32,
                             receipt: Vec::new(),
+                            ..Arbitrate::default()
                         },
                     )
                     .await?;
@@ -805,6 +952,7 @@ impl Payments {
                     escrow: escrow.to_vec(),
                     kind: ArbitrateKind::Refund as i32,
                     receipt: Vec::new(),
+                    ..Arbitrate::default()
                 },
             )
             .await?;
@@ -827,6 +975,13 @@ impl Payments {
             self.inner.replica.sign(t, body).await?;
         }
         info!(escrow = %hex::encode(escrow), amount = e.amount, "refunded at the deadline");
+        if !lock(&self.inner.cheats).remove(&escrow) {
+            // Signed evidence: a refund the arbiter co-signed once the
+            // deadline passed with no receipt settled.
+            self.inner
+                .market
+                .evidence(e.worker.peer_id(), escrow, p2pc_market::Evidence::Timeout);
+        }
         Ok(())
     }
 

@@ -15,14 +15,14 @@
 //!   clock wait in a bounded queue ([`FutureOps`]) and are inserted when
 //!   the clock reaches them; an author cannot act "later" than now.
 //! - A peer that sends malformed messages, forged ops or another network's
-//!   ops is scored down; at [`BLOCK_SCORE`] it is disconnected and blocked.
+//!   ops is scored down; at [`BLOCK_SCORE`](crate::BLOCK_SCORE) it is disconnected and blocked.
 //!   Ops refused on their merits (too few credits, say) are not the
 //!   sender's fault: they are signed facts every replica keeps alike.
 //!
 //! Queries ([`query`]) serve both the control channel and `p2pctl ledger`
 //! on a stopped node. Typed: [`LedgerRequest`] in, [`LedgerAnswer`] out.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,6 +42,7 @@ use crate::api::{
     Balance, Decision, HeldEscrow, History, Holds, LedgerAnswer, LedgerRequest, OpBody, OpView,
     Settled, Transferred, Verified,
 };
+use crate::scores::PeerScores;
 use crate::signer::Signer;
 use crate::{Error, NodeConfig, Result};
 
@@ -59,10 +60,6 @@ const OUTBOX: usize = 4096;
 /// Bytes of ops per gossip message at most, under the overlay's 64 KiB
 /// limit with room for the frame and gossipsub's own fields.
 const GOSSIP_BYTES: usize = 48 << 10;
-/// Score lost per bad message.
-const PENALTY: i32 = 20;
-/// A peer at or below this score is blocked.
-pub const BLOCK_SCORE: i32 = -100;
 /// Encoded bytes of future-dated ops held at most.
 const FUTURE_BYTES: usize = 16 << 20;
 
@@ -94,7 +91,7 @@ struct Inner {
     ledger: Mutex<Ledger>,
     client: Client,
     signer: Arc<Signer>,
-    scores: Mutex<HashMap<PeerId, i32>>,
+    scores: PeerScores,
     syncing: Mutex<HashSet<PeerId>>,
     future: Mutex<FutureOps>,
     /// Woken when an op is parked in `future`.
@@ -142,6 +139,7 @@ impl Replica {
         config: &NodeConfig,
         client: Client,
         signer: Arc<Signer>,
+        scores: PeerScores,
     ) -> (Self, Vec<JoinHandle<()>>) {
         let skew = u64::try_from(config.ledger.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
         let persister = ledger.persister();
@@ -154,7 +152,7 @@ impl Replica {
             ledger: Mutex::new(ledger),
             client,
             signer,
-            scores: Mutex::new(HashMap::new()),
+            scores,
             syncing: Mutex::new(HashSet::new()),
             future: Mutex::new(FutureOps::new(skew, FUTURE_BYTES)),
             parked: tokio::sync::Notify::new(),
@@ -372,17 +370,6 @@ impl Replica {
     pub(crate) fn future_ops(&self) -> usize {
         self.inner.future().len()
     }
-
-    /// A peer's score (0 for one never seen misbehaving).
-    pub(crate) fn score(&self, peer: &PeerId) -> i32 {
-        *self
-            .inner
-            .scores
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(peer)
-            .unwrap_or(&0)
-    }
 }
 
 /// Whether an insert result is the sender's fault.
@@ -428,22 +415,8 @@ impl Inner {
             .map_err(|e| Error::Ledger(format!("ledger task failed: {e}")))
     }
 
-    /// Lowers `peer`'s score for a bad message; blocks it at the floor.
     fn penalise(&self, peer: PeerId, why: &str) {
-        let score = {
-            let mut scores = self.scores.lock().unwrap_or_else(|e| e.into_inner());
-            let s = scores.entry(peer).or_insert(0);
-            *s = s.saturating_sub(PENALTY);
-            *s
-        };
-        debug!(%peer, score, why, "ledger peer scored down");
-        if score <= BLOCK_SCORE {
-            warn!(%peer, why, "blocking peer for repeated bad ledger messages");
-            let client = self.client.clone();
-            tokio::spawn(async move {
-                let _ = client.block(peer).await;
-            });
-        }
+        self.scores.penalise(peer, why);
     }
 
     /// Queues ops for gossip without waiting: one task publishes them in

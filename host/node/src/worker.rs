@@ -31,11 +31,18 @@ use crate::messages::{
     Progress, RECEIPT_KIND, RECEIPT_LOG_BYTES, RECEIPT_STDERR_BYTES, Receipt, ReceiptLog,
     ReduceInput, TASK_KIND, TaskReply, TaskRequest, TaskSpec, blob_id, now_unix_ms,
 };
+use crate::config::Faults;
+use crate::market::Market;
 use crate::pay::{Payments, Unpaid};
 use crate::signer::Signer;
 use crate::{Error, LimitsSection, NodeConfig, Result};
 
 /// Progress reports sent to a submitter at most this often per task.
+/// How often the offer is gossiped (and at once when the price moves).
+const ADVERT_EVERY: Duration = Duration::from_secs(5);
+/// How long an offer holds: a few rounds of gossip, so a worker that
+/// stops is forgotten soon.
+pub(crate) const OFFER_TTL_MS: u64 = 30_000;
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// How long a progress report may take to be delivered.
 const PROGRESS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -80,6 +87,10 @@ struct Inner {
     draining: std::sync::atomic::AtomicBool,
     /// Set on a network with a ledger: tasks are paid through it.
     payments: Option<Payments>,
+    /// This worker's price, and the demand it sees.
+    market: Market,
+    /// Test fault hooks.
+    faults: Faults,
     seen_tasks: Mutex<HashMap<(PublicKey, Vec<u8>), u64>>,
     bundles: Mutex<HashMap<Cid, Arc<VerifiedBundle>>>,
 }
@@ -92,6 +103,7 @@ impl Worker {
         store: Store,
         signer: Arc<Signer>,
         payments: Option<Payments>,
+        market: Market,
     ) -> Result<(Self, JoinHandle<()>)> {
         let data_dir = &config.node.data_dir;
         let max_memory = config.limits.memory.max(ByteSize::mib(64));
@@ -157,6 +169,8 @@ impl Worker {
                 slots: Arc::new(Semaphore::new(config.node.slots.max(1))),
                 draining: std::sync::atomic::AtomicBool::new(false),
                 payments,
+                market,
+                faults: config.faults.clone(),
                 seen_tasks: Mutex::new(HashMap::new()),
                 bundles: Mutex::new(HashMap::new()),
             }),
@@ -199,11 +213,25 @@ impl Worker {
         &self.inner.wasm
     }
 
-    /// Gossips this worker's advert now and then.
+    /// Gossips this worker's offer now and then, and at once when its
+    /// price moves; steps the price once a window.
     async fn advertise(self) {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut tick = tokio::time::interval(ADVERT_EVERY);
+        let mut window = tokio::time::interval(self.inner.market.window());
+        window.tick().await;
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = window.tick() => {
+                    let before = self.inner.market.price();
+                    let (free, total) = self.slots();
+                    let busy = total.saturating_sub(free);
+                    let after = self.inner.market.step(total as u32, busy as u32);
+                    if after == before {
+                        continue;
+                    }
+                }
+            }
             let advert = self.inner.advert().encode_to_vec();
             // Fails while no peer subscribes; the next tick tries again.
             let _ = self.inner.client.publish(ADVERT_TOPIC, advert).await;
@@ -228,6 +256,11 @@ impl Inner {
             executors.push("container".into());
         }
         let draining = self.draining.load(Ordering::SeqCst);
+        let now = now_unix_ms();
+        let free = self.slots.available_permits();
+        let busy = self.slots_total.saturating_sub(free) as u64;
+        let waiting = u64::from(self.market.pricing().1);
+        let load = (busy + waiting) * 1000 / self.slots_total.max(1) as u64;
         let advert = Advert {
             executors,
             free_slots: if draining {
@@ -241,12 +274,15 @@ impl Inner {
             max_memory: limits.memory.0,
             max_timeout_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
             max_output: limits.output.0,
-            issued_unix_ms: now_unix_ms(),
+            issued_unix_ms: now,
+            expires_unix_ms: now.saturating_add(OFFER_TTL_MS),
+            load_permille: u32::try_from(load).unwrap_or(u32::MAX),
             ..Advert::default()
         };
         let mut advert = advert;
         if let Some(p) = &self.payments {
             let (price, collateral, arbiters) = p.terms();
+            self.market.published(price, advert.expires_unix_ms);
             advert.network = p.network_id().to_vec();
             advert.price = price;
             advert.collateral = collateral;
@@ -342,10 +378,15 @@ impl Inner {
             return refuse(code, why);
         }
         let left = Duration::from_millis(spec.deadline_unix_ms.saturating_sub(now));
+        let waiting = self.market.waiting();
         let _slot = match tokio::time::timeout(left, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => permit,
-            _ => return refuse("busy", "no slot came free before the task's deadline"),
+            _ => {
+                self.market.refused_busy();
+                return refuse("busy", "no slot came free before the task's deadline");
+            }
         };
+        drop(waiting);
         let started = Instant::now();
         let (Some(bundle_cid), Some(input_cid)) =
             (Cid::from_slice(&spec.bundle), Cid::from_slice(&spec.input))
@@ -467,7 +508,14 @@ impl Inner {
         attach_logs(&mut receipt, &outcome);
         let mut inline = bytes::Bytes::new();
         match outcome.result {
-            Ok(output) => {
+            Ok(mut output) => {
+                if self.faults.wrong_output.load(Ordering::SeqCst) {
+                    // The test's lying worker: a plausible, signed, wrong answer.
+                    match output.first_mut() {
+                        Some(b) => *b ^= 0x01,
+                        None => output.push(b'!'),
+                    }
+                }
                 receipt.outcome = "ok".into();
                 receipt.output_len = output.len() as u64;
                 if output.len() <= INLINE_BYTES {

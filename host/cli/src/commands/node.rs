@@ -301,7 +301,7 @@ fn init(
         quote(&listen),
         quote(&bootstrap),
         !no_mdns,
-        market.price,
+        market.base_price,
         market.collateral,
         quote(&market.accept_arbiter),
         market.arbiter,
