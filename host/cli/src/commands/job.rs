@@ -51,6 +51,18 @@ pub enum Command {
         /// e.g. 10m. Default: the shortest the network's genesis allows.
         #[arg(long, value_parser = crate::context::parse_duration)]
         window: Option<Duration>,
+        /// How answers are checked: `none` (one worker), `K-of-N` such as
+        /// `2-of-3` (N distinct workers, K equal answers win; the others
+        /// are not paid and lose their collateral), or `adaptive` (replicate
+        /// the tasks of workers without a record of valid results, then
+        /// spot-check). Default: the node's `[market] validation` for a
+        /// paid job, none for an unpaid one.
+        #[arg(long, value_name = "none|K-of-N|adaptive", value_parser = parse_validation)]
+        validate: Option<String>,
+        /// Only workers this node scores at least this high (0 to 1; ½ is a
+        /// worker with no record): for urgent work.
+        #[arg(long, value_name = "SCORE")]
+        min_reputation: Option<f64>,
         /// Arguments for the job's program, after `--`: they follow the
         /// bundle's own (`bundle pack --arg`) in its argv.
         #[arg(last = true, value_name = "ARGS")]
@@ -107,6 +119,10 @@ fn absolute(p: &std::path::Path) -> anyhow::Result<PathBuf> {
 
 const ASK: Duration = Duration::from_secs(10);
 
+fn parse_validation(s: &str) -> Result<String, String> {
+    s.parse::<p2pc_node::Validation>().map(|v| v.to_string())
+}
+
 fn now() -> u64 {
     p2pc_node::messages::now_unix_ms() / 1000
 }
@@ -124,6 +140,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             max_price,
             shards,
             window,
+            validate,
+            min_reputation,
             args,
         } => {
             p2pc_types::check_args(&args).context("the arguments after --")?;
@@ -138,6 +156,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 max_price,
                 window_ms: window.map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX)),
                 shards,
+                validation: validate,
+                min_reputation,
             };
             let Submitted { job: id } =
                 control.call(Request::Submit(request), Duration::from_secs(60))?;
@@ -209,6 +229,16 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                         n(locked),
                         n(total_cost(&info))
                     );
+                }
+                if !info.validation.is_empty() && info.validation != "none" {
+                    let mut line = format!("validated {}", info.validation);
+                    if info.unreplicated > 0 {
+                        line.push_str(&format!(
+                            " ({} ran on one worker: too few workers to replicate)",
+                            crate::format::count(info.unreplicated, "task")
+                        ));
+                    }
+                    println!("{line}");
                 }
                 print_state(&info.status);
                 if let Some(p) = &info.progress {

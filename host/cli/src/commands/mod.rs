@@ -5,6 +5,7 @@ mod bundle;
 mod job;
 mod key;
 mod ledger;
+mod market;
 mod new;
 mod node;
 mod run;
@@ -61,6 +62,10 @@ enum Command {
     Job(job::Args),
     /// Credits: balances, history, transfers, escrows, and the genesis file.
     Ledger(ledger::Args),
+    /// The market: the workers' offers and prices, and this node's price.
+    Market(market::Args),
+    /// What this node knows of the workers it used: scores and evidence.
+    Reputation(market::ReputationArgs),
     /// Print a shell completion script: `p2pctl completions bash > ~/.local/share/bash-completion/completions/p2pctl`.
     Completions {
         /// The shell.
@@ -104,6 +109,8 @@ impl Cli {
             Command::Node(args) => node::run(args, g).map(|()| ExitCode::SUCCESS),
             Command::Job(args) => job::run(args, g),
             Command::Ledger(args) => ledger::run(args, g),
+            Command::Market(args) => market::run(args, g),
+            Command::Reputation(args) => market::reputation(args, g),
             Command::Completions { shell } => {
                 use clap::CommandFactory;
                 let mut cmd = Cli::command();

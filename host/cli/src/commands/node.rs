@@ -291,9 +291,11 @@ fn init(
          submitters = []\n\
          publishers = []\n\n\
          # What this worker charges on a paid network (credits per million\n\
-         # fuel), the collateral it bonds per task, the arbiters it accepts.\n\
+         # fuel at half load; the price moves with load between min_price\n\
+         # and max_price), the collateral it bonds per task, the arbiters\n\
+         # it accepts. See the operator guide.\n\
          [market]\n\
-         price = {}\n\
+         base_price = {}\n\
          collateral = {}\n\
          arbiters = [{}]\n\n\
          [arbiter]\n\
@@ -301,7 +303,7 @@ fn init(
         quote(&listen),
         quote(&bootstrap),
         !no_mdns,
-        market.base_price,
+        market.price,
         market.collateral,
         quote(&market.accept_arbiter),
         market.arbiter,
