@@ -9,6 +9,7 @@ mod examples;
 mod hostile;
 mod jobs;
 mod ledger;
+mod market;
 mod overlay;
 mod paid;
 mod rejects;

@@ -141,8 +141,7 @@ impl World {
             .first()
             .map(|(c, _)| c.peer)
             .expect("every offer is eligible");
-        let cheats =
-            self.cheater[chosen as usize] && self.rng.below(1000) < CHEAT_RATE_PERMILLE;
+        let cheats = self.cheater[chosen as usize] && self.rng.below(1000) < CHEAT_RATE_PERMILLE;
         let answer = if cheats {
             self.next_wrong += 1;
             self.next_wrong
@@ -251,7 +250,11 @@ fn simulate(config: ReputationConfig, tasks: u64, seed: u64) -> Outcome {
     out.cheaters_escaped = accepted_wrong
         .iter()
         .enumerate()
-        .filter(|(w, a)| **a && reputation.record(&(*w as u32)).is_some_and(|r| r.counts.cheat == 0))
+        .filter(|(w, a)| {
+            **a && reputation
+                .record(&(*w as u32))
+                .is_some_and(|r| r.counts.cheat == 0)
+        })
         .count() as u64;
 
     for (peer, record) in reputation.records() {

@@ -44,11 +44,11 @@ mod config;
 mod control;
 mod fetch;
 mod inbound;
+mod market;
 pub mod messages;
 mod network;
 mod node;
 mod pay;
-mod market;
 mod replica;
 mod scores;
 mod signer;
@@ -59,7 +59,6 @@ pub use config::{
     ArbiterSection, Faults, JobsSection, LedgerSection, LimitsSection, MarketSection, NodeConfig,
     NodeSection, ReputationSection, TrustSection,
 };
-pub use p2pc_market::Validation;
 pub use control::{Control, SOCKET_FILE, TOKEN_FILE, ensure_token};
 pub use fetch::{FetchError, FetchStats, WINDOW, fetch};
 pub use network::{
@@ -67,8 +66,9 @@ pub use network::{
     MAX_SHARDS, RECENT_JOBS, Submission, TaskInfo,
 };
 pub use node::{ComputeNode, Status};
-pub use scores::BLOCK_SCORE;
+pub use p2pc_market::Validation;
 pub use replica::{LEDGER_TOPIC, op_view, open_ledger, query};
+pub use scores::BLOCK_SCORE;
 
 /// Why a node operation failed.
 #[derive(Debug, thiserror::Error)]

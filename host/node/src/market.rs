@@ -14,9 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use p2pc_market::pricing::Inputs;
-use p2pc_market::{
-    DynamicPricingEngine, Evidence, Record, ReputationManager, Sample, Validation,
-};
+use p2pc_market::{DynamicPricingEngine, Evidence, Record, ReputationManager, Sample, Validation};
 use p2pc_net::PeerId;
 use p2pc_store::{JobWrite, Store};
 use tokio::task::JoinHandle;
@@ -85,7 +83,9 @@ impl Market {
                     reputation.restore(peer, record);
                     loaded += 1;
                 }
-                _ => warn!(key = %String::from_utf8_lossy(&key), "unreadable reputation record skipped"),
+                _ => {
+                    warn!(key = %String::from_utf8_lossy(&key), "unreadable reputation record skipped")
+                }
             }
         }
         if loaded > 0 {
@@ -139,7 +139,12 @@ impl Market {
         let before = engine.price();
         let after = engine.step(sample);
         if after != before {
-            debug!(before, after, pressure = engine.pressure_permille(), "price moved");
+            debug!(
+                before,
+                after,
+                pressure = engine.pressure_permille(),
+                "price moved"
+            );
         }
         after
     }

@@ -35,18 +35,18 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::attempts::{Effect, Event, Task};
-use p2pc_market::validation::{Verdict, decide};
-use p2pc_market::{Candidate, Evidence, Offer, OfferBook, Validation, Want, select};
+use crate::market::Market;
 use crate::messages::{
     ADVERT_KIND, Advert, CallKind, INLINE_BYTES, PROGRESS_KIND, Progress, Receipt, ReduceInput,
     TASK_KIND, TaskReply, TaskRequest, TaskSpec, blob_id, check_receipt, now_unix_ms,
 };
-use crate::market::Market;
 use crate::pay::Payments;
 use crate::scores::PeerScores;
 use crate::signer::Signer;
 use crate::worker::announce;
 use crate::{Error, Result};
+use p2pc_market::validation::{Verdict, decide};
+use p2pc_market::{Candidate, Evidence, Offer, OfferBook, Validation, Want, select};
 
 /// A task silent this long (no progress, no keep-alive) is lost.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
@@ -989,7 +989,12 @@ impl ReplicaAnswer {
     /// What is compared: outcome, output and fuel.
     fn key(&self) -> (String, Vec<u8>, u64, u64) {
         let r = &self.receipt;
-        (r.outcome.clone(), r.output.clone(), r.output_len, r.fuel_used)
+        (
+            r.outcome.clone(),
+            r.output.clone(),
+            r.output_len,
+            r.fuel_used,
+        )
     }
 }
 
@@ -1490,7 +1495,8 @@ impl Inner {
                     // A replica's hold waits for the comparison (`run_checked`).
                     Effect::Settle(_) if replica.is_some() => {}
                     Effect::Settle(n) => {
-                        if let (Some(sent), Some((_, receipt, _))) = (running.get(&n), ended.get(&n))
+                        if let (Some(sent), Some((_, receipt, _))) =
+                            (running.get(&n), ended.get(&n))
                             && let Some((pay, escrow, window)) = &sent.escrow
                         {
                             let (pay, escrow, window) = (pay.clone(), *escrow, *window);
@@ -1688,7 +1694,10 @@ impl Inner {
         let probe = plan.spec(call, blob_id(&input), None, vec![0; 16]);
         let first = match first {
             Some(p) => p,
-            None => match self.place(&probe, &plan.terms, &HashSet::new(), &plan.busy).await {
+            None => match self
+                .place(&probe, &plan.terms, &HashSet::new(), &plan.busy)
+                .await
+            {
                 Ok(p) => p,
                 Err(e) => return TaskOutcome::failed(e),
             },
@@ -1736,23 +1745,26 @@ impl Inner {
             if let Some(live) = lock(&self.live).get(&plan.job) {
                 live.info.send_modify(|i| i.unreplicated += 1);
             }
-            return self.run_task(plan, step, call, input, placements.pop(), None).await;
+            return self
+                .run_task(plan, step, call, input, placements.pop(), None)
+                .await;
         }
         if n == 1 {
-            return self.run_task(plan, step, call, input, placements.pop(), None).await;
+            return self
+                .run_task(plan, step, call, input, placements.pop(), None)
+                .await;
         }
         let label = |i: usize| format!("{step}, replica {}", i + 1);
-        let mut outcomes: Vec<TaskOutcome> = futures::future::join_all(
-            placements.into_iter().enumerate().map(|(i, p)| {
+        let mut outcomes: Vec<TaskOutcome> =
+            futures::future::join_all(placements.into_iter().enumerate().map(|(i, p)| {
                 let (label, input) = (label(i), input.clone());
                 let replicas = &replicas;
                 async move {
                     self.run_task(plan, &label, call, input, Some(p), Some(replicas))
                         .await
                 }
-            }),
-        )
-        .await;
+            }))
+            .await;
         loop {
             let keys: Vec<_> = outcomes
                 .iter()
@@ -1784,17 +1796,16 @@ impl Inner {
                         return self.no_quorum(plan, step, outcomes, k);
                     }
                     info!(job = %plan.job, step, more = placed.len(), "replicas disagree; asking more workers");
-                    let extra = futures::future::join_all(placed.into_iter().enumerate().map(
-                        |(i, p)| {
+                    let extra =
+                        futures::future::join_all(placed.into_iter().enumerate().map(|(i, p)| {
                             let (label, input) = (label(start + i), input.clone());
                             let replicas = &replicas;
                             async move {
                                 self.run_task(plan, &label, call, input, Some(p), Some(replicas))
                                     .await
                             }
-                        },
-                    ))
-                    .await;
+                        }))
+                        .await;
                     outcomes.extend(extra);
                 }
                 Verdict::NoQuorum => return self.no_quorum(plan, step, outcomes, k),
@@ -1811,7 +1822,9 @@ impl Inner {
         minority: &[usize],
     ) {
         for &w in winners {
-            let Some(a) = &outcomes[w].answer else { continue };
+            let Some(a) = &outcomes[w].answer else {
+                continue;
+            };
             self.market.evidence(
                 a.worker,
                 *blake3::hash(&a.receipt_wire).as_bytes(),
@@ -1820,7 +1833,9 @@ impl Inner {
             self.pay_replica(a);
         }
         for &m in minority {
-            let Some(a) = &outcomes[m].answer else { continue };
+            let Some(a) = &outcomes[m].answer else {
+                continue;
+            };
             warn!(job = %plan.job, worker = %a.worker, "a replica's answer differs from the quorum's: cheat detected");
             self.market.evidence(
                 a.worker,
@@ -1847,7 +1862,8 @@ impl Inner {
                 let (pay, escrow, deadline) = (pay.clone(), *escrow, a.deadline);
                 let (task, receipt) = (a.task_wire.clone(), a.receipt_wire.clone());
                 tokio::spawn(async move {
-                    pay.report_cheat(escrow, deadline, task, receipt, agreeing).await;
+                    pay.report_cheat(escrow, deadline, task, receipt, agreeing)
+                        .await;
                 });
             }
         }
@@ -2044,7 +2060,14 @@ impl Inner {
             let started = tokio::time::Instant::now();
             let answer = this
                 .exchange(
-                    &job, &task_spec, worker, key, &task_wire2, request, started, timeout,
+                    &job,
+                    &task_spec,
+                    worker,
+                    key,
+                    &task_wire2,
+                    request,
+                    started,
+                    timeout,
                 )
                 .await;
             let _ = tx.send((n, answer)).await;
@@ -2417,11 +2440,7 @@ impl Inner {
                 .into_iter()
                 .next()
                 .map(|(c, _)| c.peer);
-            let best = best.and_then(|p| {
-                adverts
-                    .get(&p, now)
-                    .map(|(_, (_, a))| (p, a.clone()))
-            });
+            let best = best.and_then(|p| adverts.get(&p, now).map(|(_, (_, a))| (p, a.clone())));
             if let Some((p, _)) = &best {
                 *busy.entry(*p).or_insert(0) += 1;
             }

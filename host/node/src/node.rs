@@ -16,12 +16,12 @@ use tracing::{debug, info, warn};
 
 use crate::api::{LedgerAnswer, LedgerRequest};
 use crate::inbound::Router;
-use crate::messages::ADVERT_TOPIC;
 use crate::market::Market;
+use crate::messages::ADVERT_TOPIC;
 use crate::network::{JobInfo, JobLogs, Network, Submission};
 use crate::pay::Payments;
-use crate::scores::PeerScores;
 use crate::replica::{LEDGER_TOPIC, Replica};
+use crate::scores::PeerScores;
 use crate::signer::Signer;
 use crate::worker::{Worker, announce};
 use crate::{Error, NodeConfig, Result};
@@ -152,7 +152,11 @@ impl Services {
                     .collect(),
             })
             .collect();
-        out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.peer.cmp(&b.peer)));
+        out.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.peer.cmp(&b.peer))
+        });
         out
     }
 
@@ -236,8 +240,7 @@ impl ComputeNode {
         };
         let payments = match &replica {
             Some(r) => {
-                let (payments, task) =
-                    Payments::start(
+                let (payments, task) = Payments::start(
                     &config,
                     r.clone(),
                     client.clone(),

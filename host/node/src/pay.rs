@@ -34,11 +34,11 @@ use prost::Message;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::market::Market;
 use crate::messages::{
     Arbitrate, ArbitrateKind, RECEIPT_KIND, Receipt, Settle, TASK_KIND, TaskReply, TaskRequest,
     TaskSpec, now_unix_ms,
 };
-use crate::market::Market;
 use crate::replica::{OpState, Replica};
 use crate::signer::Signer;
 use crate::{Error, NodeConfig, Result};
@@ -632,9 +632,7 @@ impl Payments {
     ) -> Result<(), &'static str> {
         let open_task = |wire: &[u8]| -> Result<TaskSpec, &'static str> {
             let envelope = Envelope::decode_bounded(wire).map_err(|_| "malformed task")?;
-            let opened = envelope
-                .open(TASK_KIND)
-                .map_err(|_| "bad task signature")?;
+            let opened = envelope.open(TASK_KIND).map_err(|_| "bad task signature")?;
             if opened.author != e.owner {
                 return Err("a task is not the owner's");
             }
@@ -668,7 +666,11 @@ impl Payments {
         }
         let mut workers = std::collections::HashSet::from([e.worker]);
         let mut agreed = None;
-        for (task, receipt) in request.agreeing_tasks.iter().zip(&request.agreeing_receipts) {
+        for (task, receipt) in request
+            .agreeing_tasks
+            .iter()
+            .zip(&request.agreeing_receipts)
+        {
             let mut other = open_task(task)?;
             let worker =
                 PublicKey::from_bytes(&other.worker).map_err(|_| "a task names no worker")?;
@@ -687,7 +689,11 @@ impl Payments {
                 return Err("an agreeing receipt names no hold");
             };
             match self.inner.replica.escrow(held).await {
-                Ok(Some(h)) if h.owner == e.owner && h.worker == worker && h.task.as_ref().map(|t| t.as_slice()) == Some(r.task_digest.as_slice()) => {}
+                Ok(Some(h))
+                    if h.owner == e.owner
+                        && h.worker == worker
+                        && h.task.as_ref().map(|t| t.as_slice())
+                            == Some(r.task_digest.as_slice()) => {}
                 _ => return Err("an agreeing receipt's hold is not in this replica"),
             }
             let a = answer(&r);

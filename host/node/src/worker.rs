@@ -26,13 +26,13 @@ use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
+use crate::config::Faults;
+use crate::market::Market;
 use crate::messages::{
     ADVERT_KIND, ADVERT_TOPIC, Advert, CallKind, INLINE_BYTES, MAX_DEADLINE_MS, PROGRESS_KIND,
     Progress, RECEIPT_KIND, RECEIPT_LOG_BYTES, RECEIPT_STDERR_BYTES, Receipt, ReceiptLog,
     ReduceInput, TASK_KIND, TaskReply, TaskRequest, TaskSpec, blob_id, now_unix_ms,
 };
-use crate::config::Faults;
-use crate::market::Market;
 use crate::pay::{Payments, Unpaid};
 use crate::signer::Signer;
 use crate::{Error, LimitsSection, NodeConfig, Result};

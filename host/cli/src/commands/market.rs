@@ -168,10 +168,7 @@ pub fn reputation(args: ReputationArgs, g: &Global) -> anyhow::Result<ExitCode> 
         if args.peer.is_some() {
             let now = p2pc_node::messages::now_unix_ms() / 1000;
             for (event, at) in r.recent.iter().rev() {
-                println!(
-                    "          {event} {}",
-                    crate::format::date(at / 1000, now)
-                );
+                println!("          {event} {}", crate::format::date(at / 1000, now));
             }
         }
         println!();
