@@ -392,6 +392,80 @@ fn shards(rt: &tokio::runtime::Runtime) {
     });
 }
 
+/// The same job once, and as 2-of-3 (three workers in parallel), in the
+/// same run: latency for a tiny task and a CPU-bound one, and fuel.
+fn replicated(rt: &tokio::runtime::Runtime) {
+    rt.block_on(async {
+        let cluster = Cluster::start(4).await.expect("cluster");
+        p2pc_testkit::eventually("adverts", Duration::from_secs(60), || async {
+            let s = cluster.node(0).status().await.ok()?;
+            (s.workers_known >= 3).then_some(())
+        })
+        .await
+        .expect("adverts");
+        let owner = cluster.node(0);
+        let jobs = [
+            (
+                "tiny (hello)",
+                "hello",
+                b"bench".to_vec(),
+                env_usize("P2PC_BENCH_TASKS", 40),
+            ),
+            (
+                "CPU-bound (mandelbrot 600x600)",
+                "mandelbrot",
+                b"600 600 300".to_vec(),
+                5,
+            ),
+        ];
+        for (label, guest, input, n) in jobs {
+            let file = bundle(
+                &SecretKey::generate(),
+                guest,
+                p2pc_tests::guest_bytes(guest),
+                RequestedLimits::default(),
+            );
+            let mut results = Vec::new();
+            for validation in [
+                p2pc_node::Validation::None,
+                p2pc_node::Validation::Quorum { k: 2, n: 3 },
+            ] {
+                let mut times = Vec::new();
+                let mut fuel = 0u64;
+                // One warm-up (compiles on every worker), then timed.
+                for round in 0..=n {
+                    let mut s =
+                        Submission::new(file.clone(), input.clone(), Duration::from_secs(120));
+                    s.validation = Some(validation);
+                    let start = Instant::now();
+                    let job = owner.submit(s).await.expect("submit");
+                    let info = owner
+                        .wait(&job, Duration::from_secs(120))
+                        .await
+                        .expect("wait");
+                    let took = start.elapsed();
+                    assert!(
+                        matches!(&info.status, JobState::Done { outcome, .. } if outcome == "ok"),
+                        "{info:?}"
+                    );
+                    if round > 0 {
+                        times.push(took);
+                        fuel += info.tasks.iter().filter_map(|t| t.fuel_used).sum::<u64>();
+                    }
+                }
+                results.push((percentile(&mut times, 50.0), fuel));
+            }
+            let ((one, fuel1), (three, fuel3)) = (results[0], results[1]);
+            println!(
+                "{label}: single p50 {one:?}, 2-of-3 p50 {three:?}: latency {:.2}x, fuel {:.2}x",
+                three.as_secs_f64() / one.as_secs_f64(),
+                fuel3 as f64 / fuel1 as f64
+            );
+        }
+        cluster.shutdown().await;
+    });
+}
+
 fn main() {
     // `cargo test --benches` runs bench binaries with no arguments to
     // check they start; only `cargo bench` passes --bench.
@@ -415,6 +489,9 @@ fn main() {
     }
     if which.as_deref().is_none_or(|w| w == "shards") {
         shards(&rt);
+    }
+    if which.as_deref().is_none_or(|w| w == "replicated") {
+        replicated(&rt);
     }
     if which.as_deref().is_none_or(|w| w == "paid") {
         paid_tasks(&rt);

@@ -291,7 +291,12 @@ fn configs() -> Vec<ReputationConfig> {
         ..base
     };
     let Ok(list) = std::env::var("P2PC_BENCH_SPOT") else {
-        return vec![base, with(2.0, 20_000), with(1.0, 50_000)];
+        return vec![
+            base,
+            with(2.0, 20_000),
+            with(4.0, 20_000),
+            with(1.0, 100_000),
+        ];
     };
     list.split(',')
         .map(|item| {

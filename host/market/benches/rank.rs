@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::Criterion;
+use criterion::{BatchSize, Criterion};
 use p2pc_market::select::{self, Candidate, Want};
 use p2pc_market::{Evidence, Offer, OfferBook, ReputationConfig, ReputationManager};
 
@@ -117,10 +117,17 @@ fn candidates<'a>(node: &'a Node, want: &Want) -> Vec<Candidate<'a, u32>> {
 }
 
 fn median(n: usize, mut f: impl FnMut()) -> Duration {
+    median_with(n, || (), |()| f())
+}
+
+/// The median of `n` timed calls of `f`, each on a fresh input from
+/// `setup` (not timed).
+fn median_with<I>(n: usize, mut setup: impl FnMut() -> I, mut f: impl FnMut(I)) -> Duration {
     let mut t: Vec<Duration> = (0..n)
         .map(|_| {
+            let input = setup();
             let start = Instant::now();
-            f();
+            f(input);
             start.elapsed()
         })
         .collect();
@@ -162,11 +169,37 @@ fn main() {
         black_box(select::top(candidates(&node, &want), black_box(&want), 3));
     };
 
+    // Where the time goes: the reputation look-ups alone, and the two
+    // rankings of candidates built beforehand (the copy is not timed).
+    let scores = || {
+        let mut sum = 0.0;
+        for (peer, _, ()) in node.book.fresh(NOW_MS) {
+            sum += node.reputation.score(peer, NOW_MS).unwrap_or(0.0);
+        }
+        black_box(sum);
+    };
+    let built = candidates(&node, &want);
+
     let mut c = Criterion::default()
         .configure_from_args()
         .measurement_time(Duration::from_secs(3));
     let mut g = c.benchmark_group("rank_10k_offers");
     g.bench_function("build_candidates", |b| b.iter(build));
+    g.bench_function("reputation_scores", |b| b.iter(scores));
+    g.bench_function("rank_prebuilt", |b| {
+        b.iter_batched(
+            || built.clone(),
+            |v| black_box(select::rank(v, &want)),
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("top3_prebuilt", |b| {
+        b.iter_batched(
+            || built.clone(),
+            |v| black_box(select::top(v, &want, 3)),
+            BatchSize::LargeInput,
+        )
+    });
     g.bench_function("build_and_rank", |b| b.iter(rank));
     g.bench_function("build_and_top3", |b| b.iter(top3));
     g.finish();
@@ -174,10 +207,28 @@ fn main() {
 
     const N: usize = 1000;
     let (b50, r50, t50) = (median(N, build), median(N, rank), median(N, top3));
+    let s50 = median(N, scores);
+    let rp50 = median_with(
+        N,
+        || built.clone(),
+        |v| {
+            black_box(select::rank(v, &want));
+        },
+    );
+    let tp50 = median_with(
+        N,
+        || built.clone(),
+        |v| {
+            black_box(select::top(v, &want, 3));
+        },
+    );
     println!("\nranking 10,000 offers for one task, median of {N}:");
     println!("| step | time |");
     println!("|---|---|");
     println!("| build the candidates alone | {b50:.2?} |");
+    println!("| of which the reputation scores | {s50:.2?} |");
+    println!("| `select::rank` of candidates built beforehand | {rp50:.2?} |");
+    println!("| `select::top(.., 3)` of candidates built beforehand | {tp50:.2?} |");
     println!("| build + `select::rank` (full sort) | {r50:.2?} |");
     println!("| build + `select::top(.., 3)` (partial) | {t50:.2?} |");
     let target = Duration::from_millis(1);
