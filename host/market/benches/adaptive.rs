@@ -25,8 +25,8 @@
 //! Run: `cargo bench -p p2pc-market --bench adaptive`. The reputation
 //! defaults are run first, then alternative spot-check settings;
 //! `P2PC_BENCH_SPOT="1:20000,4:50000"` (scale:floor_ppm, ...) runs those
-//! instead, `P2PC_BENCH_TASKS` sets the number of tasks and `P2PC_BENCH_SEED` the
-//! seed (7).
+//! instead, `P2PC_BENCH_TASKS` sets the number of tasks and
+//! `P2PC_BENCH_SEED` the seed (7).
 
 use std::time::Instant;
 

@@ -115,7 +115,7 @@ pub fn rank<'a, P: Ord>(
     want: &Want,
 ) -> Vec<(Candidate<'a, P>, f64)> {
     let mut out = scored(candidates, want);
-    out.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.peer.cmp(&b.0.peer)));
+    out.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.peer.cmp(&b.0.peer)));
     out
 }
 
@@ -137,7 +137,7 @@ pub fn top<'a, P: Ord>(
         out.select_nth_unstable_by(n - 1, order);
         out.truncate(n);
     }
-    out.sort_by(order);
+    out.sort_unstable_by(order);
     out
 }
 

@@ -197,6 +197,14 @@ impl Market {
         lock(&self.inner.reputation).score(peer, now_unix_ms())
     }
 
+    /// The scores of `peers`, in order, under one lock and one clock read
+    /// (a ranking asks for thousands).
+    pub(crate) fn scores<'a>(&self, peers: impl Iterator<Item = &'a PeerId>) -> Vec<Option<f64>> {
+        let r = lock(&self.inner.reputation);
+        let now = now_unix_ms();
+        peers.map(|p| r.score(p, now)).collect()
+    }
+
     /// `peer`'s record and score.
     pub(crate) fn record(&self, peer: &PeerId) -> Option<(Record, f64)> {
         let r = lock(&self.inner.reputation);

@@ -1793,6 +1793,31 @@ impl Inner {
                         }
                     }
                     if placed.is_empty() {
+                        // Adaptive, and the replicas that answered agree but
+                        // too few workers are left to check them: the answer
+                        // stands, unreplicated, as on a network too small.
+                        let answered: Vec<usize> =
+                            (0..keys.len()).filter(|i| keys[*i].is_some()).collect();
+                        if validation == Validation::Adaptive
+                            && let Some(&first) = answered.first()
+                            && answered.iter().all(|i| keys[*i] == keys[first])
+                        {
+                            warn!(job = %plan.job, step, "a replica was lost and none could replace it; the answer stands unreplicated");
+                            if let Some(live) = lock(&self.live).get(&plan.job) {
+                                live.info.send_modify(|i| i.unreplicated += 1);
+                            }
+                            for &i in &answered {
+                                if let Some(a) = &outcomes[i].answer {
+                                    self.market.evidence(
+                                        a.worker,
+                                        *blake3::hash(&a.receipt_wire).as_bytes(),
+                                        Evidence::Success { replicated: false },
+                                    );
+                                    self.pay_replica(a);
+                                }
+                            }
+                            return outcomes.swap_remove(first);
+                        }
                         return self.no_quorum(plan, step, outcomes, k);
                     }
                     info!(job = %plan.job, step, more = placed.len(), "replicas disagree; asking more workers");
@@ -2413,12 +2438,14 @@ impl Inner {
                 }
                 eligible.push((*p, offer));
             }
+            let scores = self.market.scores(eligible.iter().map(|(p, _)| p));
             let candidates: Vec<Candidate<'_, PeerId>> = eligible
                 .iter()
-                .map(|(p, offer)| Candidate {
+                .zip(scores)
+                .map(|((p, offer), reputation)| Candidate {
                     peer: *p,
                     offer,
-                    reputation: self.market.score(p),
+                    reputation,
                     rtt_ms: rtts.get(p).copied(),
                     reserved: busy.get(p).copied().unwrap_or(0) as u32,
                 })
