@@ -9,8 +9,9 @@
 //! with a ledger every attempt is paid through its own hold.
 //!
 //! It is not the overlay (`p2pc-net` moves the bytes), not the sandbox, and
-//! not a market: prices are fixed per worker and nobody's answer is checked
-//! by replication yet.
+//! not the market's rules (`p2pc-market` prices, ranks, scores and
+//! decides between replicas' answers; the node feeds it verified inputs
+//! and carries out its decisions).
 //!
 //! The node is a set of services, each owning its state behind a small
 //! cloneable handle:
@@ -22,6 +23,9 @@
 //! - `pay`: how tasks are paid: holds, settlements, refunds, and the
 //!   arbiter.
 //! - `attempts`: the pure state machine of a task's attempts.
+//! - `market`: this node's price as a worker, its reputation records of
+//!   the workers it used, and its jobs' random replication choices.
+//! - `scores`: peer scores for bad messages on any topic.
 //! - `control`: the Unix-socket control channel and its client,
 //!   [`Control`], speaking the typed requests of `api`.
 //!

@@ -232,6 +232,7 @@ impl ComputeNode {
                     client.clone(),
                     signer.clone(),
                     scores.clone(),
+                    market.clone(),
                 );
                 tasks.extend(replica_tasks);
                 Some(replica)

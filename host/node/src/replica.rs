@@ -42,6 +42,7 @@ use crate::api::{
     Balance, Decision, HeldEscrow, History, Holds, LedgerAnswer, LedgerRequest, OpBody, OpView,
     Settled, Transferred, Verified,
 };
+use crate::market::Market;
 use crate::scores::PeerScores;
 use crate::signer::Signer;
 use crate::{Error, NodeConfig, Result};
@@ -92,6 +93,7 @@ struct Inner {
     client: Client,
     signer: Arc<Signer>,
     scores: PeerScores,
+    market: Market,
     syncing: Mutex<HashSet<PeerId>>,
     future: Mutex<FutureOps>,
     /// Woken when an op is parked in `future`.
@@ -140,6 +142,7 @@ impl Replica {
         client: Client,
         signer: Arc<Signer>,
         scores: PeerScores,
+        market: Market,
     ) -> (Self, Vec<JoinHandle<()>>) {
         let skew = u64::try_from(config.ledger.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
         let persister = ledger.persister();
@@ -153,6 +156,7 @@ impl Replica {
             client,
             signer,
             scores,
+            market,
             syncing: Mutex::new(HashSet::new()),
             future: Mutex::new(FutureOps::new(skew, FUTURE_BYTES)),
             parked: tokio::sync::Notify::new(),
@@ -474,6 +478,21 @@ impl Inner {
                 // comes back by anti-entropy. This node's own are synced
                 // before they leave it (`sign`).
                 let results = l.insert_buffered(ready.clone());
+                // Who equivocated, by the proof's id: reputation evidence.
+                let liars: Vec<(PublicKey, [u8; 32])> = l.state().proofs()[before..]
+                    .iter()
+                    .map(|p| match p {
+                        Proof::Chain {
+                            account: who, ops, ..
+                        }
+                        | Proof::Decision { signer: who, ops } => {
+                            let mut h = blake3::Hasher::new();
+                            h.update(&ops.0);
+                            h.update(&ops.1);
+                            (*who, *h.finalize().as_bytes())
+                        }
+                    })
+                    .collect();
                 let proofs: Vec<Op> = l.state().proofs()[before..]
                     .iter()
                     .flat_map(|p| {
@@ -484,9 +503,14 @@ impl Inner {
                     })
                     .filter_map(|id| l.state().op(&id).cloned())
                     .collect();
-                (results, proofs, ready, parked, bad)
+                (results, (proofs, liars), ready, parked, bad)
             })
             .await?;
+        let (proofs, liars) = proofs;
+        for (who, id) in liars {
+            self.market
+                .evidence(who.peer_id(), id, p2pc_market::Evidence::Equivocation);
+        }
         let results = results.map_err(|e| Error::Ledger(e.to_string()))?;
         self.changed.send_modify(|n| *n += 1);
         let bad = bad + results.iter().filter(|r| forged(r)).count();
