@@ -7,15 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use p2pc_crypto::{PublicKey, RequestedLimits, SecretKey};
+use p2pc_crypto::{RequestedLimits, SecretKey};
 use p2pc_ledger::Genesis;
-use p2pc_node::api::{Balance, Decision};
-use p2pc_node::{
-    ComputeNode, JobInfo, JobState, LedgerAnswer, LedgerRequest, Submission, Validation,
-};
+use p2pc_node::api::Decision;
+use p2pc_node::{ComputeNode, JobInfo, JobState, Submission, Validation};
 use p2pc_testkit::{Cluster, WAIT, bundle, eventually};
 
-use crate::support::{block_on, holds, verify_ok};
+use crate::support::{balance, block_on, holds, verify_ok};
 
 const OWNER: usize = 0;
 const ARBITER: usize = 4;
@@ -80,17 +78,6 @@ async fn paid_cluster(
     cluster
 }
 
-async fn balance(node: &ComputeNode, of: PublicKey) -> Balance {
-    match node
-        .ledger(LedgerRequest::Balance { account: Some(of) })
-        .await
-        .expect("balance")
-    {
-        LedgerAnswer::Balance(b) => b,
-        other => panic!("a balance answered {other:?}"),
-    }
-}
-
 fn hello() -> Vec<u8> {
     bundle(
         &SecretKey::generate(),
@@ -143,6 +130,17 @@ fn two_of_three_catches_a_lying_worker_every_time_and_it_stops_being_chosen() {
                 "the honest answer wins"
             );
             assert_eq!(info.tasks.len(), 3, "{:?}", info.tasks);
+            // The task is decided once two answers agree; a replica that
+            // answers after that is judged when it does.
+            let info = eventually("the lying replica is rejected", WAIT, || async {
+                let info = owner.job(job).await.ok()?;
+                info.tasks
+                    .iter()
+                    .any(|t| t.state == "rejected")
+                    .then_some(info)
+            })
+            .await
+            .expect("rejected");
             let lied: Vec<_> = info
                 .tasks
                 .iter()

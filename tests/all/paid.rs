@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use p2pc_crypto::{PublicKey, RequestedLimits, SecretKey};
 use p2pc_ledger::{Body, CreditManager, FUEL_PER_PRICE_UNIT, Genesis, TaskHold, cost};
-use p2pc_node::api::{Balance, Decision};
+use p2pc_node::api::Decision;
 use p2pc_node::messages::{TaskReply, TaskRequest, TaskSpec, blob_id, now_unix_ms, seal_task};
-use p2pc_node::{ComputeNode, JobState, LedgerAnswer, LedgerRequest, Submission};
+use p2pc_node::{ComputeNode, JobState, Submission};
 use p2pc_testkit::{Cluster, WAIT, bundle, eventually};
 use prost::Message;
 
-use crate::support::{block_on, holds, verify_ok};
+use crate::support::{balance, block_on, holds, verify_ok};
 
 const OWNER: usize = 0;
 const WORKER: usize = 1;
@@ -83,17 +83,6 @@ async fn cluster(dir: &std::path::Path) -> Cluster {
         .expect("adverts");
     }
     cluster
-}
-
-async fn balance(node: &ComputeNode, of: PublicKey) -> Balance {
-    match node
-        .ledger(LedgerRequest::Balance { account: Some(of) })
-        .await
-        .expect("balance")
-    {
-        LedgerAnswer::Balance(b) => b,
-        other => panic!("a balance answered {other:?}"),
-    }
 }
 
 fn submission(file: &[u8], input: &[u8], to: &ComputeNode, timeout: Duration) -> Submission {

@@ -89,6 +89,21 @@ pub async fn holds(node: &p2pc_node::ComputeNode) -> Vec<p2pc_node::api::HeldEsc
     }
 }
 
+/// `of`'s balance on `node`'s ledger replica.
+pub async fn balance(
+    node: &p2pc_node::ComputeNode,
+    of: p2pc_crypto::PublicKey,
+) -> p2pc_node::api::Balance {
+    match node
+        .ledger(p2pc_node::LedgerRequest::Balance { account: Some(of) })
+        .await
+        .expect("balance")
+    {
+        p2pc_node::LedgerAnswer::Balance(b) => b,
+        other => panic!("a balance answered {other:?}"),
+    }
+}
+
 /// Asserts `node`'s ledger replica verifies.
 pub async fn verify_ok(node: &p2pc_node::ComputeNode) {
     match node

@@ -1708,23 +1708,14 @@ impl Inner {
         };
         let (k, n) = validation.plan(replicate);
         let cap = validation.cap();
-        let replicas = Replicas {
+        let replicas = Arc::new(Replicas {
             workers: Mutex::new(HashSet::from([first.worker])),
-        };
+        });
         let mut placements = vec![first];
-        while placements.len() < n {
-            let taken = lock(&replicas.workers).clone();
-            match self.place(&probe, &plan.terms, &taken, &plan.busy).await {
-                Ok(p) => {
-                    lock(&replicas.workers).insert(p.worker);
-                    placements.push(p);
-                }
-                Err(e) => {
-                    debug!(job = %plan.job, step, error = %e, "no further replica placed");
-                    break;
-                }
-            }
-        }
+        placements.extend(
+            self.place_replicas(plan, step, &probe, &replicas, n - 1)
+                .await,
+        );
         if placements.len() < n {
             if let Validation::Quorum { .. } = validation {
                 for p in &placements {
@@ -1742,9 +1733,7 @@ impl Inner {
                 unreserve(&plan.busy, &p.worker);
             }
             warn!(job = %plan.job, step, "too few workers to replicate; running unreplicated");
-            if let Some(live) = lock(&self.live).get(&plan.job) {
-                live.info.send_modify(|i| i.unreplicated += 1);
-            }
+            self.count_unreplicated(plan);
             return self
                 .run_task(plan, step, call, input, placements.pop(), None)
                 .await;
@@ -1754,148 +1743,135 @@ impl Inner {
                 .run_task(plan, step, call, input, placements.pop(), None)
                 .await;
         }
-        let label = |i: usize| format!("{step}, replica {}", i + 1);
-        let mut outcomes: Vec<TaskOutcome> =
-            futures::future::join_all(placements.into_iter().enumerate().map(|(i, p)| {
-                let (label, input) = (label(i), input.clone());
-                let replicas = &replicas;
-                async move {
-                    self.run_task(plan, &label, call, input, Some(p), Some(replicas))
-                        .await
-                }
-            }))
-            .await;
+        // Each replica runs in a task of its own and reports on `rx`; the
+        // task is decided as soon as `k` answers agree, and replicas still
+        // running are judged when they answer (`judge_late`).
+        let (tx, mut rx) = mpsc::channel::<(usize, TaskOutcome)>(cap);
+        let spawn = |i: usize, p: Placement| {
+            let (this, plan, replicas, tx) =
+                (self.clone(), plan.clone(), replicas.clone(), tx.clone());
+            let (label, input) = (format!("{step}, replica {}", i + 1), input.clone());
+            tokio::spawn(async move {
+                let out = this
+                    .run_task(&plan, &label, call, input, Some(p), Some(&*replicas))
+                    .await;
+                let _ = tx.send((i, out)).await;
+            });
+        };
+        let mut placed = placements.len();
+        for (i, p) in placements.into_iter().enumerate() {
+            spawn(i, p);
+        }
+        let mut ended: Vec<(usize, TaskOutcome)> = Vec::new();
         loop {
-            let keys: Vec<_> = outcomes
+            let Some(next) = rx.recv().await else {
+                return TaskOutcome::failed(Error::Submit(format!("{step}: the replicas stopped")));
+            };
+            ended.push(next);
+            let keys: Vec<_> = ended
                 .iter()
-                .map(|o| o.answer.as_ref().map(ReplicaAnswer::key))
+                .map(|(_, o)| o.answer.as_ref().map(ReplicaAnswer::key))
                 .collect();
-            match decide(&keys, k, cap) {
+            let running = placed - ended.len();
+            let verdict = decide(&keys, k, cap.saturating_sub(running));
+            match verdict {
                 Verdict::Agreed { winners, minority } => {
-                    self.judge(plan, &mut outcomes, &winners, &minority);
+                    let winner = keys[winners[0]].clone();
+                    let agreeing: Vec<(Vec<u8>, Vec<u8>)> = winners
+                        .iter()
+                        .filter_map(|w| ended[*w].1.answer.as_ref())
+                        .map(|a| (a.task_wire.clone(), a.receipt_wire.clone()))
+                        .collect();
+                    for &w in &winners {
+                        if let Some(a) = &ended[w].1.answer {
+                            self.reward(a, true);
+                        }
+                    }
+                    for &m in &minority {
+                        if let Some(a) = &ended[m].1.answer {
+                            self.convict(&plan.job, a, &agreeing).await;
+                        }
+                    }
+                    if running > 0 {
+                        let (this, job) = (self.clone(), plan.job.clone());
+                        tokio::spawn(async move {
+                            this.judge_late(&job, rx, running, winner, agreeing).await;
+                        });
+                    }
                     let won = winners[0];
-                    return outcomes.swap_remove(won);
+                    return ended.swap_remove(won).1;
                 }
+                // Replicas still running may yet make a quorum.
+                _ if running > 0 => {}
                 Verdict::More(more) => {
-                    let start = outcomes.len();
-                    let mut placed = Vec::new();
-                    for _ in 0..more {
-                        let taken = lock(&replicas.workers).clone();
-                        match self.place(&probe, &plan.terms, &taken, &plan.busy).await {
-                            Ok(p) => {
-                                lock(&replicas.workers).insert(p.worker);
-                                placed.push(p);
-                            }
-                            Err(e) => {
-                                debug!(job = %plan.job, step, error = %e, "no further replica placed");
-                                break;
-                            }
-                        }
-                    }
-                    if placed.is_empty() {
-                        // Adaptive, and the replicas that answered agree but
-                        // too few workers are left to check them: the answer
-                        // stands, unreplicated, as on a network too small.
-                        let answered: Vec<usize> =
-                            (0..keys.len()).filter(|i| keys[*i].is_some()).collect();
-                        if validation == Validation::Adaptive
-                            && let Some(&first) = answered.first()
-                            && answered.iter().all(|i| keys[*i] == keys[first])
-                        {
-                            warn!(job = %plan.job, step, "a replica was lost and none could replace it; the answer stands unreplicated");
-                            if let Some(live) = lock(&self.live).get(&plan.job) {
-                                live.info.send_modify(|i| i.unreplicated += 1);
-                            }
-                            for &i in &answered {
-                                if let Some(a) = &outcomes[i].answer {
-                                    self.market.evidence(
-                                        a.worker,
-                                        *blake3::hash(&a.receipt_wire).as_bytes(),
-                                        Evidence::Success { replicated: false },
-                                    );
-                                    self.pay_replica(a);
-                                }
-                            }
-                            return outcomes.swap_remove(first);
-                        }
-                        return self.no_quorum(plan, step, outcomes, k);
-                    }
-                    info!(job = %plan.job, step, more = placed.len(), "replicas disagree; asking more workers");
-                    let extra =
-                        futures::future::join_all(placed.into_iter().enumerate().map(|(i, p)| {
-                            let (label, input) = (label(start + i), input.clone());
-                            let replicas = &replicas;
-                            async move {
-                                self.run_task(plan, &label, call, input, Some(p), Some(replicas))
-                                    .await
-                            }
-                        }))
+                    let extra = self
+                        .place_replicas(plan, step, &probe, &replicas, more)
                         .await;
-                    outcomes.extend(extra);
+                    if extra.is_empty() {
+                        return self
+                            .unchecked_or_failed(plan, step, validation, ended, k)
+                            .await;
+                    }
+                    info!(job = %plan.job, step, more = extra.len(), "replicas disagree; asking more workers");
+                    for p in extra {
+                        spawn(placed, p);
+                        placed += 1;
+                    }
                 }
-                Verdict::NoQuorum => return self.no_quorum(plan, step, outcomes, k),
+                Verdict::NoQuorum => {
+                    return self
+                        .unchecked_or_failed(plan, step, validation, ended, k)
+                        .await;
+                }
             }
         }
     }
 
-    /// Pays the agreeing replicas and proves the minority wrong.
-    fn judge(
+    /// Places up to `more` replicas on workers none of the task's replicas
+    /// use yet.
+    async fn place_replicas(
         &self,
         plan: &JobPlan,
-        outcomes: &mut [TaskOutcome],
-        winners: &[usize],
-        minority: &[usize],
-    ) {
-        for &w in winners {
-            let Some(a) = &outcomes[w].answer else {
-                continue;
-            };
-            self.market.evidence(
-                a.worker,
-                *blake3::hash(&a.receipt_wire).as_bytes(),
-                Evidence::Success { replicated: true },
-            );
-            self.pay_replica(a);
-        }
-        for &m in minority {
-            let Some(a) = &outcomes[m].answer else {
-                continue;
-            };
-            warn!(job = %plan.job, worker = %a.worker, "a replica's answer differs from the quorum's: cheat detected");
-            self.market.evidence(
-                a.worker,
-                *blake3::hash(&a.receipt_wire).as_bytes(),
-                Evidence::Cheat,
-            );
-            let hex_task = hex::encode(&a.receipt.task_id);
-            self.record(&plan.job, |t| {
-                if let Some(ti) = t.iter_mut().rev().find(|ti| ti.task_id == hex_task) {
-                    ti.state = "rejected".into();
-                    ti.message = Some(format!(
-                        "its answer differs from the {} agreeing replicas': cheat_detected, not paid",
-                        winners.len()
-                    ));
-                    ti.cost = None;
+        step: &str,
+        probe: &TaskSpec,
+        replicas: &Replicas,
+        more: usize,
+    ) -> Vec<Placement> {
+        let mut placed = Vec::new();
+        for _ in 0..more {
+            let taken = lock(&replicas.workers).clone();
+            match self.place(probe, &plan.terms, &taken, &plan.busy).await {
+                Ok(p) => {
+                    lock(&replicas.workers).insert(p.worker);
+                    placed.push(p);
                 }
-            });
-            if let Some((pay, escrow, _)) = &a.escrow {
-                let agreeing: Vec<(Vec<u8>, Vec<u8>)> = winners
-                    .iter()
-                    .filter_map(|w| outcomes[*w].answer.as_ref())
-                    .map(|w| (w.task_wire.clone(), w.receipt_wire.clone()))
-                    .collect();
-                let (pay, escrow, deadline) = (pay.clone(), *escrow, a.deadline);
-                let (task, receipt) = (a.task_wire.clone(), a.receipt_wire.clone());
-                tokio::spawn(async move {
-                    pay.report_cheat(escrow, deadline, task, receipt, agreeing)
-                        .await;
-                });
+                Err(e) => {
+                    debug!(job = %plan.job, step, error = %e, "no further replica placed");
+                    break;
+                }
             }
+        }
+        placed
+    }
+
+    /// Counts a task that ran on one worker though its validation wanted
+    /// more.
+    fn count_unreplicated(&self, plan: &JobPlan) {
+        if let Some(live) = lock(&self.live).get(&plan.job) {
+            live.info.send_modify(|i| i.unreplicated += 1);
         }
     }
 
-    /// Settles a replica's hold for what its receipt reports.
-    fn pay_replica(&self, a: &ReplicaAnswer) {
+    /// A replica whose answer agrees: it is paid, and gains a valid result
+    /// if it was compared (`checked`).
+    fn reward(&self, a: &ReplicaAnswer, checked: bool) {
+        self.market.evidence(
+            a.worker,
+            *blake3::hash(&a.receipt_wire).as_bytes(),
+            Evidence::Success {
+                replicated: checked,
+            },
+        );
         if let Some((pay, escrow, window)) = &a.escrow {
             let (pay, escrow, window) = (pay.clone(), *escrow, *window);
             let (worker, receipt) = (a.worker, a.receipt.clone());
@@ -1905,29 +1881,138 @@ impl Inner {
         }
     }
 
-    /// No `k` replicas agree and no more can be asked: the task fails.
-    /// Each replica that answered is paid (nothing proves which is wrong).
-    fn no_quorum(
+    /// A replica proved wrong by `agreeing` (task and receipt envelopes):
+    /// scored `cheat_detected`, its record says so, and its hold goes to
+    /// the arbiter with the proof, to be refunded at the deadline.
+    async fn convict(&self, job: &str, a: &ReplicaAnswer, agreeing: &[(Vec<u8>, Vec<u8>)]) {
+        warn!(%job, worker = %a.worker, "a replica's answer differs from the quorum's: cheat detected");
+        self.market.evidence(
+            a.worker,
+            *blake3::hash(&a.receipt_wire).as_bytes(),
+            Evidence::Cheat,
+        );
+        let task_id = hex::encode(&a.receipt.task_id);
+        let n = agreeing.len();
+        self.amend(job, |t| {
+            if let Some(ti) = t.iter_mut().rev().find(|ti| ti.task_id == task_id) {
+                ti.state = "rejected".into();
+                ti.message = Some(format!(
+                    "its answer differs from the {n} agreeing replicas': cheat_detected, not paid"
+                ));
+                ti.cost = None;
+            }
+        })
+        .await;
+        if let Some((pay, escrow, _)) = &a.escrow {
+            let (pay, escrow, deadline) = (pay.clone(), *escrow, a.deadline);
+            let (task, receipt) = (a.task_wire.clone(), a.receipt_wire.clone());
+            let agreeing = agreeing.to_vec();
+            tokio::spawn(async move {
+                pay.report_cheat(escrow, deadline, task, receipt, agreeing)
+                    .await;
+            });
+        }
+    }
+
+    /// Replicas that answer after their task was decided: paid if they
+    /// agree with the winners, convicted if they do not.
+    async fn judge_late(
+        self: Arc<Self>,
+        job: &str,
+        mut rx: mpsc::Receiver<(usize, TaskOutcome)>,
+        mut running: usize,
+        winner: Option<(String, Vec<u8>, u64, u64)>,
+        agreeing: Vec<(Vec<u8>, Vec<u8>)>,
+    ) {
+        while running > 0 {
+            let Some((_, out)) = rx.recv().await else {
+                return;
+            };
+            running -= 1;
+            let Some(a) = &out.answer else { continue };
+            if Some(a.key()) == winner {
+                self.reward(a, true);
+            } else {
+                self.convict(job, a, &agreeing).await;
+            }
+        }
+    }
+
+    /// No quorum and no more workers to ask. Under adaptive validation,
+    /// answers that agree stand unreplicated (a replica was lost and none
+    /// could replace it: the network is too small now); otherwise the task
+    /// fails, and each replica that answered is paid (nothing proves which
+    /// is wrong).
+    async fn unchecked_or_failed(
         &self,
         plan: &JobPlan,
         step: &str,
-        outcomes: Vec<TaskOutcome>,
+        validation: Validation,
+        mut ended: Vec<(usize, TaskOutcome)>,
         k: usize,
     ) -> TaskOutcome {
-        let answered = outcomes.iter().filter(|o| o.answer.is_some()).count();
-        for a in outcomes.iter().filter_map(|o| o.answer.as_ref()) {
-            self.pay_replica(a);
+        let keys: Vec<_> = ended
+            .iter()
+            .map(|(_, o)| o.answer.as_ref().map(ReplicaAnswer::key))
+            .collect();
+        let answered: Vec<usize> = (0..keys.len()).filter(|i| keys[*i].is_some()).collect();
+        if validation == Validation::Adaptive
+            && let Some(&first) = answered.first()
+            && answered.iter().all(|i| keys[*i] == keys[first])
+        {
+            warn!(job = %plan.job, step, "a replica was lost and none could replace it; the answer stands unreplicated");
+            self.count_unreplicated(plan);
+            for &i in &answered {
+                if let Some(a) = &ended[i].1.answer {
+                    self.reward(a, false);
+                }
+            }
+            return ended.swap_remove(first).1;
         }
-        let why = outcomes
+        for (_, o) in &ended {
+            if let Some(a) = &o.answer {
+                self.reward(a, false);
+            }
+        }
+        let why = ended
             .into_iter()
-            .find_map(|o| o.ended.err())
+            .find_map(|(_, o)| o.ended.err())
             .map(|e| format!("; {e}"))
             .unwrap_or_default();
-        warn!(job = %plan.job, step, answered, "no quorum");
+        warn!(job = %plan.job, step, answered = answered.len(), "no quorum");
         TaskOutcome::failed(Error::Submit(format!(
-            "{step}: no {k} replicas agree ({answered} answered, all different, and no more \
-             workers could be asked){why}"
+            "{step}: no {k} replicas agree ({} answered, all different, and no more \
+             workers could be asked){why}",
+            answered.len()
         )))
+    }
+
+    /// Changes a job's task list, running or finished (a finished job's
+    /// record is written again).
+    async fn amend(&self, job: &str, f: impl FnOnce(&mut Vec<TaskInfo>)) {
+        if let Some(live) = lock(&self.live).get(job) {
+            live.info.send_modify(|info| f(&mut info.tasks));
+            return;
+        }
+        let info = match self.in_memory(job) {
+            Some(info) => Some(info),
+            None => {
+                let store = self.store.clone();
+                let key = job_key(job);
+                crate::blocking(move || store.job_record(&key))
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|b| decode_info(&b).ok())
+            }
+        };
+        let Some(mut info) = info else { return };
+        f(&mut info.tasks);
+        lock(&self.pending_infos).insert(job.to_owned(), info.clone());
+        if let Some(cached) = lock(&self.recent).1.get_mut(job) {
+            *cached = info.clone();
+        }
+        self.write(info, None, None).await;
     }
 
     /// Answers of attempts given up on, after the task was done: an answer
