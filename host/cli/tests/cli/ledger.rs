@@ -342,4 +342,43 @@ fn a_paid_job_through_the_cli_moves_exactly_its_cost() {
     let shown = ok(&env.run(&["ledger", "balance", "--node", &worker.dir], b"", None));
     assert!(shown.starts_with("account"), "{shown}");
     assert!(shown.contains("available"), "{shown}");
+
+    // The market as each side sees it: the worker's offer at its price, the
+    // worker's own price and its inputs, the submitter's record of it.
+    let offers = json_of(&env, &["market", "offers", "--node", &submitter.dir]);
+    let offer = offers
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|o| o["peer"] == worker.peer_id.as_str())
+        .unwrap_or_else(|| panic!("no offer of the worker: {offers}"));
+    assert_eq!(offer["price"], 3, "{offer}");
+    assert_eq!(offer["collateral"], 5, "{offer}");
+    let table = ok(&env.run(&["market", "offers", "--node", &submitter.dir], b"", None));
+    assert!(table.contains("credits per million fuel"), "{table}");
+    let price = json_of(&env, &["market", "price", "--node", &worker.dir]);
+    assert_eq!(
+        (&price["paid"], &price["price"], &price["base"]),
+        (&Value::Bool(true), &Value::from(3), &Value::from(3)),
+        "{price}"
+    );
+    let shown = ok(&env.run(&["market", "price", "--node", &worker.dir], b"", None));
+    assert!(shown.contains("pressure"), "{shown}");
+    let records = json_of(&env, &["reputation", "--node", &submitter.dir]);
+    let record = &records[0];
+    assert_eq!(record["peer"], worker.peer_id.as_str(), "{records}");
+    assert_eq!(record["success"], 1, "{record}");
+    assert!(record["score"].as_f64().expect("a score") > 0.5, "{record}");
+    let shown = ok(&env.run(
+        &["reputation", &worker.peer_id, "--node", &submitter.dir],
+        b"",
+        None,
+    ));
+    assert!(shown.contains("task_success"), "{shown}");
+    let none = ok(&env.run(
+        &["reputation", &submitter.peer_id, "--node", &worker.dir],
+        b"",
+        None,
+    ));
+    assert!(none.contains("no record"), "{none}");
 }
