@@ -111,7 +111,9 @@ fn a_restarted_submitter_finds_its_jobs_finished_or_lost_with_a_reason() {
         let node = restart().await;
         assert_lost(&node, &running, &worker).await;
         // What it learned of the worker is on disk too.
-        let known = node.reputation(&worker).expect("the worker's record survives");
+        let known = node
+            .reputation(&worker)
+            .expect("the worker's record survives");
         assert_eq!((known.success, known.cheat), (1, 0), "{known:?}");
         let again = node.job(&done).await.expect("the finished job is found");
         assert_eq!(again.status, finished.status);

@@ -45,21 +45,7 @@ const TASK_EVERY_MS: u64 = 1000;
 const RIGHT: u64 = 0;
 
 /// splitmix64: the figures are the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use p2pc_market::SplitMix64 as Rng;
 
 #[derive(Debug, Default)]
 struct Outcome {
@@ -195,7 +181,7 @@ fn simulate(config: ReputationConfig, tasks: u64, seed: u64) -> Outcome {
         placed.clear();
         answers.clear();
         world.place(&mut placed, &mut answers, &reputation, now_ms);
-        let replicate = reputation.should_replicate(&placed[0], world.rng.next());
+        let replicate = reputation.should_replicate(&placed[0], world.rng.next_u64());
         let (k, n) = validation.plan(replicate);
         while placed.len() < n {
             world.place(&mut placed, &mut answers, &reputation, now_ms);

@@ -21,21 +21,7 @@ const NOW_MS: u64 = 1_800_000_000_000;
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
 /// splitmix64: the figures are the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use p2pc_market::SplitMix64 as Rng;
 
 struct Node {
     book: OfferBook<u32, ()>,

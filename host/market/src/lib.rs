@@ -27,3 +27,25 @@ pub use pricing::{DynamicPricingEngine, PricingConfig, PricingError, Sample};
 pub use reputation::{Evidence, Record, ReputationConfig, ReputationManager};
 pub use select::{Candidate, Want};
 pub use validation::{Validation, Verdict};
+
+/// SplitMix64: a small seeded generator for repeatable choices (a test's
+/// seeded node, the simulations). Not for anything a peer must not
+/// predict: the node draws those from the OS.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}

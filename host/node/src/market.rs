@@ -50,7 +50,7 @@ struct Inner {
     dirty: Mutex<HashSet<PeerId>>,
     store: Store,
     /// A seeded generator (tests), or the OS's randomness.
-    rng: Option<Mutex<u64>>,
+    rng: Option<Mutex<p2pc_market::SplitMix64>>,
     explore_ppm: u64,
     validation: Validation,
 }
@@ -100,7 +100,10 @@ impl Market {
             reputation: Mutex::new(reputation),
             dirty: Mutex::new(HashSet::new()),
             store,
-            rng: config.faults.seed.map(Mutex::new),
+            rng: config
+                .faults
+                .seed
+                .map(|s| Mutex::new(p2pc_market::SplitMix64(s))),
             explore_ppm: (config.market.explore * 1e6) as u64,
             validation,
         });
@@ -244,15 +247,7 @@ impl Market {
     /// A uniform random number.
     fn roll(&self) -> u64 {
         match &self.inner.rng {
-            Some(state) => {
-                // SplitMix64: enough for a test's repeatable choices.
-                let mut s = lock(state);
-                *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let mut z = *s;
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                z ^ (z >> 31)
-            }
+            Some(state) => lock(state).next_u64(),
             None => {
                 let mut b = [0u8; 8];
                 if getrandom::fill(&mut b).is_err() {
