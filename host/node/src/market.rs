@@ -195,11 +195,6 @@ impl Market {
         }
     }
 
-    /// `peer`'s reputation score; `None`: no record.
-    pub(crate) fn score(&self, peer: &PeerId) -> Option<f64> {
-        lock(&self.inner.reputation).score(peer, now_unix_ms())
-    }
-
     /// The scores of `peers`, in order, under one lock and one clock read
     /// (a ranking asks for thousands).
     pub(crate) fn scores<'a>(&self, peers: impl Iterator<Item = &'a PeerId>) -> Vec<Option<f64>> {

@@ -464,11 +464,10 @@ impl Network {
             .fresh(now_unix_ms())
             .map(|(p, _, (_, a))| (*p, a.clone()))
             .collect();
+        let scores = self.inner.market.scores(held.iter().map(|(p, _)| p));
         held.into_iter()
-            .map(|(p, a)| {
-                let score = self.inner.market.score(&p);
-                (p, a, score)
-            })
+            .zip(scores)
+            .map(|((p, a), score)| (p, a, score))
             .collect()
     }
 
