@@ -272,7 +272,13 @@ fn adaptive_replicates_a_newcomer_until_it_has_a_record_and_a_cheat_resets_it() 
             owner.output(&info.id).await.expect("output"),
             b"Hello, caught!"
         );
-        let r = owner.reputation(&workers[2]).expect("a record");
+        // The two honest replicas may decide the task before the liar
+        // answers; its answer is then judged late, so wait for the verdict.
+        let r = eventually("the liar convicted", WAIT, || async {
+            owner.reputation(&workers[2]).filter(|r| r.cheat == 1)
+        })
+        .await
+        .expect("the late answer judged");
         assert_eq!((r.valid_run, r.cheat), (0, 1), "{r:?}");
         assert_eq!(
             owner.reputation(&workers[2]).map(|r| r.trusted),

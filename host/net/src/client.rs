@@ -20,7 +20,7 @@ pub struct Client {
 }
 
 /// A peer this node is connected to.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct PeerInfo {
     /// Its id.
     pub peer_id: String,

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use p2pc_crypto::PublicKey;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A request to a running node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -91,7 +92,7 @@ pub enum Request {
 }
 
 /// A worker's offer, as this node holds it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OfferView {
     /// The worker.
     pub peer: String,
@@ -118,7 +119,7 @@ pub struct OfferView {
 }
 
 /// This node's price as a worker.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PriceView {
     /// Whether its tasks are paid (a ledger and a base price above 0).
     pub paid: bool,
@@ -150,7 +151,7 @@ pub struct PriceView {
 }
 
 /// What this node knows of one worker.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReputationView {
     /// The worker.
     pub peer: String,
@@ -213,31 +214,65 @@ pub struct SubmitRequest {
     pub min_reputation: Option<f64>,
 }
 
+/// The configuration a running node shows its clients (no secrets).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConfigSummary {
+    /// The data directory.
+    pub data_dir: String,
+    /// Overlay addresses it listens on.
+    pub listen: Vec<String>,
+    /// Bootstrap peers.
+    pub bootstrap: Vec<String>,
+    /// Local discovery on.
+    pub mdns: bool,
+    /// Task slots.
+    pub slots: u32,
+    /// Whether it keeps a ledger.
+    pub ledger: bool,
+    /// Whether it arbitrates.
+    pub arbiter: bool,
+    /// `[market] base_price`.
+    pub base_price: u64,
+    /// `[market] validation`.
+    pub validation: String,
+    /// The most fuel a peer's task may ask for.
+    pub max_fuel: u64,
+    /// The most memory, bytes.
+    pub max_memory: u64,
+    /// The longest timeout, milliseconds.
+    pub max_timeout_ms: u64,
+    /// `[api] listen`.
+    pub api_listen: String,
+    /// The node's version.
+    pub version: String,
+}
+
 /// The answer to [`Request::Drain`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Drained {
     /// Tasks still running (they finish; none is taken after them).
     pub running: u64,
 }
 
 /// The answer to [`Request::Submit`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Submitted {
     /// The new job's id.
     pub job: String,
 }
 
 /// The answer to [`Request::Export`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Exported {
     /// Bytes written.
     pub bytes: u64,
     /// Where.
+    #[schema(value_type = String)]
     pub path: PathBuf,
 }
 
 /// A ledger request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "query", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum LedgerRequest {
@@ -245,12 +280,14 @@ pub enum LedgerRequest {
     Balance {
         /// The account.
         #[serde(default)]
+        #[schema(value_type = Option<String>)]
         account: Option<PublicKey>,
     },
     /// The last `limit` ops that concern an account: [`History`].
     History {
         /// The account; none: the node's own.
         #[serde(default)]
+        #[schema(value_type = Option<String>)]
         account: Option<PublicKey>,
         /// At most this many.
         limit: u64,
@@ -258,6 +295,7 @@ pub enum LedgerRequest {
     /// Send credits from the node's account: [`Transferred`].
     Transfer {
         /// The receiver.
+        #[schema(value_type = String)]
         to: PublicKey,
         /// Whole credits, above 0.
         amount: u64,
@@ -266,6 +304,7 @@ pub enum LedgerRequest {
     Holds {
         /// The account.
         #[serde(default)]
+        #[schema(value_type = Option<String>)]
         account: Option<PublicKey>,
     },
     /// Rebuild the state from the ops and check every invariant:
@@ -274,7 +313,7 @@ pub enum LedgerRequest {
 }
 
 /// The answer to a [`LedgerRequest`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum LedgerAnswer {
     /// To [`LedgerRequest::Balance`].
@@ -290,9 +329,10 @@ pub enum LedgerAnswer {
 }
 
 /// An account's credits.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Balance {
     /// The account.
+    #[schema(value_type = String)]
     pub account: PublicKey,
     /// What it can spend now: `balance` plus `incoming`.
     pub available: u64,
@@ -314,9 +354,10 @@ pub struct Balance {
 }
 
 /// Ops that concern an account, oldest first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct History {
     /// The account.
+    #[schema(value_type = String)]
     pub account: PublicKey,
     /// How many ops concern it in all.
     pub total: u64,
@@ -325,11 +366,12 @@ pub struct History {
 }
 
 /// One op as `ledger history` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OpView {
     /// The op's id, hex.
     pub id: String,
     /// Who signed it.
+    #[schema(value_type = String)]
     pub author: PublicKey,
     /// Its place in the author's chain.
     pub seq: u64,
@@ -345,12 +387,13 @@ pub struct OpView {
 }
 
 /// What an op does.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OpBody {
     /// New credits.
     Mint {
         /// Receiver.
+        #[schema(value_type = String)]
         to: PublicKey,
         /// Credits.
         amount: u64,
@@ -358,6 +401,7 @@ pub enum OpBody {
     /// Credits sent.
     Transfer {
         /// Receiver.
+        #[schema(value_type = String)]
         to: PublicKey,
         /// Credits.
         amount: u64,
@@ -365,8 +409,10 @@ pub enum OpBody {
     /// Credits locked for a task.
     Hold {
         /// The worker.
+        #[schema(value_type = String)]
         worker: PublicKey,
         /// The arbiter.
+        #[schema(value_type = String)]
         arbiter: PublicKey,
         /// Credits per unit of fuel.
         price: u64,
@@ -380,8 +426,10 @@ pub enum OpBody {
     /// Credits locked for one task (hold v2).
     TaskHold {
         /// The worker.
+        #[schema(value_type = String)]
         worker: PublicKey,
         /// The arbiter.
+        #[schema(value_type = String)]
         arbiter: PublicKey,
         /// Credits per million fuel.
         price: u64,
@@ -410,12 +458,13 @@ pub enum OpBody {
         /// What was decided.
         outcome: Decision,
         /// Who cosigned.
+        #[schema(value_type = String)]
         cosigner: PublicKey,
     },
 }
 
 /// How an escrow was decided.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// Pay the worker for this much fuel.
@@ -437,7 +486,7 @@ impl std::fmt::Display for Decision {
 }
 
 /// The answer to a transfer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Transferred {
     /// The op's id, hex.
     pub id: String,
@@ -448,22 +497,25 @@ pub struct Transferred {
 }
 
 /// Escrows.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Holds {
     /// Each escrow.
     pub holds: Vec<HeldEscrow>,
 }
 
 /// One escrow and where it stands.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HeldEscrow {
     /// The escrow's id (its hold op), hex.
     pub escrow: String,
     /// Who locked the credits.
+    #[schema(value_type = String)]
     pub owner: PublicKey,
     /// The worker.
+    #[schema(value_type = String)]
     pub worker: PublicKey,
     /// The arbiter.
+    #[schema(value_type = String)]
     pub arbiter: PublicKey,
     /// Credits locked.
     pub amount: u64,
@@ -492,7 +544,7 @@ pub struct HeldEscrow {
 }
 
 /// A settlement of an escrow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Settled {
     /// What it decided.
     pub outcome: Decision,
@@ -501,7 +553,7 @@ pub struct Settled {
 }
 
 /// What a full verification of the ledger found.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Verified {
     /// No problems.
     pub ok: bool,

@@ -51,7 +51,7 @@
 //! ```
 //!
 //! Environment overrides: `P2PC_LISTEN` and `P2PC_BOOTSTRAP` (comma
-//! separated) and `P2PC_MDNS` (`true`/`false`).
+//! separated), `P2PC_API_LISTEN` and `P2PC_MDNS` (`true`/`false`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -86,6 +86,8 @@ pub struct NodeConfig {
     pub arbiter: ArbiterSection,
     /// `[reputation]`.
     pub reputation: ReputationSection,
+    /// `[api]`.
+    pub api: ApiSection,
     /// Fault hooks for tests: never read from `node.toml`.
     #[doc(hidden)]
     #[serde(skip)]
@@ -141,6 +143,76 @@ impl Default for MarketSection {
             explore: 0.05,
             validation: "adaptive".into(),
         }
+    }
+}
+
+/// `[api]`: the HTTP gateway every client uses. It is served on this
+/// address and, always, on `<data_dir>/api.sock`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// Where the gateway listens; `"off"` or an empty string serves only
+    /// the Unix socket.
+    pub listen: String,
+    /// Binding an address other than loopback is refused without this.
+    pub allow_remote: bool,
+    /// Origins a browser may call the API from; empty: CORS is off.
+    pub cors_origins: Vec<String>,
+    /// The largest JSON request body. Blob uploads are streamed and capped
+    /// by `max_upload` instead.
+    #[serde(deserialize_with = "size")]
+    pub max_body: ByteSize,
+    /// The largest blob or bundle upload.
+    #[serde(deserialize_with = "size")]
+    pub max_upload: ByteSize,
+    /// Requests served at once; more wait their turn.
+    pub concurrency: usize,
+    /// A request's headers must arrive within this long.
+    #[serde(deserialize_with = "duration")]
+    pub header_timeout: Duration,
+    /// A request other than an upload, a download or a wait must be
+    /// answered within this long.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7420".into(),
+            allow_remote: false,
+            cors_origins: Vec::new(),
+            max_body: ByteSize::mib(16),
+            max_upload: ByteSize::gib(64),
+            concurrency: 256,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl ApiSection {
+    /// The TCP address to serve, if any: refused if it is not loopback and
+    /// `allow_remote` is off.
+    pub fn address(&self) -> Result<Option<std::net::SocketAddr>> {
+        let text = self.listen.trim();
+        if text.is_empty() || text == "off" {
+            return Ok(None);
+        }
+        let addr: std::net::SocketAddr = text.parse().map_err(|_| {
+            Error::Config(format!(
+                "[api] listen: {text:?} is not an address such as 127.0.0.1:7420"
+            ))
+        })?;
+        if !addr.ip().is_loopback() && !self.allow_remote {
+            return Err(Error::Config(format!(
+                "[api] listen = {text:?} is reachable from other machines; set [api] allow_remote = true to allow it"
+            )));
+        }
+        if self.concurrency == 0 {
+            return Err(Error::Config("[api] concurrency must be at least 1".into()));
+        }
+        Ok(Some(addr))
     }
 }
 
@@ -470,6 +542,9 @@ impl NodeConfig {
         }
         if let Some(v) = var("P2PC_BOOTSTRAP") {
             self.node.bootstrap = list("P2PC_BOOTSTRAP", v)?;
+        }
+        if let Some(v) = var("P2PC_API_LISTEN") {
+            self.api.listen = v;
         }
         if let Some(v) = var("P2PC_MDNS") {
             self.node.mdns = match v.as_str() {

@@ -25,50 +25,14 @@ use tokio::net::UnixListener;
 use tracing::{debug, info, warn};
 
 use crate::api::{Exported, Request, Submitted};
+use crate::handle::{ensure_token, read_token};
 use crate::network::Submission;
 use crate::node::{ComputeNode, Services, put_file};
 use crate::{Error, Result};
 
-/// The socket's file name in the data directory.
-pub const SOCKET_FILE: &str = "control.sock";
-/// The token's file name in the data directory.
-pub const TOKEN_FILE: &str = "control.token";
+/// The old channel's socket, beside the gateway's.
+const SOCKET_FILE: &str = "control.sock";
 const MAX_LINE: usize = 1 << 20;
-
-/// Writes a fresh token to `<dir>/control.token` unless one is there.
-pub fn ensure_token(dir: &Path) -> Result<()> {
-    let path = dir.join(TOKEN_FILE);
-    if path.exists() {
-        return Ok(());
-    }
-    let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw).map_err(|e| Error::Io(format!("no randomness: {e}")))?;
-    write_private(&path, hex::encode(raw).as_bytes())
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::Io(format!("cannot create {}: {e}", path.display())))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))
-}
-
-fn read_token(dir: &Path) -> Result<String> {
-    let path = dir.join(TOKEN_FILE);
-    let token = std::fs::read_to_string(&path).map_err(|e| {
-        Error::Io(format!(
-            "cannot read the control token {}: {e} (run `p2pctl node init` first)",
-            path.display()
-        ))
-    })?;
-    Ok(token.trim().to_owned())
-}
 
 impl ComputeNode {
     /// Serves the control channel in `data_dir` until the node stops.

@@ -28,7 +28,7 @@ const BATCH: usize = 1;
 const FLUSH_EVERY: usize = 1024;
 
 /// What a download did.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FetchStats {
     /// The blob's length.
     pub bytes: u64,

@@ -47,6 +47,7 @@ mod attempts;
 mod config;
 mod control;
 mod fetch;
+mod handle;
 mod inbound;
 mod market;
 pub mod messages;
@@ -60,11 +61,12 @@ mod worker;
 
 pub use api::{LedgerAnswer, LedgerRequest, Request};
 pub use config::{
-    ArbiterSection, Faults, JobsSection, LedgerSection, LimitsSection, MarketSection, NodeConfig,
-    NodeSection, ReputationSection, TrustSection,
+    ApiSection, ArbiterSection, Faults, JobsSection, LedgerSection, LimitsSection, MarketSection,
+    NodeConfig, NodeSection, ReputationSection, TrustSection,
 };
-pub use control::{Control, SOCKET_FILE, TOKEN_FILE, ensure_token};
+pub use control::Control;
 pub use fetch::{FetchError, FetchStats, WINDOW, fetch};
+pub use handle::{Handle, Pack, SOCKET_FILE, TOKEN_FILE, URL_FILE, ensure_token, read_token};
 pub use network::{
     DEFAULT_ATTEMPTS, DEFAULT_LEASE, JobInfo, JobLogs, JobProgress, JobState, MAX_LIVE_JOBS,
     MAX_SHARDS, RECENT_JOBS, Submission, TaskInfo,
@@ -105,6 +107,9 @@ pub enum Error {
     /// A control request was wrong.
     #[error("{0}")]
     Control(String),
+    /// What a request names does not exist.
+    #[error("{0}")]
+    NotFound(String),
     /// The ledger refused or failed.
     #[error("ledger: {0}")]
     Ledger(String),

@@ -79,7 +79,7 @@ const WRITE_TRIES: u32 = 3;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Where a job stands.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "state")]
 #[non_exhaustive]
 pub enum JobState {
@@ -126,6 +126,28 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// The state's name, as its `state` field spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobState::Submitted => "submitted",
+            JobState::Running { .. } => "running",
+            JobState::Done { .. } => "done",
+            JobState::Failed { .. } => "failed",
+            JobState::Cancelled { .. } => "cancelled",
+            JobState::Lost { .. } => "lost",
+        }
+    }
+
+    /// Every state's name.
+    pub const NAMES: [&'static str; 6] = [
+        "submitted",
+        "running",
+        "done",
+        "failed",
+        "cancelled",
+        "lost",
+    ];
+
     /// Whether the job has finished, one way or the other.
     pub fn is_final(&self) -> bool {
         matches!(
@@ -139,7 +161,7 @@ impl JobState {
 }
 
 /// How far a job has got, as it reported through `host.progress`.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct JobProgress {
     /// Units done.
     pub done: u64,
@@ -148,7 +170,7 @@ pub struct JobProgress {
 }
 
 /// What the node keeps about one job.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct JobInfo {
     /// The job's id (32 hex digits).
     pub id: String,
@@ -183,7 +205,7 @@ pub struct JobInfo {
 }
 
 /// One task of a job: one attempt on one worker.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct TaskInfo {
     /// The task's id (32 hex digits).
     pub task_id: String,
@@ -242,7 +264,7 @@ impl TaskInfo {
 }
 
 /// A job's logs, as its worker's receipt carried them.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct JobLogs {
     /// The job.
     pub job: String,

@@ -27,7 +27,7 @@ use crate::worker::{Worker, announce};
 use crate::{Error, NodeConfig, Result};
 
 /// What `node status` shows.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Status {
     /// The node's peer id.
     pub peer_id: String,

@@ -18,9 +18,10 @@ use crate::{Error, Result};
 pub const CHUNK_SIZE: usize = 256 * 1024;
 
 /// What the store knows about a blob.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct BlobInfo {
     /// The blob's name: BLAKE3 of its chunk list.
+    #[schema(value_type = String)]
     pub id: Cid,
     /// Length in bytes.
     pub len: u64,
@@ -498,6 +499,24 @@ impl BlobReader {
     /// Whether the blob is empty.
     pub fn is_empty(&self) -> bool {
         self.record.len == 0
+    }
+
+    /// Moves the reader to byte `offset` (at most the length), so a range
+    /// is read without reading what comes before it.
+    pub fn seek_to(&mut self, offset: u64) -> Result<()> {
+        let offset = offset.min(self.record.len);
+        let chunk = offset / CHUNK_SIZE as u64;
+        self.next = usize::try_from(chunk).unwrap_or(usize::MAX);
+        self.chunk.clear();
+        self.pos = 0;
+        let within = (offset % CHUNK_SIZE as u64) as usize;
+        if within > 0 {
+            let hash = self.record.hashes[self.next];
+            self.store.read_chunk(&self.blob, &hash, &mut self.chunk)?;
+            self.next += 1;
+            self.pos = within.min(self.chunk.len());
+        }
+        Ok(())
     }
 
     /// Recovers the store error behind an `io::Error` this reader returned.

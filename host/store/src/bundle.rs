@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result, Store};
 
 /// What the store records about a bundle.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BundleRecord {
     /// The bundle's identity: BLAKE3 of its signed manifest bytes.
+    #[schema(value_type = String)]
     pub id: Cid,
     /// Job name.
     pub name: String,
@@ -21,8 +22,10 @@ pub struct BundleRecord {
     /// Publisher's public key, hex.
     pub publisher: String,
     /// BLAKE3 of the component.
+    #[schema(value_type = String)]
     pub component: Cid,
     /// The blob holding the whole bundle file.
+    #[schema(value_type = String)]
     pub file: Cid,
 }
 

@@ -1,0 +1,307 @@
+//! Serving the gateway: one router, on a TCP listener and on the node's
+//! Unix socket, each connection driven by hyper with a header timeout.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use p2pc_node::{ApiSection, Handle, SOCKET_FILE, URL_FILE};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinHandle;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+use tracing::{debug, info, warn};
+
+use crate::problem::Problem;
+use crate::routes::{self, AppState};
+
+/// How the gateway serves: `[api]` and the token.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The bearer token every `/v1` route needs.
+    pub token: String,
+    /// `[api]`.
+    pub api: ApiSection,
+}
+
+/// A running gateway. Dropping it does not stop it; call
+/// [`shutdown`](Self::shutdown).
+pub struct Gateway {
+    /// The TCP listener's address, if one is served.
+    pub addr: Option<SocketAddr>,
+    /// The Unix socket.
+    pub socket: PathBuf,
+    url_file: PathBuf,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// The base URL of the TCP listener, such as `http://127.0.0.1:7420`.
+    pub fn url(&self) -> Option<String> {
+        self.addr.map(|a| format!("http://{a}"))
+    }
+
+    /// Stops accepting, and removes the socket and the URL file.
+    pub fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&self.url_file);
+    }
+}
+
+/// Serves the gateway for `node` on `[api] listen` and on
+/// `<data_dir>/api.sock`, with the token in `<data_dir>/api.token`
+/// (created if missing).
+pub async fn serve(node: Handle) -> Result<Gateway, p2pc_node::Error> {
+    let dir = node.data_dir();
+    p2pc_node::ensure_token(&dir)?;
+    let settings = Settings {
+        token: p2pc_node::read_token(&dir)?,
+        api: node.config().api.clone(),
+    };
+    serve_with(node, settings).await
+}
+
+/// [`serve`] with explicit settings.
+pub async fn serve_with(node: Handle, settings: Settings) -> Result<Gateway, p2pc_node::Error> {
+    let io = |what: String| p2pc_node::Error::Io(what);
+    let addr = settings.api.address()?;
+    let dir = node.data_dir();
+    let app = router(node, &settings);
+    let header_timeout = settings.api.header_timeout;
+    let mut tasks = Vec::new();
+
+    let socket = dir.join(SOCKET_FILE);
+    // A socket left by a node that died is in the way; a live node's
+    // socket answers, and then this node must not start.
+    if socket.exists() {
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            return Err(io(format!(
+                "another node is already running on {}",
+                dir.display()
+            )));
+        }
+        let _ = std::fs::remove_file(&socket);
+    }
+    let unix = {
+        // Created under a restrictive umask so it is never briefly open to
+        // other users.
+        let old = umask(0o177);
+        let l = tokio::net::UnixListener::bind(&socket);
+        umask(old);
+        l.map_err(|e| io(format!("cannot listen on {}: {e}", socket.display())))?
+    };
+    let a = app.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            match unix.accept().await {
+                Ok((stream, _)) => connection(a.clone(), stream, header_timeout),
+                Err(e) => accept_failed(&e).await,
+            }
+        }
+    }));
+
+    let url_file = dir.join(URL_FILE);
+    let mut bound = None;
+    if let Some(addr) = addr {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| io(format!("[api] listen: cannot listen on {addr}: {e}")))?;
+        let local = tcp
+            .local_addr()
+            .map_err(|e| io(format!("[api] listen: {e}")))?;
+        if !local.ip().is_loopback() {
+            warn!(%local, "the API is reachable from other machines ([api] allow_remote)");
+        }
+        std::fs::write(&url_file, format!("http://{local}\n"))
+            .map_err(|e| io(format!("cannot write {}: {e}", url_file.display())))?;
+        let a = app.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match tcp.accept().await {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nodelay(true);
+                        connection(a.clone(), stream, header_timeout);
+                    }
+                    Err(e) => accept_failed(&e).await,
+                }
+            }
+        }));
+        bound = Some(local);
+        info!(url = %format!("http://{local}"), "API listening");
+    }
+    Ok(Gateway {
+        addr: bound,
+        socket,
+        url_file,
+        tasks,
+    })
+}
+
+/// An accept that failed (out of file descriptors, most often) is retried
+/// after a pause, not at once: a tight loop would only burn the CPU the
+/// node needs to close connections and recover.
+async fn accept_failed(e: &std::io::Error) {
+    warn!(error = %e, "API accept failed; retrying shortly");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+fn connection<S>(app: Router, stream: S, header_timeout: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let service = TowerToHyperService::new(app);
+        let result = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades()
+            .await;
+        if let Err(e) = result {
+            debug!(error = %e, "API connection ended");
+        }
+    });
+}
+
+fn umask(mask: u32) -> u32 {
+    // SAFETY: umask only swaps the process's file mode mask.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+/// The whole application: the `/v1` routes behind the token, `/healthz`
+/// and the OpenAPI document open, all under one concurrency bound.
+pub fn router(node: Handle, settings: &Settings) -> Router {
+    let api = &settings.api;
+    let state = AppState {
+        node,
+        max_upload: api.max_upload.bytes(),
+    };
+    let max_body = usize::try_from(api.max_body.bytes()).unwrap_or(usize::MAX);
+    let (json, _) = routes::json_routes().split_for_parts();
+    let json = json
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            api.request_timeout,
+        ));
+    let (long, _) = routes::long_routes().split_for_parts();
+    // An upload may be long, but a client that stops sending is cut off.
+    let long = long
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyTimeoutLayer::new(api.request_timeout));
+    let token: Arc<str> = settings.token.as_str().into();
+    let v1 = json
+        .merge(long)
+        .route_layer(from_fn_with_state(token, require_token))
+        .with_state(state);
+    let doc: Arc<str> = crate::openapi_json().into();
+    let open = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        doc.to_string(),
+                    )
+                }
+            }),
+        );
+    let mut app = Router::new()
+        .merge(v1)
+        .merge(open)
+        .fallback(|| async {
+            Problem::not_found("no such route; the routes are listed at /v1/openapi.json")
+        })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this route does not take that method; see /v1/openapi.json",
+            )
+        })
+        .layer(GlobalConcurrencyLimitLayer::new(api.concurrency.max(1)));
+    if !api.cors_origins.is_empty() {
+        let origins: Vec<HeaderValue> = api
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        app = app.layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(origins)
+                .allow_methods(tower_http::cors::Any)
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::RANGE]),
+        );
+    }
+    app
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The token a request carries: a bearer header, or a `bearer.<token>`
+/// item of `Sec-WebSocket-Protocol` (a browser cannot set headers on a
+/// WebSocket, only subprotocols).
+fn presented(request: &Request) -> Option<&str> {
+    let headers = request.headers();
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, token) = v.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then_some(token.trim());
+    }
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|item| item.trim().strip_prefix("bearer."))
+}
+
+async fn require_token(State(token): State<Arc<str>>, request: Request, next: Next) -> Response {
+    match presented(&request) {
+        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+            next.run(request).await
+        }
+        given => {
+            if given.is_some() {
+                warn!(path = %request.uri().path(), "API request with a wrong token");
+            }
+            let mut response = Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "this route needs the node's token: send `Authorization: Bearer <token>` \
+                 (`p2pctl node token` shows it)",
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}
+
+/// Reads `<dir>/api.url`, the URL a running node's TCP listener got.
+pub fn url_of(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join(URL_FILE))
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
