@@ -89,7 +89,7 @@ stop_nodes() { for p in "${nodes[@]}"; do kill "$p" 2>/dev/null || true; done; w
 trap 'stop_nodes; rm -rf "$out"' EXIT
 init_node() { # dir, then its init flags; prints the node's public key
   local dir=$1; shift
-  "$p2pctl" node init --node "$dir" --no-mdns --insecure-no-passphrase --json "$@" |
+  "$p2pctl" node init --node "$dir" --no-mdns --insecure-no-passphrase --api-listen 127.0.0.1:0 --json "$@" |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["public_key"])'
 }
 run_node() {

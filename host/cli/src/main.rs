@@ -4,6 +4,7 @@
 //! error into a short message and an exit code; each subcommand lives in its
 //! own module under `commands/`.
 
+mod api;
 mod commands;
 mod context;
 mod format;

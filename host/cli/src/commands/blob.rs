@@ -6,7 +6,21 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use p2pc_store::Cid;
 
+use p2pc_api::types::FetchBlob;
+use p2pc_store::BlobInfo;
+
+use crate::api::Api;
 use crate::context::{Global, print_json, write_atomically};
+
+/// Put, get, list and remove blobs: through the running node's API when
+/// one runs (and no `--data-dir` is given), else in the store directly.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    node: super::node::NodeDir,
+}
 
 /// Put, get, list and remove blobs in the local store.
 #[derive(Debug, clap::Subcommand)]
@@ -58,21 +72,16 @@ pub enum Command {
         /// Ask this peer first (repeatable); the DHT finds the others.
         #[arg(long, value_name = "PEER")]
         from: Vec<String>,
-        /// The node's directory.
-        #[command(flatten)]
-        node: super::node::NodeDir,
     },
 }
 
-pub fn run(cmd: Command, g: &Global) -> anyhow::Result<()> {
+pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
+    let cmd = args.command;
     // A running node holds its store open; fetches go through the node.
-    if let Command::Fetch { cid, from, node } = &cmd {
-        let stats: p2pc_node::FetchStats = node.control()?.call(
-            p2pc_node::Request::Fetch {
-                cid: *cid,
-                from: from.clone(),
-            },
-            std::time::Duration::from_secs(24 * 3600),
+    if let Command::Fetch { cid, from } = &cmd {
+        let stats: p2pc_node::FetchStats = args.node.api()?.post(
+            &format!("/v1/blobs/{cid}/fetch"),
+            &FetchBlob { from: from.clone() },
         )?;
         if g.json {
             return print_json(&stats);
@@ -85,6 +94,11 @@ pub fn run(cmd: Command, g: &Global) -> anyhow::Result<()> {
             println!("dropped {bad} for sending corrupt data");
         }
         return Ok(());
+    }
+    if g.data_dir.is_none()
+        && let Some(api) = args.node.running()
+    {
+        return through_api(&api, cmd, g);
     }
     let store = g.store()?;
     match cmd {
@@ -168,5 +182,76 @@ pub fn run(cmd: Command, g: &Global) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// The blob commands while the node runs: its store is the node's.
+fn through_api(api: &Api, cmd: Command, g: &Global) -> anyhow::Result<()> {
+    match cmd {
+        Command::Put {
+            file,
+            progress,
+            pin,
+        } => {
+            if progress {
+                eprintln!("uploading {} to the running node", file.display());
+            }
+            let mut info: BlobInfo = if file == Path::new("-") {
+                // Standard input is spooled to a temporary file first, so
+                // the upload is streamed with a known length.
+                let mut tmp =
+                    tempfile::NamedTempFile::new().context("cannot make a temporary file")?;
+                std::io::copy(&mut std::io::stdin().lock(), tmp.as_file_mut())
+                    .context("cannot read standard input")?;
+                api.upload_file("/v1/blobs", tmp.path())?
+            } else {
+                api.upload_file("/v1/blobs", &file)?
+            };
+            if pin {
+                info = api.put(&format!("/v1/blobs/{}/pin", info.id))?;
+            }
+            if progress {
+                eprintln!("stored {} bytes", info.len);
+            }
+            if g.json {
+                return print_json(&info);
+            }
+            println!("{}", info.id);
+            Ok(())
+        }
+        Command::Get { cid, output } => {
+            match output {
+                None => api.download_stdout(&format!("/v1/blobs/{cid}"))?,
+                Some(path) => api.download_file(&format!("/v1/blobs/{cid}"), &path)?,
+            };
+            Ok(())
+        }
+        Command::Ls => {
+            let blobs: Vec<BlobInfo> = api.get("/v1/blobs")?;
+            if g.json {
+                return print_json(&blobs);
+            }
+            for b in blobs {
+                let pin = if b.pinned { "  pinned" } else { "" };
+                println!(
+                    "{}  {:>12}{pin}",
+                    b.id,
+                    p2pc_types::ByteSize(b.len).to_string()
+                );
+            }
+            Ok(())
+        }
+        Command::Pin { cid } => {
+            let _: BlobInfo = api.put(&format!("/v1/blobs/{cid}/pin"))?;
+            Ok(())
+        }
+        Command::Unpin { cid } => {
+            let _: BlobInfo = api.delete(&format!("/v1/blobs/{cid}/pin"))?;
+            Ok(())
+        }
+        Command::Rm { .. } | Command::Gc => anyhow::bail!(
+            "the node is running and holds its store; stop it (`p2pctl node drain`, then stop) to remove blobs or collect garbage"
+        ),
+        Command::Fetch { .. } => unreachable!("handled before"),
     }
 }

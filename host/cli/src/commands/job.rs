@@ -6,12 +6,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use p2pc_node::api::{Exported, SubmitRequest, Submitted};
-use p2pc_node::{JobInfo, JobLogs, JobState, Request};
+use p2pc_api::types::{JobInput, JobPage, SubmitJob, Submitted};
+use p2pc_node::{JobInfo, JobLogs, JobState};
 use serde_json::json;
 
 use super::EXIT_TASK_FAILED;
 use super::node::NodeDir;
+use crate::api::{Api, seg};
 use crate::context::{Global, print_json};
 
 /// Submit jobs to the network and follow them.
@@ -109,16 +110,6 @@ pub struct Args {
     node: NodeDir,
 }
 
-fn absolute(p: &std::path::Path) -> anyhow::Result<PathBuf> {
-    let abs = std::path::absolute(p).with_context(|| format!("bad path {}", p.display()))?;
-    if !abs.exists() {
-        bail!("{} does not exist", p.display());
-    }
-    Ok(abs)
-}
-
-const ASK: Duration = Duration::from_secs(10);
-
 fn parse_validation(s: &str) -> Result<String, String> {
     s.parse::<p2pc_node::Validation>().map(|v| v.to_string())
 }
@@ -128,7 +119,7 @@ fn now() -> u64 {
 }
 
 pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    let mut control = args.node.control()?;
+    let api = args.node.api()?;
     match args.command {
         Command::Submit {
             bundle,
@@ -146,11 +137,25 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         } => {
             p2pc_types::check_args(&args).context("the arguments after --")?;
             let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-            let request = SubmitRequest {
-                bundle: absolute(&bundle)?,
-                input: input.as_deref().map(absolute).transpose()?,
+            // The bundle and the input travel as blobs, streamed; the job
+            // names them by id.
+            let bundle: p2pc_store::BundleRecord = api
+                .upload_file("/v1/bundles", &bundle)
+                .with_context(|| format!("cannot add bundle {}", bundle.display()))?;
+            let input = match &input {
+                Some(path) => {
+                    let blob: p2pc_store::BlobInfo = api
+                        .upload_file("/v1/blobs", path)
+                        .with_context(|| format!("cannot upload input {}", path.display()))?;
+                    Some(JobInput::Blob(blob.id.to_string()))
+                }
+                None => None,
+            };
+            let request = SubmitJob {
+                bundle: bundle.id.to_string(),
+                input,
                 to,
-                timeout_ms,
+                timeout_ms: Some(timeout_ms),
                 args,
                 budget,
                 max_price,
@@ -159,8 +164,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 validation: validate,
                 min_reputation,
             };
-            let Submitted { job: id } =
-                control.call(Request::Submit(request), Duration::from_secs(60))?;
+            let Submitted { job: id } = api.post("/v1/jobs", &request)?;
             if !wait {
                 if g.json {
                     print_json(&json!({ "job": id }))?;
@@ -169,7 +173,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let info = follow(&mut control, &id, timeout, g.json)?;
+            let info = follow(&api, &id, timeout, g.json)?;
             if g.json {
                 print_json(&job_json(&info)?)?;
                 return Ok(exit_for(&info.status));
@@ -177,16 +181,12 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             eprintln!("job {id}");
             print_state(&info.status);
             if is_ok(&info.status) {
-                let tmp = tempfile::NamedTempFile::new().context("cannot make a temporary file")?;
-                export(&mut control, &id, tmp.path())?;
-                let bytes = std::fs::read(tmp.path())?;
-                use std::io::Write;
-                std::io::stdout().write_all(&bytes)?;
+                api.download_stdout(&format!("/v1/jobs/{}/output", seg(&id)))?;
             }
             Ok(exit_for(&info.status))
         }
         Command::Status { id } => {
-            let info: JobInfo = control.call(Request::Job { job: id }, ASK)?;
+            let info: JobInfo = api.get(&format!("/v1/jobs/{}", seg(&id)))?;
             if g.json {
                 print_json(&job_json(&info)?)?;
             } else {
@@ -248,7 +248,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             Ok(exit_for(&info.status))
         }
         Command::Cancel { id } => {
-            let _: serde_json::Value = control.call(Request::Cancel { job: id.clone() }, ASK)?;
+            let _: p2pc_api::types::Cancelled =
+                api.post(&format!("/v1/jobs/{}/cancel", seg(&id)), &())?;
             if g.json {
                 print_json(&json!({"job_id": id, "cancelled": true}))?;
             } else {
@@ -259,13 +260,13 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Logs { id } => {
-            let logs: JobLogs = control.call(Request::Logs { job: id.clone() }, ASK)?;
+            let logs: JobLogs = api.get(&format!("/v1/jobs/{}/logs", seg(&id)))?;
             if g.json {
                 print_json(&logs)?;
                 return Ok(ExitCode::SUCCESS);
             }
             if logs.logs.is_empty() && logs.stderr.is_empty() {
-                let info: JobInfo = control.call(Request::Job { job: id.clone() }, ASK)?;
+                let info: JobInfo = api.get(&format!("/v1/jobs/{}", seg(&id)))?;
                 if info.status.is_final() {
                     eprintln!("job {id} logged nothing");
                 } else {
@@ -298,7 +299,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::List { limit } => {
-            let jobs: Vec<JobInfo> = control.call(Request::Jobs { limit }, ASK)?;
+            let page: JobPage = api.get(&format!("/v1/jobs?limit={}", limit.clamp(1, 1000)))?;
+            let jobs = page.jobs;
             if g.json {
                 print_json(&jobs)?;
                 return Ok(ExitCode::SUCCESS);
@@ -318,7 +320,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Result { id, output } => {
-            let info: JobInfo = control.call(Request::Job { job: id.clone() }, ASK)?;
+            let info: JobInfo = api.get(&format!("/v1/jobs/{}", seg(&id)))?;
             match &info.status {
                 JobState::Done { outcome, .. } if outcome == "ok" => {}
                 JobState::Done {
@@ -330,16 +332,10 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             }
             match output {
                 Some(path) => {
-                    let path = std::path::absolute(&path)?;
-                    export(&mut control, &id, &path)?;
+                    api.download_file(&format!("/v1/jobs/{}/output", seg(&id)), &path)?;
                 }
                 None => {
-                    let tmp =
-                        tempfile::NamedTempFile::new().context("cannot make a temporary file")?;
-                    export(&mut control, &id, tmp.path())?;
-                    let bytes = std::fs::read(tmp.path())?;
-                    use std::io::Write;
-                    std::io::stdout().write_all(&bytes)?;
+                    api.download_stdout(&format!("/v1/jobs/{}/output", seg(&id)))?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -349,12 +345,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
 
 /// Waits for a job to end, showing its progress on stderr (unless
 /// `quiet`) as the worker reports it.
-fn follow(
-    control: &mut p2pc_node::Control,
-    id: &str,
-    timeout: Duration,
-    quiet: bool,
-) -> anyhow::Result<JobInfo> {
+fn follow(api: &Api, id: &str, timeout: Duration, quiet: bool) -> anyhow::Result<JobInfo> {
     let now = std::time::Instant::now();
     // A timeout too long to add is as good as none.
     let deadline = now
@@ -375,12 +366,9 @@ fn follow(
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let wait = left.min(step);
-        let info: JobInfo = control.call(
-            Request::Wait {
-                job: id.to_owned(),
-                timeout_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-            },
-            wait.saturating_add(ASK),
+        let info: JobInfo = api.get_within(
+            &format!("/v1/jobs/{}?wait={}ms", seg(id), wait.as_millis()),
+            wait.saturating_add(crate::api::ASK),
         )?;
         if info.status.is_final() || left.is_zero() {
             if let Some(bar) = &bar {
@@ -422,22 +410,6 @@ fn progress_text(done: u64, total: u64) -> String {
         crate::format::thousands(done),
         crate::format::thousands(total)
     )
-}
-
-fn export(
-    control: &mut p2pc_node::Control,
-    id: &str,
-    path: &std::path::Path,
-) -> anyhow::Result<()> {
-    let _: Exported = control.call(
-        Request::Export {
-            cid: None,
-            job: Some(id.to_owned()),
-            path: path.to_owned(),
-        },
-        Duration::from_secs(600),
-    )?;
-    Ok(())
 }
 
 /// The job's total cost: what each task that answered cost.

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use p2pc_crypto::{PublicKey, SecretKey};
 use p2pc_ledger::{ArbiterPolicy, Body, Genesis, Insert, Ledger};
 use p2pc_node::api::OpBody;
-use p2pc_node::{Control, LedgerAnswer, LedgerRequest, NodeConfig};
+use p2pc_node::{LedgerAnswer, LedgerRequest, NodeConfig};
 use serde_json::json;
 
 use super::node::{NodeDir, load_config, unlock_key};
@@ -124,12 +124,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         Command::Verify => LedgerRequest::Verify,
     };
     let dir = args.node.path()?;
-    let answer: LedgerAnswer = match Control::connect(&dir) {
-        Ok(mut control) => control.call(
-            p2pc_node::Request::Ledger(request.clone()),
-            Duration::from_secs(120),
-        )?,
-        Err(_) => offline(&dir, &request, g)?,
+    let answer: LedgerAnswer = match args.node.running() {
+        Some(api) => through_api(&api, &request)?,
+        None => offline(&dir, &request, g)?,
     };
     if g.json {
         print_json(&answer)?;
@@ -142,6 +139,36 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(super::EXIT_TASK_FAILED));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the running node.
+fn through_api(api: &crate::api::Api, request: &LedgerRequest) -> anyhow::Result<LedgerAnswer> {
+    let query = |account: &Option<p2pc_crypto::PublicKey>| {
+        account.map_or(String::new(), |a| format!("account={a}&"))
+    };
+    Ok(match request {
+        LedgerRequest::Balance { account } => {
+            LedgerAnswer::Balance(api.get(&format!("/v1/ledger/balance?{}", query(account)))?)
+        }
+        LedgerRequest::History { account, limit } => LedgerAnswer::History(api.get(&format!(
+            "/v1/ledger/history?{}limit={limit}",
+            query(account)
+        ))?),
+        LedgerRequest::Holds { account } => {
+            LedgerAnswer::Holds(api.get(&format!("/v1/ledger/holds?{}", query(account)))?)
+        }
+        LedgerRequest::Transfer { to, amount } => LedgerAnswer::Transferred(api.post(
+            "/v1/ledger/transfers",
+            &p2pc_api::types::Transfer {
+                to: to.to_string(),
+                amount: *amount,
+            },
+        )?),
+        LedgerRequest::Verify => {
+            LedgerAnswer::Verify(api.get_within("/v1/ledger/verify", Duration::from_secs(600))?)
+        }
+        other => anyhow::bail!("this p2pctl cannot send {other:?}"),
+    })
 }
 
 /// Opens the stopped node's ledger and its config.

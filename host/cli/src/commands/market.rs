@@ -2,15 +2,11 @@
 //! own price and what sets it, and what it knows of the workers it used.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use p2pc_node::Request;
 use p2pc_node::api::{OfferView, PriceView, ReputationView};
 
 use super::node::NodeDir;
 use crate::context::{Global, print_json};
-
-const ASK: Duration = Duration::from_secs(10);
 
 /// The market as the local node sees it.
 #[derive(Debug, clap::Subcommand)]
@@ -45,11 +41,11 @@ fn short(peer: &str) -> &str {
 }
 
 pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    let mut control = args.node.control()?;
+    let api = args.node.api()?;
     let n = crate::format::thousands;
     match args.command {
         Command::Offers => {
-            let offers: Vec<OfferView> = control.call(Request::Offers, ASK)?;
+            let offers: Vec<OfferView> = api.get("/v1/market/offers")?;
             if g.json {
                 print_json(&offers)?;
                 return Ok(ExitCode::SUCCESS);
@@ -86,7 +82,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             println!("prices in credits per million fuel");
         }
         Command::Price => {
-            let p: PriceView = control.call(Request::Price, ASK)?;
+            let p: PriceView = api.get("/v1/market/price")?;
             if g.json {
                 print_json(&p)?;
                 return Ok(ExitCode::SUCCESS);
@@ -128,13 +124,21 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
 }
 
 pub fn reputation(args: ReputationArgs, g: &Global) -> anyhow::Result<ExitCode> {
-    let mut control = args.node.control()?;
-    let records: Vec<ReputationView> = control.call(
-        Request::Reputation {
-            peer: args.peer.clone(),
+    let api = args.node.api()?;
+    let records: Vec<ReputationView> = match &args.peer {
+        None => api.get("/v1/reputation")?,
+        Some(p) => match api.get(&format!("/v1/reputation/{}", crate::api::seg(p))) {
+            Ok(r) => vec![r],
+            Err(e)
+                if e.downcast_ref::<p2pc_api::ClientError>()
+                    .and_then(p2pc_api::ClientError::status)
+                    == Some(404) =>
+            {
+                Vec::new()
+            }
+            Err(e) => return Err(e),
         },
-        ASK,
-    )?;
+    };
     if g.json {
         match &args.peer {
             Some(_) => print_json(&records.first())?,

@@ -53,9 +53,9 @@ enum Command {
     /// Pack, sign, verify and inspect signed component bundles.
     #[command(subcommand)]
     Bundle(bundle::Command),
-    /// Store and retrieve content-addressed blobs in the local store.
-    #[command(subcommand)]
-    Blob(blob::Command),
+    /// Store and retrieve content-addressed blobs: the running node's, or
+    /// the local store's.
+    Blob(blob::Args),
     /// Set up, run and inspect a runner node.
     Node(node::Args),
     /// Submit jobs to the network through the local node and follow them.

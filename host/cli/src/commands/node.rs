@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use p2pc_crypto::{Keystore, SecretKey};
-use p2pc_node::{ComputeNode, Control, NodeConfig};
+use p2pc_node::{ComputeNode, NodeConfig};
 use serde_json::json;
 
 use crate::context::{Global, print_json};
@@ -13,7 +13,7 @@ use crate::context::{Global, print_json};
 /// Where the node lives.
 #[derive(Debug, Clone, clap::Args)]
 pub struct NodeDir {
-    /// The node's directory: node.toml, keys, store and control socket.
+    /// The node's directory: node.toml, keys, store, API socket and token.
     /// Default: $XDG_DATA_HOME/p2pc/node or ~/.local/share/p2pc/node.
     #[arg(long = "node", global = true, value_name = "DIR", env = "P2PC_NODE")]
     pub dir: Option<PathBuf>,
@@ -29,17 +29,29 @@ impl NodeDir {
         }
     }
 
-    /// A control connection to the running node.
-    pub fn control(&self) -> anyhow::Result<Control> {
-        Ok(Control::connect(&self.path()?)?)
+    /// The running node's API, if a node answers in the directory.
+    pub fn running(&self) -> Option<crate::api::Api> {
+        let dir = self.path().ok()?;
+        std::os::unix::net::UnixStream::connect(dir.join(p2pc_node::SOCKET_FILE)).ok()?;
+        crate::api::Api::connect(&dir).ok()
+    }
+
+    /// A connection to the running node's API.
+    pub fn api(&self) -> anyhow::Result<crate::api::Api> {
+        crate::api::Api::connect(&self.path()?)
     }
 }
 
 /// Set up, start and inspect a runner node.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Create a node: its directory, node.toml, key and control token.
+    /// Create a node: its directory, node.toml, key and API token.
     Init {
+        /// Serve the HTTP API on ADDR ("off": only on the node's Unix
+        /// socket). Another machine may reach it only with
+        /// `[api] allow_remote = true` in node.toml.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7420")]
+        api_listen: String,
         /// Listen on ADDR (repeatable). Default: TCP and QUIC on port 4001.
         #[arg(long, value_name = "MULTIADDR")]
         listen: Vec<String>,
@@ -63,6 +75,8 @@ pub enum Command {
     Start,
     /// Show what the running node sees.
     Status,
+    /// Print the API token clients send (`Authorization: Bearer ...`).
+    Token,
     /// List the peers the running node is connected to.
     Peers,
     /// Stop the running node's worker taking new tasks, wait for the ones
@@ -107,6 +121,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
     let dir = args.node.path()?;
     match args.command {
         Command::Init {
+            api_listen,
             listen,
             bootstrap,
             no_mdns,
@@ -115,6 +130,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
             market,
         } => init(
             &dir,
+            &api_listen,
             listen,
             bootstrap,
             no_mdns,
@@ -124,11 +140,17 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
             g,
         ),
         Command::Start => start(&dir, g),
+        Command::Token => {
+            let token = p2pc_node::read_token(&dir)?;
+            if g.json {
+                let url = p2pc_api::url_of(&dir);
+                return print_json(&json!({"token": token, "url": url}));
+            }
+            println!("{token}");
+            Ok(())
+        }
         Command::Status => {
-            let status: p2pc_node::Status = args
-                .node
-                .control()?
-                .call(p2pc_node::Request::Status, Duration::from_secs(10))?;
+            let status: p2pc_node::Status = args.node.api()?.get("/v1/node")?;
             if g.json {
                 return print_json(&status);
             }
@@ -158,9 +180,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Drain { timeout } => {
-            let mut control = args.node.control()?;
-            let drained: p2pc_node::api::Drained =
-                control.call(p2pc_node::Request::Drain, Duration::from_secs(10))?;
+            let api = args.node.api()?;
+            let drained: p2pc_node::api::Drained = api.post("/v1/node/drain", &())?;
             let start = std::time::Instant::now();
             let mut running = drained.running;
             let mut said = u64::MAX;
@@ -177,8 +198,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
                     );
                 }
                 std::thread::sleep(Duration::from_millis(200));
-                let status: p2pc_node::Status =
-                    control.call(p2pc_node::Request::Status, Duration::from_secs(10))?;
+                let status: p2pc_node::Status = api.get("/v1/node")?;
                 running = status.running as u64;
             }
             if g.json {
@@ -188,10 +208,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Peers => {
-            let peers: Vec<p2pc_net::PeerInfo> = args
-                .node
-                .control()?
-                .call(p2pc_node::Request::Peers, Duration::from_secs(10))?;
+            let peers: Vec<p2pc_net::PeerInfo> = args.node.api()?.get("/v1/node/peers")?;
             if g.json {
                 return print_json(&peers);
             }
@@ -215,6 +232,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
 #[allow(clippy::too_many_arguments, reason = "one per `node init` flag group")]
 fn init(
     dir: &Path,
+    api_listen: &str,
     listen: Vec<String>,
     bootstrap: Vec<String>,
     no_mdns: bool,
@@ -246,6 +264,11 @@ fn init(
             anyhow::anyhow!("--accept-arbiter {k:?} is not a 64-hex-digit public key")
         })?;
     }
+    let api = p2pc_node::ApiSection {
+        listen: api_listen.to_owned(),
+        ..Default::default()
+    };
+    api.address().context("--api-listen")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for a in listen.iter().chain(&bootstrap) {
         a.parse::<p2pc_net::Multiaddr>()
@@ -299,7 +322,11 @@ fn init(
          collateral = {}\n\
          arbiters = [{}]\n\n\
          [arbiter]\n\
-         enabled = {}\n",
+         enabled = {}\n\n\
+         # The HTTP API every client uses (p2pctl uses the Unix socket\n\
+         # api.sock beside this file). See docs/api.md.\n\
+         [api]\n\
+         listen = \"{}\"\n",
         quote(&listen),
         quote(&bootstrap),
         !no_mdns,
@@ -307,6 +334,7 @@ fn init(
         market.collateral,
         quote(&market.accept_arbiter),
         market.arbiter,
+        api_listen,
     );
     if let Some(g) = &genesis_text {
         std::fs::write(dir.join("genesis.toml"), g)
@@ -370,11 +398,20 @@ fn start(dir: &Path, g: &Global) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let node = ComputeNode::start(config, key).await?;
-        let control = node.serve_control()?;
+        let gateway = match p2pc_api::serve(node.handle()).await {
+            Ok(g) => g,
+            Err(e) => {
+                node.shutdown().await;
+                return Err(e.into());
+            }
+        };
         // Machine-readable first lines: scripts and tests wait for these.
         println!("peer_id {}", node.peer_id());
         for addr in node.addrs() {
             println!("listening {addr}");
+        }
+        if let Some(url) = gateway.url() {
+            println!("api {url}");
         }
         println!("ready");
         use std::io::Write;
@@ -386,8 +423,7 @@ fn start(dir: &Path, g: &Global) -> anyhow::Result<()> {
             _ = term.recv() => {}
         }
         eprintln!("shutting down");
-        control.abort();
-        let _ = std::fs::remove_file(node.data_dir().join(p2pc_node::SOCKET_FILE));
+        gateway.shutdown();
         node.shutdown().await;
         anyhow::Ok(())
     })

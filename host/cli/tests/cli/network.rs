@@ -1,7 +1,7 @@
 //! Three real `p2pctl node` processes on 127.0.0.1, one over QUIC: a job
 //! submitted through the CLI runs on another node and its result comes
 //! back; `node status`, `node peers` and `blob fetch` talk to the running
-//! node over its control socket.
+//! node over its API socket.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
@@ -47,6 +47,9 @@ pub(crate) fn init_with(
         &dir,
         "--no-mdns",
         "--insecure-no-passphrase",
+        // Several nodes run at once: each API on a port of its own.
+        "--api-listen",
+        "127.0.0.1:0",
     ];
     for l in listen {
         args.extend(["--listen", l]);
