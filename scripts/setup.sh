@@ -3,8 +3,10 @@
 # the two wasm targets and cargo-component. Safe to run again: it skips
 # whatever is already there.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 CARGO_COMPONENT_VERSION=0.21.1
+SCHEMATHESIS_VERSION=4.32.5
 
 if ! command -v rustup >/dev/null 2>&1; then
   echo "setup: rustup is required (https://rustup.rs); p2pc needs Rust 1.95 or later" >&2
@@ -35,6 +37,7 @@ command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 command -v busybox >/dev/null 2>&1 || missing+=(busybox-static)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if ((${#missing[@]})); then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${missing[*]}"
@@ -43,4 +46,12 @@ if ((${#missing[@]})); then
   else
     echo "setup: ${missing[*]} not installed (needs apt and root); the executor tests that need them will be skipped" >&2
   fi
+fi
+
+# A virtual environment in .venv with schemathesis, which the tests run
+# against a live node's OpenAPI document (scripts/api-schema-test.sh).
+if [ ! -x .venv/bin/schemathesis ]; then
+  echo "setup: making .venv with schemathesis $SCHEMATHESIS_VERSION"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi

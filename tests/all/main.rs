@@ -1,6 +1,7 @@
 //! Workspace integration tests: one binary, one module per topic, all
 //! running real components (built by `tests/build.rs`) in the real sandbox.
 
+mod api;
 mod cache;
 mod capabilities;
 mod concurrency;

@@ -15,7 +15,7 @@ use p2pc_testkit::{Cluster, WAIT, bundle, eventually};
 
 use crate::support::{balance, block_on, holds, verify_ok};
 
-const OWNER: usize = 0;
+pub(crate) const OWNER: usize = 0;
 const ARBITER: usize = 4;
 const PRICE: u64 = 2;
 const COLLATERAL: u64 = 10;
@@ -27,7 +27,7 @@ fn key(i: usize) -> SecretKey {
 
 /// Owner 0, workers 1 to 3, arbiter 4, on a paid network. `liar` is
 /// worker 3's fault hook; `tweak` changes the workers' configs more.
-async fn paid_cluster(
+pub(crate) async fn paid_cluster(
     dir: &std::path::Path,
     liar: &Arc<AtomicBool>,
     mut tweak: impl FnMut(&mut p2pc_node::NodeConfig),
