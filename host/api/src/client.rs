@@ -103,16 +103,19 @@ impl Client {
     async fn connect(&self) -> Result<SendRequest<Body>, ClientError> {
         let unreachable = |e: std::io::Error| {
             ClientError::Connect(format!(
-                "cannot reach the node at {:?} ({e}); is it running? (`p2pctl node start`)",
+                "cannot reach the node at {:?} ({e}); is it running?",
                 self.endpoint
             ))
         };
         let handshake = |e: hyper::Error| ClientError::Connect(format!("HTTP handshake: {e}"));
         match &self.endpoint {
             Endpoint::Unix(path) => {
-                let stream = tokio::net::UnixStream::connect(path)
-                    .await
-                    .map_err(unreachable)?;
+                let stream = tokio::net::UnixStream::connect(path).await.map_err(|e| {
+                    ClientError::Connect(format!(
+                        "no node is running on {} ({e}); start one with `p2pctl node start`",
+                        path.parent().unwrap_or(path).display()
+                    ))
+                })?;
                 let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                     .await
                     .map_err(handshake)?;
