@@ -99,7 +99,10 @@ async fn send(r: reqwest::RequestBuilder) -> (u16, Value) {
     let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if status >= 400 {
         for field in ["type", "title", "status", "detail"] {
-            assert!(value.get(field).is_some(), "{status}: no {field} in {value}");
+            assert!(
+                value.get(field).is_some(),
+                "{status}: no {field} in {value}"
+            );
         }
         assert_eq!(value["status"], status, "{value}");
     }
@@ -133,7 +136,11 @@ fn every_route_answers_over_http_and_every_client_mistake_is_a_clear_4xx() {
         let bare = reqwest::Client::new();
 
         // Open routes, and the token on every other.
-        let r = bare.get(format!("{url}/healthz")).send().await.expect("healthz");
+        let r = bare
+            .get(format!("{url}/healthz"))
+            .send()
+            .await
+            .expect("healthz");
         assert_eq!(r.status(), 200);
         let doc = bare
             .get(format!("{url}/v1/openapi.json"))
@@ -147,7 +154,11 @@ fn every_route_answers_over_http_and_every_client_mistake_is_a_clear_4xx() {
         let (s, v) = send(bare.get(format!("{url}/v1/node"))).await;
         assert_eq!(s, 401, "{v}");
         assert!(detail(&v).contains("p2pctl node token"), "{v}");
-        let (s, _) = send(bare.get(format!("{url}/v1/node")).bearer_auth("0".repeat(64))).await;
+        let (s, _) = send(
+            bare.get(format!("{url}/v1/node"))
+                .bearer_auth("0".repeat(64)),
+        )
+        .await;
         assert_eq!(s, 401);
         let (s, _) = send(
             bare.get(format!("{url}/v1/node"))
@@ -273,8 +284,8 @@ fn every_route_answers_over_http_and_every_client_mistake_is_a_clear_4xx() {
         let (s, v) = send(http.post("/v1/bundles").body(b"not a bundle".to_vec())).await;
         assert_eq!(s, 400);
         assert!(detail(&v).contains("bundle"), "{v}");
-        let keys = p2pc_crypto::Keystore::open(cluster.node(0).data_dir().join("keys"))
-            .expect("keystore");
+        let keys =
+            p2pc_crypto::Keystore::open(cluster.node(0).data_dir().join("keys")).expect("keystore");
         keys.create("publisher", None).expect("a key");
         keys.create("locked", Some("a passphrase")).expect("a key");
         let (s, v) = send(
@@ -284,7 +295,8 @@ fn every_route_answers_over_http_and_every_client_mistake_is_a_clear_4xx() {
         .await;
         assert_eq!(s, 201);
         let component = v["id"].as_str().expect("id").to_owned();
-        let pack = json!({"component": component, "name": "packed", "version": "1.0", "key": "publisher"});
+        let pack =
+            json!({"component": component, "name": "packed", "version": "1.0", "key": "publisher"});
         let (s, v) = send(http.post("/v1/bundles/pack").json(&pack)).await;
         assert_eq!(s, 201, "{v}");
         assert_eq!(v["world"], "job");
@@ -391,7 +403,11 @@ fn every_route_answers_over_http_and_every_client_mistake_is_a_clear_4xx() {
         let (s, v) = send(http.post("/v1/jobs").json(&json!({"bundle": 7}))).await;
         assert_eq!(s, 400);
         assert!(detail(&v).contains("bundle"), "names the field: {v}");
-        let (s, _) = send(http.post("/v1/jobs").json(&json!({"bundle": "x", "extra": 1}))).await;
+        let (s, _) = send(
+            http.post("/v1/jobs")
+                .json(&json!({"bundle": "x", "extra": 1})),
+        )
+        .await;
         assert_eq!(s, 400);
         let (s, _) = send(http.post("/v1/jobs").body("{}")).await;
         assert_eq!(s, 415);
@@ -504,7 +520,10 @@ fn the_same_routes_answer_over_the_unix_socket_and_a_job_runs_to_done() {
         );
         // The socket is private to the node's user.
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&g.socket).expect("socket").permissions().mode();
+        let mode = std::fs::metadata(&g.socket)
+            .expect("socket")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0, "{mode:o}");
         let token_mode = std::fs::metadata(cluster.node(0).data_dir().join(p2pc_node::TOKEN_FILE))
             .expect("token")

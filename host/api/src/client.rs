@@ -116,7 +116,8 @@ impl Client {
                         path.parent().unwrap_or(path).display()
                     ))
                 })?;
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                let (sender, conn) = builder()
+                    .handshake(TokioIo::new(stream))
                     .await
                     .map_err(handshake)?;
                 tokio::spawn(conn);
@@ -127,7 +128,8 @@ impl Client {
                     .await
                     .map_err(unreachable)?;
                 let _ = stream.set_nodelay(true);
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                let (sender, conn) = builder()
+                    .handshake(TokioIo::new(stream))
                     .await
                     .map_err(handshake)?;
                 tokio::spawn(conn);
@@ -304,6 +306,13 @@ impl Client {
         let response = self.send(Method::GET, path, None, Body::empty()).await?;
         read_body(response).await
     }
+}
+
+/// Connections read in large pieces: a download is mostly body.
+fn builder() -> hyper::client::conn::http1::Builder {
+    let mut b = hyper::client::conn::http1::Builder::new();
+    b.max_buf_size(4 << 20);
+    b
 }
 
 async fn read_body(response: Response<Incoming>) -> Result<bytes::Bytes, ClientError> {

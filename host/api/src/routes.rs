@@ -28,9 +28,11 @@ use crate::extract::{Json, Path, Query};
 use crate::problem::{ApiResult, Problem};
 use crate::types::*;
 
-/// What every handler reaches.
-#[derive(Clone)]
-pub(crate) struct AppState {
+/// What every handler reaches, shared: cloned once per request.
+pub(crate) type AppState = std::sync::Arc<Shared>;
+
+/// The node's handle and the gateway's own settings.
+pub(crate) struct Shared {
     pub(crate) node: Handle,
     /// The largest blob or bundle upload, bytes.
     pub(crate) max_upload: u64,
@@ -38,10 +40,10 @@ pub(crate) struct AppState {
 
 /// The longest `?wait=` a job read may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(600);
-/// Chunks in flight between the store's reader and a download's socket.
+/// Pieces in flight between the store's reader and a download's socket.
 const DOWNLOAD_QUEUE: usize = 4;
 /// Bytes per read of a download.
-const DOWNLOAD_PIECE: usize = 256 * 1024;
+const DOWNLOAD_PIECE: usize = 1024 * 1024;
 
 /// The JSON routes: answered within `[api] request_timeout`.
 pub(crate) fn json_routes() -> OpenApiRouter<AppState> {

@@ -166,6 +166,8 @@ where
         let result = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
+            // Large reads make fewer, larger body frames for uploads.
+            .max_buf_size(4 << 20)
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades()
             .await;
@@ -184,10 +186,10 @@ fn umask(mask: u32) -> u32 {
 /// and the OpenAPI document open, all under one concurrency bound.
 pub fn router(node: Handle, settings: &Settings) -> Router {
     let api = &settings.api;
-    let state = AppState {
+    let state: AppState = Arc::new(routes::Shared {
         node,
         max_upload: api.max_upload.bytes(),
-    };
+    });
     let max_body = usize::try_from(api.max_body.bytes()).unwrap_or(usize::MAX);
     let (json, _) = routes::json_routes().split_for_parts();
     let json = json

@@ -17,6 +17,15 @@ use crate::{Error, Result};
 pub struct Client {
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) peer_id: PeerId,
+    pub(crate) view: std::sync::Arc<View>,
+}
+
+/// What the event loop keeps current for readers that must not wait on
+/// it (a status page asked thousands of times a second).
+#[derive(Debug, Default)]
+pub(crate) struct View {
+    pub(crate) peers: std::sync::atomic::AtomicUsize,
+    pub(crate) listen: std::sync::Mutex<Vec<Multiaddr>>,
 }
 
 /// A peer this node is connected to.
@@ -251,6 +260,20 @@ impl Client {
     pub async fn publish(&self, topic: &str, data: Vec<u8>) -> Result<()> {
         let topic = topic.to_owned();
         self.call(|r| Command::Publish(topic, data, r)).await
+    }
+
+    /// How many peers are connected now, without asking the event loop.
+    pub fn peer_count(&self) -> usize {
+        self.view.peers.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The addresses listened on now, without asking the event loop.
+    pub fn listening(&self) -> Vec<Multiaddr> {
+        self.view
+            .listen
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
     }
 
     /// The peers this node is connected to.

@@ -36,6 +36,7 @@ pub struct EventLoop {
     pending_task: HashMap<OutboundRequestId, Reply<Vec<u8>>>,
     pending_ledger: HashMap<OutboundRequestId, Reply<Vec<u8>>>,
     peers: HashMap<PeerId, PeerState>,
+    view: std::sync::Arc<crate::client::View>,
 }
 
 #[derive(Default)]
@@ -82,10 +83,12 @@ pub fn new(
         pending_task: HashMap::new(),
         pending_ledger: HashMap::new(),
         peers: HashMap::new(),
+        view: Default::default(),
     };
     let client = Client {
         commands: command_tx,
         peer_id,
+        view: event_loop.view.clone(),
     };
     Ok((client, inbound, event_loop))
 }
@@ -337,6 +340,17 @@ impl EventLoop {
         }
     }
 
+    /// Publishes the connected peers and listen addresses to the view.
+    fn update_view(&self) {
+        let peers = self.swarm.connected_peers().count();
+        self.view
+            .peers
+            .store(peers, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut listen) = self.view.listen.lock() {
+            *listen = self.swarm.listeners().cloned().collect();
+        }
+    }
+
     async fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr {
@@ -344,15 +358,18 @@ impl EventLoop {
                 address,
             } => {
                 info!(%address, "listening");
+                self.update_view();
                 if let Some(reply) = self.pending_listen.remove(&listener_id) {
                     let _ = reply.send(Ok(address));
                 }
             }
+            SwarmEvent::ExpiredListenAddr { .. } => self.update_view(),
             SwarmEvent::ListenerClosed {
                 listener_id,
                 reason,
                 ..
             } => {
+                self.update_view();
                 if let Some(reply) = self.pending_listen.remove(&listener_id) {
                     let _ = reply.send(Err(Error::Listen {
                         addr: String::new(),
@@ -368,6 +385,7 @@ impl EventLoop {
             } => {
                 let state = self.peers.entry(peer_id).or_default();
                 state.addresses.push(endpoint.get_remote_address().clone());
+                self.update_view();
                 if let Some(replies) = self.pending_dial.remove(&peer_id) {
                     for reply in replies {
                         let _ = reply.send(Ok(peer_id));
@@ -387,6 +405,7 @@ impl EventLoop {
                 if num_established == 0 {
                     debug!(%peer_id, "disconnected");
                     self.peers.remove(&peer_id);
+                    self.update_view();
                     self.deliver(Inbound::Disconnected(peer_id)).await;
                 } else if let Some(state) = self.peers.get_mut(&peer_id) {
                     let gone = endpoint.get_remote_address();

@@ -1,95 +1,11 @@
-//! The typed requests and answers of the control channel, shared by the
-//! node and `p2pctl` (and later served over HTTP by the gateway). Each is
-//! a serde type; neither side picks JSON apart by hand.
-//!
-//! On the wire a request is one JSON line, `{"token": "...", "request":
-//! {"cmd": "status"}}`; its answer is one line, `{"ok": true, "result":
-//! ...}` or `{"ok": false, "error": "..."}`.
-
-use std::path::PathBuf;
+//! The typed answers a running node gives its clients, and its ledger
+//! requests: shared by the node, the gateway (`p2pc-api`, which serves
+//! them as JSON with their schemas) and `p2pctl`. Each is a serde type;
+//! no side picks JSON apart by hand.
 
 use p2pc_crypto::PublicKey;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-
-/// A request to a running node.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Request {
-    /// What the node sees: [`crate::Status`].
-    Status,
-    /// The peers connected: `Vec<p2pc_net::PeerInfo>`.
-    Peers,
-    /// Stop taking new tasks; those running finish: [`Drained`].
-    Drain,
-    /// Store the file at `path` as a blob and announce it:
-    /// `p2pc_store::BlobInfo`.
-    Put {
-        /// A file the node can read.
-        path: PathBuf,
-    },
-    /// Fetch a blob from the network: [`crate::FetchStats`].
-    Fetch {
-        /// The blob.
-        cid: p2pc_store::Cid,
-        /// Peers to ask first.
-        #[serde(default)]
-        from: Vec<String>,
-    },
-    /// Write a blob, or a job's output, to `path`: [`Exported`].
-    Export {
-        /// The blob to write.
-        #[serde(default)]
-        cid: Option<p2pc_store::Cid>,
-        /// Or the job whose output to write.
-        #[serde(default)]
-        job: Option<String>,
-        /// Where (replaced atomically).
-        path: PathBuf,
-    },
-    /// Submit a job: [`Submitted`].
-    Submit(SubmitRequest),
-    /// A job's record: [`crate::JobInfo`].
-    Job {
-        /// The job's id.
-        job: String,
-    },
-    /// Wait until a job ends or `timeout_ms` passes: [`crate::JobInfo`].
-    Wait {
-        /// The job's id.
-        job: String,
-        /// How long to wait, at most.
-        timeout_ms: u64,
-    },
-    /// A job's logs: [`crate::JobLogs`].
-    Logs {
-        /// The job's id.
-        job: String,
-    },
-    /// Cancel a running job: `{}`.
-    Cancel {
-        /// The job's id.
-        job: String,
-    },
-    /// The jobs this node keeps, newest first: `Vec<crate::JobInfo>`.
-    Jobs {
-        /// At most this many.
-        limit: usize,
-    },
-    /// A ledger query or transfer: [`LedgerAnswer`].
-    Ledger(LedgerRequest),
-    /// The fresh offers this node holds: `Vec<OfferView>`, cheapest first.
-    Offers,
-    /// This node's price as a worker and what sets it: [`PriceView`].
-    Price,
-    /// Reputation records: `Vec<ReputationView>`, one peer's or all.
-    Reputation {
-        /// One peer; all if absent.
-        #[serde(default)]
-        peer: Option<String>,
-    },
-}
 
 /// A worker's offer, as this node holds it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -177,43 +93,6 @@ pub struct ReputationView {
     pub recent: Vec<(String, u64)>,
 }
 
-/// What to submit, by file path (read by the node).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SubmitRequest {
-    /// The signed bundle file.
-    pub bundle: PathBuf,
-    /// The input file; none is an empty input.
-    #[serde(default)]
-    pub input: Option<PathBuf>,
-    /// The worker to send it to; otherwise one is chosen.
-    #[serde(default)]
-    pub to: Option<String>,
-    /// How long the job may take, from submission to receipt.
-    pub timeout_ms: u64,
-    /// The most the job may lock and pay, in credits.
-    #[serde(default)]
-    pub budget: Option<u64>,
-    /// The highest price accepted, credits per million fuel.
-    #[serde(default)]
-    pub max_price: Option<u64>,
-    /// The hold's challenge window in milliseconds; the genesis's
-    /// minimum if absent.
-    #[serde(default)]
-    pub window_ms: Option<u64>,
-    /// For a map-reduce component, the number of shards (map tasks).
-    #[serde(default)]
-    pub shards: Option<u32>,
-    /// Arguments for the program, after the bundle's own.
-    #[serde(default)]
-    pub args: Vec<String>,
-    /// `none`, `K-of-N` or `adaptive`; the node's default if absent.
-    #[serde(default)]
-    pub validation: Option<String>,
-    /// Only workers with at least this reputation score (0 to 1).
-    #[serde(default)]
-    pub min_reputation: Option<f64>,
-}
-
 /// The configuration a running node shows its clients (no secrets).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ConfigSummary {
@@ -247,28 +126,11 @@ pub struct ConfigSummary {
     pub version: String,
 }
 
-/// The answer to [`Request::Drain`].
+/// The answer to a drain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Drained {
     /// Tasks still running (they finish; none is taken after them).
     pub running: u64,
-}
-
-/// The answer to [`Request::Submit`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Submitted {
-    /// The new job's id.
-    pub job: String,
-}
-
-/// The answer to [`Request::Export`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Exported {
-    /// Bytes written.
-    pub bytes: u64,
-    /// Where.
-    #[schema(value_type = String)]
-    pub path: PathBuf,
 }
 
 /// A ledger request.
@@ -585,38 +447,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requests_have_one_json_shape_each_and_round_trip() {
+    fn ledger_requests_have_one_json_shape_each_and_round_trip() {
         let key = p2pc_crypto::SecretKey::generate().public();
         let cases = [
-            (Request::Status, serde_json::json!({"cmd": "status"})),
             (
-                Request::Ledger(LedgerRequest::Balance { account: None }),
-                serde_json::json!({"cmd": "ledger", "query": "balance", "account": null}),
+                LedgerRequest::Balance { account: None },
+                serde_json::json!({"query": "balance", "account": null}),
             ),
             (
-                Request::Ledger(LedgerRequest::Transfer { to: key, amount: 5 }),
-                serde_json::json!({"cmd": "ledger", "query": "transfer", "to": key.to_string(), "amount": 5}),
-            ),
-            (
-                Request::Wait {
-                    job: "ab".into(),
-                    timeout_ms: 10,
-                },
-                serde_json::json!({"cmd": "wait", "job": "ab", "timeout_ms": 10}),
+                LedgerRequest::Transfer { to: key, amount: 5 },
+                serde_json::json!({"query": "transfer", "to": key.to_string(), "amount": 5}),
             ),
         ];
         for (request, json) in cases {
             assert_eq!(serde_json::to_value(&request).expect("serialise"), json);
-            let back: Request = serde_json::from_value(json).expect("parse");
+            let back: LedgerRequest = serde_json::from_value(json).expect("parse");
             assert_eq!(back, request);
         }
-        // Garbage is refused with the field named.
-        let err = serde_json::from_value::<Request>(serde_json::json!({"cmd": "wait", "job": 3}))
-            .expect_err("a number is not a job id");
-        assert!(err.to_string().contains("invalid type"), "{err}");
-        let err = serde_json::from_value::<Request>(serde_json::json!({"cmd": "launch"}))
-            .expect_err("no such command");
-        assert!(err.to_string().contains("launch"), "{err}");
+        let err = serde_json::from_value::<LedgerRequest>(serde_json::json!({"query": "mint"}))
+            .expect_err("no such query");
+        assert!(err.to_string().contains("mint"), "{err}");
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! `ComputeNode`: the p2pc runner daemon. It composes the store, the wasm
 //! sandbox and the other executors, and the overlay; it runs tasks peers
 //! send it and returns signed receipts, serves and fetches blobs, submits
-//! its own jobs and keeps their records, and answers `p2pctl` over a local
-//! control channel.
+//! its own jobs and keeps their records, and gives its clients a
+//! [`Handle`] (the gateway, `p2pc-api`, serves it over HTTP).
 //!
 //! A job is one task, or a map-reduce job's map tasks spread over workers
 //! and one reduce; each task runs in attempts with leases, and on a network
@@ -26,8 +26,8 @@
 //! - `market`: this node's price as a worker, its reputation records of
 //!   the workers it used, and its jobs' random replication choices.
 //! - `scores`: peer scores for bad messages on any topic.
-//! - `control`: the Unix-socket control channel and its client,
-//!   [`Control`], speaking the typed requests of `api`.
+//! - `handle`: [`Handle`], the typed, async face of the node its clients
+//!   get, and the API token's file.
 //!
 //! `inbound` routes what the overlay delivers to those handles without
 //! ever waiting on disk or the overlay; `node` ([`ComputeNode`]) builds
@@ -45,7 +45,6 @@
 pub mod api;
 mod attempts;
 mod config;
-mod control;
 mod fetch;
 mod handle;
 mod inbound;
@@ -59,12 +58,11 @@ mod scores;
 mod signer;
 mod worker;
 
-pub use api::{LedgerAnswer, LedgerRequest, Request};
+pub use api::{LedgerAnswer, LedgerRequest};
 pub use config::{
     ApiSection, ArbiterSection, Faults, JobsSection, LedgerSection, LimitsSection, MarketSection,
     NodeConfig, NodeSection, ReputationSection, TrustSection,
 };
-pub use control::Control;
 pub use fetch::{FetchError, FetchStats, WINDOW, fetch};
 pub use handle::{Handle, Pack, SOCKET_FILE, TOKEN_FILE, URL_FILE, ensure_token, read_token};
 pub use network::{
@@ -104,7 +102,7 @@ pub enum Error {
     /// No job of that id.
     #[error("no job {0} on this node (finished jobs are kept for [jobs] keep, 7 days by default)")]
     NoSuchJob(String),
-    /// A control request was wrong.
+    /// A request was wrong.
     #[error("{0}")]
     Control(String),
     /// What a request names does not exist.

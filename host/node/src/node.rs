@@ -43,7 +43,7 @@ pub struct Status {
     pub free_slots: usize,
     /// Task slots in all.
     pub slots: usize,
-    /// Blobs stored.
+    /// Blobs stored (counted at most once a second).
     pub blobs: usize,
     /// Jobs whose records this node keeps.
     pub jobs: usize,
@@ -70,6 +70,15 @@ pub(crate) struct Services {
     pub(crate) config: Arc<NodeConfig>,
     pub(crate) started: Instant,
     pub(crate) public: PublicKey,
+    /// The peer id and public key as text, made once: `status` is asked
+    /// often.
+    pub(crate) names: Arc<(String, String)>,
+    /// The blob count `status` shows, and when it was counted.
+    pub(crate) blob_count: Arc<std::sync::Mutex<Option<(Instant, usize)>>>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Services {
@@ -171,19 +180,28 @@ impl Services {
 
     pub(crate) async fn status(&self) -> Result<Status> {
         let (free_slots, slots) = self.worker.slots();
-        let store = self.store.clone();
-        let blobs = crate::blocking(move || store.list().map(|l| l.len())).await?;
+        // Counting blobs reads every record: done at most once a second,
+        // so a status asked in a loop costs no disk reads.
+        let cached = *lock(&self.blob_count);
+        let blobs = match cached {
+            Some((at, n)) if at.elapsed() < Duration::from_secs(1) => n,
+            _ => {
+                let store = self.store.clone();
+                let n = crate::blocking(move || store.list().map(|l| l.len())).await?;
+                *lock(&self.blob_count) = Some((Instant::now(), n));
+                n
+            }
+        };
         Ok(Status {
-            peer_id: self.client.peer_id().to_string(),
-            public_key: self.public.to_string(),
+            peer_id: self.names.0.to_string(),
+            public_key: self.names.1.to_string(),
             listen: self
                 .client
-                .listen_addrs()
-                .await?
+                .listening()
                 .iter()
                 .map(|a| a.to_string())
                 .collect(),
-            peers: self.client.peers().await?.len(),
+            peers: self.client.peer_count(),
             workers_known: self.network.workers().len(),
             free_slots,
             slots,
@@ -285,6 +303,8 @@ impl ComputeNode {
             public: signer.public(),
             config: Arc::new(config),
             started: Instant::now(),
+            blob_count: Default::default(),
+            names: Arc::new((client.peer_id().to_string(), signer.public().to_string())),
         };
         let router = Router::new(
             services.client.clone(),
@@ -513,17 +533,4 @@ impl ComputeNode {
             let _ = t.await;
         }
     }
-}
-
-/// Stores a file's bytes as a blob (off the async threads) and announces it.
-pub(crate) async fn put_file(services: &Services, path: PathBuf) -> Result<p2pc_store::BlobInfo> {
-    let store = services.store.clone();
-    let info = crate::blocking(move || -> Result<_> {
-        let file = std::fs::File::open(&path)
-            .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
-        Ok(store.put(std::io::BufReader::with_capacity(1 << 20, file))?)
-    })
-    .await?;
-    announce(&services.client, info.id);
-    Ok(info)
 }
