@@ -23,7 +23,7 @@ use crate::pay::Payments;
 use crate::replica::{LEDGER_TOPIC, Replica};
 use crate::scores::PeerScores;
 use crate::signer::Signer;
-use crate::worker::{Worker, announce};
+use crate::worker::Worker;
 use crate::{Error, NodeConfig, Result};
 
 /// What `node status` shows.
