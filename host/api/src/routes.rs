@@ -120,28 +120,28 @@ async fn blocking<T: Send + 'static>(
 
 /// What the node sees: peers, slots, jobs, uptime.
 #[utoipa::path(get, path = "/v1/node", tag = "node",
-    responses((status = 200, body = Status), (status = 401, body = Problem)))]
+    responses((status = 200, body = Status), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn node_status(State(s): State<AppState>) -> ApiResult<Json<Status>> {
     Ok(Json(s.node.status().await?))
 }
 
 /// The peers connected.
 #[utoipa::path(get, path = "/v1/node/peers", tag = "node",
-    responses((status = 200, body = Vec<p2pc_net::PeerInfo>), (status = 401, body = Problem)))]
+    responses((status = 200, body = Vec<p2pc_net::PeerInfo>), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn node_peers(State(s): State<AppState>) -> ApiResult<Json<Vec<p2pc_net::PeerInfo>>> {
     Ok(Json(s.node.peers().await?))
 }
 
 /// The configuration the node runs with (no secrets).
 #[utoipa::path(get, path = "/v1/node/config", tag = "node",
-    responses((status = 200, body = ConfigSummary), (status = 401, body = Problem)))]
+    responses((status = 200, body = ConfigSummary), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn node_config(State(s): State<AppState>) -> Json<ConfigSummary> {
     Json(s.node.config_summary())
 }
 
 /// Stop taking new tasks; those running finish.
 #[utoipa::path(post, path = "/v1/node/drain", tag = "node",
-    responses((status = 200, body = Drained), (status = 401, body = Problem)))]
+    responses((status = 200, body = Drained), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn node_drain(State(s): State<AppState>) -> Json<Drained> {
     Json(s.node.drain())
 }
@@ -150,7 +150,7 @@ async fn node_drain(State(s): State<AppState>) -> Json<Drained> {
 
 /// Every blob stored, ordered by id.
 #[utoipa::path(get, path = "/v1/blobs", tag = "blobs",
-    responses((status = 200, body = Vec<BlobInfo>), (status = 401, body = Problem)))]
+    responses((status = 200, body = Vec<BlobInfo>), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn blob_list(State(s): State<AppState>) -> ApiResult<Json<Vec<BlobInfo>>> {
     let store = s.node.store().clone();
     Ok(Json(blocking(move || store.list()).await?))
@@ -159,9 +159,9 @@ async fn blob_list(State(s): State<AppState>) -> ApiResult<Json<Vec<BlobInfo>>> 
 /// Store the request body as a blob (streamed, never whole in memory) and
 /// announce it to the network.
 #[utoipa::path(post, path = "/v1/blobs", tag = "blobs",
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, body = BlobInfo), (status = 401, body = Problem),
-        (status = 413, body = Problem)))]
+    request_body(content = RawBytes, content_type = "application/octet-stream"),
+    responses((status = 201, body = BlobInfo), (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json")))]
 async fn blob_upload(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -241,10 +241,10 @@ impl<R: Read> Read for Capped<R> {
 #[utoipa::path(get, path = "/v1/blobs/{cid}", tag = "blobs",
     params(("cid" = String, Path, description = "The blob's id"),
         ("Range" = Option<String>, Header, description = "One range, such as bytes=0-1023")),
-    responses((status = 200, body = Vec<u8>, content_type = "application/octet-stream"),
-        (status = 206, body = Vec<u8>, content_type = "application/octet-stream"),
-        (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 416, body = Problem)))]
+    responses((status = 200, body = RawBytes, content_type = "application/octet-stream"),
+        (status = 206, body = RawBytes, content_type = "application/octet-stream"),
+        (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"), (status = 416, body = Problem, content_type = "application/problem+json")))]
 async fn blob_download(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -377,8 +377,8 @@ fn parse_range(text: &str, len: u64) -> ApiResult<(u64, u64)> {
 /// What the store knows of one blob: its length, chunks and pin.
 #[utoipa::path(get, path = "/v1/blobs/{cid}/info", tag = "blobs",
     params(("cid" = String, Path, description = "The blob's id")),
-    responses((status = 200, body = BlobInfo), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = BlobInfo), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn blob_head(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<BlobInfo>> {
     let id = cid(&id)?;
     let store = s.node.store().clone();
@@ -388,8 +388,8 @@ async fn blob_head(State(s): State<AppState>, Path(id): Path<String>) -> ApiResu
 /// Keep a blob through garbage collection.
 #[utoipa::path(put, path = "/v1/blobs/{cid}/pin", tag = "blobs",
     params(("cid" = String, Path, description = "The blob's id")),
-    responses((status = 200, body = BlobInfo), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = BlobInfo), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn blob_pin(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<BlobInfo>> {
     let id = cid(&id)?;
     let store = s.node.store().clone();
@@ -405,8 +405,8 @@ async fn blob_pin(State(s): State<AppState>, Path(id): Path<String>) -> ApiResul
 /// Let garbage collection remove a blob again.
 #[utoipa::path(delete, path = "/v1/blobs/{cid}/pin", tag = "blobs",
     params(("cid" = String, Path, description = "The blob's id")),
-    responses((status = 200, body = BlobInfo), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = BlobInfo), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn blob_unpin(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -426,8 +426,10 @@ async fn blob_unpin(
 #[utoipa::path(post, path = "/v1/blobs/{cid}/fetch", tag = "blobs",
     params(("cid" = String, Path, description = "The blob's id")),
     request_body = FetchBlob,
-    responses((status = 200, body = FetchStats), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 502, body = Problem)))]
+    responses((status = 200, body = FetchStats), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 502, body = Problem, content_type = "application/problem+json",
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"))))]
 async fn blob_fetch(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -446,16 +448,16 @@ async fn blob_fetch(
 
 /// The bundles this node keeps.
 #[utoipa::path(get, path = "/v1/bundles", tag = "bundles",
-    responses((status = 200, body = Vec<BundleRecord>), (status = 401, body = Problem)))]
+    responses((status = 200, body = Vec<BundleRecord>), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn bundle_list(State(s): State<AppState>) -> ApiResult<Json<Vec<BundleRecord>>> {
     Ok(Json(s.node.bundles().await?))
 }
 
 /// Verify a signed bundle file (the request body) and keep it.
 #[utoipa::path(post, path = "/v1/bundles", tag = "bundles",
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, body = BundleRecord), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 413, body = Problem)))]
+    request_body(content = RawBytes, content_type = "application/octet-stream"),
+    responses((status = 201, body = BundleRecord), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 413, body = Problem, content_type = "application/problem+json")))]
 async fn bundle_add(
     State(s): State<AppState>,
     body: Body,
@@ -477,8 +479,8 @@ async fn bundle_add(
 /// One bundle and what its manifest asks for.
 #[utoipa::path(get, path = "/v1/bundles/{id}", tag = "bundles",
     params(("id" = String, Path, description = "The bundle's id")),
-    responses((status = 200, body = BundleDetail), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = BundleDetail), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn bundle_get(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -503,8 +505,10 @@ async fn bundle_get(
 /// node's keystore, and keep it.
 #[utoipa::path(post, path = "/v1/bundles/pack", tag = "bundles",
     request_body = PackBundle,
-    responses((status = 201, body = BundleRecord), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 201, body = BundleRecord), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json",
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"))))]
 async fn bundle_pack(
     State(s): State<AppState>,
     Json(body): Json<PackBundle>,
@@ -534,13 +538,17 @@ async fn bundle_pack(
 
 /// The default job timeout when a submission names none.
 const DEFAULT_TIMEOUT_MS: u64 = 60_000;
+/// The longest timeout or challenge window a submission may ask for.
+const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
 
 /// Submit a job: a bundle, an input, and how it is to be run and paid.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
     request_body = SubmitJob,
-    responses((status = 201, body = Submitted), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 422, body = Problem)))]
+    responses((status = 201, body = Submitted), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json",
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"))))]
 async fn job_submit(
     State(s): State<AppState>,
     Json(body): Json<SubmitJob>,
@@ -577,8 +585,15 @@ async fn submission(s: &AppState, body: SubmitJob) -> ApiResult<Submission> {
         ));
     }
     let timeout_ms = body.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
-    if timeout_ms == 0 {
-        return Err(Problem::bad_request("timeout_ms must be above 0"));
+    if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
+        return Err(Problem::bad_request(format!(
+            "timeout_ms is between 1 and {MAX_TIMEOUT_MS} (7 days)"
+        )));
+    }
+    if body.window_ms.is_some_and(|w| w > MAX_TIMEOUT_MS) {
+        return Err(Problem::bad_request(format!(
+            "window_ms is at most {MAX_TIMEOUT_MS} (7 days)"
+        )));
     }
     let mut submission = Submission::new(bundle, input, Duration::from_millis(timeout_ms));
     submission.to = body.to.as_deref().map(peer).transpose()?;
@@ -594,8 +609,8 @@ async fn submission(s: &AppState, body: SubmitJob) -> ApiResult<Submission> {
 
 /// The jobs this node keeps, newest first, a page at a time.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobQuery),
-    responses((status = 200, body = JobPage), (status = 400, body = Problem),
-        (status = 401, body = Problem)))]
+    responses((status = 200, body = JobPage), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn job_list(
     State(s): State<AppState>,
     Query(q): Query<JobQuery>,
@@ -641,8 +656,8 @@ async fn job_list(
 /// One job's record; with `?wait=`, once it ends or the wait is over.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "The job's id"), JobGet),
-    responses((status = 200, body = JobInfo), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = JobInfo), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn job_get(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -668,8 +683,8 @@ async fn job_get(
 /// Cancel a running job.
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
     params(("id" = String, Path, description = "The job's id")),
-    responses((status = 200, body = Cancelled), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 200, body = Cancelled), (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
 async fn job_cancel(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -688,9 +703,9 @@ async fn job_cancel(
 /// A finished job's output bytes.
 #[utoipa::path(get, path = "/v1/jobs/{id}/output", tag = "jobs",
     params(("id" = String, Path, description = "The job's id")),
-    responses((status = 200, body = Vec<u8>, content_type = "application/octet-stream"),
-        (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 409, body = Problem)))]
+    responses((status = 200, body = RawBytes, content_type = "application/octet-stream"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")))]
 async fn job_output(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let info = s.node.job(&id).await?;
     if !matches!(info.status, JobState::Done { .. }) {
@@ -706,8 +721,8 @@ async fn job_output(State(s): State<AppState>, Path(id): Path<String>) -> ApiRes
 /// A job's log lines, stderr and receipts.
 #[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs",
     params(("id" = String, Path, description = "The job's id")),
-    responses((status = 200, body = JobLogs), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = JobLogs), (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn job_logs(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<JobLogs>> {
     Ok(Json(s.node.logs(&id).await?))
 }
@@ -715,8 +730,8 @@ async fn job_logs(State(s): State<AppState>, Path(id): Path<String>) -> ApiResul
 /// A job's task attempts and the receipts behind its result.
 #[utoipa::path(get, path = "/v1/jobs/{id}/tasks", tag = "jobs",
     params(("id" = String, Path, description = "The job's id")),
-    responses((status = 200, body = JobTasks), (status = 401, body = Problem),
-        (status = 404, body = Problem)))]
+    responses((status = 200, body = JobTasks), (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn job_tasks(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<JobTasks>> {
     let info = s.node.job(&id).await?;
     let receipts = match info.status {
@@ -747,8 +762,8 @@ fn unexpected() -> Problem {
 
 /// An account's credits: available, held, bonded, pending.
 #[utoipa::path(get, path = "/v1/ledger/balance", tag = "ledger", params(AccountQuery),
-    responses((status = 200, body = Balance), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = Balance), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn ledger_balance(
     State(s): State<AppState>,
     Query(q): Query<AccountQuery>,
@@ -762,8 +777,8 @@ async fn ledger_balance(
 
 /// The last ops that concern an account, oldest first.
 #[utoipa::path(get, path = "/v1/ledger/history", tag = "ledger", params(AccountQuery),
-    responses((status = 200, body = History), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = History), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn ledger_history(
     State(s): State<AppState>,
     Query(q): Query<AccountQuery>,
@@ -781,8 +796,8 @@ async fn ledger_history(
 
 /// Escrows: all, or those an account is party to.
 #[utoipa::path(get, path = "/v1/ledger/holds", tag = "ledger", params(AccountQuery),
-    responses((status = 200, body = Holds), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = Holds), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn ledger_holds(
     State(s): State<AppState>,
     Query(q): Query<AccountQuery>,
@@ -796,8 +811,10 @@ async fn ledger_holds(
 
 /// Send credits from the node's own account.
 #[utoipa::path(post, path = "/v1/ledger/transfers", tag = "ledger", request_body = Transfer,
-    responses((status = 201, body = Transferred), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = Transferred), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json",
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"))))]
 async fn ledger_transfer(
     State(s): State<AppState>,
     Json(t): Json<Transfer>,
@@ -822,8 +839,8 @@ async fn ledger_transfer(
 
 /// Rebuild the ledger's state from its ops and check every invariant.
 #[utoipa::path(get, path = "/v1/ledger/verify", tag = "ledger",
-    responses((status = 200, body = Verified), (status = 401, body = Problem),
-        (status = 422, body = Problem)))]
+    responses((status = 200, body = Verified), (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn ledger_verify(State(s): State<AppState>) -> ApiResult<Json<Verified>> {
     match ledger(&s, LedgerRequest::Verify).await? {
         LedgerAnswer::Verify(v) => Ok(Json(v)),
@@ -835,21 +852,21 @@ async fn ledger_verify(State(s): State<AppState>) -> ApiResult<Json<Verified>> {
 
 /// The fresh offers this node holds, cheapest first.
 #[utoipa::path(get, path = "/v1/market/offers", tag = "market",
-    responses((status = 200, body = Vec<OfferView>), (status = 401, body = Problem)))]
+    responses((status = 200, body = Vec<OfferView>), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn market_offers(State(s): State<AppState>) -> Json<Vec<OfferView>> {
     Json(s.node.offers())
 }
 
 /// This node's price as a worker, and what sets it.
 #[utoipa::path(get, path = "/v1/market/price", tag = "market",
-    responses((status = 200, body = PriceView), (status = 401, body = Problem)))]
+    responses((status = 200, body = PriceView), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn market_price(State(s): State<AppState>) -> Json<PriceView> {
     Json(s.node.price())
 }
 
 /// What this node knows of every worker it used, best first.
 #[utoipa::path(get, path = "/v1/reputation", tag = "market",
-    responses((status = 200, body = Vec<ReputationView>), (status = 401, body = Problem)))]
+    responses((status = 200, body = Vec<ReputationView>), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn reputation_all(State(s): State<AppState>) -> Json<Vec<ReputationView>> {
     Json(s.node.reputation(None))
 }
@@ -857,8 +874,8 @@ async fn reputation_all(State(s): State<AppState>) -> Json<Vec<ReputationView>> 
 /// What this node knows of one worker.
 #[utoipa::path(get, path = "/v1/reputation/{peer}", tag = "market",
     params(("peer" = String, Path, description = "The worker's peer id")),
-    responses((status = 200, body = ReputationView), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = ReputationView), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn reputation_one(
     State(s): State<AppState>,
     Path(p): Path<String>,

@@ -199,3 +199,8 @@ pub struct Cancelled {
     /// The job's id.
     pub job: String,
 }
+
+/// Raw bytes: a blob, a bundle file, a job's output.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct RawBytes(pub Vec<u8>);
