@@ -427,9 +427,9 @@ async fn blob_unpin(
     params(("cid" = String, Path, description = "The blob's id")),
     request_body = FetchBlob,
     responses((status = 200, body = FetchStats), (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 502, body = Problem, content_type = "application/problem+json",
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 502, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"))))]
+        (status = 415, body = Problem, content_type = "application/problem+json")))]
 async fn blob_fetch(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -506,9 +506,9 @@ async fn bundle_get(
 #[utoipa::path(post, path = "/v1/bundles/pack", tag = "bundles",
     request_body = PackBundle,
     responses((status = 201, body = BundleRecord), (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json",
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"))))]
+        (status = 415, body = Problem, content_type = "application/problem+json")))]
 async fn bundle_pack(
     State(s): State<AppState>,
     Json(body): Json<PackBundle>,
@@ -546,9 +546,9 @@ const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
     request_body = SubmitJob,
     responses((status = 201, body = Submitted), (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json",
+        (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"))))]
+        (status = 415, body = Problem, content_type = "application/problem+json")))]
 async fn job_submit(
     State(s): State<AppState>,
     Json(body): Json<SubmitJob>,
@@ -812,9 +812,9 @@ async fn ledger_holds(
 /// Send credits from the node's own account.
 #[utoipa::path(post, path = "/v1/ledger/transfers", tag = "ledger", request_body = Transfer,
     responses((status = 201, body = Transferred), (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json",
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"))))]
+        (status = 415, body = Problem, content_type = "application/problem+json")))]
 async fn ledger_transfer(
     State(s): State<AppState>,
     Json(t): Json<Transfer>,
