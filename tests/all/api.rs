@@ -59,28 +59,26 @@ impl Http {
         }
     }
 
-    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+    fn at(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client
-            .get(format!("{}{path}", self.url))
+            .request(method, format!("{}{path}", self.url))
             .bearer_auth(&self.token)
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.at(reqwest::Method::GET, path)
     }
 
     fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
+        self.at(reqwest::Method::POST, path)
     }
 
     fn put(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .put(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
+        self.at(reqwest::Method::PUT, path)
     }
 
     fn delete(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .delete(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
+        self.at(reqwest::Method::DELETE, path)
     }
 }
 

@@ -107,7 +107,6 @@ impl Client {
                 self.endpoint
             ))
         };
-        let handshake = |e: hyper::Error| ClientError::Connect(format!("HTTP handshake: {e}"));
         match &self.endpoint {
             Endpoint::Unix(path) => {
                 let stream = tokio::net::UnixStream::connect(path).await.map_err(|e| {
@@ -116,24 +115,14 @@ impl Client {
                         path.parent().unwrap_or(path).display()
                     ))
                 })?;
-                let (sender, conn) = builder()
-                    .handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(handshake)?;
-                tokio::spawn(conn);
-                Ok(sender)
+                handshake(stream).await
             }
             Endpoint::Tcp(addr) => {
                 let stream = tokio::net::TcpStream::connect(addr)
                     .await
                     .map_err(unreachable)?;
                 let _ = stream.set_nodelay(true);
-                let (sender, conn) = builder()
-                    .handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(handshake)?;
-                tokio::spawn(conn);
-                Ok(sender)
+                handshake(stream).await
             }
         }
     }
@@ -306,6 +295,20 @@ impl Client {
         let response = self.send(Method::GET, path, None, Body::empty()).await?;
         read_body(response).await
     }
+}
+
+/// Starts HTTP/1 on a connected stream; its connection task runs until
+/// the sender is dropped.
+async fn handshake<S>(stream: S) -> Result<SendRequest<Body>, ClientError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = builder()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ClientError::Connect(format!("HTTP handshake: {e}")))?;
+    tokio::spawn(conn);
+    Ok(sender)
 }
 
 /// Connections read in large pieces: a download is mostly body.

@@ -75,7 +75,7 @@ pub async fn serve(node: Handle) -> Result<Gateway, p2pc_node::Error> {
 
 /// [`serve`] with explicit settings.
 pub async fn serve_with(node: Handle, settings: Settings) -> Result<Gateway, p2pc_node::Error> {
-    let io = |what: String| p2pc_node::Error::Io(what);
+    let io = p2pc_node::Error::Io;
     let addr = settings.api.address()?;
     let dir = node.data_dir();
     let app = router(node, &settings);

@@ -138,20 +138,7 @@ impl Handle {
             let v = file
                 .verify(&TrustPolicy::Any, p2pc_crypto::now_unix())
                 .map_err(|e| Error::Control(format!("the bundle does not verify: {e}")))?;
-            let record = BundleRecord {
-                id: Cid(v.id),
-                name: v.manifest.name.clone(),
-                version: v.manifest.version.clone(),
-                world: if v.manifest.world.is_empty() {
-                    v.manifest.executor().to_owned()
-                } else {
-                    v.manifest.world.clone()
-                },
-                publisher: v.publisher.to_string(),
-                component: Cid::of(&v.component),
-                file: Cid([0; 32]),
-            };
-            Ok(store.put_bundle(record, &bytes)?)
+            Ok(store.put_bundle(bundle_record(&v), &bytes)?)
         })
         .await?;
         self.announce(record.file);
@@ -291,6 +278,24 @@ impl Handle {
     /// Reputation records: `peer`'s, or all, best first.
     pub fn reputation(&self, peer: Option<&PeerId>) -> Vec<ReputationView> {
         self.services.reputation(peer)
+    }
+}
+
+/// What the store records of a verified bundle (`file` is filled in when
+/// it is stored).
+pub fn bundle_record(v: &p2pc_crypto::VerifiedBundle) -> BundleRecord {
+    BundleRecord {
+        id: Cid(v.id),
+        name: v.manifest.name.clone(),
+        version: v.manifest.version.clone(),
+        world: if v.manifest.world.is_empty() {
+            v.manifest.executor().to_owned()
+        } else {
+            v.manifest.world.clone()
+        },
+        publisher: v.publisher.to_string(),
+        component: Cid::of(&v.component),
+        file: Cid([0; 32]),
     }
 }
 

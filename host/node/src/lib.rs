@@ -64,7 +64,9 @@ pub use config::{
     NodeConfig, NodeSection, ReputationSection, TrustSection,
 };
 pub use fetch::{FetchError, FetchStats, WINDOW, fetch};
-pub use handle::{Handle, Pack, SOCKET_FILE, TOKEN_FILE, URL_FILE, ensure_token, read_token};
+pub use handle::{
+    Handle, Pack, SOCKET_FILE, TOKEN_FILE, URL_FILE, bundle_record, ensure_token, read_token,
+};
 pub use network::{
     DEFAULT_ATTEMPTS, DEFAULT_LEASE, JobInfo, JobLogs, JobProgress, JobState, MAX_LIVE_JOBS,
     MAX_SHARDS, RECENT_JOBS, Submission, TaskInfo,

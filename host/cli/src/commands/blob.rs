@@ -149,14 +149,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
             if g.json {
                 return print_json(&blobs);
             }
-            for b in blobs {
-                let pin = if b.pinned { "  pinned" } else { "" };
-                println!(
-                    "{}  {:>12}{pin}",
-                    b.id,
-                    p2pc_types::ByteSize(b.len).to_string()
-                );
-            }
+            show(&blobs);
             Ok(())
         }
         Command::Rm { cids } => {
@@ -231,14 +224,7 @@ fn through_api(api: &Api, cmd: Command, g: &Global) -> anyhow::Result<()> {
             if g.json {
                 return print_json(&blobs);
             }
-            for b in blobs {
-                let pin = if b.pinned { "  pinned" } else { "" };
-                println!(
-                    "{}  {:>12}{pin}",
-                    b.id,
-                    p2pc_types::ByteSize(b.len).to_string()
-                );
-            }
+            show(&blobs);
             Ok(())
         }
         Command::Pin { cid } => {
@@ -253,5 +239,17 @@ fn through_api(api: &Api, cmd: Command, g: &Global) -> anyhow::Result<()> {
             "the node is running and holds its store; stop it (`p2pctl node drain`, then stop) to remove blobs or collect garbage"
         ),
         Command::Fetch { .. } => unreachable!("handled before"),
+    }
+}
+
+/// `blob ls` as text.
+fn show(blobs: &[BlobInfo]) {
+    for b in blobs {
+        let pin = if b.pinned { "  pinned" } else { "" };
+        println!(
+            "{}  {:>12}{pin}",
+            b.id,
+            p2pc_types::ByteSize(b.len).to_string()
+        );
     }
 }

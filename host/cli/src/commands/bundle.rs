@@ -129,19 +129,7 @@ pub fn run(cmd: Command, g: &Global) -> anyhow::Result<()> {
         Command::Add { bundle, trust } => {
             let file = read(&bundle)?;
             let v = verify(&file, &policy(&trust, g)?)?;
-            let record = p2pc_store::BundleRecord {
-                id: p2pc_store::Cid(v.id),
-                name: v.manifest.name.clone(),
-                version: v.manifest.version.clone(),
-                world: if v.manifest.world.is_empty() {
-                    v.manifest.executor().to_owned()
-                } else {
-                    v.manifest.world.clone()
-                },
-                publisher: v.publisher.to_string(),
-                component: p2pc_store::Cid::of(&v.component),
-                file: p2pc_store::Cid([0; 32]),
-            };
+            let record = p2pc_node::bundle_record(&v);
             let record = g.store()?.put_bundle(record, &file.to_bytes())?;
             if g.json {
                 return print_json(&record);
