@@ -29,15 +29,13 @@ pub const URL_FILE: &str = "api.url";
 /// A cheap, cloneable handle on a running node's services.
 #[derive(Clone)]
 pub struct Handle {
-    services: Services,
+    pub(crate) services: Services,
 }
 
 impl ComputeNode {
     /// A handle for a client such as the gateway.
     pub fn handle(&self) -> Handle {
-        Handle {
-            services: self.services.clone(),
-        }
+        (**self).clone()
     }
 }
 

@@ -3,7 +3,6 @@
 //! handles to the inbound router, and answers for them. It holds no state
 //! of its own beyond those handles.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,11 +13,11 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::api::{LedgerAnswer, LedgerRequest};
+use crate::handle::Handle;
 use crate::inbound::Router;
 use crate::market::Market;
 use crate::messages::ADVERT_TOPIC;
-use crate::network::{JobInfo, JobLogs, Network, Submission};
+use crate::network::Network;
 use crate::pay::Payments;
 use crate::replica::{LEDGER_TOPIC, Replica};
 use crate::scores::PeerScores;
@@ -215,9 +214,11 @@ impl Services {
 }
 
 /// A running node. Dropping it does not stop it; call
-/// [`shutdown`](Self::shutdown).
+/// [`shutdown`](Self::shutdown). It derefs to its [`Handle`], so every
+/// client call (`submit`, `job`, `wait`, `status`, …) is also a method of
+/// the node.
 pub struct ComputeNode {
-    pub(crate) services: Services,
+    handle: Handle,
     tasks: Vec<JoinHandle<()>>,
     listen: Vec<Multiaddr>,
 }
@@ -340,7 +341,7 @@ impl ComputeNode {
         }
         info!(peer = %client.peer_id(), "node started");
         Ok(Self {
-            services,
+            handle: Handle { services },
             tasks,
             listen,
         })
@@ -348,37 +349,32 @@ impl ComputeNode {
 
     /// The fresh offers this node holds, cheapest first.
     pub fn offers(&self) -> Vec<crate::api::OfferView> {
-        self.services.offers()
+        self.handle.services.offers()
     }
 
     /// This node's price as a worker and what sets it.
     pub fn price(&self) -> crate::api::PriceView {
-        self.services.price()
+        self.handle.services.price()
     }
 
     /// What this node knows of `peer` as a worker, if anything.
     pub fn reputation(&self, peer: &PeerId) -> Option<crate::api::ReputationView> {
-        self.services.reputation(Some(peer)).pop()
+        self.handle.services.reputation(Some(peer)).pop()
     }
 
     /// The overlay client.
     pub fn client(&self) -> &Client {
-        &self.services.client
-    }
-
-    /// The node's store.
-    pub fn store(&self) -> &Store {
-        &self.services.store
+        &self.handle.services.client
     }
 
     /// The node's peer id.
     pub fn peer_id(&self) -> PeerId {
-        self.services.client.peer_id()
+        self.handle.services.client.peer_id()
     }
 
     /// The node's public key.
     pub fn public_key(&self) -> PublicKey {
-        self.services.public
+        self.handle.services.public
     }
 
     /// The addresses bound at start, each with `/p2p/<peer id>` appended.
@@ -389,126 +385,74 @@ impl ComputeNode {
             .collect()
     }
 
-    /// The data directory.
-    pub fn data_dir(&self) -> PathBuf {
-        self.services.config.node.data_dir.clone()
-    }
-
     /// Stores `bytes` as a blob and announces it.
     pub async fn put_blob(&self, bytes: &[u8]) -> Result<Cid> {
-        let store = self.services.store.clone();
+        let store = self.handle.services.store.clone();
         let bytes = bytes.to_vec();
         let info = crate::blocking(move || store.put_bytes(&bytes)).await?;
-        let _ = self.services.client.provide(info.id).await;
+        let _ = self.handle.services.client.provide(info.id).await;
         Ok(info.id)
-    }
-
-    /// Fetches blob `cid` from the network.
-    pub async fn fetch(&self, cid: Cid, hints: &[PeerId]) -> Result<crate::FetchStats> {
-        Ok(crate::fetch::fetch(&self.services.client, &self.services.store, cid, hints).await?)
-    }
-
-    /// What the node sees.
-    pub async fn status(&self) -> Result<Status> {
-        self.services.status().await
-    }
-
-    /// Submits a job; returns its id at once. Follow it with
-    /// [`job`](Self::job) or [`wait`](Self::wait).
-    pub async fn submit(&self, submission: Submission) -> Result<String> {
-        self.services.network.submit(submission).await
-    }
-
-    /// A job's record: where it stands, its worker, its progress.
-    pub async fn job(&self, id: &str) -> Result<JobInfo> {
-        self.services.network.job(id).await
-    }
-
-    /// The jobs this node keeps, newest first, at most `limit`.
-    pub async fn jobs(&self, limit: usize) -> Result<Vec<JobInfo>> {
-        self.services.network.jobs(limit).await
-    }
-
-    /// Waits up to `timeout` for a job to finish; returns its record as it
-    /// stands then.
-    pub async fn wait(&self, id: &str, timeout: Duration) -> Result<JobInfo> {
-        self.services.network.wait(id, timeout).await
-    }
-
-    /// A job's logs and stderr tail, as its worker's receipt carried them.
-    pub async fn logs(&self, id: &str) -> Result<JobLogs> {
-        self.services.network.logs(id).await
     }
 
     /// Waits until every job record written so far is on disk (they are
     /// written in groups, a few milliseconds behind what `job` reports).
     pub async fn flush_records(&self) -> Result<()> {
-        self.services.network.flush().await
+        self.handle.services.network.flush().await
     }
 
     /// A finished job's output, read (verified) from the store.
     pub async fn output(&self, id: &str) -> Result<Vec<u8>> {
-        Ok(self.services.network.output(id).await?.to_vec())
-    }
-
-    /// Cancels a running job: nothing more is placed, and the holds of
-    /// tasks not answered are refunded at their deadlines.
-    pub fn cancel(&self, id: &str) -> Result<()> {
-        self.services.network.cancel(id)
+        Ok(self.handle.services.network.output(id).await?.to_vec())
     }
 
     /// Stops this node's worker taking new tasks (they are refused
     /// `draining`, and its advert says so); those running finish. Returns
     /// how many are running.
     pub fn drain(&self) -> usize {
-        self.services.worker.drain()
+        self.handle.services.worker.drain()
     }
 
     /// Peers' tasks running here now.
     pub fn running(&self) -> usize {
-        self.services.worker.running()
+        self.handle.services.worker.running()
     }
 
     /// The workers this node has heard adverts from.
     pub fn workers(&self) -> Vec<PeerId> {
-        self.services.network.workers()
+        self.handle.services.network.workers()
     }
 
     /// Process ids of the isolated wasm workers, when peers' wasm tasks
     /// run in them (`[executors.wasm] isolated = true`); `None` otherwise.
     pub fn isolated_workers(&self) -> Option<Vec<u32>> {
-        self.services.worker.pool().map(|p| p.idle_workers())
+        self.handle.services.worker.pool().map(|p| p.idle_workers())
     }
 
     /// Components the in-process wasm executor has compiled or loaded
     /// from its cache: zero on a node whose wasm tasks all ran isolated.
     pub fn in_process_loads(&self) -> u64 {
-        let s = self.services.worker.wasm().stats();
+        let s = self.handle.services.worker.wasm().stats();
         s.compiled
             .saturating_add(s.disk_hits)
             .saturating_add(s.memory_hits)
     }
 
-    /// Answers a ledger request as the control channel does.
-    pub async fn ledger(&self, request: LedgerRequest) -> Result<LedgerAnswer> {
-        self.services.replica()?.command(request).await
-    }
-
     /// A digest of the ledger's derived state: equal on replicas that
     /// hold the same ops.
     pub fn ledger_digest(&self) -> Option<[u8; 32]> {
-        self.services.replica.as_ref().map(Replica::digest)
+        self.handle.services.replica.as_ref().map(Replica::digest)
     }
 
     /// Pulls from `peer` every op it holds that this node lacks; returns
     /// how many were new.
     pub async fn ledger_sync(&self, peer: PeerId) -> Result<usize> {
-        self.services.replica()?.sync_with(peer).await
+        self.handle.services.replica()?.sync_with(peer).await
     }
 
     /// How many ops wait for this node's clock to reach their time.
     pub fn ledger_future_ops(&self) -> usize {
-        self.services
+        self.handle
+            .services
             .replica
             .as_ref()
             .map_or(0, Replica::future_ops)
@@ -518,19 +462,27 @@ impl ComputeNode {
     /// messages (ledger ops, offers); blocked at
     /// [`BLOCK_SCORE`](crate::BLOCK_SCORE).
     pub fn peer_score(&self, peer: &PeerId) -> i32 {
-        self.services.scores.score(peer)
+        self.handle.services.scores.score(peer)
     }
 
     /// Stops the node: ends jobs still running as lost, writes every
     /// pending job record, closes every connection and waits for its
     /// tasks.
     pub async fn shutdown(self) {
-        self.services.network.stop().await;
-        self.services.market.flush().await;
-        let _ = self.services.client.shutdown().await;
+        self.handle.services.network.stop().await;
+        self.handle.services.market.flush().await;
+        let _ = self.handle.services.client.shutdown().await;
         for t in self.tasks {
             t.abort();
             let _ = t.await;
         }
+    }
+}
+
+impl std::ops::Deref for ComputeNode {
+    type Target = Handle;
+
+    fn deref(&self) -> &Handle {
+        &self.handle
     }
 }
