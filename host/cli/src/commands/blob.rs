@@ -13,7 +13,8 @@ use crate::api::Api;
 use crate::context::{Global, print_json, write_atomically};
 
 /// Put, get, list and remove blobs: through the running node's API when
-/// one runs (and no `--data-dir` is given), else in the store directly.
+/// one runs in `--node DIR` (or, with neither `--node` nor `--data-dir`,
+/// in the default node directory), else in the store directly.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -95,7 +96,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    if g.data_dir.is_none()
+    // A node named with --node (or $P2PC_NODE) that runs wins; without one,
+    // the default node's, unless --data-dir names a store.
+    if (args.node.dir.is_some() || g.data_dir.is_none())
         && let Some(api) = args.node.running()
     {
         return through_api(&api, cmd, g);

@@ -147,6 +147,49 @@ fn three_node_processes_over_tcp_and_quic_run_a_job_submitted_through_the_cli() 
     let peers = env.run(&["node", "peers", "--node", &a.dir], b"", None);
     assert!(peers.status.success());
 
+    // The blob commands work while the node runs, through its API.
+    let data = p2pc_tests::pseudo_random(700_000, 9);
+    std::fs::write(env.path("blob.in"), &data).expect("write blob");
+    let blob_in = env.path("blob.in").display().to_string();
+    let put = env.run(
+        &["blob", "put", &blob_in, "--pin", "--node", &c.dir],
+        b"",
+        None,
+    );
+    assert!(put.status.success(), "put: {}", text(&put.stderr));
+    let cid = text(&put.stdout).trim().to_owned();
+    let out_path = env.path("blob.out").display().to_string();
+    let get = env.run(
+        &["blob", "get", &cid, "-o", &out_path, "--node", &c.dir],
+        b"",
+        None,
+    );
+    assert!(get.status.success(), "get: {}", text(&get.stderr));
+    assert_eq!(std::fs::read(&out_path).expect("read back"), data);
+    let ls = env.run(&["blob", "ls", "--node", &c.dir], b"", None);
+    assert!(
+        text(&ls.stdout).contains(&format!("{cid} ")),
+        "{}",
+        text(&ls.stdout)
+    );
+    assert!(text(&ls.stdout).contains("pinned"), "{}", text(&ls.stdout));
+    let unpin = env.run(&["blob", "unpin", &cid, "--node", &c.dir], b"", None);
+    assert!(unpin.status.success(), "{}", text(&unpin.stderr));
+    let rm = env.run(&["blob", "rm", &cid, "--node", &c.dir], b"", None);
+    assert!(!rm.status.success());
+    assert!(text(&rm.stderr).contains("stop it"), "{}", text(&rm.stderr));
+    // The token the API wants, and the URL it listens on.
+    let token = env.run(&["node", "token", "--node", &c.dir, "--json"], b"", None);
+    assert!(token.status.success(), "{}", text(&token.stderr));
+    let token: serde_json::Value = serde_json::from_slice(&token.stdout).expect("json");
+    assert_eq!(token["token"].as_str().map(str::len), Some(64));
+    assert!(
+        token["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://127.0.0.1:")),
+        "{token}"
+    );
+
     // A signed bundle, written where the CLI can read it.
     let publisher = p2pc_crypto::SecretKey::generate();
     let file = p2pc_testkit::bundle(
