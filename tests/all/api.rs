@@ -41,6 +41,17 @@ async fn gateway(cluster: &Cluster, i: usize) -> (p2pc_api::Gateway, String, Str
     (g, url, token)
 }
 
+/// A submitter and a worker it has heard.
+async fn two_nodes() -> Cluster {
+    let cluster = Cluster::start(2).await.expect("cluster");
+    eventually("a worker known", WAIT, || async {
+        (cluster.node(0).status().await.ok()?.workers_known >= 1).then_some(())
+    })
+    .await
+    .expect("worker");
+    cluster
+}
+
 struct Http {
     client: reqwest::Client,
     url: String,
@@ -123,12 +134,7 @@ fn hello() -> Vec<u8> {
 #[test]
 fn every_route_answers_over_http_and_every_client_mistake_is_a_clear_4xx() {
     block_on(async {
-        let cluster = Cluster::start(2).await.expect("cluster");
-        eventually("a worker known", WAIT, || async {
-            (cluster.node(0).status().await.ok()?.workers_known >= 1).then_some(())
-        })
-        .await
-        .expect("worker");
+        let cluster = two_nodes().await;
         let (g, url, token) = gateway(&cluster, 0).await;
         let http = Http::new(&url, &token);
         let bare = reqwest::Client::new();
@@ -469,12 +475,7 @@ fn every_route_answers_over_http_and_every_client_mistake_is_a_clear_4xx() {
 #[test]
 fn the_same_routes_answer_over_the_unix_socket_and_a_job_runs_to_done() {
     block_on(async {
-        let cluster = Cluster::start(2).await.expect("cluster");
-        eventually("a worker known", WAIT, || async {
-            (cluster.node(0).status().await.ok()?.workers_known >= 1).then_some(())
-        })
-        .await
-        .expect("worker");
+        let cluster = two_nodes().await;
         let (g, _, _) = gateway(&cluster, 0).await;
         let client = p2pc_api::Client::for_node(&cluster.node(0).data_dir()).expect("client");
         let status: p2pc_node::Status = client.get("/v1/node").await.expect("status");

@@ -81,23 +81,16 @@ impl Api {
     /// Streams `GET path` into the file at `dest`, replaced atomically;
     /// the bytes written.
     pub fn download_file(&self, path: &str, dest: &Path) -> anyhow::Result<u64> {
-        let dir = dest
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let tmp = tempfile::NamedTempFile::new_in(dir)
-            .with_context(|| format!("cannot write in {}", dir.display()))?;
-        let file = tmp.reopen().context("cannot reopen the temporary file")?;
-        let written = self.runtime.block_on(async {
-            let mut out =
-                tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(file));
-            self.client.download_to(path, &mut out).await
+        let mut written = 0;
+        crate::context::write_atomically(dest, |f| {
+            let file = f.try_clone().context("cannot reopen the temporary file")?;
+            written = self.runtime.block_on(async {
+                let mut out =
+                    tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(file));
+                self.client.download_to(path, &mut out).await
+            })?;
+            Ok(())
         })?;
-        tmp.as_file()
-            .sync_all()
-            .with_context(|| format!("cannot write {}", dest.display()))?;
-        tmp.persist(dest)
-            .with_context(|| format!("cannot write {}", dest.display()))?;
         Ok(written)
     }
 

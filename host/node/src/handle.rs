@@ -202,7 +202,7 @@ impl Handle {
             other => other.map_err(Error::from),
         })
         .await?;
-        let world = detect_world(&bytes).await?;
+        let world = detect_world(&bytes).await?.to_string();
         let (name, passphrase) = (pack.key.clone(), pack.passphrase.clone());
         let secret = crate::blocking(move || unlock(&keys, &name, passphrase.as_deref())).await?;
         let created = p2pc_crypto::now_unix();
@@ -313,7 +313,7 @@ fn unlock(dir: &Path, name: &str, passphrase: Option<&str>) -> Result<p2pc_crypt
 
 /// Loads the component in a throwaway sandbox to learn (and check) its
 /// world, so no bundle names a world its component does not have.
-async fn detect_world(component: &[u8]) -> Result<String> {
+pub async fn detect_world(component: &[u8]) -> Result<p2pc_sandbox::World> {
     let exec = p2pc_sandbox::WasmExecutor::new(p2pc_sandbox::Config {
         max_concurrent: 1,
         ..p2pc_sandbox::Config::default()
@@ -321,7 +321,7 @@ async fn detect_world(component: &[u8]) -> Result<String> {
     .map_err(|e| Error::Executor(e.to_string()))?;
     exec.load(component)
         .await
-        .map(|p| p.world().to_string())
+        .map(|p| p.world())
         .map_err(|e| Error::Control(format!("cannot bundle this component: {e}")))
 }
 

@@ -65,7 +65,8 @@ pub use config::{
 };
 pub use fetch::{FetchError, FetchStats, WINDOW, fetch};
 pub use handle::{
-    Handle, Pack, SOCKET_FILE, TOKEN_FILE, URL_FILE, bundle_record, ensure_token, read_token,
+    Handle, Pack, SOCKET_FILE, TOKEN_FILE, URL_FILE, bundle_record, detect_world, ensure_token,
+    read_token,
 };
 pub use network::{
     DEFAULT_ATTEMPTS, DEFAULT_LEASE, JobInfo, JobLogs, JobProgress, JobState, MAX_LIVE_JOBS,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use p2pc_crypto::{BundleFile, Manifest, TrustPolicy, VerifiedBundle, now_unix};
-use p2pc_sandbox::{ByteSize, Config, WasmExecutor};
+use p2pc_sandbox::ByteSize;
 
 use crate::context::{Global, LimitArgs, print_json, write_atomically};
 
@@ -226,16 +226,7 @@ fn detect_world(component: &[u8]) -> anyhow::Result<p2pc_sandbox::World> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(async {
-        let exec = WasmExecutor::new(Config {
-            max_concurrent: 1,
-            ..Config::default()
-        })?;
-        exec.load(component)
-            .await
-            .map(|p| p.world())
-            .map_err(|e| anyhow::anyhow!("cannot bundle this component: {e}"))
-    })
+    Ok(rt.block_on(p2pc_node::detect_world(component))?)
 }
 
 /// The trust policy named by `--trust` values: any publisher when empty.
