@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 mod client;
+pub mod events;
 mod extract;
 mod problem;
 mod routes;
@@ -24,7 +25,7 @@ mod serve;
 pub mod types;
 
 pub use client::{Body as ClientBody, Client, ClientError, Endpoint};
-pub use problem::{PROBLEM_JSON, Problem};
+pub use problem::{PROBLEM_JSON, Problem, Resume};
 pub use serve::{Gateway, Settings, router, serve, serve_with, url_of};
 
 use utoipa::OpenApi;
@@ -47,6 +48,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         (name = "jobs", description = "Jobs and their tasks"),
         (name = "ledger", description = "Credits, escrows and transfers"),
         (name = "market", description = "Offers, prices and reputation"),
+        (name = "events", description = "The event stream, over WebSocket or NDJSON"),
     )
 )]
 struct ApiDoc;
@@ -69,6 +71,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut api = ApiDoc::openapi();
     api.merge(routes::json_routes().split_for_parts().1);
     api.merge(routes::long_routes().split_for_parts().1);
+    api.merge(routes::stream_routes().split_for_parts().1);
+    api.merge(routes::metrics_routes().split_for_parts().1);
     api.info.version = env!("CARGO_PKG_VERSION").to_owned();
     api
 }

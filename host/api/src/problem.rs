@@ -19,6 +19,21 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong, and what to do about it.
     pub detail: String,
+    /// On a 410 from `/v1/events`: where the stream stands now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Resume>,
+}
+
+/// Where the event stream stands, for a client whose resume point is
+/// gone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Resume {
+    /// The stream's epoch now.
+    pub epoch: String,
+    /// The oldest event kept.
+    pub oldest: u64,
+    /// The newest event published.
+    pub newest: u64,
 }
 
 /// The media type of a problem.
@@ -32,6 +47,7 @@ impl Problem {
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail: detail.into(),
+            resume: None,
         }
     }
 

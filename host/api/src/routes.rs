@@ -36,6 +36,10 @@ pub(crate) struct Shared {
     pub(crate) node: Handle,
     /// The largest blob or bundle upload, bytes.
     pub(crate) max_upload: u64,
+    /// One permit per event stream open (`[api] events_clients`).
+    pub(crate) event_slots: Arc<tokio::sync::Semaphore>,
+    /// `[api] events_send_timeout`.
+    pub(crate) events_send_timeout: Duration,
 }
 
 /// The longest `?wait=` a job read may ask for.
@@ -72,6 +76,20 @@ pub(crate) fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(market_price))
         .routes(routes!(reputation_all))
         .routes(routes!(reputation_one))
+        .routes(routes!(node_history))
+        .routes(routes!(node_health))
+}
+
+/// The event stream: open for as long as the client follows, outside the
+/// request timeout and the concurrency bound (`[api] events_clients`
+/// bounds it instead).
+pub(crate) fn stream_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(crate::events::events))
+}
+
+/// `/metrics`, behind the token unless `[api] metrics_public`.
+pub(crate) fn metrics_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics))
 }
 
 /// The routes that stream or wait, with no overall deadline: a 1 GiB
@@ -117,6 +135,47 @@ async fn blocking<T: Send + 'static>(
 }
 
 // ---- node ----
+
+/// A day of a few series, one point a minute (`[api] history_step`):
+/// peers' tasks run here by outcome, fuel, price, balance, peers.
+#[utoipa::path(get, path = "/v1/history", tag = "node", params(HistoryQuery),
+    responses((status = 200, body = p2pc_node::Timeline), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn node_history(
+    State(s): State<AppState>,
+    Query(q): Query<HistoryQuery>,
+) -> Json<p2pc_node::Timeline> {
+    Json(s.node.history(q.since_unix_ms))
+}
+
+/// The health checker's findings, each with its severity, evidence and
+/// what to do (checked at most once a second; every `[health] interval`
+/// anyway).
+#[utoipa::path(get, path = "/v1/health", tag = "node",
+    responses((status = 200, body = p2pc_node::HealthReport), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn node_health(State(s): State<AppState>) -> Json<p2pc_node::HealthReport> {
+    Json(s.node.health().await)
+}
+
+/// Prometheus metrics, as Prometheus text (0.0.4), or OpenMetrics text
+/// when the `Accept` header asks for `application/openmetrics-text`. Needs
+/// the token unless `[api] metrics_public = true`.
+#[utoipa::path(get, path = "/metrics", tag = "node",
+    responses((status = 200, description = "The metrics", body = String, content_type = "text/plain"),
+        (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let text = s.node.metrics_text(openmetrics).await;
+    let kind = if openmetrics {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    } else {
+        "text/plain; version=0.0.4; charset=utf-8"
+    };
+    ([(header::CONTENT_TYPE, kind)], text).into_response()
+}
 
 /// What the node sees: peers, slots, jobs, uptime.
 #[utoipa::path(get, path = "/v1/node", tag = "node",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
@@ -183,12 +183,16 @@ fn umask(mask: u32) -> u32 {
 }
 
 /// The whole application: the `/v1` routes behind the token, `/healthz`
-/// and the OpenAPI document open, all under one concurrency bound.
+/// and the OpenAPI document open (and `/metrics`, if `[api]
+/// metrics_public`), all but the event streams under one concurrency
+/// bound; every request matched to a route is counted in the metrics.
 pub fn router(node: Handle, settings: &Settings) -> Router {
     let api = &settings.api;
     let state: AppState = Arc::new(routes::Shared {
-        node,
+        node: node.clone(),
         max_upload: api.max_upload.bytes(),
+        event_slots: crate::events::slots(api.events_clients),
+        events_send_timeout: api.events_send_timeout,
     });
     let max_body = usize::try_from(api.max_body.bytes()).unwrap_or(usize::MAX);
     let (json, _) = routes::json_routes().split_for_parts();
@@ -203,13 +207,24 @@ pub fn router(node: Handle, settings: &Settings) -> Router {
     let long = long
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyTimeoutLayer::new(api.request_timeout));
+    let (metrics, _) = routes::metrics_routes().split_for_parts();
+    let metrics = metrics.layer(TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        api.request_timeout,
+    ));
+    let (streams, _) = routes::stream_routes().split_for_parts();
     let token: Arc<str> = settings.token.as_str().into();
-    let v1 = json
-        .merge(long)
-        .route_layer(from_fn_with_state(token, require_token))
-        .with_state(state);
+    let mut guarded = json.merge(long);
+    if !api.metrics_public {
+        guarded = guarded.merge(metrics.clone());
+    }
+    let limit = GlobalConcurrencyLimitLayer::new(api.concurrency.max(1));
+    let guarded = guarded
+        .route_layer(from_fn_with_state(token.clone(), require_token))
+        .layer(limit.clone());
+    let streams = streams.route_layer(from_fn_with_state(token, require_token));
     let doc: Arc<str> = crate::openapi_json().into();
-    let open = Router::new()
+    let mut open = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/v1/openapi.json",
@@ -223,19 +238,29 @@ pub fn router(node: Handle, settings: &Settings) -> Router {
                 }
             }),
         );
-    let mut app = Router::new()
-        .merge(v1)
+    if api.metrics_public {
+        open = open.merge(metrics);
+    }
+    let open = open.layer(limit);
+    let (n404, n405) = (node.clone(), node.clone());
+    let mut app = guarded
+        .merge(streams)
         .merge(open)
-        .fallback(|| async {
-            Problem::not_found("no such route; the routes are listed at /v1/openapi.json")
+        .route_layer(from_fn_with_state(node, count))
+        .with_state(state)
+        .fallback(move || {
+            unmatched(&n404, StatusCode::NOT_FOUND);
+            async { Problem::not_found("no such route; the routes are listed at /v1/openapi.json") }
         })
-        .method_not_allowed_fallback(|| async {
-            Problem::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "this route does not take that method; see /v1/openapi.json",
-            )
-        })
-        .layer(GlobalConcurrencyLimitLayer::new(api.concurrency.max(1)));
+        .method_not_allowed_fallback(move || {
+            unmatched(&n405, StatusCode::METHOD_NOT_ALLOWED);
+            async {
+                Problem::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "this route does not take that method; see /v1/openapi.json",
+                )
+            }
+        });
     if !api.cors_origins.is_empty() {
         let origins: Vec<HeaderValue> = api
             .cors_origins
@@ -250,6 +275,31 @@ pub fn router(node: Handle, settings: &Settings) -> Router {
         );
     }
     app
+}
+
+/// Counts a request by its route's template, method and status.
+async fn count(State(node): State<Handle>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    node.count_request(&p2pc_node::ApiRequest {
+        route,
+        method,
+        status: response.status().as_u16(),
+    });
+    response
+}
+
+fn unmatched(node: &Handle, status: StatusCode) {
+    node.count_request(&p2pc_node::ApiRequest {
+        route: "unmatched".into(),
+        method: String::new(),
+        status: status.as_u16(),
+    });
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -193,6 +193,14 @@ pub struct AccountQuery {
     pub limit: Option<u64>,
 }
 
+/// Which points of the history to send.
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Only points after this time (Unix ms); all 1,440 if absent.
+    pub since_unix_ms: Option<u64>,
+}
+
 /// The answer to a cancellation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Cancelled {

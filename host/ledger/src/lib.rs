@@ -35,6 +35,6 @@ pub use op::{
     TaskHold, cosign, cost, decision_bytes,
 };
 pub use state::{
-    AccountRow, ArbiterPolicy, CreditManager, Dirty, Escrow, Genesis, Insert, Proof, Reject,
+    AccountRow, ArbiterPolicy, CreditManager, Dirty, Escrow, Genesis, Insert, Proof, Reject, Supply,
 };
-pub use store::{Ledger, LedgerError, Persister, Report};
+pub use store::{Audit, Ledger, LedgerError, Persister, Report};

@@ -269,6 +269,28 @@ pub struct Dirty {
     pub escrows: BTreeSet<OpId>,
 }
 
+/// Where a replica's credits are: spendable balances, credits sent but
+/// not yet claimed by their receivers, and credits held in open escrows
+/// (with their bonds). They add up to the credits minted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Supply {
+    /// Spendable balances.
+    pub spendable: u128,
+    /// Sent, not yet claimed.
+    pub unclaimed: u128,
+    /// Locked in open escrows and their bonds.
+    pub held: u128,
+    /// Minted.
+    pub minted: u128,
+}
+
+impl Supply {
+    /// Whether the parts add up to the credits minted.
+    pub fn balanced(&self) -> bool {
+        self.spendable + self.unclaimed + self.held == self.minted
+    }
+}
+
 /// An account's derived row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AccountRow {
@@ -1166,10 +1188,8 @@ impl CreditManager {
         *h.finalize().as_bytes()
     }
 
-    /// Checks the invariants: credits are conserved (spendable, unclaimed
-    /// and held credits add up to those minted), no escrow is paid out
-    /// twice, and recomputing the state from the ops gives the same state.
-    pub fn verify(&self) -> Result<(), String> {
+    /// Where the credits minted are now, on this replica.
+    pub fn supply(&self) -> Supply {
         let spendable: u128 = self.accounts.values().map(|a| u128::from(a.balance)).sum();
         let claimed: BTreeSet<(PublicKey, OpId)> = self
             .accounts
@@ -1197,6 +1217,24 @@ impl CreditManager {
                     }
             })
             .sum();
+        Supply {
+            spendable,
+            unclaimed,
+            held,
+            minted: self.minted,
+        }
+    }
+
+    /// Checks the invariants: credits are conserved (spendable, unclaimed
+    /// and held credits add up to those minted), no escrow is paid out
+    /// twice, and recomputing the state from the ops gives the same state.
+    pub fn verify(&self) -> Result<(), String> {
+        let Supply {
+            spendable,
+            unclaimed,
+            held,
+            ..
+        } = self.supply();
         if spendable + unclaimed + held != self.minted {
             return Err(format!(
                 "supply drift: spendable {spendable} + unclaimed {unclaimed} + held {held} != minted {}",

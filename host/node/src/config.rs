@@ -48,6 +48,17 @@
 //!
 //! [jobs]
 //! keep = "7d"                          # finished jobs' records and outputs kept this long
+//!
+//! [api]                                # the gateway; see docs/api.md
+//! listen = "127.0.0.1:7420"            # "off": the Unix socket only
+//! metrics_public = false               # /metrics without the token
+//! events_buffer = 4096                 # events kept for ?since= resumes
+//! history_step = "1m"                  # /v1/history: 1,440 points of this step
+//!
+//! [health]
+//! interval = "30s"                     # how often the checks run
+//! min_peers = 1                        # fewer is a warning
+//! disk_free_percent = 5                # less free is a warning
 //! ```
 //!
 //! Environment overrides: `P2PC_LISTEN` and `P2PC_BOOTSTRAP` (comma
@@ -88,6 +99,8 @@ pub struct NodeConfig {
     pub reputation: ReputationSection,
     /// `[api]`.
     pub api: ApiSection,
+    /// `[health]`.
+    pub health: HealthSection,
     /// Fault hooks for tests: never read from `node.toml`.
     #[doc(hidden)]
     #[serde(skip)]
@@ -174,6 +187,22 @@ pub struct ApiSection {
     /// answered within this long.
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,
+    /// Serve `/metrics` without the token (for a Prometheus server that
+    /// cannot send one). The metrics say how busy the node is, not what
+    /// it runs.
+    pub metrics_public: bool,
+    /// Events kept for clients that resume with `?since=`; a client
+    /// further behind than this is dropped.
+    pub events_buffer: usize,
+    /// Event streams served at once; more are refused (503).
+    pub events_clients: usize,
+    /// A client that takes longer than this to take one event is dropped.
+    #[serde(deserialize_with = "duration")]
+    pub events_send_timeout: Duration,
+    /// The step of `/v1/history`: one point this often, 1,440 points kept
+    /// (24 hours at the default minute).
+    #[serde(deserialize_with = "duration")]
+    pub history_step: Duration,
 }
 
 impl Default for ApiSection {
@@ -187,6 +216,11 @@ impl Default for ApiSection {
             concurrency: 256,
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
+            metrics_public: false,
+            events_buffer: 4096,
+            events_clients: 64,
+            events_send_timeout: Duration::from_secs(10),
+            history_step: Duration::from_secs(60),
         }
     }
 }
@@ -213,6 +247,54 @@ impl ApiSection {
             return Err(Error::Config("[api] concurrency must be at least 1".into()));
         }
         Ok(Some(addr))
+    }
+
+    /// Checks the settings that do not depend on the listener.
+    pub fn check(&self) -> Result<()> {
+        if self.events_buffer == 0 || self.events_buffer > 1_000_000 {
+            return Err(Error::Config(
+                "[api] events_buffer must be between 1 and 1000000".into(),
+            ));
+        }
+        if self.history_step < Duration::from_millis(10) {
+            return Err(Error::Config(
+                "[api] history_step must be at least 10ms".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[health]`: the network health checker's period and thresholds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSection {
+    /// How often the checks run (and `GET /v1/health` runs them when the
+    /// last run is older than a second).
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    /// Fewer peers connected than this is a warning.
+    pub min_peers: usize,
+    /// Less free disk than this share of the data directory's file system
+    /// is a warning; a fifth of it is critical.
+    pub disk_free_percent: f64,
+    /// A worker whose failures and timeouts are this many times the
+    /// network's rate (over at least 5 tasks) is a warning.
+    pub failure_factor: f64,
+    /// An offer priced this many times above or below the median is a
+    /// warning.
+    pub price_factor: f64,
+}
+
+impl Default for HealthSection {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            min_peers: 1,
+            disk_free_percent: 5.0,
+            failure_factor: 3.0,
+            price_factor: 10.0,
+        }
     }
 }
 

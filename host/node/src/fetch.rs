@@ -34,6 +34,9 @@ pub struct FetchStats {
     pub bytes: u64,
     /// Chunks received over the network (the rest were already here).
     pub chunks_fetched: usize,
+    /// Their bytes.
+    #[serde(default)]
+    pub bytes_fetched: u64,
     /// Providers that sent at least one good chunk.
     pub peers_used: usize,
     /// Providers dropped for sending data that failed verification.
@@ -152,6 +155,7 @@ pub async fn fetch(
     let mut used: HashSet<PeerId> = HashSet::new();
     let mut pending = FuturesUnordered::new();
     let mut fetched = 0usize;
+    let mut fetched_bytes = 0u64;
     let mut since_flush = 0usize;
 
     loop {
@@ -202,6 +206,7 @@ pub async fn fetch(
                         Ok(added) => {
                             if added {
                                 fetched += 1;
+                                fetched_bytes += bytes.len() as u64;
                                 since_flush += 1;
                             }
                             used.insert(peer);
@@ -265,9 +270,23 @@ pub async fn fetch(
     Ok(FetchStats {
         bytes,
         chunks_fetched: fetched,
+        bytes_fetched: fetched_bytes,
         peers_used: used.len(),
         bad_peers,
     })
+}
+
+/// [`fetch`], counting the bytes received in the node's metrics.
+pub(crate) async fn fetch_counted(
+    client: &Client,
+    store: &Store,
+    cid: Cid,
+    hints: &[PeerId],
+    metrics: &crate::metrics::Metrics,
+) -> Result<FetchStats, FetchError> {
+    let stats = fetch(client, store, cid, hints).await?;
+    metrics.blob_bytes("in", stats.bytes_fetched);
+    Ok(stats)
 }
 
 /// Syncs what an import holds so far, off the async threads.

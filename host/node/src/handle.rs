@@ -107,6 +107,63 @@ impl Handle {
         }
     }
 
+    /// The event stream.
+    pub fn events(&self) -> &crate::Events {
+        &self.services.telemetry.events
+    }
+
+    /// The metrics in Prometheus text (0.0.4), or in OpenMetrics text;
+    /// gauges are read from the services first.
+    pub async fn metrics_text(&self, openmetrics: bool) -> String {
+        let s = &self.services;
+        let m = &s.telemetry.metrics;
+        let (submitted, running) = s.network.live_states();
+        for (state, n) in [("submitted", submitted), ("running", running)] {
+            m.jobs
+                .get_or_create(&crate::metrics::State {
+                    state: state.to_owned(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        m.peers
+            .set(i64::try_from(s.client.peer_count()).unwrap_or(i64::MAX));
+        m.uptime
+            .set(i64::try_from(s.started.elapsed().as_secs()).unwrap_or(i64::MAX));
+        if let Some(r) = &s.replica
+            && let Ok((locked, balance)) = r.locked_and_balance().await
+        {
+            m.escrow_locked
+                .set(i64::try_from(locked).unwrap_or(i64::MAX));
+            m.balance.set(i64::try_from(balance).unwrap_or(i64::MAX));
+        }
+        if s.replica.is_some() && s.config.market.base_price > 0 {
+            m.price
+                .set(i64::try_from(s.market.price()).unwrap_or(i64::MAX));
+        }
+        m.encode(openmetrics)
+    }
+
+    /// Counts one gateway request.
+    pub fn count_request(&self, request: &crate::ApiRequest) {
+        self.services
+            .telemetry
+            .metrics
+            .api_requests
+            .get_or_create(request)
+            .inc();
+    }
+
+    /// The history, the points after `since_unix_ms` only if given.
+    pub fn history(&self, since_unix_ms: Option<u64>) -> crate::Timeline {
+        self.services.history.get(since_unix_ms)
+    }
+
+    /// The health checker's findings: the last run's if it is younger
+    /// than a second, otherwise a new run's.
+    pub async fn health(&self) -> crate::HealthReport {
+        self.services.health.check(Duration::from_secs(1)).await
+    }
+
     /// Stops taking new tasks; those running finish.
     pub fn drain(&self) -> Drained {
         let running = self.services.worker.drain();
@@ -123,7 +180,14 @@ impl Handle {
 
     /// Fetches a blob from the network, asking `hints` first.
     pub async fn fetch(&self, cid: Cid, hints: &[PeerId]) -> Result<FetchStats> {
-        Ok(crate::fetch::fetch(&self.services.client, &self.services.store, cid, hints).await?)
+        Ok(crate::fetch::fetch_counted(
+            &self.services.client,
+            &self.services.store,
+            cid,
+            hints,
+            &self.services.telemetry.metrics,
+        )
+        .await?)
     }
 
     /// Verifies a signed bundle file and keeps it.

@@ -12,7 +12,9 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tracing::debug;
 
+use crate::events::EventKind;
 use crate::messages::{ADVERT_TOPIC, TaskReply, TaskRequest};
+use crate::metrics::Telemetry;
 use crate::network::Network;
 use crate::pay::Payments;
 use crate::replica::{LEDGER_TOPIC, Replica};
@@ -26,6 +28,7 @@ pub(crate) struct Router {
     network: Network,
     replica: Option<Replica>,
     payments: Option<Payments>,
+    telemetry: Telemetry,
 }
 
 impl Router {
@@ -36,6 +39,7 @@ impl Router {
         network: Network,
         replica: Option<Replica>,
         payments: Option<Payments>,
+        telemetry: Telemetry,
     ) -> Self {
         Self {
             client,
@@ -44,6 +48,7 @@ impl Router {
             network,
             replica,
             payments,
+            telemetry,
         }
     }
 
@@ -61,6 +66,7 @@ impl Router {
             } => {
                 let store = self.store.clone();
                 let client = self.client.clone();
+                let metrics = self.telemetry.metrics.clone();
                 tokio::spawn(async move {
                     let response =
                         tokio::task::spawn_blocking(move || crate::fetch::serve(&store, &request))
@@ -68,6 +74,8 @@ impl Router {
                             .unwrap_or_else(|_| {
                                 ChunkResponse::with_status(ChunkStatus::Unavailable)
                             });
+                    let sent: usize = response.chunks.iter().map(|c| c.len()).sum();
+                    metrics.blob_bytes("out", sent as u64);
                     let _ = client.respond_chunk(channel, response).await;
                 });
             }
@@ -141,11 +149,19 @@ impl Router {
             }
             Inbound::Connected(peer) => {
                 debug!(%peer, "peer connected");
+                self.telemetry.events.publish(EventKind::PeerConnected {
+                    peer: peer.to_string(),
+                });
                 if let Some(replica) = &self.replica {
                     replica.on_connected(peer);
                 }
             }
-            Inbound::Disconnected(peer) => self.network.on_disconnected(&peer),
+            Inbound::Disconnected(peer) => {
+                self.telemetry.events.publish(EventKind::PeerDisconnected {
+                    peer: peer.to_string(),
+                });
+                self.network.on_disconnected(&peer);
+            }
         }
     }
 }

@@ -28,6 +28,11 @@
 //! - `scores`: peer scores for bad messages on any topic.
 //! - `handle`: [`Handle`], the typed, async face of the node its clients
 //!   get, and the API token's file.
+//! - `health`: the network health checker ([`HealthReport`]).
+//! - `history`: a day of a few series at one-minute steps ([`History`]).
+//!
+//! Every service reports through `events` (the numbered event stream,
+//! [`Events`]) and `metrics` (the Prometheus registry).
 //!
 //! `inbound` routes what the overlay delivers to those handles without
 //! ever waiting on disk or the overlay; `node` ([`ComputeNode`]) builds
@@ -36,20 +41,25 @@
 //! (multi-provider verified download), `signer` (the node's key), `api`.
 //!
 //! Modules depend on each other one way only:
-//! `config`, `messages`, `api`, `signer`, `fetch` ← `replica` ← `pay` ←
-//! `worker` ← `network` ← `inbound` ← `node` ← `control`. A service asks another only
-//! through its handle.
+//! `config`, `messages`, `api`, `signer`, `metrics`, `events`, `fetch` ←
+//! `replica` ← `pay` ← `worker` ← `network` ← `health`, `history` ←
+//! `inbound` ← `node` ← `handle`. A service asks another only through its
+//! handle.
 
 #![deny(missing_docs)]
 
 pub mod api;
 mod attempts;
 mod config;
+pub mod events;
 mod fetch;
 mod handle;
+pub mod health;
+pub mod history;
 mod inbound;
 mod market;
 pub mod messages;
+mod metrics;
 mod network;
 mod node;
 mod pay;
@@ -60,14 +70,18 @@ mod worker;
 
 pub use api::{LedgerAnswer, LedgerRequest};
 pub use config::{
-    ApiSection, ArbiterSection, Faults, JobsSection, LedgerSection, LimitsSection, MarketSection,
-    NodeConfig, NodeSection, ReputationSection, TrustSection,
+    ApiSection, ArbiterSection, Faults, HealthSection, JobsSection, LedgerSection, LimitsSection,
+    MarketSection, NodeConfig, NodeSection, ReputationSection, TrustSection,
 };
+pub use events::{Event, EventKind, Events, Gone};
 pub use fetch::{FetchError, FetchStats, WINDOW, fetch};
 pub use handle::{
     Handle, Pack, SOCKET_FILE, TOKEN_FILE, URL_FILE, bundle_record, detect_world, ensure_token,
     read_token,
 };
+pub use health::{Finding, HealthReport, Severity};
+pub use history::{Point, Timeline};
+pub use metrics::ApiRequest;
 pub use network::{
     DEFAULT_ATTEMPTS, DEFAULT_LEASE, JobInfo, JobLogs, JobProgress, JobState, MAX_LIVE_JOBS,
     MAX_SHARDS, RECENT_JOBS, Submission, TaskInfo,

@@ -35,11 +35,13 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::attempts::{Effect, Event, Task};
+use crate::events::EventKind;
 use crate::market::Market;
 use crate::messages::{
     ADVERT_KIND, Advert, CallKind, INLINE_BYTES, PROGRESS_KIND, Progress, Receipt, ReduceInput,
     TASK_KIND, TaskReply, TaskRequest, TaskSpec, blob_id, check_receipt, now_unix_ms,
 };
+use crate::metrics::Telemetry;
 use crate::pay::Payments;
 use crate::scores::PeerScores;
 use crate::signer::Signer;
@@ -369,9 +371,169 @@ struct JobWriteItem {
 /// A running job: its state for watchers, and what a progress report
 /// must match.
 struct Live {
-    info: watch::Sender<JobInfo>,
+    info: JobCell,
     /// Set by [`Network::cancel`].
     cancel: watch::Sender<bool>,
+}
+
+/// A running job's record as watchers see it. Every change goes through
+/// here, and what changed (the job's state, a task's, the progress) is
+/// published as events in the order it happened.
+struct JobCell {
+    tx: watch::Sender<JobInfo>,
+    telemetry: Telemetry,
+}
+
+/// The parts of a record events report on.
+struct Seen {
+    state: &'static str,
+    progress: Option<JobProgress>,
+    tasks: Vec<TaskSeen>,
+}
+
+#[derive(PartialEq)]
+struct TaskSeen {
+    state: String,
+    worker: Option<String>,
+    outcome: Option<String>,
+    cost: Option<u64>,
+}
+
+impl Seen {
+    fn of(info: &JobInfo) -> Self {
+        Self {
+            state: info.status.name(),
+            progress: info.progress,
+            tasks: info
+                .tasks
+                .iter()
+                .map(|t| TaskSeen {
+                    state: t.state.clone(),
+                    worker: t.worker.clone(),
+                    outcome: t.outcome.clone(),
+                    cost: t.cost,
+                })
+                .collect(),
+        }
+    }
+
+    /// What changed from `self` to `now`, in the order a reader expects:
+    /// a job that ends does so after its tasks.
+    fn changes(&self, now: &JobInfo) -> Vec<EventKind> {
+        let mut tasks = Vec::new();
+        for (i, t) in now.tasks.iter().enumerate() {
+            let seen = TaskSeen {
+                state: t.state.clone(),
+                worker: t.worker.clone(),
+                outcome: t.outcome.clone(),
+                cost: t.cost,
+            };
+            if self.tasks.get(i) != Some(&seen) {
+                tasks.push(EventKind::TaskState {
+                    job: now.id.clone(),
+                    task_id: t.task_id.clone(),
+                    attempt: t.attempt,
+                    step: t.step.clone(),
+                    state: t.state.clone(),
+                    worker: t.worker.clone(),
+                    outcome: t.outcome.clone(),
+                    message: t.message.clone(),
+                    fuel_used: t.fuel_used,
+                    cost: t.cost,
+                });
+            }
+        }
+        let mut out = Vec::new();
+        let job = (self.state != now.status.name()).then(|| job_event(now));
+        let ends = now.status.is_final();
+        if !ends {
+            out.extend(job.clone());
+        }
+        out.extend(tasks);
+        if let Some(p) = now.progress
+            && self.progress != now.progress
+        {
+            out.push(EventKind::Progress {
+                job: now.id.clone(),
+                done: p.done,
+                total: p.total,
+            });
+        }
+        if ends {
+            out.extend(job);
+        }
+        out
+    }
+}
+
+fn job_event(info: &JobInfo) -> EventKind {
+    let detail = match &info.status {
+        JobState::Submitted | JobState::Running { .. } => None,
+        JobState::Done {
+            outcome, message, ..
+        } => Some(if outcome == "ok" {
+            "ok".to_owned()
+        } else {
+            format!("{outcome}: {message}")
+        }),
+        JobState::Failed { error } => Some(error.clone()),
+        JobState::Lost { reason } => Some(reason.clone()),
+        JobState::Cancelled { finished } => Some(format!("{finished} tasks had finished")),
+    };
+    EventKind::JobState {
+        job: info.id.clone(),
+        name: info.name.clone(),
+        state: info.status.name().to_owned(),
+        detail,
+    }
+}
+
+impl JobCell {
+    /// A new job's cell; its `submitted` event is published.
+    fn new(info: JobInfo, telemetry: Telemetry) -> Self {
+        telemetry.events.publish(job_event(&info));
+        Self {
+            tx: watch::Sender::new(info),
+            telemetry,
+        }
+    }
+
+    fn borrow(&self) -> watch::Ref<'_, JobInfo> {
+        self.tx.borrow()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<JobInfo> {
+        self.tx.subscribe()
+    }
+
+    fn send_modify(&self, f: impl FnOnce(&mut JobInfo)) {
+        let mut events = Vec::new();
+        self.tx.send_modify(|info| {
+            let before = Seen::of(info);
+            f(info);
+            events = before.changes(info);
+        });
+        for e in events {
+            self.telemetry.events.publish(e);
+        }
+    }
+
+    fn send_replace(&self, info: JobInfo) {
+        let events = Seen::of(&self.tx.borrow()).changes(&info);
+        if info.status.is_final() {
+            self.telemetry
+                .metrics
+                .jobs_finished
+                .get_or_create(&crate::metrics::State {
+                    state: info.status.name().to_owned(),
+                })
+                .inc();
+        }
+        self.tx.send_replace(info);
+        for e in events {
+            self.telemetry.events.publish(e);
+        }
+    }
 }
 
 /// A task sent and not yet answered: whom it went to, and when it was
@@ -418,6 +580,7 @@ struct Inner {
     writes: mpsc::Sender<Write>,
     /// Jobs with a record, running or finished.
     kept: AtomicUsize,
+    telemetry: Telemetry,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -428,6 +591,10 @@ impl Network {
     /// Opens the job records: jobs left running by the last run of the
     /// node are marked lost, finished ones past `keep` are pruned. Starts
     /// the writer and the pruning task.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the handles of the services it uses, passed once at start"
+    )]
     pub(crate) async fn start(
         client: Client,
         store: Store,
@@ -436,6 +603,7 @@ impl Network {
         payments: Option<Payments>,
         market: Market,
         scores: PeerScores,
+        telemetry: Telemetry,
     ) -> Result<(Self, Vec<JoinHandle<()>>)> {
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
         let inner = Arc::new(Inner {
@@ -457,6 +625,7 @@ impl Network {
             stopping: std::sync::atomic::AtomicBool::new(false),
             writes,
             kept: AtomicUsize::new(0),
+            telemetry,
         });
         let kept = crate::blocking(move || recover(&store, keep)).await?;
         inner.kept.store(kept, Ordering::Relaxed);
@@ -526,6 +695,16 @@ impl Network {
             return;
         };
         lock(&self.inner.adverts).insert(source, offer, (opened.author, advert), now);
+    }
+
+    /// Live jobs by state: (submitted, running).
+    pub(crate) fn live_states(&self) -> (usize, usize) {
+        let live = lock(&self.inner.live);
+        let running = live
+            .values()
+            .filter(|l| matches!(l.info.borrow().status, JobState::Running { .. }))
+            .count();
+        (live.len() - running, running)
     }
 
     /// A peer's last connection closed.
@@ -895,7 +1074,7 @@ impl Network {
             validation: validation.to_string(),
             unreplicated: 0,
         };
-        let (state, _) = watch::channel(info.clone());
+        let state = JobCell::new(info.clone(), self.inner.telemetry.clone());
         {
             // Checked again where it counts: other submissions ran since.
             let mut live = lock(&self.inner.live);
@@ -2474,7 +2653,13 @@ impl Inner {
                 let left = timeout.saturating_sub(started.elapsed());
                 tokio::time::timeout(
                     left,
-                    crate::fetch::fetch(&self.client, &self.store, cid, &[worker]),
+                    crate::fetch::fetch_counted(
+                        &self.client,
+                        &self.store,
+                        cid,
+                        &[worker],
+                        &self.telemetry.metrics,
+                    ),
                 )
                 .await
                 .map_err(|_| {

@@ -13,10 +13,14 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::events::Events;
 use crate::handle::Handle;
+use crate::health::Health;
+use crate::history::Recorder;
 use crate::inbound::Router;
 use crate::market::Market;
 use crate::messages::ADVERT_TOPIC;
+use crate::metrics::{Metrics, Telemetry};
 use crate::network::Network;
 use crate::pay::Payments;
 use crate::replica::{LEDGER_TOPIC, Replica};
@@ -74,6 +78,9 @@ pub(crate) struct Services {
     pub(crate) names: Arc<(String, String)>,
     /// The blob count `status` shows, and when it was counted.
     pub(crate) blob_count: Arc<std::sync::Mutex<Option<(Instant, usize)>>>,
+    pub(crate) telemetry: Telemetry,
+    pub(crate) health: Health,
+    pub(crate) history: Recorder,
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -235,8 +242,14 @@ impl ComputeNode {
             let dir = data_dir.join("store");
             crate::blocking(move || Store::open(dir)).await?
         };
+        config.api.check()?;
         let ledger = crate::replica::open_ledger(&config)?;
         let (client, inbound, event_loop) = p2pc_net::new(&key, config.net())?;
+        let metrics = Arc::new(Metrics::new());
+        let telemetry = Telemetry {
+            events: Events::new(config.api.events_buffer, metrics.clone()),
+            metrics,
+        };
         let signer = Arc::new(Signer::new(key));
         let mut tasks = vec![tokio::spawn(event_loop.run())];
 
@@ -252,6 +265,7 @@ impl ComputeNode {
                     signer.clone(),
                     scores.clone(),
                     market.clone(),
+                    telemetry.clone(),
                 );
                 tasks.extend(replica_tasks);
                 Some(replica)
@@ -280,6 +294,7 @@ impl ComputeNode {
             signer.clone(),
             payments.clone(),
             market.clone(),
+            telemetry.clone(),
         )?;
         tasks.push(advertise);
         let (network, network_tasks) = Network::start(
@@ -290,9 +305,35 @@ impl ComputeNode {
             payments.clone(),
             market.clone(),
             scores.clone(),
+            telemetry.clone(),
         )
         .await?;
         tasks.extend(network_tasks);
+        let (health, health_task) = Health::start(crate::health::Sources {
+            client: client.clone(),
+            replica: replica.clone(),
+            network: network.clone(),
+            market: market.clone(),
+            data_dir: data_dir.clone(),
+            config: config.health.clone(),
+            sync_interval: config.ledger.sync_interval,
+            events: telemetry.events.clone(),
+            metrics: telemetry.metrics.clone(),
+        });
+        tasks.push(health_task);
+        let (history, history_task) = Recorder::start(
+            data_dir.clone(),
+            config.api.history_step,
+            crate::history::Sources {
+                client: client.clone(),
+                market: market.clone(),
+                replica: replica.clone(),
+                metrics: telemetry.metrics.clone(),
+                paid: replica.is_some() && config.market.base_price > 0,
+            },
+        )
+        .await;
+        tasks.push(history_task);
         let services = Services {
             client: client.clone(),
             store,
@@ -306,6 +347,9 @@ impl ComputeNode {
             started: Instant::now(),
             blob_count: Default::default(),
             names: Arc::new((client.peer_id().to_string(), signer.public().to_string())),
+            telemetry: telemetry.clone(),
+            health,
+            history,
         };
         let router = Router::new(
             services.client.clone(),
@@ -314,6 +358,7 @@ impl ComputeNode {
             services.network.clone(),
             services.replica.clone(),
             payments,
+            telemetry,
         );
         tasks.push(tokio::spawn(router.run(inbound)));
 

@@ -42,7 +42,9 @@ use crate::api::{
     Balance, Decision, HeldEscrow, History, Holds, LedgerAnswer, LedgerRequest, OpBody, OpView,
     Settled, Transferred, Verified,
 };
+use crate::events::EventKind;
 use crate::market::Market;
+use crate::metrics::Telemetry;
 use crate::scores::PeerScores;
 use crate::signer::Signer;
 use crate::{Error, NodeConfig, Result};
@@ -111,6 +113,27 @@ struct Inner {
     synced: Mutex<u64>,
     /// Ops waiting to be gossiped ([`OUTBOX`] at most).
     outbox: mpsc::Sender<Op>,
+    telemetry: Telemetry,
+    /// How the last anti-entropy pulls went, for the health checker.
+    sync_state: Mutex<SyncState>,
+}
+
+#[derive(Default)]
+struct SyncState {
+    last_ok: Option<std::time::Instant>,
+    behind: bool,
+    pulled: usize,
+}
+
+/// How this replica's anti-entropy has gone lately.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SyncView {
+    /// Since the last pull that completed.
+    pub(crate) last_ok_ago: Option<Duration>,
+    /// The last pull stopped with more to come.
+    pub(crate) behind: bool,
+    /// New ops the last completed pull brought.
+    pub(crate) pulled: usize,
 }
 
 /// Where an op stands in this replica.
@@ -143,6 +166,7 @@ impl Replica {
         signer: Arc<Signer>,
         scores: PeerScores,
         market: Market,
+        telemetry: Telemetry,
     ) -> (Self, Vec<JoinHandle<()>>) {
         let skew = u64::try_from(config.ledger.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
         let persister = ledger.persister();
@@ -162,6 +186,8 @@ impl Replica {
             parked: tokio::sync::Notify::new(),
             dropped: AtomicU64::new(0),
             changed: tokio::sync::watch::Sender::new(0),
+            telemetry,
+            sync_state: Mutex::new(SyncState::default()),
         });
         let (gossip, queue) = mpsc::channel(GOSSIP_QUEUE);
         let tasks = vec![
@@ -312,8 +338,10 @@ impl Replica {
                 let key = inner.signer.key();
                 let op = l.state().draft(key, time_ms, body);
                 checked(l.state(), &op)?;
-                l.insert_checked(op.clone())
+                let r = l
+                    .insert_checked(op.clone())
                     .map_err(|e| Error::Ledger(e.to_string()))?;
+                inner.stored(&op, &r);
                 // Counted under the lock, so the count follows the journal.
                 (op, inner.written.fetch_add(1, Ordering::SeqCst) + 1)
             };
@@ -370,6 +398,61 @@ impl Replica {
         self.inner.lock().state().digest()
     }
 
+    /// How anti-entropy has gone lately.
+    pub(crate) fn sync_view(&self) -> SyncView {
+        let s = self
+            .inner
+            .sync_state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        SyncView {
+            last_ok_ago: s.last_ok.map(|t| t.elapsed()),
+            behind: s.behind,
+            pulled: s.pulled,
+        }
+    }
+
+    /// Accounts proved to have equivocated, and whether each is this
+    /// node's own.
+    pub(crate) async fn liars(&self) -> Result<Vec<(String, bool)>> {
+        let me = self.inner.signer.public();
+        self.inner
+            .with(move |l| {
+                let mut v: Vec<(String, bool)> = l
+                    .state()
+                    .proofs()
+                    .iter()
+                    .map(|p| {
+                        let who = match p {
+                            Proof::Chain { account, .. } => account,
+                            Proof::Decision { signer, .. } => signer,
+                        };
+                        (who.to_string(), *who == me)
+                    })
+                    .collect();
+                v.sort();
+                v.dedup();
+                v
+            })
+            .await
+    }
+
+    /// The derived rows on disk against the live state.
+    pub(crate) async fn audit(&self) -> Result<p2pc_ledger::Audit> {
+        self.inner
+            .with(|l| l.audit())
+            .await?
+            .map_err(|e| Error::Ledger(e.to_string()))
+    }
+
+    /// Credits locked in open holds, and this node's spendable balance.
+    pub(crate) async fn locked_and_balance(&self) -> Result<(u128, u64)> {
+        let me = self.inner.signer.public();
+        self.inner
+            .with(move |l| (l.state().supply().held, l.state().balance(&me)))
+            .await
+    }
+
     /// Ops waiting for the clock.
     pub(crate) fn future_ops(&self) -> usize {
         self.inner.future().len()
@@ -417,6 +500,31 @@ impl Inner {
         tokio::task::spawn_blocking(move || f(&mut this.lock()))
             .await
             .map_err(|e| Error::Ledger(format!("ledger task failed: {e}")))
+    }
+
+    /// Reports an op the insert kept: an event and the counters.
+    fn stored(&self, op: &Op, r: &Insert) {
+        let result = match r {
+            Insert::Applied(n) => {
+                self.telemetry.metrics.ledger_applied.inc_by(*n as u64);
+                "applied"
+            }
+            Insert::Waiting => "waiting",
+            Insert::Equivocation => "equivocation",
+            Insert::Rejected(r) if !forged(&Insert::Rejected(r.clone())) => "refused",
+            Insert::Duplicate | Insert::Rejected(_) => return,
+        };
+        self.telemetry
+            .metrics
+            .ledger_ops
+            .get_or_create(&crate::metrics::Result_ { result })
+            .inc();
+        self.telemetry.events.publish(EventKind::LedgerOp {
+            op: hex::encode(op.id()),
+            author: op.author.to_string(),
+            kind: body_kind(&op.body).to_owned(),
+            result: result.to_owned(),
+        });
     }
 
     fn penalise(&self, peer: PeerId, why: &str) {
@@ -478,6 +586,11 @@ impl Inner {
                 // comes back by anti-entropy. This node's own are synced
                 // before they leave it (`sign`).
                 let results = l.insert_buffered(ready.clone());
+                if let Ok(results) = &results {
+                    for (op, r) in ready.iter().zip(results) {
+                        this.stored(op, r);
+                    }
+                }
                 // Who equivocated, by the proof's id: reputation evidence.
                 let liars: Vec<(PublicKey, [u8; 32])> = l.state().proofs()[before..]
                     .iter()
@@ -581,6 +694,7 @@ impl Inner {
 
     async fn pull(self: &Arc<Self>, peer: PeerId) -> Result<usize> {
         let mut total = 0;
+        let mut behind = false;
         for _ in 0..SYNC_ROUNDS {
             let request = self.with(|l| SyncRequest::of(l.state()).encode()).await?;
             let reply = self
@@ -606,9 +720,16 @@ impl Inner {
             self.gossip_ops(&taken.new);
             // Stop when the peer is done, or sends only what we hold or
             // have parked (a peer repeating itself must not keep us busy).
+            behind = more != 0;
             if more == 0 || (taken.new.is_empty() && taken.parked == 0) {
                 break;
             }
+        }
+        {
+            let mut s = self.sync_state.lock().unwrap_or_else(|e| e.into_inner());
+            s.last_ok = Some(std::time::Instant::now());
+            s.behind = behind && total > 0;
+            s.pulled = total;
         }
         if total > 0 {
             info!(%peer, ops = total, "ledger caught up");
@@ -760,6 +881,18 @@ fn decision(o: Outcome) -> Decision {
         Outcome::Pay { fuel_used } => Decision::Pay(fuel_used),
         Outcome::Refund => Decision::Refund,
         Outcome::Confirm => Decision::Confirm,
+    }
+}
+
+/// An op body's kind, as events and `ledger history` name it.
+pub(crate) fn body_kind(body: &Body) -> &'static str {
+    match body {
+        Body::Mint { .. } => "mint",
+        Body::Transfer { .. } => "transfer",
+        Body::Hold { .. } => "hold",
+        Body::TaskHold(_) => "task_hold",
+        Body::Bond { .. } => "bond",
+        Body::Decide(_) => "decide",
     }
 }
 

@@ -27,12 +27,14 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use crate::config::Faults;
+use crate::events::EventKind;
 use crate::market::Market;
 use crate::messages::{
     ADVERT_KIND, ADVERT_TOPIC, Advert, CallKind, INLINE_BYTES, MAX_DEADLINE_MS, PROGRESS_KIND,
     Progress, RECEIPT_KIND, RECEIPT_LOG_BYTES, RECEIPT_STDERR_BYTES, Receipt, ReceiptLog,
     ReduceInput, TASK_KIND, TaskReply, TaskRequest, TaskSpec, blob_id, now_unix_ms,
 };
+use crate::metrics::Telemetry;
 use crate::pay::{Payments, Unpaid};
 use crate::signer::Signer;
 use crate::{Error, LimitsSection, NodeConfig, Result};
@@ -91,6 +93,7 @@ struct Inner {
     market: Market,
     /// Test fault hooks.
     faults: Faults,
+    telemetry: Telemetry,
     seen_tasks: Mutex<HashMap<(PublicKey, Vec<u8>), u64>>,
     bundles: Mutex<HashMap<Cid, Arc<VerifiedBundle>>>,
 }
@@ -104,6 +107,7 @@ impl Worker {
         signer: Arc<Signer>,
         payments: Option<Payments>,
         market: Market,
+        telemetry: Telemetry,
     ) -> Result<(Self, JoinHandle<()>)> {
         let data_dir = &config.node.data_dir;
         let max_memory = config.limits.memory.max(ByteSize::mib(64));
@@ -171,6 +175,7 @@ impl Worker {
                 payments,
                 market,
                 faults: config.faults.clone(),
+                telemetry,
                 seen_tasks: Mutex::new(HashMap::new()),
                 bundles: Mutex::new(HashMap::new()),
             }),
@@ -240,7 +245,17 @@ impl Worker {
 
     /// Answers one task-protocol request from `peer`.
     pub(crate) async fn handle_task(&self, peer: PeerId, request: TaskRequest) -> TaskReply {
-        self.inner.handle_task(peer, request).await
+        let describe = request.describe;
+        let reply = self.inner.handle_task(peer, request).await;
+        if !describe && !reply.refused_code.is_empty() {
+            let t = &self.inner.telemetry;
+            t.metrics.task_refused(&reply.refused_code);
+            t.events.publish(EventKind::TaskRefused {
+                submitter: peer.to_string(),
+                code: reply.refused_code.clone(),
+            });
+        }
+        reply
     }
 }
 
@@ -406,7 +421,14 @@ impl Inner {
             }
             spec.inline_input.to_vec()
         } else {
-            if let Err(e) = crate::fetch::fetch(&self.client, &self.store, input_cid, &[peer]).await
+            if let Err(e) = crate::fetch::fetch_counted(
+                &self.client,
+                &self.store,
+                input_cid,
+                &[peer],
+                &self.telemetry.metrics,
+            )
+            .await
             {
                 return refuse("fetch_failed", format!("cannot fetch the input: {e}"));
             }
@@ -541,6 +563,17 @@ impl Inner {
             }
         }
         debug!(task = %hex::encode(&spec.task_id), outcome = %receipt.outcome, "task finished");
+        let took = started.elapsed();
+        self.telemetry
+            .metrics
+            .task_ran(&receipt.outcome, receipt.fuel_used, took.as_secs_f64());
+        self.telemetry.events.publish(EventKind::TaskRan {
+            task_id: hex::encode(&spec.task_id),
+            submitter: peer.to_string(),
+            outcome: receipt.outcome.clone(),
+            fuel_used: receipt.fuel_used,
+            duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        });
         let hold = escrow.as_ref().map(|(p, id, e)| {
             receipt.escrow = id.to_vec();
             receipt.settle_unix_ms = now_unix_ms();
@@ -643,7 +676,15 @@ impl Inner {
         {
             return Ok(b);
         }
-        if let Err(e) = crate::fetch::fetch(&self.client, &self.store, cid, &[peer]).await {
+        if let Err(e) = crate::fetch::fetch_counted(
+            &self.client,
+            &self.store,
+            cid,
+            &[peer],
+            &self.telemetry.metrics,
+        )
+        .await
+        {
             return Err(Refusal(
                 "fetch_failed",
                 format!("cannot fetch the bundle: {e}"),
