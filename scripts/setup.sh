@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CARGO_COMPONENT_VERSION=0.21.1
+PROMETHEUS_CLIENT_VERSION=0.26.0
 SCHEMATHESIS_VERSION=4.32.5
 
 if ! command -v rustup >/dev/null 2>&1; then
@@ -54,4 +55,10 @@ if [ ! -x .venv/bin/schemathesis ]; then
   echo "setup: making .venv with schemathesis $SCHEMATHESIS_VERSION"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+# The Prometheus project's own parser, which the metrics test checks
+# /metrics with.
+if ! .venv/bin/python -c 'import prometheus_client' 2>/dev/null; then
+  echo "setup: adding prometheus-client $PROMETHEUS_CLIENT_VERSION to .venv"
+  .venv/bin/pip install -q --disable-pip-version-check "prometheus-client==$PROMETHEUS_CLIENT_VERSION"
 fi

@@ -17,8 +17,15 @@ use crate::support::block_on;
 
 /// A gateway on node `i` of `cluster`, on an ephemeral loopback port,
 /// with small caps so the tests can pass them.
-async fn gateway(cluster: &Cluster, i: usize) -> (p2pc_api::Gateway, String, String) {
-    let handle = cluster.node(i).handle();
+pub(crate) async fn gateway(cluster: &Cluster, i: usize) -> (p2pc_api::Gateway, String, String) {
+    gateway_for(cluster.node(i).handle(), |_| {}).await
+}
+
+/// A gateway on `handle`, with `tweak` applied to its `[api]`.
+pub(crate) async fn gateway_for(
+    handle: p2pc_node::Handle,
+    tweak: impl FnOnce(&mut p2pc_node::ApiSection),
+) -> (p2pc_api::Gateway, String, String) {
     let dir = handle.data_dir();
     p2pc_node::ensure_token(&dir).expect("token");
     let token = p2pc_node::read_token(&dir).expect("token");
@@ -28,6 +35,7 @@ async fn gateway(cluster: &Cluster, i: usize) -> (p2pc_api::Gateway, String, Str
     };
     api.max_body = p2pc_types::ByteSize::kib(64);
     api.max_upload = p2pc_types::ByteSize::mib(4);
+    tweak(&mut api);
     let g = p2pc_api::serve_with(
         handle,
         p2pc_api::Settings {
@@ -42,7 +50,7 @@ async fn gateway(cluster: &Cluster, i: usize) -> (p2pc_api::Gateway, String, Str
 }
 
 /// A submitter and a worker it has heard.
-async fn two_nodes() -> Cluster {
+pub(crate) async fn two_nodes() -> Cluster {
     let cluster = Cluster::start(2).await.expect("cluster");
     eventually("a worker known", WAIT, || async {
         (cluster.node(0).status().await.ok()?.workers_known >= 1).then_some(())
@@ -52,14 +60,14 @@ async fn two_nodes() -> Cluster {
     cluster
 }
 
-struct Http {
+pub(crate) struct Http {
     client: reqwest::Client,
     url: String,
     token: String,
 }
 
 impl Http {
-    fn new(url: &str, token: &str) -> Self {
+    pub(crate) fn new(url: &str, token: &str) -> Self {
         Self {
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
@@ -76,11 +84,11 @@ impl Http {
             .bearer_auth(&self.token)
     }
 
-    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.at(reqwest::Method::GET, path)
     }
 
-    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.at(reqwest::Method::POST, path)
     }
 
@@ -94,7 +102,7 @@ impl Http {
 }
 
 /// The status, and the problem document when it is an error.
-async fn send(r: reqwest::RequestBuilder) -> (u16, Value) {
+pub(crate) async fn send(r: reqwest::RequestBuilder) -> (u16, Value) {
     let response = r.send().await.expect("an answer");
     let status = response.status().as_u16();
     let is_problem = response
@@ -122,7 +130,7 @@ fn detail(v: &Value) -> String {
     v["detail"].as_str().unwrap_or("").to_owned()
 }
 
-fn hello() -> Vec<u8> {
+pub(crate) fn hello() -> Vec<u8> {
     bundle(
         &SecretKey::generate(),
         "hello",

@@ -16,7 +16,10 @@ use crate::support::runtime;
 
 /// Keys for `n` nodes and a genesis giving each 1,000 credits, written to
 /// `dir/genesis.toml`.
-fn network(n: usize, dir: &std::path::Path) -> (Vec<SecretKey>, Genesis, std::path::PathBuf) {
+pub(crate) fn network(
+    n: usize,
+    dir: &std::path::Path,
+) -> (Vec<SecretKey>, Genesis, std::path::PathBuf) {
     let keys: Vec<SecretKey> = (0..n)
         .map(|i| SecretKey::from_seed(&[100 + i as u8; 32]))
         .collect();
@@ -69,7 +72,7 @@ async fn peers_of(node: &ComputeNode) -> Vec<String> {
 
 /// A bare overlay peer (no node behind it) connected to `node` and
 /// subscribed to the ledger topic, to send whatever a test wants.
-async fn bare_peer(
+pub(crate) async fn bare_peer(
     key: &SecretKey,
     node: &ComputeNode,
 ) -> (p2pc_net::Client, tokio::task::JoinHandle<()>) {

@@ -6,6 +6,7 @@ mod cache;
 mod capabilities;
 mod concurrency;
 mod determinism;
+mod events;
 mod examples;
 mod hostile;
 mod jobs;

@@ -290,10 +290,62 @@ impl Client {
         Ok(written)
     }
 
+    /// Opens `GET /v1/events?…` (`query` without the `?`) as NDJSON.
+    pub async fn events(&self, query: &str) -> Result<EventStream, ClientError> {
+        let path = if query.is_empty() {
+            "/v1/events".to_owned()
+        } else {
+            format!("/v1/events?{query}")
+        };
+        let response = self.send(Method::GET, &path, None, Body::empty()).await?;
+        Ok(EventStream {
+            body: response.into_body(),
+            buf: Vec::new(),
+        })
+    }
+
     /// `GET path`, the whole body.
     pub async fn get_bytes(&self, path: &str) -> Result<bytes::Bytes, ClientError> {
         let response = self.send(Method::GET, path, None, Body::empty()).await?;
         read_body(response).await
+    }
+}
+
+/// The event stream, one event at a time.
+pub struct EventStream {
+    body: Incoming,
+    buf: Vec<u8>,
+}
+
+impl EventStream {
+    /// The next event; `None` when the stream ended (a stream that breaks
+    /// off, as when the node drops a client that fell behind, is an
+    /// error).
+    pub async fn next(&mut self) -> Result<Option<p2pc_node::Event>, ClientError> {
+        loop {
+            if let Some(at) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=at).collect();
+                if line.len() <= 1 {
+                    continue;
+                }
+                return serde_json::from_slice(&line).map(Some).map_err(|e| {
+                    ClientError::Protocol(format!("an event this client cannot read: {e}"))
+                });
+            }
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => {
+                    return Err(ClientError::Protocol(format!(
+                        "the event stream broke off: {e}"
+                    )));
+                }
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        self.buf.extend_from_slice(data);
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -181,6 +181,7 @@ fn plan(events: &Events, q: EventQuery) -> ApiResult<Plan> {
             body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn events(
     State(s): State<AppState>,
+    hangup: Option<axum::Extension<crate::serve::Hangup>>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, rejection::WebSocketUpgradeRejection>,
     Query(q): Query<EventQuery>,
@@ -222,7 +223,13 @@ pub(crate) async fn events(
         Err(e) if wants_ws => Err(Problem::bad_request(format!(
             "not a usable WebSocket upgrade: {e}"
         ))),
-        Err(_) => Ok(ndjson(events, plan, timeout, permit)),
+        Err(_) => Ok(ndjson(
+            events,
+            plan,
+            timeout,
+            permit,
+            hangup.map(|axum::Extension(h)| h),
+        )),
     }
 }
 
@@ -276,9 +283,12 @@ fn ndjson(
     mut plan: Plan,
     timeout: Duration,
     permit: OwnedSemaphorePermit,
+    hangup: Option<crate::serve::Hangup>,
 ) -> Response {
     // One batch in flight: the body takes it when the socket can.
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let (tx, rx) = mpsc::channel::<Bytes>(1);
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let broke = broken.clone();
     tokio::spawn(async move {
         let _permit = permit;
         let _open = events.stream_opened();
@@ -295,7 +305,7 @@ fn ndjson(
                 bytes.push(b'\n');
             }
             match deliver(&events, plan.after, timeout, async {
-                tx.send(Ok(bytes.into())).await.is_ok()
+                tx.send(bytes.into()).await.is_ok()
             })
             .await
             {
@@ -307,15 +317,17 @@ fn ndjson(
         if let End::TooSlow(at) = end {
             events.stream_dropped();
             debug!(at, "event stream dropped: the client fell behind");
-            // Ends the body with an error, so the client sees the stream
-            // broken rather than complete; if even that cannot be queued,
-            // dropping the sender ends it.
-            let _ = tx.try_send(Err(std::io::Error::other(
-                "the client fell behind the event stream and was dropped",
-            )));
+            // The body ends in an error, so a client that reads again sees
+            // the stream broken, not complete; and the connection is
+            // closed, since a client that never reads would hold it.
+            broke.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(tx);
+            if let Some(h) = hangup {
+                h.0.notify_one();
+            }
         }
     });
-    let body = Body::from_stream(tokio_stream(rx));
+    let body = Body::from_stream(body_of(rx, broken));
     let mut r = Response::new(body);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -326,10 +338,31 @@ fn ndjson(
     r
 }
 
-fn tokio_stream(
-    mut rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+/// The batches, then the end: an error if the stream was dropped.
+fn body_of(
+    mut rx: mpsc::Receiver<Bytes>,
+    broken: Arc<std::sync::atomic::AtomicBool>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    let mut ended = false;
+    futures::stream::poll_fn(move |cx| {
+        if ended {
+            return std::task::Poll::Ready(None);
+        }
+        match rx.poll_recv(cx) {
+            std::task::Poll::Ready(Some(b)) => std::task::Poll::Ready(Some(Ok(b))),
+            std::task::Poll::Ready(None) => {
+                ended = true;
+                if broken.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::task::Poll::Ready(Some(Err(std::io::Error::other(
+                        "the client fell behind the event stream and was dropped",
+                    ))))
+                } else {
+                    std::task::Poll::Ready(None)
+                }
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    })
 }
 
 async fn websocket(

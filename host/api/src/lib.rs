@@ -24,7 +24,7 @@ mod routes;
 mod serve;
 pub mod types;
 
-pub use client::{Body as ClientBody, Client, ClientError, Endpoint};
+pub use client::{Body as ClientBody, Client, ClientError, Endpoint, EventStream};
 pub use problem::{PROBLEM_JSON, Problem, Resume};
 pub use serve::{Gateway, Settings, router, serve, serve_with, url_of};
 

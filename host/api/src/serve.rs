@@ -157,22 +157,41 @@ async fn accept_failed(e: &std::io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
+/// Put in every request's extensions: closes the request's connection
+/// when notified (an event stream drops a client that fell behind, which
+/// may never read again, so waiting for it to would keep the socket).
+#[derive(Clone)]
+pub(crate) struct Hangup(pub(crate) Arc<tokio::sync::Notify>);
+
 fn connection<S>(app: Router, stream: S, header_timeout: Duration)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
+        let hangup = Arc::new(tokio::sync::Notify::new());
+        let h = Hangup(hangup.clone());
+        let app = tower::ServiceExt::map_request(
+            app,
+            move |mut r: hyper::Request<hyper::body::Incoming>| {
+                r.extensions_mut().insert(h.clone());
+                r
+            },
+        );
         let service = TowerToHyperService::new(app);
-        let result = hyper::server::conn::http1::Builder::new()
+        let serving = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
             // Large reads make fewer, larger body frames for uploads.
             .max_buf_size(4 << 20)
             .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades()
-            .await;
-        if let Err(e) = result {
-            debug!(error = %e, "API connection ended");
+            .with_upgrades();
+        tokio::select! {
+            result = serving => {
+                if let Err(e) = result {
+                    debug!(error = %e, "API connection ended");
+                }
+            }
+            () = hangup.notified() => debug!("API connection closed by the server"),
         }
     });
 }

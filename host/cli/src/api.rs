@@ -47,6 +47,24 @@ impl Api {
         })?)
     }
 
+    /// Follows `GET /v1/events?query`, calling `each` for every event
+    /// until it returns `false` or the stream ends.
+    pub fn events(
+        &self,
+        query: &str,
+        mut each: impl FnMut(p2pc_node::Event) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        self.runtime.block_on(async {
+            let mut stream = self.client.events(query).await?;
+            while let Some(event) = stream.next().await? {
+                if !each(event)? {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// `POST path` with a JSON body.
     pub fn post<B: Serialize, T: DeserializeOwned>(
         &self,

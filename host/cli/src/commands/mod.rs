@@ -2,6 +2,7 @@
 
 mod blob;
 mod bundle;
+mod health;
 mod job;
 mod key;
 mod ledger;
@@ -66,6 +67,13 @@ enum Command {
     Market(market::Args),
     /// What this node knows of the workers it used: scores and evidence.
     Reputation(market::ReputationArgs),
+    /// What the node's health checker finds: equivocations, supply drift,
+    /// a ledger behind, failing workers, odd prices, few peers, a full
+    /// disk; each with its evidence and what to do.
+    Health(health::HealthArgs),
+    /// Follow the node's events as they happen: jobs and tasks, peers'
+    /// tasks run here, ledger ops, peers, health findings.
+    Events(health::EventsArgs),
     /// Print a shell completion script: `p2pctl completions bash > ~/.local/share/bash-completion/completions/p2pctl`.
     Completions {
         /// The shell.
@@ -111,6 +119,8 @@ impl Cli {
             Command::Ledger(args) => ledger::run(args, g),
             Command::Market(args) => market::run(args, g),
             Command::Reputation(args) => market::reputation(args, g),
+            Command::Health(args) => health::health(args, g),
+            Command::Events(args) => health::events(args, g),
             Command::Completions { shell } => {
                 use clap::CommandFactory;
                 let mut cmd = Cli::command();
