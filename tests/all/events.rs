@@ -4,7 +4,6 @@
 //! read by the Prometheus project's own parser; the health checker
 //! finding a planted equivocation and rows damaged on disk.
 
-use std::time::Duration;
 
 use futures::StreamExt;
 use p2pc_api::types::Submitted;
@@ -84,8 +83,10 @@ async fn websocket(
 #[test]
 fn a_jobs_events_arrive_in_order_over_websocket_and_ndjson_resume_and_a_restart_is_told() {
     block_on(async {
-        let keys = vec![SecretKey::generate(), SecretKey::generate()];
-        let submitter_key = keys[0].clone();
+        // The submitter's key again for its restart: keys are not Clone.
+        let seed: [u8; 32] = [7; 32];
+        let keys = vec![SecretKey::from_seed(&seed), SecretKey::generate()];
+        let submitter_key = SecretKey::from_seed(&seed);
         let cluster = Cluster::start_keyed(keys, |_, _| {})
             .await
             .expect("cluster");
@@ -506,16 +507,17 @@ fn the_health_checker_finds_a_planted_equivocation_and_rows_damaged_on_disk() {
     block_on(async {
         let genesis_dir = tempfile::tempdir().expect("temp dir");
         // Two accounts: the node's, and one whose key the test holds.
-        let (keys, genesis, path) = crate::ledger::network(2, genesis_dir.path());
-        let liar = keys[1].clone();
-        let node_key = keys[0].clone();
+        let (mut keys, genesis, path) = crate::ledger::network(2, genesis_dir.path());
+        let liar = keys.pop().expect("two keys");
+        let node_key = keys.pop().expect("two keys");
+        let node_seed = [100u8; 32]; // crate::ledger::network's first key
         let dir = tempfile::tempdir().expect("node dir");
         let config = |p: &std::path::Path| {
             let mut c = test_config(p);
             c.ledger.genesis = Some(path.clone());
             c
         };
-        let node = ComputeNode::start(config(dir.path()), node_key.clone())
+        let node = ComputeNode::start(config(dir.path()), SecretKey::from_seed(&node_seed))
             .await
             .expect("node");
         let (g, url, token) = gateway_for(node.handle(), |_| {}).await;

@@ -770,7 +770,8 @@ mod tests {
             ("cheap".into(), 1),
             ("dear".into(), 500),
         ];
-        i.disk = Some((1, 100));
+        // Under a fifth of disk_free_percent (5 %) is critical.
+        i.disk = Some((1, 200));
         let f = evaluate(&i, &HealthSection::default());
         assert_eq!(
             checks_of(&f),
