@@ -475,7 +475,7 @@ fn every_route_answers_over_http_and_every_client_mistake_is_a_clear_4xx() {
         let (_, v) = send(http.get("/v1/node")).await;
         assert_eq!(v["draining"], true);
 
-        g.shutdown();
+        g.shutdown().await;
         cluster.shutdown().await;
     });
 }
@@ -559,7 +559,7 @@ fn the_same_routes_answer_over_the_unix_socket_and_a_job_runs_to_done() {
             .permissions()
             .mode();
         assert_eq!(token_mode & 0o777, 0o600);
-        g.shutdown();
+        g.shutdown().await;
         cluster.shutdown().await;
     });
 }
@@ -638,7 +638,7 @@ fn ledger_and_market_routes_answer_on_a_paid_network() {
         let (s, v) = send(http.get("/v1/market/price")).await;
         assert_eq!(s, 200);
         assert_eq!(v["paid"], false, "the owner charges nothing: {v}");
-        g.shutdown();
+        g.shutdown().await;
         cluster.shutdown().await;
     });
 }

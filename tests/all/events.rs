@@ -4,13 +4,15 @@
 //! read by the Prometheus project's own parser; the health checker
 //! finding a planted equivocation and rows damaged on disk.
 
-
 use futures::StreamExt;
 use p2pc_api::types::Submitted;
 use p2pc_crypto::SecretKey;
 use p2pc_ledger::sync::encode_ops;
 use p2pc_ledger::{Body, CreditManager};
-use p2pc_node::{ComputeNode, Event, EventKind, Finding, HealthReport, LEDGER_TOPIC, Severity};
+use p2pc_node::{
+    ComputeNode, Event, EventKind, Finding, HealthReport, LEDGER_TOPIC, LedgerAnswer,
+    LedgerRequest, Severity,
+};
 use p2pc_testkit::{Cluster, WAIT, eventually, test_config};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -205,7 +207,7 @@ fn a_jobs_events_arrive_in_order_over_websocket_and_ndjson_resume_and_a_restart_
             .expect("answer");
         assert_eq!(r.status(), 401);
         drop(ws);
-        g.shutdown();
+        g.shutdown().await;
 
         // The submitter restarts: a new epoch, and a client resuming from
         // the old one is told, over NDJSON and over the WebSocket.
@@ -242,7 +244,7 @@ fn a_jobs_events_arrive_in_order_over_websocket_and_ndjson_resume_and_a_restart_
                 other.map(|_| ())
             ),
         }
-        g.shutdown();
+        g.shutdown().await;
         again.shutdown().await;
         for n in nodes {
             n.shutdown().await;
@@ -347,7 +349,7 @@ fn a_client_that_never_reads_is_dropped_and_the_node_keeps_only_its_ring() {
         let http = Http::new(&url, &token);
         let (s, _) = send(http.get("/v1/node")).await;
         assert_eq!(s, 200);
-        g.shutdown();
+        g.shutdown().await;
         cluster.shutdown().await;
     });
 }
@@ -496,8 +498,8 @@ fn metrics_parse_as_prometheus_text_and_their_counters_move_with_the_work() {
             "{om:?}"
         );
         let _ = token1;
-        g0.shutdown();
-        g1.shutdown();
+        g0.shutdown().await;
+        g1.shutdown().await;
         cluster.shutdown().await;
     });
 }
@@ -570,8 +572,17 @@ fn the_health_checker_finds_a_planted_equivocation_and_rows_damaged_on_disk() {
             raised.iter().any(|e| matches!(&e.kind, EventKind::HealthFinding { finding } if finding.check == "equivocation")),
             "{raised:?}"
         );
+        // An op of the node's own gives its account a row on disk.
+        let paid = node
+            .ledger(LedgerRequest::Transfer {
+                to: liar.public(),
+                amount: 1,
+            })
+            .await
+            .expect("transfer");
+        assert!(matches!(paid, LedgerAnswer::Transferred(_)), "{paid:?}");
         peer_task.abort();
-        g.shutdown();
+        g.shutdown().await;
         node.shutdown().await;
 
         // With the node stopped, one account row on disk gets a balance
@@ -583,6 +594,7 @@ fn the_health_checker_finds_a_planted_equivocation_and_rows_damaged_on_disk() {
             let accounts = db
                 .keyspace("accounts", fjall::KeyspaceCreateOptions::default)
                 .expect("accounts");
+            // The node's row: an account has one once it has authored an op.
             let key = node_key.public().to_bytes();
             let mut row = accounts
                 .get(key)

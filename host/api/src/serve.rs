@@ -17,6 +17,8 @@ use hyper_util::service::TowerToHyperService;
 use p2pc_node::{ApiSection, Handle, SOCKET_FILE, URL_FILE};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tracing::{debug, info, warn};
@@ -36,6 +38,8 @@ pub struct Settings {
 /// A running gateway. Dropping it does not stop it; call
 /// [`shutdown`](Self::shutdown).
 pub struct Gateway {
+    closing: CancellationToken,
+    connections: TaskTracker,
     /// The TCP listener's address, if one is served.
     pub addr: Option<SocketAddr>,
     /// The Unix socket.
@@ -50,11 +54,20 @@ impl Gateway {
         self.addr.map(|a| format!("http://{a}"))
     }
 
-    /// Stops accepting, and removes the socket and the URL file.
-    pub fn shutdown(self) {
+    /// Stops accepting, lets requests in flight finish for up to
+    /// [`GRACE`], closes every connection, and removes the socket and the
+    /// URL file. When it returns no connection holds the node any more, so
+    /// the node can stop and its data directory be opened again.
+    pub async fn shutdown(self) {
         for t in &self.tasks {
             t.abort();
         }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.closing.cancel();
+        self.connections.close();
+        self.connections.wait().await;
         let _ = std::fs::remove_file(&self.socket);
         let _ = std::fs::remove_file(&self.url_file);
     }
@@ -81,6 +94,8 @@ pub async fn serve_with(node: Handle, settings: Settings) -> Result<Gateway, p2p
     let app = router(node, &settings);
     let header_timeout = settings.api.header_timeout;
     let mut tasks = Vec::new();
+    let closing = CancellationToken::new();
+    let connections = TaskTracker::new();
 
     let socket = dir.join(SOCKET_FILE);
     // A socket left by a node that died is in the way; a live node's
@@ -103,10 +118,11 @@ pub async fn serve_with(node: Handle, settings: Settings) -> Result<Gateway, p2p
         l.map_err(|e| io(format!("cannot listen on {}: {e}", socket.display())))?
     };
     let a = app.clone();
+    let (c, t) = (closing.clone(), connections.clone());
     tasks.push(tokio::spawn(async move {
         loop {
             match unix.accept().await {
-                Ok((stream, _)) => connection(a.clone(), stream, header_timeout),
+                Ok((stream, _)) => connection(a.clone(), stream, header_timeout, &c, &t),
                 Err(e) => accept_failed(&e).await,
             }
         }
@@ -127,12 +143,13 @@ pub async fn serve_with(node: Handle, settings: Settings) -> Result<Gateway, p2p
         std::fs::write(&url_file, format!("http://{local}\n"))
             .map_err(|e| io(format!("cannot write {}: {e}", url_file.display())))?;
         let a = app.clone();
+        let (c, t) = (closing.clone(), connections.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 match tcp.accept().await {
                     Ok((stream, _)) => {
                         let _ = stream.set_nodelay(true);
-                        connection(a.clone(), stream, header_timeout);
+                        connection(a.clone(), stream, header_timeout, &c, &t);
                     }
                     Err(e) => accept_failed(&e).await,
                 }
@@ -142,6 +159,8 @@ pub async fn serve_with(node: Handle, settings: Settings) -> Result<Gateway, p2p
         info!(url = %format!("http://{local}"), "API listening");
     }
     Ok(Gateway {
+        closing,
+        connections,
         addr: bound,
         socket,
         url_file,
@@ -163,11 +182,21 @@ async fn accept_failed(e: &std::io::Error) {
 #[derive(Clone)]
 pub(crate) struct Hangup(pub(crate) Arc<tokio::sync::Notify>);
 
-fn connection<S>(app: Router, stream: S, header_timeout: Duration)
-where
+/// How long [`Gateway::shutdown`] lets requests in flight finish; an event
+/// stream never does, and is cut when this is up.
+pub const GRACE: Duration = Duration::from_secs(2);
+
+fn connection<S>(
+    app: Router,
+    stream: S,
+    header_timeout: Duration,
+    closing: &CancellationToken,
+    tracker: &TaskTracker,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    tokio::spawn(async move {
+    let closing = closing.clone();
+    tracker.spawn(async move {
         let hangup = Arc::new(tokio::sync::Notify::new());
         let h = Hangup(hangup.clone());
         let app = tower::ServiceExt::map_request(
@@ -185,13 +214,25 @@ where
             .max_buf_size(4 << 20)
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
-        tokio::select! {
-            result = serving => {
-                if let Err(e) = result {
-                    debug!(error = %e, "API connection ended");
+        tokio::pin!(serving);
+        let result = tokio::select! {
+            result = serving.as_mut() => result,
+            () = hangup.notified() => {
+                debug!("API connection closed by the server");
+                return;
+            }
+            () = closing.cancelled() => {
+                // Idle connections close at once; a request in flight
+                // gets GRACE to finish.
+                serving.as_mut().graceful_shutdown();
+                match tokio::time::timeout(GRACE, serving).await {
+                    Ok(result) => result,
+                    Err(_) => return,
                 }
             }
-            () = hangup.notified() => debug!("API connection closed by the server"),
+        };
+        if let Err(e) = result {
+            debug!(error = %e, "API connection ended");
         }
     });
 }

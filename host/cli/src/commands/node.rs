@@ -423,7 +423,7 @@ fn start(dir: &Path, g: &Global) -> anyhow::Result<()> {
             _ = term.recv() => {}
         }
         eprintln!("shutting down");
-        gateway.shutdown();
+        gateway.shutdown().await;
         node.shutdown().await;
         anyhow::Ok(())
     })
