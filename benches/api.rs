@@ -132,7 +132,7 @@ fn node_route(rt: &tokio::runtime::Runtime) {
              the gateway's /healthz (no token, no node): {open_rate:.0} req/s"
         );
         server.abort();
-        g.shutdown();
+        g.shutdown().await;
         cluster.shutdown().await;
     });
 }
@@ -189,7 +189,7 @@ fn submit(rt: &tokio::runtime::Runtime) {
         for (name, p50, p99) in results {
             println!("submit over {name}: p50 {p50:?}, p99 {p99:?}");
         }
-        g.shutdown();
+        g.shutdown().await;
         cluster.shutdown().await;
     });
 }
@@ -248,7 +248,7 @@ fn blobs(rt: &tokio::runtime::Runtime) {
             out.into_inner().sync_all().await.expect("sync");
             assert_eq!(n, (mib as u64) << 20);
             let get = t.elapsed();
-            g.shutdown();
+            g.shutdown().await;
             cluster.shutdown().await;
             (put, get)
         });

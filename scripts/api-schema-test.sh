@@ -36,7 +36,9 @@ token=$("$p2pctl" node token --node "$work/node")
 # and within a few minutes. One worker: with several threads, Python 3.11's
 # parser (which hypothesis calls to describe its strategies) can fail with
 # "AST constructor recursion depth mismatch", an error of the tool, not of
-# the API.
+# the API. /v1/events is left out: it follows by default, so every
+# generated request would be an answer that never ends; the Rust tests
+# (tests/all/events.rs) exercise it, bad queries included.
 set +e
 timeout 900 .venv/bin/schemathesis --no-color run "$url/v1/openapi.json" \
   --header "Authorization: Bearer $token" \
@@ -44,6 +46,7 @@ timeout 900 .venv/bin/schemathesis --no-color run "$url/v1/openapi.json" \
   --phases examples,coverage,fuzzing \
   --max-examples "${P2PC_SCHEMA_EXAMPLES:-30}" \
   --seed 1 \
+  --exclude-path /v1/events \
   --workers 1 \
   --request-timeout 30 \
   --suppress-health-check all

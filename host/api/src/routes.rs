@@ -139,7 +139,9 @@ async fn blocking<T: Send + 'static>(
 /// A day of a few series, one point a minute (`[api] history_step`):
 /// peers' tasks run here by outcome, fuel, price, balance, peers.
 #[utoipa::path(get, path = "/v1/history", tag = "node", params(HistoryQuery),
-    responses((status = 200, body = p2pc_node::Timeline), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = p2pc_node::Timeline),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn node_history(
     State(s): State<AppState>,
     Query(q): Query<HistoryQuery>,

@@ -367,6 +367,79 @@ fn three_node_processes_over_tcp_and_quic_run_a_job_submitted_through_the_cli() 
         text(&out.stderr)
     );
 
+    // C's event stream kept the job's life, and its health checker
+    // found nothing critical.
+    let out = env.run(
+        &[
+            "events",
+            "--since",
+            "0",
+            "--job",
+            &id,
+            "--no-follow",
+            "--node",
+            &c.dir,
+        ],
+        b"",
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(printed.starts_with("# epoch "), "{printed}");
+    assert!(printed.contains(&format!("job {id} done")), "{printed}");
+    let out = env.run(
+        &[
+            "events",
+            "--since",
+            "0",
+            "--types",
+            "job_state",
+            "--no-follow",
+            "--json",
+            "--node",
+            &c.dir,
+        ],
+        b"",
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one event per line"))
+        .collect();
+    assert!(lines.iter().all(|e| e["type"] == "job_state"), "{lines:?}");
+    assert!(lines.iter().any(|e| e["job"] == id.as_str()), "{lines:?}");
+    let out = env.run(
+        &[
+            "events",
+            "--types",
+            "nonsense",
+            "--no-follow",
+            "--node",
+            &c.dir,
+        ],
+        b"",
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("nonsense"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = env.run(&["health", "--node", &c.dir], b"", None);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).starts_with("status  "),
+        "{}",
+        text(&out.stdout)
+    );
+
     // The bundle, held by C and fetched by B to run it, is fetched by A,
     // which never saw it, through the network.
     let bundle_bytes = std::fs::read(&bundle).expect("bundle");
