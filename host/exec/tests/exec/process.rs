@@ -113,12 +113,13 @@ async fn a_fork_bomb_is_contained() {
     };
     let o = exec
         .execute(
-            // The top shell becomes a sleeper that outlives the deadline,
-            // so the bomb keeps growing until then. `exec` needs no new
-            // process: a plain `sleep` could itself be refused a fork
-            // once the bomb fills the limit, ending the task early (under
-            // bubblewrap, the sandbox ends as soon as the top process does).
-            &sh("f(){ f | f & }; f; exec sleep 30"),
+            // The top shell forks the bomb once, before it grows, then
+            // becomes a sleeper that outlives the deadline (`exec` needs
+            // no new process), so the bomb keeps growing until then. A
+            // top shell that forked after the bomb began could be refused
+            // and exit early, ending the task (under bubblewrap, the
+            // sandbox ends as soon as the top process does).
+            &sh("(f(){ f | f & }; f) & exec sleep 30"),
             task(b"", Duration::from_secs(3)),
         )
         .await;
