@@ -151,6 +151,9 @@ printf 'the quick brown fox\njumps over the lazy dog\nthe dog sleeps\nthe fox ru
 wc_job=$("$p2pctl" job list --limit 1 --json --node "$out/submitter" | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["id"])')
 "$p2pctl" job status "$wc_job" --node "$out/submitter"
 
+printf '\n--- the same from Python: the SDK maps wordcount over four texts (examples/python/wordcount_map.py) ---\n'
+.venv/bin/python examples/python/wordcount_map.py --node "$out/submitter"
+
 printf '\n--- the ledger: each task paid its worker for the fuel it used, final once the 2 s window closed ---\n'
 for _ in $(seq 1 200); do
   [ "$("$p2pctl" ledger balance --node "$out/worker" --json | json_field pending)" = 0 ] &&

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 CARGO_COMPONENT_VERSION=0.21.1
 PROMETHEUS_CLIENT_VERSION=0.26.0
+HTTPX_VERSION=0.28.1
+MYPY_VERSION=2.4.1
 SCHEMATHESIS_VERSION=4.32.5
 
 if ! command -v rustup >/dev/null 2>&1; then
@@ -62,3 +64,12 @@ if ! .venv/bin/python -c 'import prometheus_client' 2>/dev/null; then
   echo "setup: adding prometheus-client $PROMETHEUS_CLIENT_VERSION to .venv"
   .venv/bin/pip install -q --disable-pip-version-check "prometheus-client==$PROMETHEUS_CLIENT_VERSION"
 fi
+
+# The Python SDK's dependency and its checker, then the SDK itself as a
+# user installs it (pip install ./clients/python), again each run so the
+# tests see the current source.
+if ! .venv/bin/python -c 'import httpx, mypy' 2>/dev/null; then
+  echo "setup: adding httpx $HTTPX_VERSION and mypy $MYPY_VERSION to .venv"
+  .venv/bin/pip install -q --disable-pip-version-check "httpx==$HTTPX_VERSION" "mypy==$MYPY_VERSION"
+fi
+.venv/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall ./clients/python

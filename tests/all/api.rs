@@ -631,7 +631,8 @@ fn ledger_and_market_routes_answer_on_a_paid_network() {
                 .json(&json!({"to": to, "amount": u64::MAX})),
         )
         .await;
-        assert_eq!(s, 422, "more than the balance: {v}");
+        assert_eq!(s, 402, "more than the balance: {v}");
+        assert_eq!(v["type"], "urn:p2pc:problem:insufficient-credits", "{v}");
         let (s, v) = send(http.get("/v1/market/offers")).await;
         assert_eq!(s, 200);
         assert!(v.as_array().is_some_and(|o| o.len() >= 3), "{v}");

@@ -36,6 +36,9 @@ pub struct Resume {
     pub newest: u64,
 }
 
+/// The problem type of a request the account cannot pay for (402).
+pub const INSUFFICIENT_CREDITS: &str = "urn:p2pc:problem:insufficient-credits";
+
 /// The media type of a problem.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -102,10 +105,15 @@ impl From<p2pc_node::Error> for Problem {
             // The job was understood but cannot be done as asked: no
             // worker, no budget, a ledger that refuses.
             E::Submit(_) | E::Ledger(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            E::InsufficientCredits(_) => StatusCode::PAYMENT_REQUIRED,
             E::Fetch(_) => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        Problem::new(status, e.to_string())
+        let mut p = Problem::new(status, e.to_string());
+        if matches!(e, E::InsufficientCredits(_)) {
+            p.kind = INSUFFICIENT_CREDITS.into();
+        }
+        p
     }
 }
 

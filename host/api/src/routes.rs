@@ -606,7 +606,10 @@ const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
     request_body = SubmitJob,
     responses((status = 201, body = Submitted), (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 402, description = "Too few credits for the job's holds (`urn:p2pc:problem:insufficient-credits`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json")))]
@@ -873,7 +876,10 @@ async fn ledger_holds(
 /// Send credits from the node's own account.
 #[utoipa::path(post, path = "/v1/ledger/transfers", tag = "ledger", request_body = Transfer,
     responses((status = 201, body = Transferred), (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 402, description = "Too few credits (`urn:p2pc:problem:insufficient-credits`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json")))]
 async fn ledger_transfer(

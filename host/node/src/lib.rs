@@ -128,6 +128,10 @@ pub enum Error {
     /// The ledger refused or failed.
     #[error("ledger: {0}")]
     Ledger(String),
+    /// The account has too few credits for what was asked: a transfer, a
+    /// task's hold, a job's holds.
+    #[error("{0}")]
+    InsufficientCredits(String),
 }
 
 /// Result type of this crate.

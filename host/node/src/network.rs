@@ -1023,7 +1023,7 @@ impl Network {
             let need = paid.locked.saturating_mul(tasks_in_job as u64);
             let available = pay.replica().available(self.inner.signer.public()).await?;
             if tasks_in_job > 1 && available < need {
-                return Err(Error::Submit(format!(
+                return Err(Error::InsufficientCredits(format!(
                     "not enough credits: the job's {tasks_in_job} tasks lock {need} in all \
                      ({} each) and this account has {available} available; nothing was sent",
                     paid.locked
@@ -1542,7 +1542,7 @@ impl Inner {
         let me = self.signer.public();
         let available = pay.replica().available(me).await?;
         if available < locked {
-            return Err(Error::Submit(format!(
+            return Err(Error::InsufficientCredits(format!(
                 "not enough credits: the task's hold needs {locked} ({fuel} fuel at {price} \
                  credits per million fuel) and this account has {available} available; nothing \
                  was sent"

@@ -844,9 +844,9 @@ fn checked(state: &CreditManager, op: &Op) -> Result<()> {
         Insert::Waiting => Err(Error::Ledger(
             "this account's chain is waiting for an earlier op; try again once it applies".into(),
         )),
-        Insert::Rejected(Reject::Insufficient { has, needs }) => Err(Error::Ledger(format!(
-            "not enough credits: {needs} needed, {has} available"
-        ))),
+        Insert::Rejected(Reject::Insufficient { has, needs }) => Err(Error::InsufficientCredits(
+            format!("not enough credits: {needs} needed, {has} available"),
+        )),
         Insert::Rejected(r) => Err(Error::Ledger(format!("refused: {r}"))),
         other => Err(Error::Ledger(format!("refused: {other:?}"))),
     }
