@@ -171,3 +171,11 @@ echo "the submitter, on the arbiter's replica:"
 "$p2pctl" ledger verify --node "$out/worker"
 printf "\n--- the submitter's peers (p2pctl node peers) ---\n"
 "$p2pctl" node peers --node "$out/submitter"
+printf "\n--- the submitter's dashboard (p2pctl node dashboard) ---\n"
+"$p2pctl" node dashboard --node "$out/submitter"
+if [ "${P2PC_DEMO_KEEP:-}" = 1 ]; then
+  echo "open that link in a browser on this machine; the nodes run until Ctrl-C"
+  wait
+else
+  echo "(the nodes stop with the demo; run it with P2PC_DEMO_KEEP=1 to keep them, and the page, up until Ctrl-C)"
+fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing p2pc needs beyond a Rust toolchain:
-# the two wasm targets and cargo-component. Safe to run again: it skips
+# the two wasm targets and cargo-component, the executors' sandboxes,
+# Chromium, and a .venv with the Python tools and the SDK. Safe to run again: it skips
 # whatever is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ PROMETHEUS_CLIENT_VERSION=0.26.0
 HTTPX_VERSION=0.28.1
 MYPY_VERSION=2.4.1
 SCHEMATHESIS_VERSION=4.32.5
+PLAYWRIGHT_VERSION=1.65.2
 
 if ! command -v rustup >/dev/null 2>&1; then
   echo "setup: rustup is required (https://rustup.rs); p2pc needs Rust 1.95 or later" >&2
@@ -41,6 +43,10 @@ command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 command -v busybox >/dev/null 2>&1 || missing+=(busybox-static)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+# Debian's Chromium, which the dashboard's browser tests drive headless
+# (the driver too, for anyone driving it with WebDriver instead).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if ((${#missing[@]})); then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${missing[*]}"
@@ -63,6 +69,13 @@ fi
 if ! .venv/bin/python -c 'import prometheus_client' 2>/dev/null; then
   echo "setup: adding prometheus-client $PROMETHEUS_CLIENT_VERSION to .venv"
   .venv/bin/pip install -q --disable-pip-version-check "prometheus-client==$PROMETHEUS_CLIENT_VERSION"
+fi
+
+# Playwright drives that Chromium in the dashboard's tests; it is told
+# where Debian's browser is, so it downloads no browser of its own.
+if ! .venv/bin/python -c 'import playwright' 2>/dev/null; then
+  echo "setup: adding playwright $PLAYWRIGHT_VERSION to .venv"
+  .venv/bin/pip install -q --disable-pip-version-check "playwright==$PLAYWRIGHT_VERSION"
 fi
 
 # The Python SDK's dependency and its checker, then the SDK itself as a

@@ -179,10 +179,48 @@ fn every_route_answers_over_http_and_every_client_mistake_is_a_clear_4xx() {
         .await;
         assert_eq!(s, 200, "the token as a WebSocket subprotocol");
 
+        // The dashboard's files are open, and only its own code may run.
+        let page = bare.get(format!("{url}/")).send().await.expect("page");
+        assert_eq!(page.status(), 200);
+        let headers = page.headers().clone();
+        assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+        let csp = headers["content-security-policy"].to_str().expect("csp");
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        let html = page.text().await.expect("html");
+        assert!(html.contains(r#"src="/dashboard/app.js""#), "{html}");
+        let app = bare
+            .get(format!("{url}/dashboard/app.js"))
+            .send()
+            .await
+            .expect("app.js");
+        assert_eq!(app.status(), 200);
+        assert_eq!(
+            app.headers()["content-type"],
+            "text/javascript; charset=utf-8"
+        );
+        let etag = app.headers()["etag"].clone();
+        let again = bare
+            .get(format!("{url}/dashboard/app.js"))
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .expect("app.js again");
+        assert_eq!(again.status(), 304, "an unchanged file is not sent again");
+        let (other, other_url, _) =
+            gateway_for(cluster.node(1).handle(), |a| a.dashboard = false).await;
+        let (s, v) = send(bare.get(format!("{other_url}/"))).await;
+        assert_eq!(s, 404, "[api] dashboard = false: {v}");
+        other.shutdown().await;
+
         // Node.
         let (s, v) = send(http.get("/v1/node")).await;
         assert_eq!(s, 200);
         assert_eq!(v["peer_id"], cluster.node(0).peer_id().to_string());
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
         let (s, v) = send(http.get("/v1/node/peers")).await;
         assert_eq!(s, 200);
         assert!(

@@ -20,7 +20,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from tests import conftest  # noqa: E402
+from tests import testnet  # noqa: E402
 
 from p2pc import ComputeNetwork  # noqa: E402
 
@@ -53,12 +53,10 @@ def sdk(url: str, token: str, bundle: str, names: list[str]) -> list[bytes]:
 
 
 def main() -> None:
-    gen = conftest.network.__wrapped__()  # type: ignore[attr-defined]
-    network = next(gen)
-    try:
+    with testnet.start_network() as network:
         s = network.submitter
         with ComputeNetwork(url=s.url, token=s.token) as net:
-            bundle = net.publish(conftest.guest("hello"), "hello").id
+            bundle = net.publish(testnet.guest("hello"), "hello").id
             net.gather(net.map(bundle, ["warm"] * 20))
         names = [f"n{i}" for i in range(JOBS)]
         want = [f"Hello, {n}!".encode() for n in names]
@@ -76,11 +74,6 @@ def main() -> None:
         ratio = best["SDK map + gather"] / best["plain httpx"]
         mean = statistics.mean(times["SDK map + gather"]) / statistics.mean(times["plain httpx"])
         print(f"{JOBS} jobs: SDK / plain = {ratio:.3f}x (best of 2), {mean:.3f}x (mean); target <= 1.1x")
-    finally:
-        try:
-            next(gen)
-        except StopIteration:
-            pass
 
 
 if __name__ == "__main__":

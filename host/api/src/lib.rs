@@ -12,11 +12,14 @@
 //! Every `/v1` route needs the node's token (`<data_dir>/api.token`), as
 //! `Authorization: Bearer <token>` or, for a browser's WebSocket, as a
 //! `bearer.<token>` item of `Sec-WebSocket-Protocol`. `/healthz` and
-//! `/v1/openapi.json` are open. Errors are RFC 9457 problem details.
+//! `/v1/openapi.json` are open, and so is the dashboard at `/` (its files
+//! only: the page sends the token on every call it makes). Errors are
+//! RFC 9457 problem details.
 
 #![deny(missing_docs)]
 
 mod client;
+mod dashboard;
 pub mod events;
 mod extract;
 mod problem;

@@ -301,6 +301,9 @@ pub fn router(node: Handle, settings: &Settings) -> Router {
     if api.metrics_public {
         open = open.merge(metrics);
     }
+    if api.dashboard {
+        open = open.merge(crate::dashboard::routes());
+    }
     let open = open.layer(limit);
     let (n404, n405) = (node.clone(), node.clone());
     let mut app = guarded

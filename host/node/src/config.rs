@@ -52,6 +52,7 @@
 //! [api]                                # the gateway; see docs/api.md
 //! listen = "127.0.0.1:7420"            # "off": the Unix socket only
 //! metrics_public = false               # /metrics without the token
+//! dashboard = true                     # the operator's page at /
 //! events_buffer = 4096                 # events kept for ?since= resumes
 //! history_step = "1m"                  # /v1/history: 1,440 points of this step
 //!
@@ -191,6 +192,9 @@ pub struct ApiSection {
     /// cannot send one). The metrics say how busy the node is, not what
     /// it runs.
     pub metrics_public: bool,
+    /// Serve the dashboard, the operator's web page, at `/`. Its files
+    /// are open; everything it shows comes from `/v1` with the token.
+    pub dashboard: bool,
     /// Events kept for clients that resume with `?since=`; a client
     /// further behind than this is dropped.
     pub events_buffer: usize,
@@ -217,6 +221,7 @@ impl Default for ApiSection {
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             metrics_public: false,
+            dashboard: true,
             events_buffer: 4096,
             events_clients: 64,
             events_send_timeout: Duration::from_secs(10),

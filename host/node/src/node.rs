@@ -58,6 +58,9 @@ pub struct Status {
     pub draining: bool,
     /// Seconds since start.
     pub uptime_secs: u64,
+    /// The node's software version.
+    #[serde(default)]
+    pub version: String,
 }
 
 /// The handles every part of the node reaches the services through.
@@ -216,6 +219,7 @@ impl Services {
             running: self.worker.running(),
             draining: self.worker.is_draining(),
             uptime_secs: self.started.elapsed().as_secs(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
         })
     }
 }

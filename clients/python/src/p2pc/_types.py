@@ -373,6 +373,8 @@ class NodeStatus:
     slots: int
     jobs: int
     uptime_secs: int
+    #: The node's software version.
+    version: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod

@@ -77,6 +77,9 @@ pub enum Command {
     Status,
     /// Print the API token clients send (`Authorization: Bearer ...`).
     Token,
+    /// Print the address of the running node's dashboard, with the token
+    /// in its fragment (kept by the page, never sent to the server).
+    Dashboard,
     /// List the peers the running node is connected to.
     Peers,
     /// Stop the running node's worker taking new tasks, wait for the ones
@@ -149,12 +152,28 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Dashboard => {
+            let token = p2pc_node::read_token(&dir)?;
+            let Some(url) = p2pc_api::url_of(&dir) else {
+                bail!(
+                    "no dashboard address in {}: is the node running, with `[api] listen` on an address?",
+                    dir.display()
+                );
+            };
+            let link = format!("{}/#token={token}", url.trim_end_matches('/'));
+            if g.json {
+                return print_json(&json!({"url": url, "link": link}));
+            }
+            println!("{link}");
+            Ok(())
+        }
         Command::Status => {
             let status: p2pc_node::Status = args.node.api()?.get("/v1/node")?;
             if g.json {
                 return print_json(&status);
             }
             println!("peer id     {}", status.peer_id);
+            println!("version     {}", status.version);
             println!("public key  {}", status.public_key);
             for addr in &status.listen {
                 println!("listening   {addr}");
@@ -397,6 +416,7 @@ fn start(dir: &Path, g: &Global) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let dashboard = config.api.dashboard;
         let node = ComputeNode::start(config, key).await?;
         let gateway = match p2pc_api::serve(node.handle()).await {
             Ok(g) => g,
@@ -414,6 +434,9 @@ fn start(dir: &Path, g: &Global) -> anyhow::Result<()> {
             println!("api {url}");
         }
         println!("ready");
+        if let (Some(url), true) = (gateway.url(), dashboard) {
+            eprintln!("dashboard at {url}/ (`p2pctl node dashboard` prints a link with the token)");
+        }
         use std::io::Write;
         std::io::stdout().flush().ok();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -189,6 +189,17 @@ fn three_node_processes_over_tcp_and_quic_run_a_job_submitted_through_the_cli() 
             .is_some_and(|u| u.starts_with("http://127.0.0.1:")),
         "{token}"
     );
+    // The dashboard's link carries the token after `#`.
+    let link = env.run(&["node", "dashboard", "--node", &c.dir], b"", None);
+    assert!(link.status.success(), "{}", text(&link.stderr));
+    assert_eq!(
+        text(&link.stdout).trim(),
+        format!(
+            "{}/#token={}",
+            token["url"].as_str().expect("url"),
+            token["token"].as_str().expect("token")
+        )
+    );
 
     // A signed bundle, written where the CLI can read it.
     let publisher = p2pc_crypto::SecretKey::generate();
