@@ -576,8 +576,8 @@ function network() {
   const points = since(range);
   const times = points.map((p) => p.t_unix_ms);
   const peers = data.peers.map((p) => h("tr", {},
-    td(p.peer_id, "mono"), td(p.rtt_us === null || p.rtt_us === undefined ? "–" : `${(p.rtt_us / 1000).toFixed(1)} ms`, "num"),
-    td(p.agent ?? "–"), td(p.addresses.join(" "), "mono wrap")));
+    td(p.peer_id, "mono wrap"), td(p.rtt_us === null || p.rtt_us === undefined ? "–" : `${(p.rtt_us / 1000).toFixed(1)} ms`, "num"),
+    td(p.agent ?? "–"), td(p.addresses.map((a) => h("div", {}, a)), "mono")));
   const offers = data.offers.map((o) => h("tr", {},
     td(short(o.peer), "mono"), td(num(o.price), "num"), td(`${o.free_slots} / ${o.slots}`, "num"),
     td(`${(o.load_permille / 10).toFixed(0)} %`, "num"), td(num(o.collateral), "num"),

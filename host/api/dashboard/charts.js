@@ -144,6 +144,7 @@ export function line(title, times, values, unit) {
       svg("path", { class: "area", d: `${d}L${x(li).toFixed(2)},${y(0)}L${x(fi).toFixed(2)},${y(0)}Z` }),
       svg("path", { class: "line", d }),
     );
+    if (known.length === 1) root.append(svg("circle", { class: "dot", cx: x(fi), cy: y(known[0][1]), r: 3 }));
   }
   return fig;
 }
