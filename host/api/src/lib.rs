@@ -22,6 +22,7 @@ mod client;
 mod dashboard;
 pub mod events;
 mod extract;
+pub mod fuzzing;
 mod problem;
 mod routes;
 mod serve;

@@ -391,7 +391,7 @@ async fn blob_download(
 
 /// `bytes=a-b`, `bytes=a-` or `bytes=-n` against a blob of `len` bytes:
 /// the half-open range `[start, end)`.
-fn parse_range(text: &str, len: u64) -> ApiResult<(u64, u64)> {
+pub(crate) fn parse_range(text: &str, len: u64) -> ApiResult<(u64, u64)> {
     let unsatisfiable = || {
         Problem::new(
             StatusCode::RANGE_NOT_SATISFIABLE,

@@ -120,10 +120,14 @@ pub async fn serve_with(node: Handle, settings: Settings) -> Result<Gateway, p2p
     let a = app.clone();
     let (c, t) = (closing.clone(), connections.clone());
     tasks.push(tokio::spawn(async move {
+        let mut backoff = Backoff::default();
         loop {
             match unix.accept().await {
-                Ok((stream, _)) => connection(a.clone(), stream, header_timeout, &c, &t),
-                Err(e) => accept_failed(&e).await,
+                Ok((stream, _)) => {
+                    backoff.reset();
+                    connection(a.clone(), stream, header_timeout, &c, &t);
+                }
+                Err(e) => backoff.wait(&e).await,
             }
         }
     }));
@@ -145,13 +149,15 @@ pub async fn serve_with(node: Handle, settings: Settings) -> Result<Gateway, p2p
         let a = app.clone();
         let (c, t) = (closing.clone(), connections.clone());
         tasks.push(tokio::spawn(async move {
+            let mut backoff = Backoff::default();
             loop {
                 match tcp.accept().await {
                     Ok((stream, _)) => {
+                        backoff.reset();
                         let _ = stream.set_nodelay(true);
                         connection(a.clone(), stream, header_timeout, &c, &t);
                     }
-                    Err(e) => accept_failed(&e).await,
+                    Err(e) => backoff.wait(&e).await,
                 }
             }
         }));
@@ -168,12 +174,52 @@ pub async fn serve_with(node: Handle, settings: Settings) -> Result<Gateway, p2p
     })
 }
 
-/// An accept that failed (out of file descriptors, most often) is retried
-/// after a pause, not at once: a tight loop would only burn the CPU the
-/// node needs to close connections and recover.
-async fn accept_failed(e: &std::io::Error) {
-    warn!(error = %e, "API accept failed; retrying shortly");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+/// The pause after a failed accept (out of file descriptors, most often):
+/// it doubles from 10 ms to a second while accepts keep failing and starts
+/// again after one succeeds. Retrying at once would spin a core the node
+/// needs to close connections and recover.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+    failures: u64,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const MOST: Duration = Duration::from_secs(1);
+
+    fn reset(&mut self) {
+        if self.failures > 0 {
+            info!(failures = self.failures, "API accepts again");
+        }
+        *self = Self::default();
+    }
+
+    /// The pause to take now; the next one is longer.
+    fn step(&mut self) -> Duration {
+        let pause = self.next;
+        self.next = (self.next * 2).min(Self::MOST);
+        self.failures = self.failures.saturating_add(1);
+        pause
+    }
+
+    async fn wait(&mut self, e: &std::io::Error) {
+        if self.failures == 0 {
+            warn!(error = %e, "API accept failed; backing off until it works again");
+        } else {
+            debug!(error = %e, failures = self.failures, "API accept failed again");
+        }
+        tokio::time::sleep(self.step()).await;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            next: Self::FIRST,
+            failures: 0,
+        }
+    }
 }
 
 /// Put in every request's extensions: closes the request's connection
@@ -419,4 +465,23 @@ pub fn url_of(dir: &Path) -> Option<String> {
     std::fs::read_to_string(dir.join(URL_FILE))
         .ok()
         .map(|s| s.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Backoff;
+
+    #[test]
+    fn a_failing_accept_backs_off_to_a_second_and_starts_again_after_one_works() {
+        let mut b = Backoff::default();
+        let pauses: Vec<Duration> = (0..10).map(|_| b.step()).collect();
+        assert_eq!(pauses[0], Duration::from_millis(10));
+        assert_eq!(pauses[1], Duration::from_millis(20));
+        assert!(pauses.windows(2).all(|w| w[1] >= w[0]), "{pauses:?}");
+        assert_eq!(*pauses.last().expect("ten"), Duration::from_secs(1));
+        b.reset();
+        assert_eq!(b.step(), Duration::from_millis(10));
+    }
 }

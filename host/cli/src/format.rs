@@ -10,12 +10,20 @@ pub fn thousands(n: u64) -> String {
 
 /// Unix seconds as a date in UTC with how far it is from `now`:
 /// `2026-12-01 21:40:00 UTC (3 days ago)`.
+/// A time past the year 9999 (a bundle can claim one) is shown as its
+/// number of seconds.
 pub fn date(unix: u64, now: u64) -> String {
-    let when = std::time::UNIX_EPOCH + Duration::from_secs(unix);
-    let stamp = humantime::format_rfc3339_seconds(when)
-        .to_string()
-        .replace('T', " ")
-        .replace('Z', " UTC");
+    /// 9999-12-31 23:59:59 UTC: RFC 3339 has four digits for the year.
+    const LAST: u64 = 253_402_300_799;
+    let stamp = if unix <= LAST {
+        let when = std::time::UNIX_EPOCH + Duration::from_secs(unix);
+        humantime::format_rfc3339_seconds(when)
+            .to_string()
+            .replace('T', " ")
+            .replace('Z', " UTC")
+    } else {
+        format!("{unix} s after 1970 (past the year 9999)")
+    };
     let relative = if unix == now {
         "now".to_owned()
     } else if unix < now {

@@ -32,45 +32,46 @@ pub fn envelope(data: &[u8]) {
     let _ = env.open(&kind);
 }
 
+/// Deterministic inputs for a corpus-free smoke run of a fuzz body: `n`
+/// of them, random bytes and mutations (bit flips, truncations, splices)
+/// of the valid encoding `valid`. Every crate's fuzz tests use it.
+pub fn inputs(valid: &[u8], n: usize) -> Vec<Vec<u8>> {
+    let mut x = 0x1234_5678_9abc_def0u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut v = valid.to_vec();
+        match i % 4 {
+            0 => v = (0..(next() % 300) as usize).map(|_| next() as u8).collect(),
+            1 => {
+                for _ in 0..1 + next() % 4 {
+                    let at = (next() as usize) % v.len().max(1);
+                    if let Some(b) = v.get_mut(at) {
+                        *b ^= 1 << (next() % 8);
+                    }
+                }
+            }
+            2 => v.truncate((next() as usize) % (v.len() + 1)),
+            _ => {
+                let at = (next() as usize) % (v.len() + 1);
+                let junk: Vec<u8> = (0..next() % 16).map(|_| next() as u8).collect();
+                v.splice(at..at, junk);
+            }
+        }
+        out.push(v);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{Manifest, SecretKey};
-
-    /// Deterministic inputs: random bytes and mutations (bit flips,
-    /// truncations, splices) of valid encodings.
-    fn inputs(valid: &[u8], n: usize) -> Vec<Vec<u8>> {
-        let mut x = 0x1234_5678_9abc_def0u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let mut out = Vec::with_capacity(n);
-        for i in 0..n {
-            let mut v = valid.to_vec();
-            match i % 4 {
-                0 => v = (0..(next() % 300) as usize).map(|_| next() as u8).collect(),
-                1 => {
-                    for _ in 0..1 + next() % 4 {
-                        let at = (next() as usize) % v.len().max(1);
-                        if let Some(b) = v.get_mut(at) {
-                            *b ^= 1 << (next() % 8);
-                        }
-                    }
-                }
-                2 => v.truncate((next() as usize) % (v.len() + 1)),
-                _ => {
-                    let at = (next() as usize) % (v.len() + 1);
-                    let junk: Vec<u8> = (0..next() % 16).map(|_| next() as u8).collect();
-                    v.splice(at..at, junk);
-                }
-            }
-            out.push(v);
-        }
-        out
-    }
 
     #[test]
     fn smoke_bundle_decoding() {

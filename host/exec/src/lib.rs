@@ -21,6 +21,7 @@
 mod config;
 mod confine;
 mod container;
+pub mod fuzzing;
 mod io;
 mod pool;
 mod process;

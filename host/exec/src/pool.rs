@@ -180,8 +180,13 @@ impl WasmPool {
         };
         let pid = worker.pid;
         self.inner.busy.send_modify(|b| b.push(pid));
-        let budget = task.limits.timeout + GRACE;
-        let max_response = task.limits.output.0 + task.limits.stderr.0 + RESPONSE_SLACK;
+        let budget = task.limits.timeout.saturating_add(GRACE);
+        let max_response = task
+            .limits
+            .output
+            .0
+            .saturating_add(task.limits.stderr.0)
+            .saturating_add(RESPONSE_SLACK);
         // The worker's pipe may outlive the process the pool started (if
         // bubblewrap is killed before its child is set to die with it), so
         // the process ending counts as the worker lost, whatever the pipe.

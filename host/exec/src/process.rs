@@ -210,7 +210,7 @@ impl ProcessExecutor {
         };
         Confine {
             rlimits: Rlimits {
-                cpu_secs: Some(task.limits.timeout.as_secs() + 1),
+                cpu_secs: Some(task.limits.timeout.as_secs().saturating_add(1)),
                 address_space: Some(task.limits.memory.0),
                 open_files: self.config.open_files,
                 processes,
@@ -275,7 +275,10 @@ pub(crate) fn supervise(
     }
     drop(tx);
 
-    let deadline = start + task.limits.timeout;
+    // A timeout too long to add to the clock is as good as none.
+    let deadline = start
+        .checked_add(task.limits.timeout)
+        .unwrap_or_else(|| start + Duration::from_secs(30 * 365 * 86_400));
     let mut ended_by: Option<TaskError> = None;
     let exit = loop {
         let wait = if ended_by.is_some() {

@@ -372,6 +372,17 @@ impl Partial {
         Ok(())
     }
 
+    /// Takes what `bytes` holds of the frame, as [`fill`](Self::fill)
+    /// takes a read; returns how many bytes it took.
+    pub(crate) fn feed(&mut self, bytes: &[u8], max: usize) -> std::io::Result<usize> {
+        let want = self.bytes.len() - self.filled;
+        let n = want.min(bytes.len());
+        let filled = self.filled;
+        self.bytes[filled..filled + n].copy_from_slice(&bytes[..n]);
+        self.grew(n, max)?;
+        Ok(n)
+    }
+
     /// Decodes the whole frame's message.
     pub(crate) fn decode<M: Message + Default>(&self) -> std::io::Result<M> {
         M::decode(&self.bytes[4..])

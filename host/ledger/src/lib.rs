@@ -18,10 +18,12 @@
 //! - `future`: [`FutureOps`], ops waiting for the local clock to reach
 //!   their claimed time (the one place a clock is consulted, passed in).
 //! - [`sync`]: the replication messages and anti-entropy's pure halves.
+//! - [`fuzzing`]: the bodies of the fuzz targets over all of the above.
 
 #![deny(missing_docs)]
 
 mod future;
+pub mod fuzzing;
 mod genesis;
 mod op;
 mod state;

@@ -606,6 +606,64 @@ impl NodeConfig {
         Ok(config)
     }
 
+    /// Checks that every setting is within the range the node can run
+    /// with: each timer's period is above zero and at most a day, counts
+    /// that size queues and semaphores are bounded, the output limit is
+    /// one an isolated worker's frame can carry. A node refuses to start
+    /// otherwise, naming the setting.
+    pub fn check(&self) -> Result<()> {
+        const DAY: Duration = Duration::from_secs(86_400);
+        let period = |name: &str, d: Duration, least: Duration| -> Result<()> {
+            if d < least || d > DAY {
+                return Err(Error::Config(format!(
+                    "{name} is {}; it must be between {} and 1 day",
+                    humantime::format_duration(d),
+                    humantime::format_duration(least)
+                )));
+            }
+            Ok(())
+        };
+        let count = |name: &str, n: usize, most: usize| -> Result<()> {
+            if n == 0 || n > most {
+                return Err(Error::Config(format!(
+                    "{name} is {n}; it must be between 1 and {most}"
+                )));
+            }
+            Ok(())
+        };
+        self.api.check()?;
+        period(
+            "[ledger] sync_interval",
+            self.ledger.sync_interval,
+            Duration::from_millis(100),
+        )?;
+        period(
+            "[market] price_window",
+            self.market.price_window,
+            Duration::from_millis(50),
+        )?;
+        period(
+            "[health] interval",
+            self.health.interval,
+            Duration::from_millis(100),
+        )?;
+        period(
+            "[api] history_step",
+            self.api.history_step,
+            Duration::from_millis(10),
+        )?;
+        count("[node] slots", self.node.slots, 4096)?;
+        count("[api] concurrency", self.api.concurrency, 1 << 20)?;
+        count("[api] events_clients", self.api.events_clients, 1 << 16)?;
+        if self.limits.output.bytes() > 1 << 40 {
+            return Err(Error::Config(format!(
+                "[limits] output is {}; it must be at most 1TiB",
+                self.limits.output
+            )));
+        }
+        Ok(())
+    }
+
     /// Parses `node.toml` text.
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())

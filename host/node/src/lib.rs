@@ -53,6 +53,7 @@ mod attempts;
 mod config;
 pub mod events;
 mod fetch;
+pub mod fuzzing;
 mod handle;
 pub mod health;
 pub mod history;

@@ -73,6 +73,9 @@ const GROUP_WINDOW: Duration = Duration::from_millis(5);
 const ADVERT_TTL_MS: u64 = 120_000;
 /// The furthest ahead an offer may say it expires.
 const MAX_OFFER_TTL_MS: u64 = 600_000;
+/// How far ahead of this node's clock an offer may say it was made: more
+/// is a clock far off, or an offer dated ahead so no fresh one replaces it.
+const MAX_OFFER_SKEW_MS: u64 = 60_000;
 /// Workers' adverts held at most.
 const MAX_ADVERTS: usize = 4096;
 /// Times a group commit is tried before its records are given up.
@@ -694,6 +697,10 @@ impl Network {
             scores.penalise(via, "offer with an impossible expiry");
             return;
         };
+        if offer.issued_ms > now.saturating_add(MAX_OFFER_SKEW_MS) {
+            scores.penalise(via, "offer dated in the future");
+            return;
+        }
         lock(&self.inner.adverts).insert(source, offer, (opened.author, advert), now);
     }
 
@@ -1320,7 +1327,7 @@ fn open_advert(wire: &[u8], peer: PeerId) -> Option<Advert> {
 
 /// The market's view of an advert; `None` if its expiry is impossible
 /// (before it was made, or further ahead than any offer may hold).
-fn offer_of(a: &Advert) -> Option<Offer> {
+pub(crate) fn offer_of(a: &Advert) -> Option<Offer> {
     let expires = if a.expires_unix_ms == 0 {
         a.issued_unix_ms.saturating_add(ADVERT_TTL_MS)
     } else {
@@ -2503,7 +2510,7 @@ impl Inner {
                 worker.clone_from(w);
                 if let Some(l) = l {
                     logs.logs.extend(l.logs.iter().cloned());
-                    logs.logs_dropped += l.logs_dropped;
+                    logs.logs_dropped = logs.logs_dropped.saturating_add(l.logs_dropped);
                     logs.stderr.push_str(&l.stderr);
                     logs.receipts.extend(l.receipts.iter().cloned());
                 }

@@ -246,7 +246,7 @@ impl ComputeNode {
             let dir = data_dir.join("store");
             crate::blocking(move || Store::open(dir)).await?
         };
-        config.api.check()?;
+        config.check()?;
         let ledger = crate::replica::open_ledger(&config)?;
         let (client, inbound, event_loop) = p2pc_net::new(&key, config.net())?;
         let metrics = Arc::new(Metrics::new());

@@ -358,6 +358,11 @@ impl Inner {
         if spec.task_id.len() != 16 {
             return refuse("malformed", "a task id is 16 bytes");
         }
+        // No task lives longer than a day, so neither does its lease; a
+        // longer one is refused before a keep-alive timer is set to it.
+        if spec.lease_ms > MAX_DEADLINE_MS {
+            return refuse("bad_lease", "the task's lease is more than a day");
+        }
         if !self.remember_task(submitter, &spec.task_id, spec.deadline_unix_ms, now) {
             return refuse(
                 "replayed",

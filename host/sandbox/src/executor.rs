@@ -493,9 +493,21 @@ fn classify(
             if state.output.overflowed() || e.is::<OutputOverflow>() {
                 return Err(output_too_large());
             }
-            match e.downcast_ref::<Trap>() {
+            let trap = e.downcast_ref::<Trap>();
+            if trap == Some(&Trap::MemoryOutOfBounds)
+                && let Some(function) = runaway_recursion(&e)
+            {
+                return Err(TaskError::StackOverflow {
+                    in_memory: true,
+                    function,
+                });
+            }
+            match trap {
                 Some(Trap::OutOfFuel) => Err(TaskError::OutOfFuel { limit: limits.fuel }),
-                Some(Trap::StackOverflow) => Err(TaskError::StackOverflow),
+                Some(Trap::StackOverflow) => Err(TaskError::StackOverflow {
+                    in_memory: false,
+                    function: None,
+                }),
                 Some(Trap::Interrupt) => Err(TaskError::deadline(limits.timeout)),
                 // A guest whose allocation was refused aborts with a trap of
                 // its own choosing; the limiter knows the real reason.
@@ -511,6 +523,50 @@ fn classify(
             }
         }
     }
+}
+
+/// Frames of a trap's backtrace kept (innermost first): enough to see a
+/// recursion, cheap to take once per trap.
+const BACKTRACE_FRAMES: usize = 64;
+
+/// Whether an out-of-bounds access is the job's own stack running out.
+///
+/// A Rust or C job keeps its stack in linear memory, below its data
+/// (`--stack-first`), so running past its end makes the stack pointer
+/// wrap and the next store land far out of bounds. The stack pointer is
+/// a global of the job's core module, out of reach through a component,
+/// so the evidence is the backtrace: every frame taken (all
+/// [`BACKTRACE_FRAMES`] of them) but a few innermost ones (a `memset` the
+/// frame's set-up called) repeats a cycle of at most four functions. A
+/// stray access rarely happens that deep in a recursion; one that does is
+/// reported as the overflow the job was heading for anyway.
+///
+/// Returns the recursing function's name, if the component has one.
+fn runaway_recursion(e: &wasmtime::Error) -> Option<Option<String>> {
+    let frames = e.downcast_ref::<wasmtime::WasmBacktrace>()?.frames();
+    if frames.len() < BACKTRACE_FRAMES {
+        return None;
+    }
+    let same = |a: &wasmtime::FrameInfo, b: &wasmtime::FrameInfo| {
+        a.func_index() == b.func_index() && a.func_name() == b.func_name()
+    };
+    for skip in 0..=4 {
+        let window = &frames[skip..];
+        for period in 1..=4 {
+            if window
+                .iter()
+                .zip(&window[period..])
+                .all(|(a, b)| same(a, b))
+            {
+                let name = window[..period]
+                    .iter()
+                    .find_map(|f| f.func_name())
+                    .map(str::to_owned);
+                return Some(name);
+            }
+        }
+    }
+    None
 }
 
 /// Appends the last line the guest printed (a Rust panic message, usually)
@@ -608,7 +664,8 @@ fn engine_config(config: &Config) -> Result<wasmtime::Config, Error> {
         .consume_fuel(config.fuel_metering)
         .epoch_interruption(true)
         .max_wasm_stack(config.max_wasm_stack)
-        .async_stack_size(config.max_wasm_stack + 1024 * 1024)
+        .async_stack_size(config.max_wasm_stack.saturating_add(1024 * 1024))
+        .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(BACKTRACE_FRAMES))
         // Determinism is engine-wide: it costs little and means any replica
         // computes the same bits. Wasm threads are compiled out (the
         // `threads` feature is off), so there is no scheduling to vary.

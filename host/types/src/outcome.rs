@@ -74,9 +74,20 @@ pub enum TaskError {
         /// The timeout, in milliseconds.
         timeout_ms: u64,
     },
-    /// The job recursed past the wasm stack limit.
-    #[error("stack overflow: the job exceeded the wasm stack limit")]
-    StackOverflow,
+    /// The job recursed too deep: past wasm's call-stack limit, or past
+    /// the end of its own stack, the one a Rust or C job's compiler keeps
+    /// in its linear memory. The runner tells the second from a stray
+    /// memory access by the run of nested calls in the trap's backtrace.
+    #[error("{}", stack_overflow_message(*.in_memory, .function.as_deref()))]
+    StackOverflow {
+        /// The job's own stack in its linear memory ran out (not wasm's
+        /// call stack).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        in_memory: bool,
+        /// The function that was recursing, when the component names it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        function: Option<String>,
+    },
     /// The job trapped: `unreachable`, an out-of-bounds access, a Rust panic,
     /// a division by zero, and so on.
     #[error("the job trapped: {message}")]
@@ -138,7 +149,7 @@ impl TaskError {
             TaskError::OutOfFuel { .. } => "out_of_fuel",
             TaskError::MemoryLimit { .. } => "memory_limit",
             TaskError::Deadline { .. } => "deadline",
-            TaskError::StackOverflow => "stack_overflow",
+            TaskError::StackOverflow { .. } => "stack_overflow",
             TaskError::Trap { .. } => "trap",
             TaskError::InvalidComponent { .. } => "invalid_component",
             TaskError::WrongWorld { .. } => "wrong_world",
@@ -167,6 +178,22 @@ impl TaskError {
                 | TaskError::ExecutorUnavailable { .. }
         )
     }
+}
+
+fn stack_overflow_message(in_memory: bool, function: Option<&str>) -> String {
+    if !in_memory {
+        return "stack overflow: the job exceeded the wasm stack limit".to_owned();
+    }
+    let calls = function.map_or_else(
+        || "nested calls".to_owned(),
+        |f| format!("nested calls of `{f}`"),
+    );
+    format!(
+        "stack overflow: the job ran past the end of its own stack in {calls}; \
+         this is the stack its compiler keeps in the job's linear memory, not the runner's: \
+         recurse less, or link the job with a larger stack \
+         (Rust: `-C link-arg=-zstack-size=N`, default 1 MiB)"
+    )
 }
 
 fn humanize(ms: u64) -> String {
@@ -213,5 +240,35 @@ mod tests {
         assert!(msg.contains("64MiB"), "{msg}");
         let msg = TaskError::Deadline { timeout_ms: 2000 }.to_string();
         assert!(msg.contains("2s"), "{msg}");
+    }
+
+    #[test]
+    fn both_stack_overflows_share_a_code_and_say_whose_stack() {
+        let wasm: TaskError =
+            serde_json::from_str(r#"{"code":"stack_overflow"}"#).expect("the old form");
+        assert_eq!(
+            wasm,
+            TaskError::StackOverflow {
+                in_memory: false,
+                function: None
+            }
+        );
+        assert!(wasm.to_string().contains("wasm stack limit"), "{wasm}");
+        let own = TaskError::StackOverflow {
+            in_memory: true,
+            function: Some("deep".into()),
+        };
+        assert_eq!(own.code(), "stack_overflow");
+        let msg = own.to_string();
+        assert!(
+            msg.contains("its own stack") && msg.contains("`deep`"),
+            "{msg}"
+        );
+        let json = serde_json::to_value(&own).expect("serializable");
+        assert_eq!(json["code"], "stack_overflow");
+        assert_eq!(
+            serde_json::from_value::<TaskError>(json).expect("back"),
+            own
+        );
     }
 }

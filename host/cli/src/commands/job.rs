@@ -222,7 +222,11 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                     println!("{line}");
                 }
                 if let Some(price) = info.tasks.iter().find_map(|t| t.price) {
-                    let locked: u64 = info.tasks.iter().filter_map(|t| t.locked).sum();
+                    let locked = info
+                        .tasks
+                        .iter()
+                        .filter_map(|t| t.locked)
+                        .fold(0, u64::saturating_add);
                     println!(
                         "paid      {} credits per million fuel; {} locked; cost {}",
                         n(price),
@@ -350,7 +354,7 @@ fn follow(api: &Api, id: &str, timeout: Duration, quiet: bool) -> anyhow::Result
     // A timeout too long to add is as good as none.
     let deadline = now
         .checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86400));
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86400));
     let step = Duration::from_millis(500);
     let mut shown = None;
     // A bar on a terminal, as indicatif draws it; plain lines otherwise.

@@ -422,7 +422,10 @@ fn genesis(
             .map(|k| key(k))
             .collect::<anyhow::Result<_>>()?,
         allocations,
-        min_window_ms: window.as_millis() as u64,
+        min_window_ms: u64::try_from(window.as_millis())
+            .ok()
+            .filter(|ms| *ms <= 7 * 86_400_000)
+            .ok_or_else(|| anyhow::anyhow!("--challenge-window is at most 7 days"))?,
         arbiters: if arbiters.is_empty() {
             ArbiterPolicy::Any
         } else {

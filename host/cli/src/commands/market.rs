@@ -37,7 +37,10 @@ pub struct ReputationArgs {
 
 fn short(peer: &str) -> &str {
     // Peer ids share their first characters; the end tells them apart.
-    &peer[peer.len().saturating_sub(12)..]
+    // The last twelve characters, on a character boundary whatever the
+    // node sent.
+    let start = peer.char_indices().rev().nth(11).map_or(0, |(i, _)| i);
+    &peer[start..]
 }
 
 pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {

@@ -524,7 +524,7 @@ impl Report {
     /// Folds another task's usage in: fuel adds up, peak memory is the
     /// largest any one task held.
     fn add_usage(&mut self, u: &Usage) {
-        self.usage.fuel_used += u.fuel_used;
+        self.usage.fuel_used = self.usage.fuel_used.saturating_add(u.fuel_used);
         self.usage.peak_memory = self.usage.peak_memory.max(u.peak_memory);
         self.tasks += 1;
     }

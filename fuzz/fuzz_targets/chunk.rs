@@ -1,0 +1,4 @@
+//! Fuzzes chunk-protocol requests and responses. Run: see docs/fuzzing.md.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| p2pc_node::fuzzing::chunk(data));
