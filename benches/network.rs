@@ -22,7 +22,12 @@
 //!    (nodes in this one process, on this machine's 2 cores), against the
 //!    same job run locally through the same library, in the same run.
 //!
-//! Run: `cargo bench -p p2pc-benches --bench network [tiny|paid|transfer|failover|shards]`
+//! 6. Honest tiny tasks while a hostile peer floods the worker on every
+//!    protocol (garbage, wrong messages, gossip floods, abandoned
+//!    streams; a fresh attacker each time the worker blocks one), against
+//!    the same tasks with no attacker, alternating in the same run.
+//!
+//! Run: `cargo bench -p p2pc-benches --bench network [tiny|paid|transfer|failover|shards|replicated|flooded]`
 //! (`P2PC_BENCH_MIB=256` for a smaller blob, `P2PC_BENCH_TASKS=1000`.)
 
 use std::io::{Read, Write};
@@ -466,6 +471,99 @@ fn replicated(rt: &tokio::runtime::Runtime) {
     });
 }
 
+/// `n` tiny tasks from node 0 to node 1, 16 in flight: tasks a second.
+async fn throughput(cluster: &Arc<Cluster>, file: &[u8], n: usize) -> f64 {
+    let worker = cluster.node(1).peer_id();
+    let sem = Arc::new(tokio::sync::Semaphore::new(16));
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..n {
+        let permit = sem.clone().acquire_owned().await.expect("permit");
+        let (c, f) = (cluster.clone(), file.to_vec());
+        handles.push(tokio::spawn(async move {
+            let mut s = Submission::new(f, b"bench".to_vec(), Duration::from_secs(60));
+            s.to = Some(worker);
+            let job = c.node(0).submit(s).await.expect("submit");
+            let state = c
+                .node(0)
+                .wait(&job, Duration::from_secs(60))
+                .await
+                .expect("wait")
+                .status;
+            assert!(
+                matches!(&state, JobState::Done { outcome, .. } if outcome == "ok"),
+                "{state:?}"
+            );
+            drop(permit);
+        }));
+    }
+    for h in handles {
+        h.await.expect("task");
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn flooded(rt: &tokio::runtime::Runtime) {
+    let n = env_usize("P2PC_BENCH_TASKS", 400);
+    rt.block_on(async {
+        let cluster = Arc::new(Cluster::start(2).await.expect("cluster"));
+        let file = bundle(
+            &SecretKey::generate(),
+            "hello",
+            p2pc_tests::guest_bytes("hello"),
+            RequestedLimits::default(),
+        );
+        throughput(&cluster, &file, 50).await;
+        let (mut calm, mut rough) = (Vec::new(), Vec::new());
+        let mut attackers = 0usize;
+        let mut sent = 0usize;
+        for _ in 0..2 {
+            calm.push(throughput(&cluster, &file, n).await);
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flood = {
+                let (cluster, stop) = (cluster.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let worker = cluster.node(1).peer_id();
+                    let addr = cluster.node(1).addrs()[0].clone();
+                    let (mut started, mut sent) = (0usize, 0usize);
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let mut a = p2pc_testkit::HostilePeer::start(addr.clone())
+                            .await
+                            .expect("attacker");
+                        started += 1;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                            && cluster.node(1).peer_score(&a.peer_id()) > p2pc_node::BLOCK_SCORE
+                        {
+                            sent += a.attack(worker, None).await.sent;
+                            a.flood(p2pc_node::messages::ADVERT_TOPIC, 50).await;
+                            a.flood(p2pc_node::LEDGER_TOPIC, 50).await;
+                            a.abandon(worker, 32).await;
+                            sent += 132;
+                        }
+                        a.stop().await;
+                    }
+                    (started, sent)
+                })
+            };
+            rough.push(throughput(&cluster, &file, n).await);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let (a, m) = flood.await.expect("flood");
+            attackers += a;
+            sent += m;
+        }
+        let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+        println!(
+            "honest tasks: {:.0}/s alone, {:.0}/s under a flood ({sent} hostile messages from              {attackers} attackers, each blocked in turn); under flood / alone = {:.2}x (target >= 0.8x);              rounds alone {calm:.0?}, flooded {rough:.0?}",
+            best(&calm),
+            best(&rough),
+            best(&rough) / best(&calm),
+        );
+        if let Ok(c) = Arc::try_unwrap(cluster) {
+            c.shutdown().await;
+        }
+    });
+}
+
 fn main() {
     // `cargo test --benches` runs bench binaries with no arguments to
     // check they start; only `cargo bench` passes --bench.
@@ -492,6 +590,9 @@ fn main() {
     }
     if which.as_deref().is_none_or(|w| w == "replicated") {
         replicated(&rt);
+    }
+    if which.as_deref().is_none_or(|w| w == "flooded") {
+        flooded(&rt);
     }
     if which.as_deref().is_none_or(|w| w == "paid") {
         paid_tasks(&rt);

@@ -2,6 +2,7 @@
 //! running real components (built by `tests/build.rs`) in the real sandbox.
 
 mod api;
+mod attack;
 mod cache;
 mod capabilities;
 mod concurrency;

@@ -36,12 +36,12 @@ mod tests {
     #[test]
     fn smoke_api_bodies() {
         let job = br#"{"bundle":"ab","input":{"text":"hi"},"shards":2,"validation":"2-of-3","timeout_ms":5}"#;
-        for input in inputs(job, 2000) {
+        for input in inputs("api_bodies", job, 2000) {
             super::bodies(&input);
         }
         let mut range = 1000u64.to_le_bytes().to_vec();
         range.extend_from_slice(b"bytes=10-99");
-        for input in inputs(&range, 2000) {
+        for input in inputs("api_bodies", &range, 2000) {
             super::bodies(&input);
         }
     }

@@ -32,10 +32,25 @@ pub fn envelope(data: &[u8]) {
     let _ = env.open(&kind);
 }
 
+/// Writes `bytes` as a seed of fuzz target `target` under the directory
+/// `$P2PC_FUZZ_SEEDS`, when it is set (`scripts/fuzz.sh` sets it while it
+/// runs the smoke tests, so each target starts from valid encodings).
+pub fn seed(target: &str, bytes: &[u8]) {
+    let Some(dir) = std::env::var_os("P2PC_FUZZ_SEEDS") else {
+        return;
+    };
+    let dir = std::path::Path::new(&dir).join(target);
+    let name = blake3::hash(bytes).to_hex();
+    let _ =
+        std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join(&name[..16]), bytes));
+}
+
 /// Deterministic inputs for a corpus-free smoke run of a fuzz body: `n`
 /// of them, random bytes and mutations (bit flips, truncations, splices)
-/// of the valid encoding `valid`. Every crate's fuzz tests use it.
-pub fn inputs(valid: &[u8], n: usize) -> Vec<Vec<u8>> {
+/// of the valid encoding `valid`, which is also kept as a [`seed`] of
+/// fuzz target `target`. Every crate's fuzz tests use it.
+pub fn inputs(target: &str, valid: &[u8], n: usize) -> Vec<Vec<u8>> {
+    seed(target, valid);
     let mut x = 0x1234_5678_9abc_def0u64;
     let mut next = move || {
         x ^= x << 13;
@@ -85,7 +100,7 @@ mod tests {
         file.sign(&key).expect("sign");
         let valid = file.to_bytes();
         bundle(&valid);
-        for input in inputs(&valid, 3000) {
+        for input in inputs("bundle", &valid, 3000) {
             bundle(&input);
         }
     }
@@ -100,7 +115,7 @@ mod tests {
         )
         .encode_to_vec();
         envelope(&valid);
-        for input in inputs(&valid, 3000) {
+        for input in inputs("envelope", &valid, 3000) {
             envelope(&input);
         }
     }

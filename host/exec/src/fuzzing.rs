@@ -60,7 +60,7 @@ mod tests {
         for split in [1u8, 3, 200] {
             let mut valid = vec![split];
             valid.extend_from_slice(&frame);
-            for input in inputs(&valid, 1500) {
+            for input in inputs("frames", &valid, 1500) {
                 frames(&input);
             }
         }

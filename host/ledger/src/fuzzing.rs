@@ -329,7 +329,7 @@ mod tests {
     fn smoke_op_decoding() {
         let (_, ops) = history(&[(0, 0, 1, 9), (2, 1, 0, 4), (5, 1, 2, 5)], false);
         for op in &ops {
-            for input in inputs(&op.to_bytes(), 700) {
+            for input in inputs("op", &op.to_bytes(), 700) {
                 super::op(&input);
             }
         }
@@ -342,10 +342,10 @@ mod tests {
         for op in &ops {
             replica.insert(op.clone());
         }
-        for input in inputs(&sync::encode_ops(&ops), 1500) {
+        for input in inputs("sync", &sync::encode_ops(&ops), 1500) {
             sync(&input);
         }
-        for input in inputs(&SyncRequest::of(&replica).encode(), 1500) {
+        for input in inputs("sync", &SyncRequest::of(&replica).encode(), 1500) {
             sync(&input);
         }
     }
@@ -353,7 +353,7 @@ mod tests {
     #[test]
     fn smoke_genesis_files() {
         let (g, _) = history(&[], false);
-        for input in inputs(g.to_toml().as_bytes(), 1500) {
+        for input in inputs("genesis", g.to_toml().as_bytes(), 1500) {
             genesis(&input);
         }
     }
@@ -371,6 +371,7 @@ mod tests {
                     x as u8
                 })
                 .collect();
+            p2pc_crypto::fuzzing::seed("credit", &data);
             credit(&data);
         }
     }

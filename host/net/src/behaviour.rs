@@ -68,6 +68,10 @@ impl Behaviour {
             .max_transmit_size(MAX_GOSSIP_BYTES)
             .heartbeat_interval(Duration::from_millis(500))
             .validation_mode(gossipsub::ValidationMode::Strict)
+            // Nothing is forwarded until the node has checked it
+            // (`Client::judge`): forwarding first would pass an attacker's
+            // garbage on, and get this node blamed for it.
+            .validate_messages()
             .build()?;
         let gossipsub = gossipsub::Behaviour::new(
             gossipsub::MessageAuthenticity::Signed(key.clone()),

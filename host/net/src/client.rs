@@ -81,11 +81,32 @@ pub enum Inbound {
         topic: String,
         /// The message.
         data: Vec<u8>,
+        /// What to name it by in [`Client::judge`]: it is passed on to
+        /// other peers only once judged good.
+        id: GossipId,
     },
     /// A connection to a new peer was established.
     Connected(PeerId),
     /// The last connection to a peer closed.
     Disconnected(PeerId),
+}
+
+/// A gossip message held by the overlay until the node judges it.
+#[derive(Clone, Debug)]
+pub struct GossipId {
+    pub(crate) message: libp2p::gossipsub::MessageId,
+    pub(crate) via: PeerId,
+}
+
+/// What the node found a gossip message to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Good: pass it on.
+    Accept,
+    /// Forged, malformed or foreign: drop it and pass it to nobody.
+    Reject,
+    /// Not wrong, but not worth passing on (a queue was full).
+    Ignore,
 }
 
 type Reply<T> = oneshot::Sender<Result<T>>;
@@ -107,6 +128,7 @@ pub(crate) enum Command {
     RespondTask(ResponseChannel<Vec<u8>>, Vec<u8>),
     Subscribe(String, Reply<()>),
     Publish(String, Vec<u8>, Reply<()>),
+    Judge(GossipId, Verdict),
     Peers(Reply<Vec<PeerInfo>>),
     Shutdown(Reply<()>),
 }
@@ -115,6 +137,14 @@ impl Client {
     /// This node's peer id.
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// Says what a gossip message is, so the overlay passes on only good
+    /// ones: a node never forwards what it has not checked, so an honest
+    /// peer is never blamed for an attacker's message. Never waits: if the
+    /// overlay's queue is full the message is simply not forwarded.
+    pub fn judge(&self, id: GossipId, verdict: Verdict) {
+        let _ = self.commands.try_send(Command::Judge(id, verdict));
     }
 
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::behaviour::{Behaviour, BehaviourEvent};
-use crate::client::{Command, Inbound, PeerInfo};
+use crate::client::{Command, GossipId, Inbound, PeerInfo, Verdict};
 use crate::protocol::ChunkResponse;
 use crate::{Client, Config, Error, RequestFailure, Result};
 
@@ -314,6 +314,17 @@ impl EventLoop {
                     .map_err(|e| Error::Gossip(e.to_string()));
                 let _ = reply.send(result);
             }
+            Command::Judge(id, verdict) => {
+                let acceptance = match verdict {
+                    Verdict::Accept => gossipsub::MessageAcceptance::Accept,
+                    Verdict::Reject => gossipsub::MessageAcceptance::Reject,
+                    Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,
+                };
+                let _ = swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id.message, &id.via, acceptance);
+            }
             Command::Peers(reply) => {
                 let mut peers: Vec<PeerInfo> = self
                     .peers
@@ -480,13 +491,17 @@ impl EventLoop {
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 message,
                 propagation_source,
-                ..
+                message_id,
             }) => {
                 self.deliver(Inbound::Gossip {
                     source: message.source,
                     via: propagation_source,
                     topic: message.topic.into_string(),
                     data: message.data,
+                    id: GossipId {
+                        message: message_id,
+                        via: propagation_source,
+                    },
                 })
                 .await;
             }

@@ -29,7 +29,7 @@ mod protocol;
 use std::time::Duration;
 
 pub use behaviour::{KAD_PROTOCOL, MAX_GOSSIP_BYTES, PROTOCOL_VERSION};
-pub use client::{Client, Inbound, PeerInfo};
+pub use client::{Client, GossipId, Inbound, PeerInfo, Verdict};
 pub use config::Config;
 pub use event_loop::{EventLoop, new, peer_of};
 pub use libp2p::multiaddr::Protocol;

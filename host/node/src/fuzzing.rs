@@ -105,11 +105,11 @@ mod tests {
             hold: vec![0; 40],
             ..TaskRequest::default()
         };
-        for input in inputs(&request.encode_to_vec(), 3000) {
+        for input in inputs("task", &request.encode_to_vec(), 3000) {
             task(&input);
         }
         let reply = TaskReply::refusal("busy", "no slot");
-        for input in inputs(&reply.encode_to_vec(), 1000) {
+        for input in inputs("task", &reply.encode_to_vec(), 1000) {
             task(&input);
         }
     }
@@ -125,14 +125,15 @@ mod tests {
             ..Advert::default()
         };
         let wire = Envelope::seal(&key, ADVERT_KIND, 1, advert.encode_to_vec()).encode_to_vec();
-        for input in inputs(&wire, 2000)
-            .into_iter()
-            .chain(inputs(&advert.encode_to_vec(), 1000))
-        {
+        for input in inputs("advert", &wire, 2000).into_iter().chain(inputs(
+            "advert",
+            &advert.encode_to_vec(),
+            1000,
+        )) {
             super::advert(&input);
         }
         let request = p2pc_net::ChunkRequest::default();
-        for input in inputs(&request.encode_to_vec(), 500) {
+        for input in inputs("chunk", &request.encode_to_vec(), 500) {
             chunk(&input);
         }
     }
@@ -140,7 +141,7 @@ mod tests {
     #[test]
     fn smoke_node_toml() {
         let text = "[node]\nslots = 2\n[api]\nlisten = \"127.0.0.1:0\"\n[market]\nbase_price = 3\n";
-        for input in inputs(text.as_bytes(), 2000) {
+        for input in inputs("config", text.as_bytes(), 2000) {
             config(&input);
         }
     }

@@ -18,6 +18,7 @@ use crate::metrics::Telemetry;
 use crate::network::Network;
 use crate::pay::Payments;
 use crate::replica::{LEDGER_TOPIC, Replica};
+use crate::scores::PeerScores;
 use crate::worker::Worker;
 
 /// The handles the router hands messages to.
@@ -29,26 +30,20 @@ pub(crate) struct Router {
     replica: Option<Replica>,
     payments: Option<Payments>,
     telemetry: Telemetry,
+    scores: PeerScores,
 }
 
 impl Router {
-    pub(crate) fn new(
-        client: Client,
-        store: Store,
-        worker: Worker,
-        network: Network,
-        replica: Option<Replica>,
-        payments: Option<Payments>,
-        telemetry: Telemetry,
-    ) -> Self {
+    pub(crate) fn new(s: &crate::node::Services, payments: Option<Payments>) -> Self {
         Self {
-            client,
-            store,
-            worker,
-            network,
-            replica,
+            client: s.client.clone(),
+            store: s.store.clone(),
+            worker: s.worker.clone(),
+            network: s.network.clone(),
+            replica: s.replica.clone(),
             payments,
-            telemetry,
+            telemetry: s.telemetry.clone(),
+            scores: s.scores.clone(),
         }
     }
 
@@ -88,6 +83,7 @@ impl Router {
                 let network = self.network.clone();
                 let client = self.client.clone();
                 let payments = self.payments.clone();
+                let scores = self.scores.clone();
                 tokio::spawn(async move {
                     let unpaid = || {
                         TaskReply::refusal("no_ledger", "this node has no ledger: nothing to pay")
@@ -114,6 +110,12 @@ impl Router {
                         },
                         Ok(r) => worker.handle_task(peer, r).await,
                     };
+                    // Bytes no honest node sends (not a request, not an
+                    // envelope, a signature that fails) score the sender
+                    // down, as bad gossip does, until it is blocked.
+                    if matches!(reply.refused_code.as_str(), "malformed" | "bad_signature") {
+                        scores.penalise(peer, &reply.refused);
+                    }
                     let _ = client.respond_task(channel, reply.encode_to_vec()).await;
                 });
             }
@@ -138,13 +140,18 @@ impl Router {
                 via,
                 topic,
                 data,
+                id,
             } => {
                 if topic == ADVERT_TOPIC {
-                    self.network.on_advert(source, via, &data);
+                    let verdict = self.network.on_advert(source, via, &data);
+                    self.client.judge(id, verdict);
                 } else if topic == LEDGER_TOPIC
                     && let Some(replica) = &self.replica
                 {
-                    replica.on_gossip(via, data);
+                    replica.on_gossip(via, data, id);
+                } else {
+                    // A topic this node reads nothing on: not passed on.
+                    self.client.judge(id, p2pc_net::Verdict::Ignore);
                 }
             }
             Inbound::Connected(peer) => {

@@ -668,40 +668,46 @@ impl Network {
     /// A gossiped offer. One that does not verify, or is not its
     /// source's, scores down the peer that forwarded it, as a bad ledger
     /// op does; one merely old is dropped.
-    pub(crate) fn on_advert(&self, source: Option<PeerId>, via: PeerId, data: &[u8]) {
+    pub(crate) fn on_advert(
+        &self,
+        source: Option<PeerId>,
+        via: PeerId,
+        data: &[u8],
+    ) -> p2pc_net::Verdict {
         let scores = &self.inner.scores;
         let Some(source) = source else {
             scores.penalise(via, "unsigned offer");
-            return;
+            return p2pc_net::Verdict::Reject;
         };
         let Ok(envelope) = Envelope::decode_bounded(data) else {
             scores.penalise(via, "malformed offer");
-            return;
+            return p2pc_net::Verdict::Reject;
         };
         let Ok(opened) = envelope.open(ADVERT_KIND) else {
             scores.penalise(via, "offer with a bad signature");
-            return;
+            return p2pc_net::Verdict::Reject;
         };
         // The offer must be signed by the key the gossip source's peer id
         // was derived from.
         if opened.author.peer_id() != source {
             scores.penalise(via, "offer signed by another key");
-            return;
+            return p2pc_net::Verdict::Reject;
         }
         let Ok(advert) = Advert::decode(opened.payload) else {
             scores.penalise(via, "malformed offer");
-            return;
+            return p2pc_net::Verdict::Reject;
         };
         let now = now_unix_ms();
         let Some(offer) = offer_of(&advert) else {
             scores.penalise(via, "offer with an impossible expiry");
-            return;
+            return p2pc_net::Verdict::Reject;
         };
         if offer.issued_ms > now.saturating_add(MAX_OFFER_SKEW_MS) {
             scores.penalise(via, "offer dated in the future");
-            return;
+            return p2pc_net::Verdict::Reject;
         }
         lock(&self.inner.adverts).insert(source, offer, (opened.author, advert), now);
+        p2pc_net::Verdict::Accept
     }
 
     /// Live jobs by state: (submitted, running).

@@ -355,15 +355,7 @@ impl ComputeNode {
             health,
             history,
         };
-        let router = Router::new(
-            services.client.clone(),
-            services.store.clone(),
-            services.worker.clone(),
-            services.network.clone(),
-            services.replica.clone(),
-            payments,
-            telemetry,
-        );
+        let router = Router::new(&services, payments);
         tasks.push(tokio::spawn(router.run(inbound)));
 
         let mut listen = Vec::new();

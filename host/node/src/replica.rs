@@ -33,7 +33,7 @@ use p2pc_ledger::{
     ArbiterPolicy, Body, CreditManager, Escrow, FutureOps, Genesis, Insert, Ledger, Offer, Op,
     OpId, Outcome, Persister, Proof, Reject,
 };
-use p2pc_net::{Client, PeerId};
+use p2pc_net::{Client, GossipId, PeerId, Verdict};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -87,7 +87,7 @@ const GOSSIP_QUEUE: usize = 256;
 #[derive(Clone)]
 pub(crate) struct Replica {
     inner: Arc<Inner>,
-    gossip: mpsc::Sender<(PeerId, Vec<u8>)>,
+    gossip: mpsc::Sender<(PeerId, Vec<u8>, GossipId)>,
 }
 
 struct Inner {
@@ -154,6 +154,8 @@ struct Taken {
     new: Vec<Op>,
     /// Ops newly set aside until the clock reaches their time.
     parked: usize,
+    /// Some were forged or foreign (their sender was scored down).
+    forged: bool,
 }
 
 impl Replica {
@@ -202,8 +204,10 @@ impl Replica {
     /// Queues a gossip message on [`LEDGER_TOPIC`] for the replica, in
     /// order (ops of one chain must not race themselves). Never waits: a
     /// full queue drops the message.
-    pub(crate) fn on_gossip(&self, via: PeerId, data: Vec<u8>) {
-        if self.gossip.try_send((via, data)).is_err() {
+    pub(crate) fn on_gossip(&self, via: PeerId, data: Vec<u8>, id: GossipId) {
+        if let Err(e) = self.gossip.try_send((via, data, id)) {
+            let (_, _, id) = e.into_inner();
+            self.inner.client.judge(id, Verdict::Ignore);
             let n = self.inner.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
                 debug!(
@@ -651,14 +655,19 @@ impl Inner {
             .filter(|(r, _)| !matches!(r, Insert::Duplicate) && !forged(r))
             .map(|(_, op)| op)
             .collect();
-        Ok(Taken { new, parked })
+        Ok(Taken {
+            new,
+            parked,
+            forged: bad > 0,
+        })
     }
 
     /// One gossip message on [`LEDGER_TOPIC`], from the queue.
-    async fn on_gossip(self: &Arc<Self>, via: PeerId, data: &[u8]) {
+    /// Returns whether the overlay should pass the message on.
+    async fn on_gossip(self: &Arc<Self>, via: PeerId, data: &[u8]) -> Verdict {
         let Ok(decoded) = decode_ops(data) else {
             self.penalise(via, "malformed ledger gossip");
-            return;
+            return Verdict::Reject;
         };
         let mut ops = Vec::with_capacity(decoded.len());
         for op in decoded {
@@ -666,12 +675,17 @@ impl Inner {
                 Ok(op) => ops.push(op),
                 Err(_) => {
                     self.penalise(via, "malformed ledger op");
-                    return;
+                    return Verdict::Reject;
                 }
             }
         }
-        if let Err(e) = self.take_ops(Some(via), ops).await {
-            warn!(error = %e, "ledger gossip not stored");
+        match self.take_ops(Some(via), ops).await {
+            Ok(t) if t.forged => Verdict::Reject,
+            Ok(_) => Verdict::Accept,
+            Err(e) => {
+                warn!(error = %e, "ledger gossip not stored");
+                Verdict::Ignore
+            }
         }
     }
 
@@ -770,9 +784,10 @@ async fn outbox_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<Op>) {
 }
 
 /// Takes gossip from the queue, one message at a time.
-async fn gossip_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<(PeerId, Vec<u8>)>) {
-    while let Some((via, data)) = queue.recv().await {
-        inner.on_gossip(via, &data).await;
+async fn gossip_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<(PeerId, Vec<u8>, GossipId)>) {
+    while let Some((via, data, id)) = queue.recv().await {
+        let verdict = inner.on_gossip(via, &data).await;
+        inner.client.judge(id, verdict);
     }
 }
 

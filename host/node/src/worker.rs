@@ -476,7 +476,8 @@ impl Inner {
         let executor = bundle.manifest.executor().to_owned();
         let argv = match p2pc_types::argv(&bundle.manifest.args, &spec.args) {
             Ok(argv) => argv,
-            Err(e) => return refuse("malformed", format!("the task's arguments: {e}")),
+            // A user's mistake, not the submitting node's: not scored.
+            Err(e) => return refuse("bad_args", format!("the task's arguments: {e}")),
         };
         // Seeded from what the task is, as `p2pctl run` seeds it.
         let mode = if executor == "wasm" {

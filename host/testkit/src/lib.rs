@@ -1,10 +1,13 @@
 //! In-process p2pc clusters for tests. Every node is a real
 //! [`ComputeNode`] with its own store in a temporary directory, talking
 //! libp2p over loopback TCP. Nothing here stands in for a real component;
-//! the only extra is [`CorruptProvider`], an adversary that serves bad
-//! chunks, built from the same overlay crate.
+//! the only extras are adversaries built from the same overlay crate:
+//! [`CorruptProvider`], which serves bad chunks, and [`HostilePeer`],
+//! which attacks a node on every protocol.
 //!
 //! Not for production use (`publish = false`).
+
+mod hostile;
 
 use std::future::Future;
 use std::time::Duration;
@@ -14,6 +17,8 @@ use p2pc_crypto::{BundleFile, Manifest, RequestedLimits, SecretKey};
 use p2pc_net::{ChunkResponse, ChunkStatus, Client, Inbound, Multiaddr, PeerId};
 use p2pc_node::{ComputeNode, NodeConfig};
 use p2pc_store::Cid;
+
+pub use hostile::{Assault, HostilePeer};
 
 /// Every wait in a test is bounded by this unless it says otherwise.
 pub const WAIT: Duration = Duration::from_secs(30);

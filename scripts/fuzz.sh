@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every fuzz target in fuzz/ for 90 seconds (the structure-aware
+# ledger run, which signs every op, for 5 minutes), which is at least the
+# 2 million executions each needs (10 million for the ledger op, sync and
+# HTTP body targets) wherever a target is fast enough, and prints one line
+# per target with its executions, time and coverage, for docs/fuzzing.md. Needs cargo-fuzz (`cargo install
+# cargo-fuzz --locked`). Targets: all, or those named.
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+export RUSTC_BOOTSTRAP=1
+targets=("$@")
+if ((${#targets[@]} == 0)); then
+  targets=(bundle envelope op sync credit genesis task advert chunk config frames api_bodies)
+fi
+cargo fuzz build -s none
+# Seeds: the valid encodings the smoke tests mutate, one directory a target.
+seeds=$(mktemp -d)
+(cd .. && P2PC_FUZZ_SEEDS="$seeds" cargo test -q -j2 --workspace --lib fuzzing >/dev/null)
+for t in "${targets[@]}"; do
+  secs=90
+  case $t in credit | task) secs=300 ;; esac
+  log=$(mktemp)
+  start=$(date +%s)
+  if mkdir -p "corpus/$t" && cargo fuzz run -s none "$t" "corpus/$t" "$seeds/$t" -- -max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1; then
+    result="no crash"
+  else
+    result="FAILED (see fuzz/artifacts/$t)"
+  fi
+  took=$(($(date +%s) - start))
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
+  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo "?")
+  echo "$t: $execs runs in ${took} s, coverage $cov edges, $result"
+  rm -f "$log"
+done
