@@ -553,7 +553,9 @@ fn flooded(rt: &tokio::runtime::Runtime) {
         }
         let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
         println!(
-            "honest tasks: {:.0}/s alone, {:.0}/s under a flood ({sent} hostile messages from              {attackers} attackers, each blocked in turn); under flood / alone = {:.2}x (target >= 0.8x);              rounds alone {calm:.0?}, flooded {rough:.0?}",
+            "honest tasks: {:.0}/s alone, {:.0}/s under a flood ({sent} hostile messages from \
+             {attackers} attackers, each blocked in turn); under flood / alone = {:.2}x (target >= 0.8x); \
+             rounds alone {calm:.0?}, flooded {rough:.0?}",
             best(&calm),
             best(&rough),
             best(&rough) / best(&calm),

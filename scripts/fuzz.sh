@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every fuzz target in fuzz/ for 90 seconds (the structure-aware
-# ledger run, which signs every op, for 5 minutes), which is at least the
+# Runs every fuzz target in fuzz/ for 60 seconds (the structure-aware
+# ledger run, which signs every op, and the task messages for 3 minutes), which is at least the
 # 2 million executions each needs (10 million for the ledger op, sync and
 # HTTP body targets) wherever a target is fast enough, and prints one line
 # per target with its executions, time and coverage, for docs/fuzzing.md. Needs cargo-fuzz (`cargo install
@@ -17,8 +17,8 @@ cargo fuzz build -s none
 seeds=$(mktemp -d)
 (cd .. && P2PC_FUZZ_SEEDS="$seeds" cargo test -q -j2 --workspace --lib fuzzing >/dev/null)
 for t in "${targets[@]}"; do
-  secs=90
-  case $t in credit | task) secs=300 ;; esac
+  secs=60
+  case $t in credit | task) secs=180 ;; esac
   log=$(mktemp)
   start=$(date +%s)
   if mkdir -p "corpus/$t" && cargo fuzz run -s none "$t" "corpus/$t" "$seeds/$t" -- -max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1; then
