@@ -148,27 +148,6 @@ fn a_hostile_peer_on_every_protocol_is_blocked_while_honest_work_goes_on() {
             0,
             "the honest peer was scored down"
         );
-        eprintln!(
-            cluster
-                .node(0)
-                .client()
-                .peers()
-                .await
-                .map(|v| v.into_iter().map(|p| p.peer_id).collect::<Vec<_>>())
-        );
-        eprintln!(
-            cluster
-                .node(1)
-                .client()
-                .peers()
-                .await
-                .map(|v| v.into_iter().map(|p| p.peer_id).collect::<Vec<_>>())
-        );
-        eprintln!(
-            cluster.node(0).peer_id(),
-            cluster.node(1).peer_id(),
-            attacker.peer_id()
-        );
         // The worker still serves, and kept its memory.
         let job = cluster
             .node(0)

@@ -34,7 +34,7 @@ fn node_with_ledger(env: &Env, name: &str) -> String {
     dir
 }
 
-fn public_key_of(dir: &str) -> String {
+pub(crate) fn public_key_of(dir: &str) -> String {
     let keys = std::path::Path::new(dir).join("keys");
     let env_keys = Env::new();
     let out = env_keys
@@ -46,7 +46,7 @@ fn public_key_of(dir: &str) -> String {
     v["public_key"].as_str().expect("public key").to_owned()
 }
 
-fn json_of(env: &Env, args: &[&str]) -> Value {
+pub(crate) fn json_of(env: &Env, args: &[&str]) -> Value {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
     serde_json::from_str(&ok(&env.run(&all, b"", None))).expect("json")

@@ -3,6 +3,7 @@
 
 mod blobs;
 mod bundles;
+mod churn;
 mod executors;
 mod keys;
 mod ledger;

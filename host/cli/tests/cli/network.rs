@@ -20,6 +20,13 @@ pub(crate) struct NodeProcess {
     pub(crate) dir: String,
 }
 
+impl NodeProcess {
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for NodeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
