@@ -2,12 +2,15 @@
 //! well-formed-but-wrong messages on every protocol, replays, gossip
 //! floods and abandoned streams, while an honest submitter keeps sending
 //! work. The honest work all completes, the attacker is blocked, and the
-//! node's memory stays bounded.
+//! node's memory stays bounded. The network is a paid one, and every
+//! replica's ledger verifies and converges after the attack.
 
 use p2pc_crypto::{RequestedLimits, SecretKey};
 use p2pc_node::messages::{ADVERT_TOPIC, TaskRequest, TaskSpec, now_unix_ms, seal_task};
-use p2pc_node::{BLOCK_SCORE, JobState, LEDGER_TOPIC, Submission};
-use p2pc_testkit::{Assault, Cluster, HostilePeer, WAIT, bundle, eventually};
+use p2pc_node::{
+    BLOCK_SCORE, JobState, LEDGER_TOPIC, LedgerAnswer, LedgerRequest, Submission, Validation,
+};
+use p2pc_testkit::{Assault, HostilePeer, WAIT, bundle, eventually};
 use prost::Message;
 
 use crate::support::block_on;
@@ -26,13 +29,10 @@ fn rss() -> u64 {
 #[test]
 fn a_hostile_peer_on_every_protocol_is_blocked_while_honest_work_goes_on() {
     block_on(async {
-        let cluster = Cluster::start(2).await.expect("cluster");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let liar = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cluster = crate::market::paid_cluster(dir.path(), &liar, |_| {}).await;
         let worker = cluster.node(1).peer_id();
-        eventually("the worker's offer", WAIT, || async {
-            (cluster.node(0).status().await.ok()?.workers_known >= 1).then_some(())
-        })
-        .await
-        .expect("offer");
         let file = bundle(
             &SecretKey::generate(),
             "hello",
@@ -77,6 +77,7 @@ fn a_hostile_peer_on_every_protocol_is_blocked_while_honest_work_goes_on() {
                     .node(0)
                     .submit(Submission {
                         to: Some(worker),
+                        validation: Some(Validation::None),
                         ..Submission::new(file.clone(), name.clone().into_bytes(), WAIT)
                     })
                     .await
@@ -153,12 +154,26 @@ fn a_hostile_peer_on_every_protocol_is_blocked_while_honest_work_goes_on() {
             .node(0)
             .submit(Submission {
                 to: Some(worker),
+                validation: Some(Validation::None),
                 ..Submission::new(file.clone(), b"after".to_vec(), WAIT)
             })
             .await
             .expect("submit");
         let state = cluster.node(0).wait(&job, WAIT).await.expect("wait").status;
         assert!(matches!(state, JobState::Done { .. }), "{state:?}");
+        // Every replica's ledger verifies and they all hold the same ops.
+        eventually("the ledgers converge", WAIT, || async {
+            let mut counts = Vec::new();
+            for i in 0..5 {
+                match cluster.node(i).ledger(LedgerRequest::Verify).await.ok()? {
+                    LedgerAnswer::Verify(v) if v.ok && v.open_escrows == 0 => counts.push(v.ops),
+                    _ => return None,
+                }
+            }
+            counts.windows(2).all(|w| w[0] == w[1]).then_some(())
+        })
+        .await
+        .expect("converged");
         let grew = rss().saturating_sub(before);
         assert!(grew < 256 << 20, "memory grew by {} MiB", grew >> 20);
         attacker.stop().await;

@@ -212,7 +212,10 @@ impl Store {
     /// The whole blob in memory, verified.
     pub fn get_bytes(&self, id: &Cid) -> Result<Vec<u8>> {
         let mut reader = self.get(id)?;
-        let mut out = Vec::with_capacity(usize::try_from(reader.len()).unwrap_or(0));
+        // Sized from the record, but never past what its chunks can hold
+        // (a damaged record's length is not to be trusted with memory).
+        let most = (reader.record.hashes.len() as u64).saturating_mul(CHUNK_SIZE as u64);
+        let mut out = Vec::with_capacity(usize::try_from(reader.len().min(most)).unwrap_or(0));
         reader
             .read_to_end(&mut out)
             .map_err(|e| reader.take_error(e))?;
@@ -511,7 +514,13 @@ impl BlobReader {
         self.pos = 0;
         let within = (offset % CHUNK_SIZE as u64) as usize;
         if within > 0 {
-            let hash = self.record.hashes[self.next];
+            // A record's length and its hashes agree unless the database
+            // was damaged; then it is an error, not a panic.
+            let hash = *self
+                .record
+                .hashes
+                .get(self.next)
+                .ok_or(Error::CorruptRecord(self.blob))?;
             self.store.read_chunk(&self.blob, &hash, &mut self.chunk)?;
             self.next += 1;
             self.pos = within.min(self.chunk.len());

@@ -52,7 +52,15 @@ pub(crate) struct Packs {
 impl Packs {
     pub(crate) fn open(dir: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
-        let next = list(&dir)?.into_iter().max().map_or(0, |m| m + 1);
+        let next = match list(&dir)?.into_iter().max() {
+            None => 0,
+            Some(m) => m.checked_add(1).ok_or_else(|| {
+                std::io::Error::other(format!(
+                    "{}: pack {m} is the last number a pack can have",
+                    dir.display()
+                ))
+            })?,
+        };
         Ok(Self {
             dir,
             next: AtomicU32::new(next),

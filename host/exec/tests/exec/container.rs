@@ -75,11 +75,15 @@ async fn container_behaviour() {
     // A fork bomb is contained by the pids limit and the deadline.
     let o = exec
         .execute(
-            // The top shell becomes a sleeper that outlives the deadline,
-            // so the bomb keeps growing until then. `exec` needs no new
-            // process: a plain `sleep` could itself be refused a fork
-            // once the bomb fills the limit, ending the task early.
-            &image(&rootfs, &["sh", "-c", "f(){ f | f & }; f; exec sleep 60"]),
+            // The top shell forks the bomb once, before it grows, then
+            // becomes a sleeper that outlives the deadline (`exec` needs
+            // no new process), so no fork it needs is ever refused and
+            // the task always runs to its deadline, however loaded the
+            // machine.
+            &image(
+                &rootfs,
+                &["sh", "-c", "(f(){ f | f & }; f) & exec sleep 60"],
+            ),
             secs(8),
         )
         .await;
