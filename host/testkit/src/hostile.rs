@@ -136,39 +136,30 @@ impl HostilePeer {
         if let Some(b) = forged.payload.first_mut() {
             *b ^= 1;
         }
+        let key = &self.key;
+        let signed = |sequence, spec: TaskSpec| TaskRequest {
+            task: Envelope::seal(key, TASK_KIND, sequence, spec.encode_to_vec()).encode_to_vec(),
+            ..TaskRequest::default()
+        };
         let wrong = [
             TaskRequest {
                 task: forged.encode_to_vec(),
                 ..TaskRequest::default()
             },
-            TaskRequest {
-                task: Envelope::seal(
-                    &self.key,
-                    TASK_KIND,
-                    2,
-                    TaskSpec {
-                        deadline_unix_ms: 1,
-                        ..spec.clone()
-                    }
-                    .encode_to_vec(),
-                )
-                .encode_to_vec(),
-                ..TaskRequest::default()
-            },
-            TaskRequest {
-                task: Envelope::seal(
-                    &self.key,
-                    TASK_KIND,
-                    3,
-                    TaskSpec {
-                        lease_ms: 365 * 86_400_000,
-                        ..spec.clone()
-                    }
-                    .encode_to_vec(),
-                )
-                .encode_to_vec(),
-                ..TaskRequest::default()
-            },
+            signed(
+                2,
+                TaskSpec {
+                    deadline_unix_ms: 1,
+                    ..spec.clone()
+                },
+            ),
+            signed(
+                3,
+                TaskSpec {
+                    lease_ms: 365 * 86_400_000,
+                    ..spec.clone()
+                },
+            ),
             TaskRequest {
                 progress: Envelope::seal(
                     &self.key,
