@@ -3,8 +3,8 @@
 # ledger op, sync and HTTP body targets (which need 10 million runs), 3
 # minutes for the task messages and 5 for the structure-aware ledger run,
 # which signs every op. That is at least 2 million runs for every other
-# target here. Prints one line
-# per target with its executions, time and coverage, for docs/fuzzing.md. Needs cargo-fuzz (`cargo install
+# target here. Prints one line per target with its executions, time and
+# coverage, for docs/fuzzing.md. Needs cargo-fuzz (`cargo install
 # cargo-fuzz --locked`). Targets: all, or those named.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
