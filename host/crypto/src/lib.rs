@@ -10,6 +10,8 @@
 //! - `keystore`: [`Keystore`], passphrase-encrypted key files.
 //! - `envelope`: [`Envelope`], [`ReplayGuard`]: signed, replay-checked messages.
 //! - `bundle`: [`BundleFile`], [`Manifest`], [`TrustPolicy`]: signed components.
+//! - `seal`: sealed blobs ([`SealingReader`], [`OpeningReader`]) and HPKE
+//!   key wrapping ([`wrap`], [`SealKey`]): end-to-end secrecy of task data.
 
 #![deny(missing_docs)]
 
@@ -19,6 +21,7 @@ mod envelope;
 pub mod fuzzing;
 mod keys;
 mod keystore;
+pub mod seal;
 
 pub use bundle::{
     BundleError, BundleFile, FORMAT_VERSION as BUNDLE_FORMAT_VERSION, MAGIC as BUNDLE_MAGIC,
@@ -27,3 +30,6 @@ pub use bundle::{
 pub use envelope::{Envelope, EnvelopeError, MAX_ENVELOPE_BYTES, Opened, ReplayGuard};
 pub use keys::{KeyError, PublicKey, SecretKey, Signature};
 pub use keystore::{KdfParams, KeyInfo, Keystore, KeystoreError};
+pub use seal::{
+    ContentKey, OpeningReader, SealError, SealKey, SealPublic, SealingReader, WrappedKey, wrap,
+};
