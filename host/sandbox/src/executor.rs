@@ -21,6 +21,7 @@ use crate::bindings::map_reduce::MapReducePre;
 use crate::cache::{self, CacheStats, ProgramCache};
 use crate::pipe::OutputOverflow;
 use crate::state::TaskState;
+use crate::stdin::{Stdin, StreamedInput};
 use crate::task::{Call, Mode, Outcome, Task};
 use crate::{Artifact, Config, Error, SandboxExecutor};
 
@@ -247,6 +248,16 @@ impl WasmExecutor {
         task: Task,
         progress: Option<ProgressSink>,
     ) -> Outcome {
+        self.run_with(program, task, progress, None).await
+    }
+
+    async fn run_with(
+        &self,
+        program: &Program,
+        task: Task,
+        progress: Option<ProgressSink>,
+        streamed: Option<StreamedInput>,
+    ) -> Outcome {
         let start = Instant::now();
         if let Err(e) = self.admit(program, &task) {
             return Outcome::rejected(e, start.elapsed());
@@ -259,7 +270,7 @@ impl WasmExecutor {
             .expect("the semaphore is never closed");
 
         let is_command = program.world == World::Command;
-        let (scratch, mut state) = match prepare(&task, is_command) {
+        let (scratch, mut state) = match prepare(&task, is_command, streamed) {
             Ok(prepared) => prepared,
             Err(e) => return Outcome::rejected(e, start.elapsed()),
         };
@@ -381,6 +392,36 @@ impl SandboxExecutor for WasmExecutor {
 }
 
 impl WasmExecutor {
+    /// Runs a command component with `input` streamed to its stdin as the
+    /// producer feeds it (the task's own `Run` input is ignored), so an
+    /// input of any size runs in bounded memory. Components of other worlds
+    /// take their input whole and are refused here.
+    pub async fn execute_streamed(
+        &self,
+        artifact: &Artifact,
+        mut task: Task,
+        input: StreamedInput,
+        progress: Option<ProgressSink>,
+    ) -> Outcome {
+        if !artifact.args.is_empty() {
+            task.args.splice(0..0, artifact.args.iter().cloned());
+        }
+        let start = Instant::now();
+        match self.load(&artifact.bytes).await {
+            Ok(program) if program.world != World::Command => Outcome::rejected(
+                TaskError::WrongWorld {
+                    reason: format!(
+                        "a streamed input is a command's stdin; this component is {}",
+                        program.world
+                    ),
+                },
+                start.elapsed(),
+            ),
+            Ok(program) => self.run_with(&program, task, progress, Some(input)).await,
+            Err(e) => Outcome::rejected(e, start.elapsed()),
+        }
+    }
+
     /// [`SandboxExecutor::execute`], with the job's progress sent on
     /// `progress` as it happens (see [`run_reporting`](Self::run_reporting)).
     pub async fn execute_reporting(
@@ -409,6 +450,7 @@ pub type ProgressSink = tokio::sync::watch::Sender<Option<(u64, u64)>>;
 fn prepare(
     task: &Task,
     is_command: bool,
+    streamed: Option<StreamedInput>,
 ) -> Result<(Option<tempfile::TempDir>, TaskState), TaskError> {
     let denied = |what: String| TaskError::CapabilityDenied { capability: what };
     let scratch = task
@@ -417,9 +459,10 @@ fn prepare(
         .then(tempfile::TempDir::new)
         .transpose()
         .map_err(|e| denied(format!("scratch directory could not be created: {e}")))?;
-    let stdin = match (&task.call, is_command) {
-        (Call::Run(input), true) => input.clone(),
-        _ => Vec::new(),
+    let stdin = match (streamed, &task.call, is_command) {
+        (Some(input), _, true) => Stdin::streamed(input),
+        (None, Call::Run(input), true) => Stdin::memory(input.clone()),
+        _ => Stdin::memory(Vec::new()),
     };
     let state = TaskState::new(task, stdin, is_command, scratch.as_ref().map(|d| d.path()))
         .map_err(|e| denied(format!("{e:#}")))?;

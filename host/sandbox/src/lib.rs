@@ -48,6 +48,7 @@ mod limiter;
 pub mod mapreduce;
 mod pipe;
 mod state;
+mod stdin;
 mod task;
 
 use std::future::Future;
@@ -59,6 +60,7 @@ pub use config::Config;
 pub use executor::cache_files;
 pub use executor::{Program, ProgressSink, WasmExecutor};
 pub use p2pc_types::{ByteSize, Limits, TaskError, Usage, World};
+pub use stdin::{FeedClosed, InputFeed, READ_MAX, StreamedInput, streamed};
 pub use task::{Call, Grants, LogLevel, LogLine, Mode, Outcome, Task};
 
 pub use bytes::Bytes;

@@ -2,7 +2,6 @@
 //! implemented on it.
 
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::{Level, host, job};
@@ -34,7 +33,7 @@ impl TaskState {
     /// component; typed jobs get an empty stdin.
     pub(crate) fn new(
         task: &Task,
-        stdin: Vec<u8>,
+        stdin: crate::stdin::Stdin,
         is_command: bool,
         scratch: Option<&std::path::Path>,
     ) -> wasmtime::Result<Self> {
@@ -43,7 +42,7 @@ impl TaskState {
         let diagnostics = CappedPipe::diagnostics(to_usize(limits.stderr.bytes()));
 
         let mut b = WasiCtxBuilder::new();
-        b.stdin(MemoryInputPipe::new(stdin));
+        b.stdin(stdin);
         // A typed job's output is what `run` returns; anything it prints is
         // a diagnostic, like stderr.
         b.stdout(if is_command {

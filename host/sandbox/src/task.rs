@@ -82,9 +82,21 @@ impl Mode {
     /// or a node, so every replica of the task, local or remote, sees the
     /// same randomness.
     pub fn derived(component_blake3: &[u8; 32], input: &[u8], args: &[String]) -> Self {
+        Self::derived_from_hash(component_blake3, blake3::hash(input).as_bytes(), args)
+    }
+
+    /// [`Mode::derived`] from the input's BLAKE3 rather than the input:
+    /// for a task that must be seeded before its input has been read (a
+    /// sealed input is seeded from the sealed blob's hash, which every
+    /// replica of the task shares and can check).
+    pub fn derived_from_hash(
+        component_blake3: &[u8; 32],
+        input_blake3: &[u8; 32],
+        args: &[String],
+    ) -> Self {
         let mut h = blake3::Hasher::new_derive_key("p2pc task seed v2");
         h.update(component_blake3);
-        h.update(blake3::hash(input).as_bytes());
+        h.update(input_blake3);
         h.update(&(args.len() as u64).to_le_bytes());
         for a in args {
             h.update(&(a.len() as u64).to_le_bytes());
