@@ -218,18 +218,21 @@ async fn blob_list(State(s): State<AppState>) -> ApiResult<Json<Vec<BlobInfo>>> 
 }
 
 /// Store the request body as a blob (streamed, never whole in memory) and
-/// announce it to the network.
-#[utoipa::path(post, path = "/v1/blobs", tag = "blobs",
+/// announce it to the network, unless `announce=false`.
+#[utoipa::path(post, path = "/v1/blobs", tag = "blobs", params(UploadQuery),
     request_body(content = RawBytes, content_type = "application/octet-stream"),
     responses((status = 201, body = BlobInfo), (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json")))]
 async fn blob_upload(
     State(s): State<AppState>,
+    Query(q): Query<UploadQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<BlobInfo>)> {
     let info = store_body(&s, &headers, body).await?;
-    s.node.announce(info.id);
+    if q.announce.unwrap_or(true) {
+        s.node.announce(info.id);
+    }
     Ok((StatusCode::CREATED, Json(info)))
 }
 
@@ -624,16 +627,17 @@ async fn job_submit(
 
 async fn submission(s: &AppState, body: SubmitJob) -> ApiResult<Submission> {
     let bundle = s.node.bundle_bytes(cid(&body.bundle)?).await?;
+    let mut input_blob = None;
     let input = match body.input {
         None => Vec::new(),
         Some(JobInput::Text(t)) => t.into_bytes(),
         Some(JobInput::Base64(b)) => base64::engine::general_purpose::STANDARD
             .decode(b.as_bytes())
             .map_err(|e| Problem::bad_request(format!("input.base64 is not base64: {e}")))?,
+        // Read from the store as it is sent, never whole in memory.
         Some(JobInput::Blob(id)) => {
-            let id = cid(&id)?;
-            let store = s.node.store().clone();
-            blocking(move || store.get_bytes(&id)).await?
+            input_blob = Some(cid(&id)?);
+            Vec::new()
         }
     };
     let validation = body
@@ -668,6 +672,8 @@ async fn submission(s: &AppState, body: SubmitJob) -> ApiResult<Submission> {
     submission.shards = body.shards;
     submission.validation = validation;
     submission.min_reputation = body.min_reputation;
+    submission.seal = body.seal;
+    submission.input_blob = input_blob;
     Ok(submission)
 }
 

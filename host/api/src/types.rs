@@ -44,6 +44,22 @@ pub struct SubmitJob {
     /// if absent.
     #[serde(default)]
     pub window_ms: Option<u64>,
+    /// Seal the input and output, so only the job's workers and this
+    /// node read them; if absent, the node's `[jobs] seal_paid` (on) for
+    /// a paid job and `seal_unpaid` (off) for an unpaid one.
+    #[serde(default)]
+    pub seal: Option<bool>,
+}
+
+/// Options of a blob upload.
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UploadQuery {
+    /// Announce the blob to the network as provided here (the default).
+    /// `false` keeps it private to this node until a job sends it: what
+    /// `p2pctl job submit` does with inputs, so a sealed job's plaintext
+    /// is never advertised.
+    pub announce: Option<bool>,
 }
 
 /// A job's input: a stored blob, or bytes given inline.

@@ -122,8 +122,15 @@ impl ContentKey {
     /// key: replicas of one task agree on it, and nobody without the key
     /// can test a guess of the output against it.
     pub fn digest(&self, plaintext: &[u8]) -> [u8; 32] {
+        let mut h = self.digester();
+        h.update(plaintext);
+        *h.finalize().as_bytes()
+    }
+
+    /// [`ContentKey::digest`] of bytes fed a piece at a time.
+    pub fn digester(&self) -> blake3::Hasher {
         let key = blake3::derive_key("p2pc/sealed/1 output digest", self.0.as_ref());
-        *blake3::keyed_hash(&key, plaintext).as_bytes()
+        blake3::Hasher::new_keyed(&key)
     }
 
     fn cipher(&self) -> ChaCha20Poly1305 {

@@ -410,12 +410,20 @@ pub struct JobsSection {
     /// How long a finished job's record, logs and output are kept.
     #[serde(deserialize_with = "duration")]
     pub keep: Duration,
+    /// Seal paid jobs' inputs and outputs unless a submission says
+    /// otherwise (`--seal` / `--no-seal`).
+    pub seal_paid: bool,
+    /// Seal unpaid jobs' inputs and outputs unless a submission says
+    /// otherwise.
+    pub seal_unpaid: bool,
 }
 
 impl Default for JobsSection {
     fn default() -> Self {
         Self {
             keep: Duration::from_secs(7 * 24 * 3600),
+            seal_paid: true,
+            seal_unpaid: false,
         }
     }
 }

@@ -14,9 +14,11 @@
 //! co-signatures ([`Settle`]), and an arbiter co-signs what one party
 //! cannot get from the other ([`Arbitrate`]). `docs/design/task-plane.md`
 //! has the rules.
+//! A sealed task's input and output are sealed blobs whose keys travel
+//! wrapped for their readers only (`docs/design/sealing.md`).
 //! Non-goals: checking that the result is right
 //! (validation by re-execution is the market's job), secrecy of inputs from
-//! the worker.
+//! the worker that runs them.
 
 use bytes::Bytes;
 use p2pc_crypto::{Envelope, EnvelopeError, PublicKey, SecretKey};
@@ -115,6 +117,71 @@ pub struct TaskSpec {
     /// task up (and places it elsewhere) after a lease of silence. 0: none.
     #[prost(uint64, tag = "13")]
     pub lease_ms: u64,
+    /// The submitter's name for the job the task belongs to (bound into a
+    /// sealed task's keys).
+    #[prost(bytes = "vec", tag = "14")]
+    pub job: Vec<u8>,
+    /// For a sealed task: the input's content key wrapped for this
+    /// worker, bound to [`seal_binding`]`("input", ..)`. `input` (and
+    /// `inline_input`) are then the sealed blob.
+    #[prost(message, optional, tag = "15")]
+    pub input_key: Option<SealedKey>,
+    /// For a sealed task: the submitter's X25519 key, which the worker
+    /// wraps the output's key for.
+    #[prost(bytes = "vec", tag = "16")]
+    pub reply_key: Vec<u8>,
+}
+
+/// A content key wrapped for one reader with HPKE
+/// (`p2pc_crypto::seal::wrap`).
+#[derive(Clone, PartialEq, Message)]
+pub struct SealedKey {
+    /// HPKE's encapsulated key.
+    #[prost(bytes = "vec", tag = "1")]
+    pub enc: Vec<u8>,
+    /// The content key, sealed.
+    #[prost(bytes = "vec", tag = "2")]
+    pub ciphertext: Vec<u8>,
+}
+
+impl SealedKey {
+    /// As the crypto crate names it.
+    pub fn to_wrapped(&self) -> p2pc_crypto::WrappedKey {
+        p2pc_crypto::WrappedKey {
+            enc: self.enc.clone(),
+            ciphertext: self.ciphertext.clone(),
+        }
+    }
+
+    /// From the crypto crate's form.
+    pub fn from_wrapped(w: p2pc_crypto::WrappedKey) -> Self {
+        Self {
+            enc: w.enc,
+            ciphertext: w.ciphertext,
+        }
+    }
+}
+
+/// What a wrapped key of a sealed task is bound to: its use (`input`,
+/// read by the worker, or `output`, read by the submitter), the job, the
+/// task, the submitter and the worker. A wrap opens only for the same
+/// five, so a sealed input or output moved into another task, or a key
+/// wrapped for one worker, is refused.
+pub fn seal_binding(
+    role: &str,
+    job: &[u8],
+    task_id: &[u8],
+    submitter: &PublicKey,
+    worker: &PublicKey,
+) -> Vec<u8> {
+    let mut b = Vec::with_capacity(64 + role.len() + job.len() + task_id.len() + 24);
+    for part in [role.as_bytes(), job, task_id] {
+        b.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        b.extend_from_slice(part);
+    }
+    b.extend_from_slice(&submitter.to_bytes());
+    b.extend_from_slice(&worker.to_bytes());
+    b
 }
 
 /// One line a job logged, as a receipt carries it.
@@ -198,6 +265,36 @@ pub struct Receipt {
     /// hold's window.
     #[prost(uint64, tag = "15")]
     pub settle_unix_ms: u64,
+    /// For a sealed task: the output's content key wrapped for the
+    /// submitter (`output` names the sealed blob; `output_len` is the
+    /// plaintext's length).
+    #[prost(message, optional, tag = "16")]
+    pub output_key: Option<SealedKey>,
+    /// For a sealed task: the plaintext output's keyed BLAKE3 under a key
+    /// derived from the input's content key
+    /// (`p2pc_crypto::ContentKey::digest`): replicas compare it, and only
+    /// readers of the input can test a guess against it.
+    #[prost(bytes = "vec", tag = "17")]
+    pub output_digest: Vec<u8>,
+}
+
+impl Receipt {
+    /// What replicas of one task are compared on: outcome, output (the
+    /// plaintext's digest for a sealed task, whose blobs differ), its
+    /// length and fuel.
+    pub fn answer(&self) -> (String, Vec<u8>, u64, u64) {
+        let output = if self.output_digest.is_empty() {
+            &self.output
+        } else {
+            &self.output_digest
+        };
+        (
+            self.outcome.clone(),
+            output.clone(),
+            self.output_len,
+            self.fuel_used,
+        )
+    }
 }
 
 /// What a worker offers. Signed as an [`ADVERT_KIND`] envelope, gossiped
@@ -254,6 +351,10 @@ pub struct Advert {
     /// Busy and waiting tasks per slot, in thousandths.
     #[prost(uint32, tag = "16")]
     pub load_permille: u32,
+    /// The X25519 key sealed tasks' inputs are wrapped for (32 bytes; not
+    /// the signing key). Empty: takes no sealed task.
+    #[prost(bytes = "vec", tag = "17")]
+    pub seal_key: Vec<u8>,
 }
 
 /// A task-protocol request.

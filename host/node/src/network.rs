@@ -23,7 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use p2pc_crypto::{BundleFile, Envelope, PublicKey, RequestedLimits, TrustPolicy};
+use p2pc_crypto::{
+    BundleFile, ContentKey, Envelope, PublicKey, RequestedLimits, SealPublic, TrustPolicy, wrap,
+};
 use p2pc_ledger::{FUEL_PER_PRICE_UNIT, OpId, TaskHold, cost};
 use p2pc_net::{Client, PeerId, RequestFailure};
 use p2pc_sandbox::{Limits, LogLevel, LogLine};
@@ -38,8 +40,9 @@ use crate::attempts::{Effect, Event, Task};
 use crate::events::EventKind;
 use crate::market::Market;
 use crate::messages::{
-    ADVERT_KIND, Advert, CallKind, INLINE_BYTES, PROGRESS_KIND, Progress, Receipt, ReduceInput,
-    TASK_KIND, TaskReply, TaskRequest, TaskSpec, blob_id, check_receipt, now_unix_ms,
+    ADVERT_KIND, Advert, CallKind, INLINE_BYTES, PROGRESS_KIND, Progress, RECEIPT_KIND, Receipt,
+    ReduceInput, SealedKey, TASK_KIND, TaskReply, TaskRequest, TaskSpec, blob_id, check_receipt,
+    now_unix_ms, seal_binding,
 };
 use crate::metrics::Telemetry;
 use crate::pay::Payments;
@@ -207,6 +210,10 @@ pub struct JobInfo {
     /// too few workers were reachable.
     #[serde(default)]
     pub unreplicated: u64,
+    /// Its input and output were sealed: only its workers and this node
+    /// read them. `input` then names the sealed input blob.
+    #[serde(default)]
+    pub sealed: bool,
 }
 
 /// One task of a job: one attempt on one worker.
@@ -323,6 +330,13 @@ pub struct Submission {
     pub validation: Option<Validation>,
     /// Only workers with at least this reputation score (0 to 1).
     pub min_reputation: Option<f64>,
+    /// Seal the input and output so only the chosen workers and this node
+    /// read them; `None`: `[jobs] seal_paid` or `seal_unpaid`.
+    pub seal: Option<bool>,
+    /// The input is this blob of the node's store (and `input` is empty):
+    /// a large input is then read from the store as it is sent, never
+    /// whole in memory (a sharded job still reads it to split it).
+    pub input_blob: Option<Cid>,
 }
 
 impl Submission {
@@ -344,6 +358,8 @@ impl Submission {
             max_attempts: None,
             validation: None,
             min_reputation: None,
+            seal: None,
+            input_blob: None,
         }
     }
 }
@@ -561,6 +577,9 @@ struct Inner {
     store: Store,
     signer: Arc<Signer>,
     keep: Duration,
+    /// Whether jobs are sealed when their submission does not say.
+    seal_paid: bool,
+    seal_unpaid: bool,
     payments: Option<Payments>,
     market: Market,
     scores: PeerScores,
@@ -602,18 +621,21 @@ impl Network {
         client: Client,
         store: Store,
         signer: Arc<Signer>,
-        keep: Duration,
+        jobs: &crate::config::JobsSection,
         payments: Option<Payments>,
         market: Market,
         scores: PeerScores,
         telemetry: Telemetry,
     ) -> Result<(Self, Vec<JoinHandle<()>>)> {
+        let keep = jobs.keep;
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
         let inner = Arc::new(Inner {
             client,
             store: store.clone(),
             signer,
             keep,
+            seal_paid: jobs.seal_paid,
+            seal_unpaid: jobs.seal_unpaid,
             payments,
             market,
             scores,
@@ -865,12 +887,42 @@ impl Network {
         let cid: Cid = cid
             .parse()
             .map_err(|_| Error::Submit(format!("job {id}'s record names a bad output id")))?;
-        if let Some(bytes) = lock(&self.inner.pending).get(&cid) {
-            return Ok(bytes.clone());
+        let pending = lock(&self.inner.pending).get(&cid).cloned();
+        let bytes = match pending {
+            Some(bytes) => bytes,
+            None => {
+                let store = self.inner.store.clone();
+                crate::blocking(move || store.get_bytes(&cid)).await?.into()
+            }
+        };
+        if !info.sealed {
+            return Ok(bytes);
         }
-        let store = self.inner.store.clone();
-        let bytes = crate::blocking(move || store.get_bytes(&cid)).await?;
-        Ok(bytes.into())
+        // Sealed: the key is in the receipt that names this output,
+        // wrapped for this node.
+        let logs = self.logs(id).await?;
+        let key = logs
+            .receipts
+            .iter()
+            .filter_map(|wire| {
+                let wire = hex::decode(wire).ok()?;
+                let opened = Envelope::decode_bounded(&wire).ok()?;
+                let opened = opened.open(RECEIPT_KIND).ok()?;
+                let receipt = Receipt::decode(opened.payload).ok()?;
+                (receipt.output == cid.as_bytes()).then(|| (receipt, opened.author.peer_id()))
+            })
+            .find_map(|(receipt, worker)| self.inner.output_key(id, &receipt, &worker).ok())
+            .ok_or_else(|| {
+                Error::Submit(format!(
+                    "job {id}'s output is sealed and no receipt kept for it has a key this node opens"
+                ))
+            })?;
+        let id = id.to_owned();
+        let plain = crate::blocking(move || {
+            p2pc_crypto::seal::open_bytes(&key, &bytes)
+                .map_err(|e| Error::Submit(format!("job {id}'s sealed output: {e}")))
+        });
+        Ok(plain.await?.into())
     }
 
     /// The node is stopping: every job still running ends as lost (its
@@ -945,33 +997,60 @@ impl Network {
                 "this node already runs {MAX_LIVE_JOBS} jobs; wait for some to finish"
             )));
         }
-        // The bundle is stored once, however many jobs use it; a large
-        // input is stored so the worker can fetch it.
+        // The bundle is stored once, however many jobs use it. The input is
+        // stored once the job is known to be sealed or not (a sealed job's
+        // plaintext is never stored).
         let bundle = blob_id(&submission.bundle);
-        let input = blob_id(&submission.input);
-        let inline = submission.input.len() <= INLINE_BYTES;
-        let store = self.inner.store.clone();
-        let (bundle_bytes, input_bytes) = (submission.bundle, submission.input);
-        let (input_bytes, stored) = crate::blocking(move || -> Result<_> {
-            let mut stored = Vec::new();
-            if !store.has(&bundle)? {
-                store.put_bytes(&bundle_bytes)?;
-                stored.push(bundle);
-            }
-            if !inline && !store.has(&input)? {
-                store.put_bytes(&input_bytes)?;
-                stored.push(input);
-            }
-            Ok((input_bytes, stored))
-        })
-        .await?;
-        for cid in stored {
-            announce(&self.inner.client, cid);
-        }
-        let job_id = random_id()?;
-        let requested = verified.manifest.limits.unwrap_or_default();
         let sharded =
             verified.manifest.world == "p2pc:job/map-reduce" && submission.call == CallKind::Run;
+        if submission.input_blob.is_some() && !submission.input.is_empty() {
+            return Err(Error::Submit(
+                "a submission names its input as bytes or as a blob, not both".into(),
+            ));
+        }
+        let store = self.inner.store.clone();
+        let bundle_bytes = submission.bundle;
+        let (input_blob, input_bytes) = (submission.input_blob, submission.input);
+        let (stored, source, input_bytes, input_len) = crate::blocking(move || -> Result<_> {
+            let stored = !store.has(&bundle)?;
+            if stored {
+                store.put_bytes(&bundle_bytes)?;
+            }
+            Ok(match input_blob {
+                None => {
+                    let len = input_bytes.len() as u64;
+                    (stored, None, input_bytes, len)
+                }
+                Some(cid) => {
+                    let len = match store.info(&cid) {
+                        Ok(info) => info.len,
+                        Err(p2pc_store::Error::NotFound(_)) => {
+                            return Err(Error::NotFound(format!(
+                                "no blob {cid} on this node: upload the input first"
+                            )));
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    // Shards are cut from the whole input.
+                    let bytes = if sharded {
+                        store.get_bytes(&cid)?
+                    } else {
+                        Vec::new()
+                    };
+                    (stored, Some(cid), bytes, len)
+                }
+            })
+        })
+        .await?;
+        if stored {
+            announce(&self.inner.client, bundle);
+        }
+        let source = match source {
+            Some(cid) if !sharded => Source::Stored(cid),
+            _ => Source::Bytes(input_bytes),
+        };
+        let job_id = random_id()?;
+        let requested = verified.manifest.limits.unwrap_or_default();
         let shards = match (submission.shards, sharded) {
             (Some(n), false) if n > 1 => {
                 return Err(Error::Submit(format!(
@@ -988,8 +1067,10 @@ impl Network {
             (n, true) => Some(n.unwrap_or(1) as usize),
             (_, false) => None,
         };
-        let tasks_in_job =
-            shards.map_or(1, |n| p2pc_types::split_at_lines(&input_bytes, n).len() + 1);
+        let tasks_in_job = match (&source, shards) {
+            (Source::Bytes(bytes), Some(n)) => p2pc_types::split_at_lines(bytes, n).len() + 1,
+            _ => 1,
+        };
         let terms = Terms {
             to: submission.to,
             // A job's budget is shared by its tasks alike.
@@ -1014,6 +1095,7 @@ impl Network {
             single: shards.is_none(),
             busy: Mutex::new(HashMap::new()),
             validation: std::sync::OnceLock::new(),
+            sealed: std::sync::OnceLock::new(),
         });
         // A job that cannot be placed or paid fails here, before anything
         // is sent or locked, and leaves no record.
@@ -1022,12 +1104,8 @@ impl Network {
         } else {
             submission.call
         };
-        let probe = plan.spec(
-            first_call,
-            input,
-            inline.then(|| input_bytes.clone()),
-            vec![0; 16],
-        );
+        // Placement looks at the task's limits, not its input.
+        let probe = plan.spec(first_call, Cid([0; 32]), None, vec![0; 16]);
         let chosen = self
             .inner
             .place(&probe, &plan.terms, &HashSet::new(), &plan.busy)
@@ -1052,6 +1130,20 @@ impl Network {
             Validation::None
         });
         let _ = plan.validation.set(validation);
+        let sealed = submission.seal.unwrap_or(if chosen.paid.is_some() {
+            self.inner.seal_paid
+        } else {
+            self.inner.seal_unpaid
+        });
+        let _ = plan.sealed.set(sealed);
+        if sealed && chosen.seal.is_none() {
+            unreserve(&plan.busy, &chosen.worker);
+            return Err(Error::Submit(format!(
+                "worker {} takes no sealed task (its offer names no seal key); submit with \
+                 seal off, or to another worker",
+                chosen.worker
+            )));
+        }
         if let Validation::Quorum { n, .. } = validation {
             let heard = self.workers().len();
             if submission.to.is_some() && n > 1 {
@@ -1072,12 +1164,25 @@ impl Network {
             // Only a probe: each shard is placed on its own.
             unreserve(&plan.busy, &chosen.worker);
         }
+        // One task: its input is stored (sealed, if the job is) now, and
+        // the record names what workers are sent. A sharded job's shards
+        // are stored as they are placed.
+        let (input, prepared) = match (shards, source) {
+            (Some(_), Source::Bytes(bytes)) => (blob_id(&bytes), Err(bytes)),
+            (_, source) => match self.inner.prepare_input(source, sealed).await {
+                Ok(prepared) => (prepared.blob, Ok(prepared)),
+                Err(e) => {
+                    unreserve(&plan.busy, &chosen.worker);
+                    return Err(e);
+                }
+            },
+        };
         let info = JobInfo {
             id: job_id.clone(),
             name: verified.manifest.name.clone(),
             bundle: bundle.to_string(),
             input: input.to_string(),
-            input_len: input_bytes.len() as u64,
+            input_len,
             args: submission.args.clone(),
             submitted_unix_ms: now,
             finished_unix_ms: None,
@@ -1086,6 +1191,7 @@ impl Network {
             tasks: Vec::new(),
             validation: validation.to_string(),
             unreplicated: 0,
+            sealed,
         };
         let state = JobCell::new(info.clone(), self.inner.telemetry.clone());
         {
@@ -1110,14 +1216,15 @@ impl Network {
         let job = job_id.clone();
         let call = submission.call;
         tokio::spawn(async move {
-            let ran = match shards {
-                Some(n) => inner.run_sharded(&plan, &input_bytes, n).await,
-                None => {
+            let ran = match (shards, prepared) {
+                (Some(n), Err(bytes)) => inner.run_sharded(&plan, &bytes, n).await,
+                (_, Ok(input)) => {
                     let task = inner
-                        .run_checked(&plan, "run", call, input_bytes, Some(chosen))
+                        .run_checked(&plan, "run", call, input, Some(chosen))
                         .await;
                     task.ended
                 }
+                (None, Err(_)) => unreachable!("an unsharded job's input is prepared"),
             };
             if inner.stopping.load(Ordering::Relaxed) {
                 // `stop` has ended the job as lost.
@@ -1174,6 +1281,26 @@ struct Placement {
     worker: PeerId,
     key: PublicKey,
     paid: Option<Paid>,
+    /// The key its sealed tasks' inputs are wrapped for, from its advert.
+    seal: Option<SealPublic>,
+}
+
+/// A task's input as the submitter sends it.
+#[derive(Clone)]
+struct TaskInput {
+    /// The blob workers are sent: the sealed blob, for a sealed task.
+    blob: Cid,
+    /// Its bytes, when small enough to travel in the task.
+    inline: Option<Vec<u8>>,
+    /// Its content key, for a sealed task.
+    key: Option<ContentKey>,
+}
+
+/// Where a task's input comes from.
+enum Source {
+    Bytes(Vec<u8>),
+    /// A blob of the store.
+    Stored(Cid),
 }
 
 /// What one task of a job came to.
@@ -1201,13 +1328,7 @@ struct ReplicaAnswer {
 impl ReplicaAnswer {
     /// What is compared: outcome, output and fuel.
     fn key(&self) -> (String, Vec<u8>, u64, u64) {
-        let r = &self.receipt;
-        (
-            r.outcome.clone(),
-            r.output.clone(),
-            r.output_len,
-            r.fuel_used,
-        )
+        self.receipt.answer()
     }
 }
 
@@ -1229,8 +1350,14 @@ impl TaskOutcome {
         }
     }
 
-    /// `end`, with its output's bytes read if `want_bytes`.
-    async fn from_ended(inner: &Inner, end: Ended, want_bytes: bool) -> Self {
+    /// `end`, with its output's bytes read (and opened with `key`, if
+    /// sealed) if `want_bytes`.
+    async fn from_ended(
+        inner: &Inner,
+        end: Ended,
+        want_bytes: bool,
+        key: Option<ContentKey>,
+    ) -> Self {
         let mut output = None;
         if want_bytes
             && let JobState::Done {
@@ -1253,6 +1380,14 @@ impl TaskOutcome {
                     Err(_) => None,
                 },
             };
+            if let (Some(key), Some(sealed)) = (&key, &output) {
+                match p2pc_crypto::seal::open_bytes(key, sealed) {
+                    Ok(plain) => output = Some(plain),
+                    Err(e) => {
+                        return Self::failed(Error::Submit(format!("the sealed output: {e}")));
+                    }
+                }
+            }
         }
         Self {
             ended: Ok(end),
@@ -1295,6 +1430,8 @@ struct JobPlan {
     /// How its answers are checked (set once the first placement shows
     /// whether the job is paid).
     validation: std::sync::OnceLock<Validation>,
+    /// Whether its inputs and outputs are sealed (set with `validation`).
+    sealed: std::sync::OnceLock<bool>,
 }
 
 impl JobPlan {
@@ -1320,6 +1457,9 @@ impl JobPlan {
             args: self.args.clone(),
             call: call as i32,
             lease_ms: u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX),
+            job: self.job.as_bytes().to_vec(),
+            input_key: None,
+            reply_key: Vec::new(),
         }
     }
 }
@@ -1459,6 +1599,140 @@ impl Inner {
         lock(&self.recent).1.get(id).cloned()
     }
 
+    /// Stores a task's input as workers will be sent it: sealed under a
+    /// fresh key if `sealed` (a stored input streamed through the sealer,
+    /// never whole in memory), and announced unless it travels inline.
+    async fn prepare_input(&self, source: Source, sealed: bool) -> Result<TaskInput> {
+        let store = self.store.clone();
+        let key = sealed.then(ContentKey::generate);
+        let k = key.clone();
+        let (blob, inline) = crate::blocking(move || -> Result<(Cid, Option<Vec<u8>>)> {
+            let small = |len: u64| len <= INLINE_BYTES as u64;
+            Ok(match (source, k) {
+                (Source::Bytes(b), None) => {
+                    let blob = blob_id(&b);
+                    if small(b.len() as u64) {
+                        (blob, Some(b))
+                    } else {
+                        if !store.has(&blob)? {
+                            store.put_bytes(&b)?;
+                        }
+                        (blob, None)
+                    }
+                }
+                (Source::Bytes(b), Some(k)) => {
+                    let sealed = p2pc_crypto::seal::seal_bytes(&k, &b);
+                    let blob = blob_id(&sealed);
+                    if small(sealed.len() as u64) {
+                        (blob, Some(sealed))
+                    } else {
+                        store.put_bytes(&sealed)?;
+                        (blob, None)
+                    }
+                }
+                (Source::Stored(cid), None) => {
+                    if small(store.info(&cid)?.len) {
+                        (cid, Some(store.get_bytes(&cid)?))
+                    } else {
+                        (cid, None)
+                    }
+                }
+                (Source::Stored(cid), Some(k)) => {
+                    let plain = store.get(&cid)?;
+                    let info = store.put(p2pc_crypto::SealingReader::new(plain, &k))?;
+                    if small(info.len) {
+                        (info.id, Some(store.get_bytes(&info.id)?))
+                    } else {
+                        (info.id, None)
+                    }
+                }
+            })
+        })
+        .await?;
+        if inline.is_none() {
+            announce(&self.client, blob);
+        }
+        Ok(TaskInput { blob, inline, key })
+    }
+
+    /// The content key of the sealed output `receipt` names: wrapped for
+    /// this node by `worker`, for this job's task.
+    fn output_key(&self, job: &str, receipt: &Receipt, worker: &PeerId) -> Result<ContentKey> {
+        let worker = PublicKey::from_peer_id(worker)
+            .ok_or_else(|| Error::Submit(format!("{worker} is not an Ed25519 peer id")))?;
+        let wrapped = receipt.output_key.as_ref().ok_or_else(|| {
+            Error::Submit("the receipt of a sealed task names no output key".into())
+        })?;
+        let blob: [u8; 32] = receipt
+            .output
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Submit("the receipt names no output blob".into()))?;
+        let binding = seal_binding(
+            "output",
+            job.as_bytes(),
+            &receipt.task_id,
+            &self.signer.public(),
+            &worker,
+        );
+        self.signer
+            .seal_key()
+            .unwrap(&wrapped.to_wrapped(), &blob, &binding)
+            .map_err(|e| Error::Submit(format!("the sealed output's key: {e}")))
+    }
+
+    /// Checks a sealed task's output opens with the key the worker wrapped
+    /// for this node and is the output its receipt's digest names (the
+    /// digest replicas are compared on).
+    async fn check_sealed_output(
+        &self,
+        job: &str,
+        receipt: &Receipt,
+        worker: PeerId,
+        input_key: &ContentKey,
+        cid: Cid,
+        inline: &Option<(Cid, Bytes)>,
+    ) -> Result<()> {
+        let rejected =
+            |why: String| Error::Submit(format!("receipt from {worker} rejected: {why}"));
+        let key = self
+            .output_key(job, receipt, &worker)
+            .map_err(|e| rejected(e.to_string()))?;
+        let mut hasher = input_key.digester();
+        let (len, hasher) = match inline {
+            Some((_, bytes)) => {
+                let plain = p2pc_crypto::seal::open_bytes(&key, bytes)
+                    .map_err(|e| rejected(format!("its sealed output: {e}")))?;
+                hasher.update(&plain);
+                (plain.len() as u64, hasher)
+            }
+            None => {
+                let store = self.store.clone();
+                crate::blocking(move || -> Result<(u64, blake3::Hasher)> {
+                    let sealed = store.get(&cid)?;
+                    let mut plain = p2pc_crypto::OpeningReader::new(sealed, &key);
+                    let len = std::io::copy(&mut plain, &mut hasher).map_err(|e| {
+                        Error::Submit(match p2pc_crypto::seal::seal_error(&e) {
+                            Some(seal) => format!("its sealed output: {seal}"),
+                            None => format!("cannot read its output: {e}"),
+                        })
+                    })?;
+                    Ok((len, hasher))
+                })
+                .await
+                .map_err(|e| rejected(e.to_string()))?
+            }
+        };
+        if len != receipt.output_len
+            || hasher.finalize().as_bytes()[..] != receipt.output_digest[..]
+        {
+            return Err(rejected(
+                "its sealed output is not the output its receipt's digest names".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Chooses the worker for a task and, on a paid network, what it will
     /// cost: fails at once if nothing suits or the credits are short.
     async fn place(
@@ -1490,13 +1764,21 @@ impl Inner {
         let placed = async {
             let key = PublicKey::from_peer_id(&worker)
                 .ok_or_else(|| Error::Submit(format!("{worker} is not an Ed25519 peer id")))?;
-            let paid = match (&self.payments, advert) {
+            let paid = match (&self.payments, &advert) {
                 (Some(pay), Some(a)) if a.price > 0 && a.network == pay.network_id() => {
-                    Some(self.price_task(pay, key, &a, spec, terms).await?)
+                    Some(self.price_task(pay, key, a, spec, terms).await?)
                 }
                 _ => None,
             };
-            Ok(Placement { worker, key, paid })
+            let seal = advert
+                .as_ref()
+                .and_then(|a| SealPublic::from_bytes(&a.seal_key).ok());
+            Ok(Placement {
+                worker,
+                key,
+                paid,
+                seal,
+            })
         }
         .await;
         if placed.is_err() {
@@ -1632,20 +1914,10 @@ impl Inner {
         plan: &Arc<JobPlan>,
         step: &str,
         call: CallKind,
-        input: Vec<u8>,
+        input: TaskInput,
         mut first: Option<Placement>,
         replica: Option<&Replicas>,
     ) -> TaskOutcome {
-        let input_cid = blob_id(&input);
-        let inline = input.len() <= INLINE_BYTES;
-        if !inline {
-            let store = self.store.clone();
-            let bytes = input.clone();
-            match crate::blocking(move || store.put_bytes(&bytes)).await {
-                Ok(_) => announce(&self.client, input_cid),
-                Err(e) => return TaskOutcome::failed(e),
-            }
-        }
         if *plan.cancelled.borrow() {
             return TaskOutcome::failed(Error::Submit("the job was cancelled".into()));
         }
@@ -1662,12 +1934,8 @@ impl Inner {
             while let Some(effect) = effects.pop_front() {
                 match effect {
                     Effect::Place => {
-                        let spec = plan.spec(
-                            call,
-                            input_cid,
-                            inline.then(|| input.clone()),
-                            random_task_id(),
-                        );
+                        let spec =
+                            plan.spec(call, input.blob, input.inline.clone(), random_task_id());
                         let n = machine.attempts().len();
                         // A replica's later attempts avoid its siblings' workers.
                         let mut avoiding = avoid.clone();
@@ -1675,7 +1943,16 @@ impl Inner {
                             avoiding.extend(lock(&r.workers).iter().copied());
                         }
                         match self
-                            .send_attempt(plan, step, spec, first.take(), &avoiding, n, tx.clone())
+                            .send_attempt(
+                                plan,
+                                step,
+                                spec,
+                                input.key.as_ref(),
+                                first.take(),
+                                &avoiding,
+                                n,
+                                tx.clone(),
+                            )
                             .await
                         {
                             Ok(sent) => {
@@ -1725,9 +2002,10 @@ impl Inner {
                     Effect::Done(n) => done = Some(n),
                     Effect::Compare { first, late } => {
                         let out = |n: usize| {
-                            ended
-                                .get(&n)
-                                .map(|(_, r, _)| (r.output.clone(), r.outcome.clone()))
+                            ended.get(&n).map(|(_, r, _)| {
+                                let (outcome, output, ..) = r.answer();
+                                (outcome, output)
+                            })
                         };
                         if out(first) != out(late) {
                             warn!(job = %plan.job, step, first, late,
@@ -1771,7 +2049,15 @@ impl Inner {
                         Evidence::Success { replicated: false },
                     );
                 }
-                let mut out = TaskOutcome::from_ended(self, end, !plan.single).await;
+                // A map's sealed output is opened for the reduce.
+                let key = match (&input.key, plan.single) {
+                    (Some(_), false) => match self.output_key(&plan.job, &receipt, &sent.worker) {
+                        Ok(k) => Some(k),
+                        Err(e) => return TaskOutcome::failed(e),
+                    },
+                    _ => None,
+                };
+                let mut out = TaskOutcome::from_ended(self, end, !plan.single, key).await;
                 if replica.is_some() {
                     out.answer = Some(ReplicaAnswer {
                         worker: sent.worker,
@@ -1897,14 +2183,14 @@ impl Inner {
         plan: &Arc<JobPlan>,
         step: &str,
         call: CallKind,
-        input: Vec<u8>,
+        input: TaskInput,
         first: Option<Placement>,
     ) -> TaskOutcome {
         let validation = plan.validation.get().copied().unwrap_or_default();
         if validation == Validation::None || plan.terms.to.is_some() {
             return self.run_task(plan, step, call, input, first, None).await;
         }
-        let probe = plan.spec(call, blob_id(&input), None, vec![0; 16]);
+        let probe = plan.spec(call, input.blob, None, vec![0; 16]);
         let first = match first {
             Some(p) => p,
             None => match self
@@ -2289,6 +2575,7 @@ impl Inner {
         plan: &Arc<JobPlan>,
         step: &str,
         mut spec: TaskSpec,
+        input_key: Option<&ContentKey>,
         placement: Option<Placement>,
         avoid: &HashSet<PeerId>,
         n: usize,
@@ -2298,8 +2585,39 @@ impl Inner {
             Some(p) => p,
             None => self.place(&spec, &plan.terms, avoid, &plan.busy).await?,
         };
-        let Placement { worker, key, paid } = placement;
+        let Placement {
+            worker,
+            key,
+            paid,
+            seal,
+        } = placement;
         spec.worker = key.to_bytes().to_vec();
+        if let Some(content) = input_key {
+            // The input's key, wrapped for this worker and this task only;
+            // a replacement worker gets a wrap of its own.
+            let Some(seal) = seal else {
+                self.release(plan, &worker);
+                return Err(Error::Submit(format!(
+                    "worker {worker} takes no sealed task (its offer names no seal key)"
+                )));
+            };
+            let blob: [u8; 32] = spec
+                .input
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Submit("the task's input is not a blob name".into()))?;
+            let binding = seal_binding(
+                "input",
+                &spec.job,
+                &spec.task_id,
+                &self.signer.public(),
+                &key,
+            );
+            spec.input_key = Some(SealedKey::from_wrapped(wrap(
+                &seal, content, &blob, &binding,
+            )));
+            spec.reply_key = self.signer.seal_key().public().to_bytes().to_vec();
+        }
         if let Some(p) = &paid {
             spec.fuel = p.fuel;
         }
@@ -2378,6 +2696,7 @@ impl Inner {
         .encode_to_vec();
         let this = self.clone();
         let (job, task_spec, task_wire2) = (plan.job.clone(), spec.clone(), task_wire.clone());
+        let input_key = input_key.cloned();
         let timeout = Duration::from_millis(spec.deadline_unix_ms.saturating_sub(now_unix_ms()));
         tokio::spawn(async move {
             let started = tokio::time::Instant::now();
@@ -2389,6 +2708,7 @@ impl Inner {
                     key,
                     &task_wire2,
                     request,
+                    input_key,
                     started,
                     timeout,
                 )
@@ -2479,7 +2799,11 @@ impl Inner {
                     ),
                     p2pc_sandbox::Call::Run(input) => ("run".to_owned(), CallKind::Run, input),
                 };
-                let out = this.run_checked(&plan, &label, kind, input, None).await;
+                let sealed = plan.sealed.get().copied().unwrap_or(false);
+                let out = match this.prepare_input(Source::Bytes(input), sealed).await {
+                    Ok(input) => this.run_checked(&plan, &label, kind, input, None).await,
+                    Err(e) => TaskOutcome::failed(e),
+                };
                 let done = counter.fetch_add(1, Ordering::Relaxed) + 1;
                 if let Some(live) = lock(&this.live).get(&plan.job) {
                     live.info.send_modify(|i| {
@@ -2590,6 +2914,7 @@ impl Inner {
         worker_key: PublicKey,
         task_wire: &[u8],
         request: Vec<u8>,
+        input_key: Option<ContentKey>,
         started: tokio::time::Instant,
         timeout: Duration,
     ) -> Result<Answer> {
@@ -2678,6 +3003,10 @@ impl Inner {
                 .map_err(|_| {
                     Error::Submit("fetching the output took past the job's timeout".into())
                 })??;
+            }
+            if let Some(input_key) = input_key {
+                self.check_sealed_output(job, &receipt, worker, &input_key, cid, &inline)
+                    .await?;
             }
             output = Some(cid.to_string());
         }

@@ -254,7 +254,20 @@ impl ComputeNode {
             events: Events::new(config.api.events_buffer, metrics.clone()),
             metrics,
         };
-        let signer = Arc::new(Signer::new(key));
+        // The seal key lives beside the node key, protected by it; the
+        // first start makes it.
+        let (key, seal) = {
+            let path = data_dir
+                .join("keys")
+                .join(format!("{}.seal", config.node.key));
+            crate::blocking(move || {
+                let seal = p2pc_crypto::SealKey::load_or_create(&path, &key)
+                    .map_err(|e| Error::Io(e.to_string()))?;
+                Ok::<_, Error>((key, seal))
+            })
+            .await?
+        };
+        let signer = Arc::new(Signer::new(key, seal));
         let mut tasks = vec![tokio::spawn(event_loop.run())];
 
         let scores = PeerScores::new(client.clone());
@@ -305,7 +318,7 @@ impl ComputeNode {
             client.clone(),
             store.clone(),
             signer.clone(),
-            config.jobs.keep,
+            &config.jobs,
             payments.clone(),
             market.clone(),
             scores.clone(),

@@ -637,17 +637,12 @@ impl Payments {
                 return Err("a task is not the owner's");
             }
             let mut spec = TaskSpec::decode(opened.payload).map_err(|_| "malformed task")?;
+            // A sealed task's input key is wrapped for each worker apart.
             spec.task_id.clear();
+            spec.input_key = None;
             Ok(spec)
         };
-        let answer = |r: &Receipt| {
-            (
-                r.outcome.clone(),
-                r.output.clone(),
-                r.output_len,
-                r.fuel_used,
-            )
-        };
+        let answer = |r: &Receipt| r.answer();
         let digest = *blake3::hash(&request.task).as_bytes();
         if e.task != Some(digest) {
             return Err("the task is not the hold's");

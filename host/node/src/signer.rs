@@ -1,23 +1,33 @@
-//! The node's key and the sequence numbers of the envelopes it signs.
+//! The node's keys: its signing key and the sequence numbers of the
+//! envelopes it signs, and its X25519 seal key, which sealed tasks' keys
+//! are wrapped for.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use p2pc_crypto::{Envelope, PublicKey, SecretKey};
+use p2pc_crypto::{Envelope, PublicKey, SealKey, SecretKey};
 
 /// Signs the node's envelopes. Shared by every service that signs.
 pub(crate) struct Signer {
     key: SecretKey,
     public: PublicKey,
     sequence: AtomicU64,
+    seal: SealKey,
 }
 
 impl Signer {
-    pub(crate) fn new(key: SecretKey) -> Self {
+    pub(crate) fn new(key: SecretKey, seal: SealKey) -> Self {
         Self {
             public: key.public(),
             key,
             sequence: AtomicU64::new(0),
+            seal,
         }
+    }
+
+    /// The key sealed tasks' inputs (as a worker) and outputs (as a
+    /// submitter) are wrapped for.
+    pub(crate) fn seal_key(&self) -> &SealKey {
+        &self.seal
     }
 
     pub(crate) fn key(&self) -> &SecretKey {

@@ -13,11 +13,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use p2pc_crypto::{BundleFile, Envelope, PublicKey, TrustPolicy, VerifiedBundle};
+use p2pc_crypto::{
+    BundleFile, ContentKey, Envelope, PublicKey, SealPublic, TrustPolicy, VerifiedBundle, wrap,
+};
 use p2pc_exec::{ContainerExecutor, PoolConfig, ProcessExecutor, WasmPool};
 use p2pc_net::{Client, PeerId};
 use p2pc_sandbox::{
-    Artifact, Call, Grants, Limits, Mode, Outcome, SandboxExecutor, Task, WasmExecutor,
+    Artifact, Call, Grants, InputFeed, Limits, Mode, Outcome, SandboxExecutor, StreamedInput, Task,
+    WasmExecutor,
 };
 use p2pc_store::{Cid, Store};
 use p2pc_types::ByteSize;
@@ -32,7 +35,8 @@ use crate::market::Market;
 use crate::messages::{
     ADVERT_KIND, ADVERT_TOPIC, Advert, CallKind, INLINE_BYTES, MAX_DEADLINE_MS, PROGRESS_KIND,
     Progress, RECEIPT_KIND, RECEIPT_LOG_BYTES, RECEIPT_STDERR_BYTES, Receipt, ReceiptLog,
-    ReduceInput, TASK_KIND, TaskReply, TaskRequest, TaskSpec, blob_id, now_unix_ms,
+    ReduceInput, SealedKey, TASK_KIND, TaskReply, TaskRequest, TaskSpec, blob_id, now_unix_ms,
+    seal_binding,
 };
 use crate::metrics::Telemetry;
 use crate::pay::{Payments, Unpaid};
@@ -50,6 +54,9 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 const PROGRESS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Tasks remembered against replay, beyond which expired ones are dropped.
 const SEEN_TASKS: usize = 4096;
+/// Pieces of a streamed input read ahead of the task (each at most
+/// `p2pc_sandbox::READ_MAX`).
+const STREAM_PIECES: usize = 8;
 
 /// A refusal: a code a program can branch on and a message for people.
 struct Refusal(&'static str, String);
@@ -292,6 +299,7 @@ impl Inner {
             issued_unix_ms: now,
             expires_unix_ms: now.saturating_add(OFFER_TTL_MS),
             load_permille: u32::try_from(load).unwrap_or(u32::MAX),
+            seal_key: self.signer.seal_key().public().to_bytes().to_vec(),
             ..Advert::default()
         };
         let mut advert = advert;
@@ -417,40 +425,114 @@ impl Inner {
             Ok(b) => b,
             Err(refusal) => return refusal.into(),
         };
-        let input = if !spec.inline_input.is_empty() || input_cid == blob_id(&[]) {
+        let Ok(kind) = CallKind::try_from(spec.call) else {
+            return refuse("malformed", format!("unknown call {}", spec.call));
+        };
+        let executor = bundle.manifest.executor().to_owned();
+        // A sealed task: its input's key opens only for this worker, this
+        // task and this submitter.
+        let sealed = match &spec.input_key {
+            None => None,
+            Some(wrapped) => {
+                let Ok(reply) = SealPublic::from_bytes(&spec.reply_key) else {
+                    return refuse("malformed", "a sealed task names no valid reply key");
+                };
+                let binding = seal_binding(
+                    "input",
+                    &spec.job,
+                    &spec.task_id,
+                    &submitter,
+                    &self.signer.public(),
+                );
+                match self.signer.seal_key().unwrap(
+                    &wrapped.to_wrapped(),
+                    input_cid.as_bytes(),
+                    &binding,
+                ) {
+                    Ok(key) => Some((key, reply)),
+                    Err(e) => return refuse("bad_seal", format!("the task's input key: {e}")),
+                }
+            }
+        };
+        let inline = !spec.inline_input.is_empty() || input_cid == blob_id(&[]);
+        if inline {
             if blob_id(&spec.inline_input) != input_cid {
                 return refuse(
                     "malformed",
                     "the inline input does not match the input's name",
                 );
             }
-            spec.inline_input.to_vec()
-        } else {
-            if let Err(e) = crate::fetch::fetch_counted(
-                &self.client,
-                &self.store,
-                input_cid,
-                &[peer],
-                &self.telemetry.metrics,
-            )
-            .await
-            {
-                return refuse("fetch_failed", format!("cannot fetch the input: {e}"));
-            }
-            let store = self.store.clone();
-            match crate::blocking(move || store.get_bytes(&input_cid)).await {
-                Ok(b) => b,
-                Err(e) => return refuse("internal", format!("cannot read the input: {e}")),
-            }
+        } else if let Err(e) = crate::fetch::fetch_counted(
+            &self.client,
+            &self.store,
+            input_cid,
+            &[peer],
+            &self.telemetry.metrics,
+        )
+        .await
+        {
+            return refuse("fetch_failed", format!("cannot fetch the input: {e}"));
+        }
+        // A command run here reads a stored input as a stream: it is never
+        // whole in memory, sealed or not.
+        let streams = !inline
+            && kind == CallKind::Run
+            && executor == "wasm"
+            && self.pool.is_none()
+            && bundle.manifest.world == p2pc_sandbox::World::Command.to_string();
+        let component_hash = *blake3::hash(&bundle.component).as_bytes();
+        let argv = match p2pc_types::argv(&bundle.manifest.args, &spec.args) {
+            Ok(argv) => argv,
+            // A user's mistake, not the submitting node's: not scored.
+            Err(e) => return refuse("bad_args", format!("the task's arguments: {e}")),
         };
-        let call = match CallKind::try_from(spec.call) {
-            Ok(CallKind::Run) => Call::Run(input),
-            Ok(CallKind::Map) => Call::Map(input),
-            Ok(CallKind::Reduce) => match ReduceInput::decode(input.as_slice()) {
-                Ok(parts) => Call::Reduce(parts.parts),
-                Err(e) => return refuse("malformed", format!("malformed reduce input: {e}")),
-            },
-            Err(_) => return refuse("malformed", format!("unknown call {}", spec.call)),
+        let (call, seed_hash) = if streams {
+            // Seeded before the input is read: from the sealed blob's name,
+            // or from the plain input's hash, read once from the store.
+            let seed_hash = match &sealed {
+                Some(_) => *input_cid.as_bytes(),
+                None => {
+                    let store = self.store.clone();
+                    match crate::blocking(move || -> p2pc_store::Result<[u8; 32]> {
+                        let mut reader = store.get(&input_cid)?;
+                        let mut h = blake3::Hasher::new();
+                        std::io::copy(&mut reader, &mut h).map_err(|e| reader.take_error(e))?;
+                        Ok(*h.finalize().as_bytes())
+                    })
+                    .await
+                    {
+                        Ok(h) => h,
+                        Err(e) => return refuse("internal", format!("cannot read the input: {e}")),
+                    }
+                }
+            };
+            (Call::Run(Vec::new()), Some(seed_hash))
+        } else {
+            let bytes = if inline {
+                spec.inline_input.to_vec()
+            } else {
+                let store = self.store.clone();
+                match crate::blocking(move || store.get_bytes(&input_cid)).await {
+                    Ok(b) => b,
+                    Err(e) => return refuse("internal", format!("cannot read the input: {e}")),
+                }
+            };
+            let input = match &sealed {
+                None => bytes,
+                Some((key, _)) => match p2pc_crypto::seal::open_bytes(key, &bytes) {
+                    Ok(plain) => plain,
+                    Err(e) => return refuse("bad_seal", format!("the task's input: {e}")),
+                },
+            };
+            let call = match kind {
+                CallKind::Run => Call::Run(input),
+                CallKind::Map => Call::Map(input),
+                CallKind::Reduce => match ReduceInput::decode(input.as_slice()) {
+                    Ok(parts) => Call::Reduce(parts.parts),
+                    Err(e) => return refuse("malformed", format!("malformed reduce input: {e}")),
+                },
+            };
+            (call, sealed.as_ref().map(|_| *input_cid.as_bytes()))
         };
         // Paid only now that the task is known to be runnable: collateral
         // is never bonded on a task refused for its bundle or input.
@@ -472,18 +554,14 @@ impl Inner {
                 Err(Unpaid(code, why)) => return refuse(code, why),
             },
         };
-        info!(task = %hex::encode(&spec.task_id), %peer, bundle = %bundle.manifest.name, call = call.name(), "running task");
-        let executor = bundle.manifest.executor().to_owned();
-        let argv = match p2pc_types::argv(&bundle.manifest.args, &spec.args) {
-            Ok(argv) => argv,
-            // A user's mistake, not the submitting node's: not scored.
-            Err(e) => return refuse("bad_args", format!("the task's arguments: {e}")),
-        };
-        // Seeded from what the task is, as `p2pctl run` seeds it.
-        let mode = if executor == "wasm" {
-            Mode::for_call(blake3::hash(&bundle.component).as_bytes(), &call, &argv)
-        } else {
-            Mode::Nondeterministic
+        info!(task = %hex::encode(&spec.task_id), %peer, bundle = %bundle.manifest.name,
+            call = call.name(), sealed = sealed.is_some(), streamed = streams, "running task");
+        // Seeded from what the task is, as `p2pctl run` seeds it; a sealed
+        // task from its sealed input's name, which its replicas share.
+        let mode = match (executor.as_str(), seed_hash) {
+            ("wasm", Some(hash)) => Mode::derived_from_hash(&component_hash, &hash, &argv),
+            ("wasm", None) => Mode::for_call(&component_hash, &call, &argv),
+            _ => Mode::Nondeterministic,
         };
         let task = Task {
             mode,
@@ -510,8 +588,20 @@ impl Inner {
             progress_rx,
             ended_rx,
         );
+        let (stdin, producer) = if streams {
+            let (feed, input) = p2pc_sandbox::streamed(STREAM_PIECES);
+            let store = self.store.clone();
+            let key = sealed.as_ref().map(|(k, _)| k.clone());
+            let producer =
+                tokio::task::spawn_blocking(move || feed_input(&store, input_cid, key, feed));
+            (Some(input), Some(producer))
+        } else {
+            (None, None)
+        };
         let run = async {
-            let outcome = self.execute(&executor, &artifact, task, progress_tx).await;
+            let outcome = self
+                .execute(&executor, &artifact, task, stdin, progress_tx)
+                .await;
             // The last report goes before the receipt, so the submitter's
             // record ends with the job's last progress.
             let _ = ended.send(());
@@ -524,6 +614,13 @@ impl Inner {
             Ok(outcome) => outcome,
             Err(refusal) => return refusal.into(),
         };
+        if let Some(producer) = producer {
+            match producer.await {
+                Ok(Ok(())) => {}
+                Ok(Err(refusal)) => return refusal.into(),
+                Err(e) => return refuse("internal", format!("the input reader failed: {e}")),
+            }
+        }
         let mut receipt = Receipt {
             task_id: spec.task_id.clone(),
             task_digest: task_digest.as_bytes().to_vec(),
@@ -546,6 +643,38 @@ impl Inner {
                 }
                 receipt.outcome = "ok".into();
                 receipt.output_len = output.len() as u64;
+                if let Some((input_key, reply)) = &sealed {
+                    // Sealed under a fresh key wrapped for the submitter
+                    // alone; named by its digest under the input's key,
+                    // which replicas compare.
+                    receipt.output_digest = input_key.digest(&output).to_vec();
+                    let out_key = ContentKey::generate();
+                    let plain = std::mem::take(&mut output);
+                    let k = out_key.clone();
+                    output = match crate::blocking(move || {
+                        Ok::<_, Error>(p2pc_crypto::seal::seal_bytes(&k, &plain))
+                    })
+                    .await
+                    {
+                        Ok(o) => o,
+                        Err(e) => {
+                            return refuse("internal", format!("cannot seal the output: {e}"));
+                        }
+                    };
+                    let binding = seal_binding(
+                        "output",
+                        &spec.job,
+                        &spec.task_id,
+                        &submitter,
+                        &self.signer.public(),
+                    );
+                    receipt.output_key = Some(SealedKey::from_wrapped(wrap(
+                        reply,
+                        &out_key,
+                        blob_id(&output).as_bytes(),
+                        &binding,
+                    )));
+                }
                 if output.len() <= INLINE_BYTES {
                     // Small outputs travel in the reply and are not kept:
                     // the receipt's name for them lets the submitter check.
@@ -720,6 +849,7 @@ impl Inner {
         executor: &str,
         artifact: &Artifact,
         task: Task,
+        stdin: Option<StreamedInput>,
         progress: watch::Sender<Option<(u64, u64)>>,
     ) -> Result<Outcome, Refusal> {
         let unavailable = |what: &str| {
@@ -738,11 +868,18 @@ impl Inner {
                     }
                     outcome
                 }
-                None => {
-                    self.wasm
-                        .execute_reporting(artifact, task, Some(progress))
-                        .await
-                }
+                None => match stdin {
+                    Some(input) => {
+                        self.wasm
+                            .execute_streamed(artifact, task, input, Some(progress))
+                            .await
+                    }
+                    None => {
+                        self.wasm
+                            .execute_reporting(artifact, task, Some(progress))
+                            .await
+                    }
+                },
             },
             "process" => match &self.process {
                 Some(e) => e.execute(artifact, task).await,
@@ -759,6 +896,54 @@ impl Inner {
                 ));
             }
         })
+    }
+}
+
+/// Reads a stored input (opening it, if sealed) into a command's stdin,
+/// a piece at a time. A sealed input that does not open ends the task's
+/// stdin with the error and refuses the task `bad_seal`.
+fn feed_input(
+    store: &Store,
+    cid: Cid,
+    key: Option<ContentKey>,
+    feed: InputFeed,
+) -> Result<(), Refusal> {
+    use std::io::Read;
+    let reader = match store.get(&cid) {
+        Ok(r) => r,
+        Err(e) => {
+            let why = format!("cannot read the input: {e}");
+            feed.blocking_fail(why.clone());
+            return Err(Refusal("internal", why));
+        }
+    };
+    let mut reader: Box<dyn Read> = match &key {
+        Some(k) => Box::new(p2pc_crypto::OpeningReader::new(reader, k)),
+        None => Box::new(reader),
+    };
+    let mut buf = vec![0u8; p2pc_sandbox::READ_MAX];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                if feed
+                    .blocking_send(bytes::Bytes::copy_from_slice(&buf[..n]))
+                    .is_err()
+                {
+                    // The task ended without reading the rest.
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let refusal = match p2pc_crypto::seal::seal_error(&e) {
+                    Some(seal) => Refusal("bad_seal", format!("the task's input: {seal}")),
+                    None => Refusal("internal", format!("cannot read the input: {e}")),
+                };
+                feed.blocking_fail(refusal.1.clone());
+                return Err(refusal);
+            }
+        }
     }
 }
 

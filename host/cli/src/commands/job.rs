@@ -64,6 +64,15 @@ pub enum Command {
         /// worker with no record): for urgent work.
         #[arg(long, value_name = "SCORE")]
         min_reputation: Option<f64>,
+        /// Seal the input and output end to end: only the chosen workers
+        /// read the input, only this node reads the output; peers and
+        /// chunk providers see ciphertext. Default: on for a paid job, off
+        /// for an unpaid one (the node's `[jobs] seal_paid`, `seal_unpaid`).
+        #[arg(long, overrides_with = "no_seal")]
+        seal: bool,
+        /// Do not seal, whatever the node's default.
+        #[arg(long, overrides_with = "seal")]
+        no_seal: bool,
         /// Arguments for the job's program, after `--`: they follow the
         /// bundle's own (`bundle pack --arg`) in its argv.
         #[arg(last = true, value_name = "ARGS")]
@@ -133,19 +142,22 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             window,
             validate,
             min_reputation,
+            seal,
+            no_seal,
             args,
         } => {
             p2pc_types::check_args(&args).context("the arguments after --")?;
             let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
             // The bundle and the input travel as blobs, streamed; the job
-            // names them by id.
+            // names them by id. The input is not announced: the node sends
+            // (and, if sealed, seals) what the workers need.
             let bundle: p2pc_store::BundleRecord = api
                 .upload_file("/v1/bundles", &bundle)
                 .with_context(|| format!("cannot add bundle {}", bundle.display()))?;
             let input = match &input {
                 Some(path) => {
                     let blob: p2pc_store::BlobInfo = api
-                        .upload_file("/v1/blobs", path)
+                        .upload_file("/v1/blobs?announce=false", path)
                         .with_context(|| format!("cannot upload input {}", path.display()))?;
                     Some(JobInput::Blob(blob.id.to_string()))
                 }
@@ -163,6 +175,11 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 shards,
                 validation: validate,
                 min_reputation,
+                seal: match (seal, no_seal) {
+                    (true, _) => Some(true),
+                    (_, true) => Some(false),
+                    _ => None,
+                },
             };
             let Submitted { job: id } = api.post("/v1/jobs", &request)?;
             if !wait {
@@ -243,6 +260,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                         ));
                     }
                     println!("{line}");
+                }
+                if info.sealed {
+                    println!("sealed    input and output end to end (peers see ciphertext)");
                 }
                 print_state(&info.status);
                 if let Some(p) = &info.progress {
