@@ -16,5 +16,6 @@ mod market;
 mod overlay;
 mod paid;
 mod rejects;
+mod sealed;
 mod services;
 mod support;
