@@ -1164,18 +1164,12 @@ impl Network {
             // Only a probe: each shard is placed on its own.
             unreserve(&plan.busy, &chosen.worker);
         }
-        // One task: its input is stored (sealed, if the job is) now, and
-        // the record names what workers are sent. A sharded job's shards
-        // are stored as they are placed.
-        let (input, prepared) = match (shards, source) {
-            (Some(_), Source::Bytes(bytes)) => (blob_id(&bytes), Err(bytes)),
-            (_, source) => match self.inner.prepare_input(source, sealed).await {
-                Ok(prepared) => (prepared.blob, Ok(prepared)),
-                Err(e) => {
-                    unreserve(&plan.busy, &chosen.worker);
-                    return Err(e);
-                }
-            },
+        // The record names the input as given until it is stored (sealed,
+        // if the job is), which the job's own task does: a large input
+        // takes a while, and the submission answers at once.
+        let input = match &source {
+            Source::Bytes(bytes) => blob_id(bytes),
+            Source::Stored(cid) => *cid,
         };
         let info = JobInfo {
             id: job_id.clone(),
@@ -1216,15 +1210,23 @@ impl Network {
         let job = job_id.clone();
         let call = submission.call;
         tokio::spawn(async move {
-            let ran = match (shards, prepared) {
-                (Some(n), Err(bytes)) => inner.run_sharded(&plan, &bytes, n).await,
-                (_, Ok(input)) => {
-                    let task = inner
-                        .run_checked(&plan, "run", call, input, Some(chosen))
-                        .await;
-                    task.ended
-                }
-                (None, Err(_)) => unreachable!("an unsharded job's input is prepared"),
+            let ran = match (shards, source) {
+                (Some(n), Source::Bytes(bytes)) => inner.run_sharded(&plan, &bytes, n).await,
+                (_, source) => match inner.prepare_input(source, sealed).await {
+                    Ok(input) => {
+                        if let Some(live) = lock(&inner.live).get(&job) {
+                            live.info.send_modify(|i| i.input = input.blob.to_string());
+                        }
+                        let task = inner
+                            .run_checked(&plan, "run", call, input, Some(chosen))
+                            .await;
+                        task.ended
+                    }
+                    Err(e) => {
+                        unreserve(&plan.busy, &chosen.worker);
+                        Err(e)
+                    }
+                },
             };
             if inner.stopping.load(Ordering::Relaxed) {
                 // `stop` has ended the job as lost.

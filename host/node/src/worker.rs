@@ -475,11 +475,17 @@ impl Inner {
         }
         // A command run here reads a stored input as a stream: it is never
         // whole in memory, sealed or not.
+        // The component's own world decides, not the manifest's claim; a
+        // component that does not load is reported when it runs.
         let streams = !inline
             && kind == CallKind::Run
             && executor == "wasm"
             && self.pool.is_none()
-            && bundle.manifest.world == p2pc_sandbox::World::Command.to_string();
+            && self
+                .wasm
+                .load(&bundle.component)
+                .await
+                .is_ok_and(|p| p.world() == p2pc_sandbox::World::Command);
         let component_hash = *blake3::hash(&bundle.component).as_bytes();
         let argv = match p2pc_types::argv(&bundle.manifest.args, &spec.args) {
             Ok(argv) => argv,

@@ -10,6 +10,7 @@ mod ledger;
 mod network;
 mod new;
 mod run;
+mod sealed;
 
 use std::io::Write;
 use std::path::PathBuf;
