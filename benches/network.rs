@@ -27,7 +27,11 @@
 //!    streams; a fresh attacker each time the worker blocks one), against
 //!    the same tasks with no attacker, alternating in the same run.
 //!
-//! Run: `cargo bench -p p2pc-benches --bench network [tiny|paid|transfer|failover|shards|replicated|flooded]`
+//! 7. Sealed tiny tasks against unsealed ones, alternating one at a time
+//!    on one cluster in the same run: the cost of a content key, a seal
+//!    and a wrap on each side.
+//!
+//! Run: `cargo bench -p p2pc-benches --bench network [tiny|paid|transfer|failover|shards|replicated|flooded|sealed]`
 //! (`P2PC_BENCH_MIB=256` for a smaller blob, `P2PC_BENCH_TASKS=1000`.)
 
 use std::io::{Read, Write};
@@ -566,6 +570,64 @@ fn flooded(rt: &tokio::runtime::Runtime) {
     });
 }
 
+fn sealed(rt: &tokio::runtime::Runtime) {
+    let n = env_usize("P2PC_BENCH_TASKS", 2000);
+    rt.block_on(async {
+        let cluster = Cluster::start(2).await.expect("cluster");
+        let file = bundle(
+            &SecretKey::generate(),
+            "hello",
+            p2pc_tests::guest_bytes("hello"),
+            RequestedLimits::default(),
+        );
+        let worker = cluster.node(1).peer_id();
+        let one = |seal: bool| {
+            let (cluster, file) = (&cluster, file.clone());
+            async move {
+                let start = Instant::now();
+                let mut s = Submission::new(file, b"bench".to_vec(), Duration::from_secs(60));
+                s.to = Some(worker);
+                s.seal = Some(seal);
+                let job = cluster.node(0).submit(s).await.expect("submit");
+                let info = cluster
+                    .node(0)
+                    .wait(&job, Duration::from_secs(60))
+                    .await
+                    .expect("wait");
+                assert!(
+                    matches!(&info.status, JobState::Done { outcome, .. } if outcome == "ok"),
+                    "{info:?}"
+                );
+                assert_eq!(info.sealed, seal);
+                start.elapsed()
+            }
+        };
+        for _ in 0..50 {
+            one(false).await;
+            one(true).await;
+        }
+        let (mut plain, mut sealed) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            // Alternating, first one then the other, so drift hits both.
+            if i % 2 == 0 {
+                plain.push(one(false).await);
+                sealed.push(one(true).await);
+            } else {
+                sealed.push(one(true).await);
+                plain.push(one(false).await);
+            }
+        }
+        let (p50, s50) = (percentile(&mut plain, 50.0), percentile(&mut sealed, 50.0));
+        let (p99, s99) = (percentile(&mut plain, 99.0), percentile(&mut sealed, 99.0));
+        println!(
+            "sealed tiny tasks, {n} each, alternating: unsealed p50 {p50:?} p99 {p99:?}; \
+             sealed p50 {s50:?} p99 {s99:?}; p50 ratio {:.3} (target <= 1.1)",
+            s50.as_secs_f64() / p50.as_secs_f64()
+        );
+        cluster.shutdown().await;
+    });
+}
+
 fn main() {
     // `cargo test --benches` runs bench binaries with no arguments to
     // check they start; only `cargo bench` passes --bench.
@@ -598,6 +660,9 @@ fn main() {
     }
     if which.as_deref().is_none_or(|w| w == "paid") {
         paid_tasks(&rt);
+    }
+    if which.as_deref().is_none_or(|w| w == "sealed") {
+        sealed(&rt);
     }
     if which.as_deref().is_none_or(|w| "transfer".contains(w)) {
         transfer(&rt);
