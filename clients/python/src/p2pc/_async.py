@@ -192,14 +192,16 @@ class AsyncComputeNetwork:
         """The health checker's findings."""
         return Health.from_json(await self._json("GET", "/v1/health"))
 
-    async def put_blob(self, data: c.BlobSource) -> Blob:
-        """Stores bytes, a path's file or a binary file, streamed."""
+    async def put_blob(self, data: c.BlobSource, *, announce: bool = True) -> Blob:
+        """Stores bytes, a path's file or a binary file, streamed;
+        ``announce=False`` keeps it off the network's provider records."""
         octets = {"Content-Type": "application/octet-stream"}
+        path = "/v1/blobs" if announce else "/v1/blobs?announce=false"
         if isinstance(data, (bytes, bytearray, memoryview)):
-            return Blob.from_json(await self._json("POST", "/v1/blobs", content=bytes(data), headers=octets))
+            return Blob.from_json(await self._json("POST", path, content=bytes(data), headers=octets))
         if isinstance(data, (str, os.PathLike)):
             with open(data, "rb") as f:
-                return await self.put_blob(f)
+                return await self.put_blob(f, announce=announce)
 
         async def pieces() -> AsyncIterator[bytes]:
             while True:
@@ -209,7 +211,7 @@ class AsyncComputeNetwork:
                     return
                 yield piece
 
-        return Blob.from_json(await self._json("POST", "/v1/blobs", content=pieces(), headers=octets, timeout=None))
+        return Blob.from_json(await self._json("POST", path, content=pieces(), headers=octets, timeout=None))
 
     async def get_blob(self, cid: str | Blob) -> bytes:
         """A blob's bytes."""
@@ -256,13 +258,13 @@ class AsyncComputeNetwork:
         if isinstance(input, Blob):
             return {"blob": input.id}
         if isinstance(input, os.PathLike):
-            return {"blob": (await self.put_blob(input)).id}
+            return {"blob": (await self.put_blob(input, announce=False)).id}
         data: bytes | str = input if isinstance(input, str) else bytes(input)
         inline = c.inline_input(data)
         if inline is not None:
             return inline
         raw = data.encode() if isinstance(data, str) else data
-        return {"blob": (await self.put_blob(raw)).id}
+        return {"blob": (await self.put_blob(raw, announce=False)).id}
 
     async def submit(
         self,
@@ -277,6 +279,7 @@ class AsyncComputeNetwork:
         timeout: float | None = None,
         to: str | None = None,
         min_reputation: float | None = None,
+        seal: bool | None = None,
     ) -> AsyncJob:
         """Submits a job and returns at once; ``await job`` waits for its
         output. The options are :meth:`ComputeNetwork.submit`'s."""
@@ -291,6 +294,7 @@ class AsyncComputeNetwork:
             timeout=timeout,
             to=to,
             min_reputation=min_reputation,
+            seal=seal,
         )
         return AsyncJob(self, str((await self._json("POST", "/v1/jobs", json=body))["job"]))
 

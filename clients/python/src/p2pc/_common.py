@@ -150,6 +150,7 @@ def submission(
     timeout: float | None,
     to: str | None,
     min_reputation: float | None,
+    seal: bool | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"bundle": bundle}
     if input is not None:
@@ -174,6 +175,8 @@ def submission(
         body["to"] = to
     if min_reputation is not None:
         body["min_reputation"] = min_reputation
+    if seal is not None:
+        body["seal"] = seal
     return body
 
 

@@ -211,17 +211,17 @@ class ComputeNetwork:
 
     # -- blobs and bundles ----------------------------------------------
 
-    def put_blob(self, data: c.BlobSource) -> Blob:
+    def put_blob(self, data: c.BlobSource, *, announce: bool = True) -> Blob:
         """Stores ``data`` (bytes, a path, or a binary file) in the node's
-        store, streamed; returns its id and length."""
+        store, streamed; returns its id and length. ``announce=False``
+        keeps it off the network's provider records."""
+        path = "/v1/blobs" if announce else "/v1/blobs?announce=false"
         if isinstance(data, (bytes, bytearray, memoryview)):
-            return Blob.from_json(self._json("POST", "/v1/blobs", content=bytes(data), headers=_octets()))
+            return Blob.from_json(self._json("POST", path, content=bytes(data), headers=_octets()))
         if isinstance(data, (str, os.PathLike)):
             with open(data, "rb") as f:
-                return self.put_blob(f)
-        return Blob.from_json(
-            self._json("POST", "/v1/blobs", content=c.file_pieces(data), headers=_octets(), timeout=None)
-        )
+                return self.put_blob(f, announce=announce)
+        return Blob.from_json(self._json("POST", path, content=c.file_pieces(data), headers=_octets(), timeout=None))
 
     def get_blob(self, cid: str | Blob) -> bytes:
         """A blob's bytes, verified by the node chunk by chunk as it sends
@@ -287,13 +287,13 @@ class ComputeNetwork:
         if isinstance(input, Blob):
             return {"blob": input.id}
         if isinstance(input, os.PathLike):
-            return {"blob": self.put_blob(input).id}
+            return {"blob": self.put_blob(input, announce=False).id}
         data: bytes | str = input if isinstance(input, str) else bytes(input)
         inline = c.inline_input(data)
         if inline is not None:
             return inline
         raw = data.encode() if isinstance(data, str) else data
-        return {"blob": self.put_blob(raw).id}
+        return {"blob": self.put_blob(raw, announce=False).id}
 
     def submit(
         self,
@@ -308,6 +308,7 @@ class ComputeNetwork:
         timeout: float | None = None,
         to: str | None = None,
         min_reputation: float | None = None,
+        seal: bool | None = None,
     ) -> Job:
         """Submits a job and returns at once; ``job.result()`` waits for it.
 
@@ -315,7 +316,9 @@ class ComputeNetwork:
         workers; ``budget`` caps what it may lock and pay, ``max_price`` the
         price per million fuel; ``validate`` is ``"none"``, ``"2-of-3"``
         (any ``K-of-N``) or ``"adaptive"``; ``timeout`` is in seconds; ``to``
-        names the worker's peer id.
+        names the worker's peer id; ``seal=True`` encrypts the input and
+        output end to end (``None``: the node's default, on for paid jobs).
+        Inputs stored for a job are not announced to the network.
         """
         body = c.submission(
             self._bundle(bundle),
@@ -328,6 +331,7 @@ class ComputeNetwork:
             timeout=timeout,
             to=to,
             min_reputation=min_reputation,
+            seal=seal,
         )
         return Job(self, str(self._json("POST", "/v1/jobs", json=body)["job"]))
 

@@ -86,7 +86,8 @@ class JobStatus:
     ``state`` is ``submitted``, ``running``, ``done``, ``failed``,
     ``cancelled`` or ``lost``. For ``done``, ``outcome`` is ``ok`` or the
     task error's code and ``message`` its message; for the others,
-    ``message`` says why.
+    ``message`` says why. ``sealed``: its input and output were encrypted
+    end to end.
     """
 
     id: str
@@ -101,6 +102,7 @@ class JobStatus:
     tasks: tuple[Task, ...]
     validation: str
     unreplicated: int
+    sealed: bool
     submitted_unix_ms: int
     finished_unix_ms: int | None
     raw: dict[str, Any] = field(repr=False, compare=False)
@@ -138,6 +140,7 @@ class JobStatus:
             tasks=tasks,
             validation=str(d.get("validation", "")),
             unreplicated=int(d.get("unreplicated") or 0),
+            sealed=bool(d.get("sealed", False)),
             submitted_unix_ms=int(d.get("submitted_unix_ms") or 0),
             finished_unix_ms=d.get("finished_unix_ms"),
             raw=d,
