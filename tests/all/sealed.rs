@@ -102,8 +102,9 @@ fn a_third_node_fetching_a_sealed_jobs_blobs_gets_ciphertext_it_cannot_open() {
                 Err(SealError::WrongKey)
             );
         }
-        // The output's key travels in the receipt, wrapped for the owner:
-        // the third node's seal key does not open it, for any reader.
+        // The output's key travels in the receipt, wrapped for the owner
+        // under the task's reply key: nothing the third node holds or can
+        // derive opens it.
         let logs = owner.logs(&job).await.expect("logs");
         let wire = hex::decode(&logs.receipts[0]).expect("hex");
         let opened = Envelope::decode_bounded(&wire).expect("envelope");
@@ -119,10 +120,15 @@ fn a_third_node_fetching_a_sealed_jobs_blobs_gets_ciphertext_it_cannot_open() {
                 &reader,
                 &key(1).public(),
             );
-            assert_eq!(
-                mine.unwrap(&wrapped, output.as_bytes(), &binding).err(),
-                Some(SealError::Unwrap)
-            );
+            assert!(mine.unwrap(&wrapped, output.as_bytes(), &binding).is_err());
+            for context in [b"".as_slice(), &binding] {
+                assert_eq!(
+                    mine.reply_key(context)
+                        .unwrap(&wrapped, output.as_bytes(), &binding)
+                        .err(),
+                    Some(SealError::Unwrap)
+                );
+            }
         }
         cluster.shutdown().await;
     });
@@ -231,7 +237,6 @@ fn sealed_inputs_altered_cut_reordered_or_moved_to_another_task_are_refused() {
                 worker: worker.public_key().to_bytes().to_vec(),
                 job: job.clone(),
                 input_key: Some(wrapped),
-                reply_key: me.seal.public().to_bytes().to_vec(),
                 ..TaskSpec::default()
             };
             TaskRequest {
@@ -240,6 +245,7 @@ fn sealed_inputs_altered_cut_reordered_or_moved_to_another_task_are_refused() {
                 ..TaskRequest::default()
             }
         };
+        let reply_key = me.seal.reply_key(b"hand-made");
         let wrap_for = |input: &[u8], task_id: &[u8; 16]| {
             let binding = seal_binding(
                 "input",
@@ -251,6 +257,7 @@ fn sealed_inputs_altered_cut_reordered_or_moved_to_another_task_are_refused() {
             SealedKey::from_wrapped(wrap(
                 &worker_seal,
                 &content,
+                Some(&reply_key),
                 blob_id(input).as_bytes(),
                 &binding,
             ))
@@ -272,8 +279,7 @@ fn sealed_inputs_altered_cut_reordered_or_moved_to_another_task_are_refused() {
         let receipt =
             Receipt::decode(opened.open(RECEIPT_KIND).expect("signed").payload).expect("receipt");
         assert_eq!(receipt.outcome, "ok", "{}", receipt.message);
-        let out_key = me
-            .seal
+        let out_key = reply_key
             .unwrap(
                 &receipt
                     .output_key

@@ -407,20 +407,101 @@ pub struct WrappedKey {
 
 /// Wraps `key` for `reader`, bound to `binding` (what the reader is to
 /// use it for) and to `blob` (the sealed blob's name): it opens only with
-/// the same binding and blob.
-pub fn wrap(reader: &SealPublic, key: &ContentKey, blob: &[u8; 32], binding: &[u8]) -> WrappedKey {
+/// the same binding and blob. With `reply`, the reader also learns a key
+/// to wrap its answer's key with ([`ReplyKey`]).
+pub fn wrap(
+    reader: &SealPublic,
+    key: &ContentKey,
+    reply: Option<&ReplyKey>,
+    blob: &[u8; 32],
+    binding: &[u8],
+) -> WrappedKey {
     let aad = wrap_aad(blob, binding);
+    let mut plain = Zeroizing::new(Vec::with_capacity(64));
+    plain.extend_from_slice(key.0.as_ref());
+    if let Some(r) = reply {
+        plain.extend_from_slice(r.0.as_ref());
+    }
     let (enc, ciphertext) = hpke::single_shot_seal::<Wrap, Kdf, Kem>(
         &OpModeS::Base,
         &reader.hpke(),
         WRAP_INFO,
-        key.0.as_ref(),
+        &plain,
         &aad,
     )
     .expect("sealing to a checked key cannot fail");
     WrappedKey {
         enc: enc.to_bytes().to_vec(),
         ciphertext,
+    }
+}
+
+/// A secret a request carries inside its HPKE wrap, so the answer's key
+/// can be wrapped back to the requester with a symmetric cipher rather
+/// than a second HPKE exchange (as Oblivious HTTP answers a request
+/// encrypted with HPKE). The requester derives it from its own seal key
+/// and the request ([`SealKey::reply_key`]), so it need keep nothing to
+/// open the answer later.
+#[derive(Clone)]
+pub struct ReplyKey(Zeroizing<[u8; 32]>);
+
+impl ReplyKey {
+    /// Wraps `key` (the answer's content key) for the requester, bound to
+    /// `blob` and `binding` like an HPKE wrap.
+    pub fn wrap(&self, key: &ContentKey, blob: &[u8; 32], binding: &[u8]) -> WrappedKey {
+        use chacha20poly1305::aead::Aead;
+        let mut nonce = [0u8; 24];
+        getrandom::fill(&mut nonce).expect("the OS random source is available");
+        let ciphertext = chacha20poly1305::XChaCha20Poly1305::new(self.0.as_ref().into())
+            .encrypt(
+                (&nonce).into(),
+                chacha20poly1305::aead::Payload {
+                    msg: key.0.as_ref(),
+                    aad: &wrap_aad(blob, binding),
+                },
+            )
+            .expect("encrypting 32 bytes cannot fail");
+        WrappedKey {
+            enc: nonce.to_vec(),
+            ciphertext,
+        }
+    }
+
+    /// Opens what [`ReplyKey::wrap`] made, for the same blob and binding.
+    pub fn unwrap(
+        &self,
+        wrapped: &WrappedKey,
+        blob: &[u8; 32],
+        binding: &[u8],
+    ) -> Result<ContentKey, SealError> {
+        use chacha20poly1305::aead::Aead;
+        let nonce: [u8; 24] = wrapped
+            .enc
+            .as_slice()
+            .try_into()
+            .map_err(|_| SealError::Malformed("wrapped reply key"))?;
+        let key = Zeroizing::new(
+            chacha20poly1305::XChaCha20Poly1305::new(self.0.as_ref().into())
+                .decrypt(
+                    (&nonce).into(),
+                    chacha20poly1305::aead::Payload {
+                        msg: &wrapped.ciphertext,
+                        aad: &wrap_aad(blob, binding),
+                    },
+                )
+                .map_err(|_| SealError::Unwrap)?,
+        );
+        let bytes: [u8; 32] = key
+            .as_slice()
+            .try_into()
+            .map_err(|_| SealError::Malformed("wrapped key: not a 32-byte key"))?;
+        Ok(ContentKey::from_bytes(bytes))
+    }
+}
+
+impl std::fmt::Debug for ReplyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplyKey(..)")
     }
 }
 
@@ -438,6 +519,8 @@ fn wrap_aad(blob: &[u8; 32], binding: &[u8]) -> Vec<u8> {
 pub struct SealKey {
     secret: <Kem as hpke::Kem>::PrivateKey,
     public: SealPublic,
+    /// Derives reply keys; from the secret, so it lasts as long as it.
+    reply_root: Zeroizing<[u8; 32]>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -464,7 +547,12 @@ impl SealKey {
         let secret = <Kem as hpke::Kem>::PrivateKey::from_bytes(bytes)
             .expect("every 32 bytes are an X25519 secret");
         let public = SealPublic(<Kem as hpke::Kem>::sk_to_pk(&secret).to_bytes().into());
-        Self { secret, public }
+        let reply_root = Zeroizing::new(blake3::derive_key("p2pc/sealed/1 reply keys", bytes));
+        Self {
+            secret,
+            public,
+            reply_root,
+        }
     }
 
     /// The public half.
@@ -472,13 +560,22 @@ impl SealKey {
         self.public
     }
 
-    /// Opens a key wrapped for this reader, for `binding` and `blob`.
+    /// The reply key this node uses for the request `context` names: the
+    /// same every time, so an answer opens after a restart too.
+    pub fn reply_key(&self, context: &[u8]) -> ReplyKey {
+        let mut h = blake3::Hasher::new_keyed(&self.reply_root);
+        h.update(context);
+        ReplyKey(Zeroizing::new(*h.finalize().as_bytes()))
+    }
+
+    /// Opens a key wrapped for this reader, for `binding` and `blob`, and
+    /// the reply key that came with it, if one did.
     pub fn unwrap(
         &self,
         wrapped: &WrappedKey,
         blob: &[u8; 32],
         binding: &[u8],
-    ) -> Result<ContentKey, SealError> {
+    ) -> Result<(ContentKey, Option<ReplyKey>), SealError> {
         let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&wrapped.enc)
             .map_err(|_| SealError::Malformed("wrapped key"))?;
         let key = Zeroizing::new(
@@ -492,11 +589,21 @@ impl SealKey {
             )
             .map_err(|_| SealError::Unwrap)?,
         );
-        let bytes: [u8; 32] = key
-            .as_slice()
-            .try_into()
-            .map_err(|_| SealError::Malformed("wrapped key: not a 32-byte key"))?;
-        Ok(ContentKey::from_bytes(bytes))
+        let (content, reply) = match key.len() {
+            32 => (&key[..], None),
+            64 => (&key[..32], Some(&key[32..])),
+            _ => {
+                return Err(SealError::Malformed(
+                    "wrapped key: not one or two 32-byte keys",
+                ));
+            }
+        };
+        let bytes: [u8; 32] = content.try_into().expect("32 bytes");
+        let reply = reply.map(|r| {
+            let r: [u8; 32] = r.try_into().expect("32 bytes");
+            ReplyKey(Zeroizing::new(r))
+        });
+        Ok((ContentKey::from_bytes(bytes), reply))
     }
 
     /// The seal key kept at `path`, created there (private to this user)
@@ -698,9 +805,31 @@ mod tests {
         let other = SealKey::generate();
         let key = ContentKey::generate();
         let blob = [7u8; 32];
-        let w = wrap(&reader.public(), &key, &blob, b"task a");
-        let opened = reader.unwrap(&w, &blob, b"task a").expect("opens");
+        let reply = reader.reply_key(b"request");
+        let w = wrap(&reader.public(), &key, Some(&reply), &blob, b"task a");
+        let (opened, got) = reader.unwrap(&w, &blob, b"task a").expect("opens");
         assert_eq!(opened.0.as_ref(), key.0.as_ref());
+        let got = got.expect("the reply key came too");
+        assert_eq!(got.0.as_ref(), reply.0.as_ref());
+        // The answer's key, wrapped back under the reply key.
+        let answer = ContentKey::generate();
+        let back = got.wrap(&answer, &[9; 32], b"answer");
+        let opened = reader
+            .reply_key(b"request")
+            .unwrap(&back, &[9; 32], b"answer")
+            .expect("the requester re-derives its reply key");
+        assert_eq!(opened.0.as_ref(), answer.0.as_ref());
+        assert_eq!(
+            reader
+                .reply_key(b"other")
+                .unwrap(&back, &[9; 32], b"answer")
+                .err(),
+            Some(SealError::Unwrap)
+        );
+        assert_eq!(
+            got.unwrap(&back, &[9; 32], b"other binding").err(),
+            Some(SealError::Unwrap)
+        );
         assert_eq!(
             other.unwrap(&w, &blob, b"task a").err(),
             Some(SealError::Unwrap)

@@ -121,15 +121,13 @@ pub struct TaskSpec {
     /// sealed task's keys).
     #[prost(bytes = "vec", tag = "14")]
     pub job: Vec<u8>,
-    /// For a sealed task: the input's content key wrapped for this
-    /// worker, bound to [`seal_binding`]`("input", ..)`. `input` (and
-    /// `inline_input`) are then the sealed blob.
+    /// For a sealed task: the input's content key and a reply key,
+    /// wrapped with HPKE for this worker, bound to
+    /// [`seal_binding`]`("input", ..)`. `input` (and `inline_input`) are
+    /// then the sealed blob; the worker wraps the output's key under the
+    /// reply key.
     #[prost(message, optional, tag = "15")]
     pub input_key: Option<SealedKey>,
-    /// For a sealed task: the submitter's X25519 key, which the worker
-    /// wraps the output's key for.
-    #[prost(bytes = "vec", tag = "16")]
-    pub reply_key: Vec<u8>,
 }
 
 /// A content key wrapped for one reader with HPKE
@@ -266,8 +264,8 @@ pub struct Receipt {
     #[prost(uint64, tag = "15")]
     pub settle_unix_ms: u64,
     /// For a sealed task: the output's content key wrapped for the
-    /// submitter (`output` names the sealed blob; `output_len` is the
-    /// plaintext's length).
+    /// submitter under the task's reply key (`output` names the sealed
+    /// blob; `output_len` is the plaintext's length).
     #[prost(message, optional, tag = "16")]
     pub output_key: Option<SealedKey>,
     /// For a sealed task: the plaintext output's keyed BLAKE3 under a key

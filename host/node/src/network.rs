@@ -59,6 +59,9 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 pub const DEFAULT_ATTEMPTS: u32 = 3;
 /// Shards a job may ask for at most.
 pub const MAX_SHARDS: u32 = 1024;
+/// Inputs up to this size are stored and sealed on the async thread
+/// (no disk, a few microseconds of cipher).
+const SMALL_INPUT: usize = 64 << 10;
 /// Jobs running at once on this node, at most; a submission past it is
 /// refused with a clear error.
 pub const MAX_LIVE_JOBS: usize = 10_000;
@@ -1461,7 +1464,6 @@ impl JobPlan {
             lease_ms: u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX),
             job: self.job.as_bytes().to_vec(),
             input_key: None,
-            reply_key: Vec::new(),
         }
     }
 }
@@ -1605,8 +1607,24 @@ impl Inner {
     /// fresh key if `sealed` (a stored input streamed through the sealer,
     /// never whole in memory), and announced unless it travels inline.
     async fn prepare_input(&self, source: Source, sealed: bool) -> Result<TaskInput> {
-        let store = self.store.clone();
         let key = sealed.then(ContentKey::generate);
+        // A small input touches no disk and takes microseconds to seal:
+        // done here, not on a blocking thread.
+        let source = match source {
+            Source::Bytes(b) if b.len() <= SMALL_INPUT => {
+                let inline = match &key {
+                    Some(k) => p2pc_crypto::seal::seal_bytes(k, &b),
+                    None => b,
+                };
+                return Ok(TaskInput {
+                    blob: blob_id(&inline),
+                    inline: Some(inline),
+                    key,
+                });
+            }
+            other => other,
+        };
+        let store = self.store.clone();
         let k = key.clone();
         let (blob, inline) = crate::blocking(move || -> Result<(Cid, Option<Vec<u8>>)> {
             let small = |len: u64| len <= INLINE_BYTES as u64;
@@ -1670,15 +1688,16 @@ impl Inner {
             .as_slice()
             .try_into()
             .map_err(|_| Error::Submit("the receipt names no output blob".into()))?;
-        let binding = seal_binding(
-            "output",
+        let (me, task) = (self.signer.public(), &receipt.task_id);
+        let reply = self.signer.seal_key().reply_key(&seal_binding(
+            "input",
             job.as_bytes(),
-            &receipt.task_id,
-            &self.signer.public(),
+            task,
+            &me,
             &worker,
-        );
-        self.signer
-            .seal_key()
+        ));
+        let binding = seal_binding("output", job.as_bytes(), task, &me, &worker);
+        reply
             .unwrap(&wrapped.to_wrapped(), &blob, &binding)
             .map_err(|e| Error::Submit(format!("the sealed output's key: {e}")))
     }
@@ -2615,10 +2634,16 @@ impl Inner {
                 &self.signer.public(),
                 &key,
             );
+            // The output's key comes back under a reply key derived from
+            // this binding, which this node can derive again at any time.
+            let reply = self.signer.seal_key().reply_key(&binding);
             spec.input_key = Some(SealedKey::from_wrapped(wrap(
-                &seal, content, &blob, &binding,
+                &seal,
+                content,
+                Some(&reply),
+                &blob,
+                &binding,
             )));
-            spec.reply_key = self.signer.seal_key().public().to_bytes().to_vec();
         }
         if let Some(p) = &paid {
             spec.fuel = p.fuel;

@@ -13,9 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use p2pc_crypto::{
-    BundleFile, ContentKey, Envelope, PublicKey, SealPublic, TrustPolicy, VerifiedBundle, wrap,
-};
+use p2pc_crypto::{BundleFile, ContentKey, Envelope, PublicKey, TrustPolicy, VerifiedBundle};
 use p2pc_exec::{ContainerExecutor, PoolConfig, ProcessExecutor, WasmPool};
 use p2pc_net::{Client, PeerId};
 use p2pc_sandbox::{
@@ -57,6 +55,8 @@ const SEEN_TASKS: usize = 4096;
 /// Pieces of a streamed input read ahead of the task (each at most
 /// `p2pc_sandbox::READ_MAX`).
 const STREAM_PIECES: usize = 8;
+/// Outputs up to this size are sealed on the async thread (microseconds).
+const SMALL_OUTPUT: usize = 64 << 10;
 
 /// A refusal: a code a program can branch on and a message for people.
 struct Refusal(&'static str, String);
@@ -434,9 +434,6 @@ impl Inner {
         let sealed = match &spec.input_key {
             None => None,
             Some(wrapped) => {
-                let Ok(reply) = SealPublic::from_bytes(&spec.reply_key) else {
-                    return refuse("malformed", "a sealed task names no valid reply key");
-                };
                 let binding = seal_binding(
                     "input",
                     &spec.job,
@@ -449,7 +446,10 @@ impl Inner {
                     input_cid.as_bytes(),
                     &binding,
                 ) {
-                    Ok(key) => Some((key, reply)),
+                    Ok((key, Some(reply))) => Some((key, reply)),
+                    Ok((_, None)) => {
+                        return refuse("bad_seal", "the task's input key carries no reply key");
+                    }
                     Err(e) => return refuse("bad_seal", format!("the task's input key: {e}")),
                 }
             }
@@ -656,15 +656,19 @@ impl Inner {
                     receipt.output_digest = input_key.digest(&output).to_vec();
                     let out_key = ContentKey::generate();
                     let plain = std::mem::take(&mut output);
-                    let k = out_key.clone();
-                    output = match crate::blocking(move || {
-                        Ok::<_, Error>(p2pc_crypto::seal::seal_bytes(&k, &plain))
-                    })
-                    .await
-                    {
-                        Ok(o) => o,
-                        Err(e) => {
-                            return refuse("internal", format!("cannot seal the output: {e}"));
+                    output = if plain.len() <= SMALL_OUTPUT {
+                        p2pc_crypto::seal::seal_bytes(&out_key, &plain)
+                    } else {
+                        let k = out_key.clone();
+                        match crate::blocking(move || {
+                            Ok::<_, Error>(p2pc_crypto::seal::seal_bytes(&k, &plain))
+                        })
+                        .await
+                        {
+                            Ok(o) => o,
+                            Err(e) => {
+                                return refuse("internal", format!("cannot seal the output: {e}"));
+                            }
                         }
                     };
                     let binding = seal_binding(
@@ -674,8 +678,7 @@ impl Inner {
                         &submitter,
                         &self.signer.public(),
                     );
-                    receipt.output_key = Some(SealedKey::from_wrapped(wrap(
-                        reply,
+                    receipt.output_key = Some(SealedKey::from_wrapped(reply.wrap(
                         &out_key,
                         blob_id(&output).as_bytes(),
                         &binding,
