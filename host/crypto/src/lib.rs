@@ -31,6 +31,6 @@ pub use envelope::{Envelope, EnvelopeError, MAX_ENVELOPE_BYTES, Opened, ReplayGu
 pub use keys::{KeyError, PublicKey, SecretKey, Signature};
 pub use keystore::{KdfParams, KeyInfo, Keystore, KeystoreError};
 pub use seal::{
-    ContentKey, OpeningReader, ReplyKey, SealError, SealKey, SealPublic, SealingReader, WrappedKey,
-    wrap,
+    ContentKey, OpeningReader, PreparedWrap, ReplyKey, SealError, SealKey, SealPublic,
+    SealingReader, WrappedKey, wrap,
 };

@@ -168,6 +168,21 @@ fn header(key: &ContentKey) -> [u8; HEADER_LEN] {
     h
 }
 
+fn check_header(h: &[u8], key: &ContentKey) -> Result<(), SealError> {
+    if &h[..8] != MAGIC {
+        return Err(SealError::NotSealed("no p2pcseal magic"));
+    }
+    if h[8] != VERSION || h[9] != SEGMENT_LOG2 || h[10..16] != [0; 6] {
+        return Err(SealError::NotSealed(
+            "a version or segment size this build does not read",
+        ));
+    }
+    if h[32..HEADER_LEN] != key.commitment() {
+        return Err(SealError::WrongKey);
+    }
+    Ok(())
+}
+
 /// Reads until `buf` is full or the input ends; returns the bytes read.
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
@@ -278,17 +293,7 @@ impl<R: Read> OpeningReader<R> {
         if read_full(&mut self.input, &mut h)? < HEADER_LEN {
             return Err(SealError::NotSealed("shorter than its header").into());
         }
-        if &h[..8] != MAGIC {
-            return Err(SealError::NotSealed("no p2pcseal magic").into());
-        }
-        if h[8] != VERSION || h[9] != SEGMENT_LOG2 || h[10..16] != [0; 6] {
-            return Err(
-                SealError::NotSealed("a version or segment size this build does not read").into(),
-            );
-        }
-        if h[32..] != self.key.commitment() {
-            return Err(SealError::WrongKey.into());
-        }
+        check_header(&h, &self.key)?;
         Ok(h)
     }
 
@@ -341,27 +346,58 @@ impl<R: Read> Read for OpeningReader<R> {
     }
 }
 
-/// Seals `plaintext` under `key`, in memory.
+/// Seals `plaintext` under `key`, in memory: the same bytes as a
+/// [`SealingReader`], without its segment buffer.
 pub fn seal_bytes(key: &ContentKey, plaintext: &[u8]) -> Vec<u8> {
+    let cipher = key.cipher();
+    let header = header(key);
     let mut out =
         Vec::with_capacity(usize::try_from(sealed_len(plaintext.len() as u64)).unwrap_or(0));
-    SealingReader::new(plaintext, key)
-        .read_to_end(&mut out)
-        .expect("sealing bytes in memory cannot fail");
+    out.extend_from_slice(&header);
+    let full = plaintext.len() / SEGMENT;
+    for i in 0..=full {
+        let start = i * SEGMENT;
+        let end = (start + SEGMENT).min(plaintext.len());
+        let at = out.len();
+        out.extend_from_slice(&plaintext[start..end]);
+        let tag = cipher
+            .encrypt_in_place_detached(&nonce(i as u64, i == full), &header, &mut out[at..])
+            .expect("a segment encrypts");
+        out.extend_from_slice(&tag);
+    }
     out
 }
 
-/// Opens a sealed blob held in memory.
+/// Opens a sealed blob held in memory, with the checks of an
+/// [`OpeningReader`].
 pub fn open_bytes(key: &ContentKey, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
-    let mut out = Vec::with_capacity(sealed.len());
-    OpeningReader::new(sealed, key)
-        .read_to_end(&mut out)
-        .map_err(|e| {
-            seal_error(&e)
-                .cloned()
-                .unwrap_or(SealError::NotSealed("unreadable"))
-        })?;
-    Ok(out)
+    let Some(header) = sealed.get(..HEADER_LEN) else {
+        return Err(SealError::NotSealed("shorter than its header"));
+    };
+    check_header(header, key)?;
+    let cipher = key.cipher();
+    let mut body = &sealed[HEADER_LEN..];
+    let mut out = Vec::with_capacity(body.len());
+    let mut index = 0u64;
+    loop {
+        if body.len() < TAG {
+            return Err(SealError::Truncated(index.saturating_sub(1)));
+        }
+        let n = body.len().min(SEGMENT + TAG);
+        let last = n < SEGMENT + TAG;
+        let (segment, rest) = body.split_at(n);
+        let (text, tag) = segment.split_at(n - TAG);
+        let at = out.len();
+        out.extend_from_slice(text);
+        cipher
+            .decrypt_in_place_detached(&nonce(index, last), header, &mut out[at..], tag.into())
+            .map_err(|_| SealError::Tampered(index))?;
+        if last {
+            return Ok(out);
+        }
+        body = rest;
+        index += 1;
+    }
 }
 
 /// A reader's X25519 public key (32 bytes), published in its offer.
@@ -416,23 +452,59 @@ pub fn wrap(
     blob: &[u8; 32],
     binding: &[u8],
 ) -> WrappedKey {
-    let aad = wrap_aad(blob, binding);
-    let mut plain = Zeroizing::new(Vec::with_capacity(64));
-    plain.extend_from_slice(key.0.as_ref());
-    if let Some(r) = reply {
-        plain.extend_from_slice(r.0.as_ref());
+    PreparedWrap::new(reader).wrap(key, reply, blob, binding)
+}
+
+/// The public-key half of a [`wrap`] for one reader, done ahead of time:
+/// HPKE's encapsulation (an ephemeral X25519 key and the agreement with
+/// the reader's key) depends only on the reader, so a sender can prepare
+/// it off the path of the task it will carry. Each is used once.
+pub struct PreparedWrap {
+    reader: SealPublic,
+    enc: Vec<u8>,
+    ctx: hpke::aead::AeadCtxS<Wrap, Kdf, Kem>,
+}
+
+impl PreparedWrap {
+    /// Prepares a wrap for `reader`.
+    pub fn new(reader: &SealPublic) -> Self {
+        let (enc, ctx) =
+            hpke::setup_sender::<Wrap, Kdf, Kem>(&OpModeS::Base, &reader.hpke(), WRAP_INFO)
+                .expect("a checked key encapsulates");
+        Self {
+            reader: *reader,
+            enc: enc.to_bytes().to_vec(),
+            ctx,
+        }
     }
-    let (enc, ciphertext) = hpke::single_shot_seal::<Wrap, Kdf, Kem>(
-        &OpModeS::Base,
-        &reader.hpke(),
-        WRAP_INFO,
-        &plain,
-        &aad,
-    )
-    .expect("sealing to a checked key cannot fail");
-    WrappedKey {
-        enc: enc.to_bytes().to_vec(),
-        ciphertext,
+
+    /// The reader it was prepared for.
+    pub fn reader(&self) -> SealPublic {
+        self.reader
+    }
+
+    /// [`wrap`], with the encapsulation already done: the same bytes on
+    /// the wire.
+    pub fn wrap(
+        mut self,
+        key: &ContentKey,
+        reply: Option<&ReplyKey>,
+        blob: &[u8; 32],
+        binding: &[u8],
+    ) -> WrappedKey {
+        let mut plain = Zeroizing::new(Vec::with_capacity(64));
+        plain.extend_from_slice(key.0.as_ref());
+        if let Some(r) = reply {
+            plain.extend_from_slice(r.0.as_ref());
+        }
+        let ciphertext = self
+            .ctx
+            .seal(&plain, &wrap_aad(blob, binding))
+            .expect("a fresh context seals one message");
+        WrappedKey {
+            enc: self.enc,
+            ciphertext,
+        }
     }
 }
 
@@ -744,6 +816,18 @@ mod tests {
             let sealed = seal_bytes(&key, &plain);
             assert_eq!(sealed.len() as u64, sealed_len(len as u64), "{len}");
             assert_eq!(open_bytes(&key, &sealed).expect("opens"), plain, "{len}");
+            // The streaming reader reads what the in-memory sealer wrote,
+            // and the in-memory opener what the streaming sealer wrote.
+            let mut streamed = Vec::new();
+            OpeningReader::new(sealed.as_slice(), &key)
+                .read_to_end(&mut streamed)
+                .expect("streams");
+            assert_eq!(streamed, plain, "{len}");
+            let mut resealed = Vec::new();
+            SealingReader::new(plain.as_slice(), &key)
+                .read_to_end(&mut resealed)
+                .expect("seals");
+            assert_eq!(open_bytes(&key, &resealed).expect("opens"), plain, "{len}");
         }
     }
 
@@ -842,6 +926,12 @@ mod tests {
             reader.unwrap(&w, &[8; 32], b"task a").err(),
             Some(SealError::Unwrap)
         );
+        let prepared = PreparedWrap::new(&reader.public()).wrap(&key, None, &blob, b"task a");
+        let (opened, none) = reader
+            .unwrap(&prepared, &blob, b"task a")
+            .expect("prepared opens");
+        assert_eq!(opened.0.as_ref(), key.0.as_ref());
+        assert!(none.is_none());
         let mut bent = w.clone();
         bent.ciphertext[0] ^= 1;
         assert_eq!(

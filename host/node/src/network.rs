@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use p2pc_crypto::{
-    BundleFile, ContentKey, Envelope, PublicKey, RequestedLimits, SealPublic, TrustPolicy, wrap,
+    BundleFile, ContentKey, Envelope, PreparedWrap, PublicKey, RequestedLimits, SealPublic,
+    TrustPolicy, wrap,
 };
 use p2pc_ledger::{FUEL_PER_PRICE_UNIT, OpId, TaskHold, cost};
 use p2pc_net::{Client, PeerId, RequestFailure};
@@ -62,6 +63,14 @@ pub const MAX_SHARDS: u32 = 1024;
 /// Inputs up to this size are stored and sealed on the async thread
 /// (no disk, a few microseconds of cipher).
 const SMALL_INPUT: usize = 64 << 10;
+/// Sealed outputs' keys kept in memory at most (past it they are found in
+/// the receipts again).
+const RECENT_OUTPUT_KEYS: usize = 4096;
+/// Workers with prepared wraps at most; prepared per worker in batches of
+/// [`PREPARED_BATCH`] once fewer than [`PREPARED_LOW`] are left.
+const PREPARED_READERS: usize = 256;
+const PREPARED_BATCH: usize = 16;
+const PREPARED_LOW: usize = 4;
 /// Jobs running at once on this node, at most; a submission past it is
 /// refused with a clear error.
 pub const MAX_LIVE_JOBS: usize = 10_000;
@@ -593,6 +602,12 @@ struct Inner {
     recent: Mutex<(VecDeque<String>, HashMap<String, JobInfo>)>,
     /// Outputs reported but not yet committed by the writer.
     pending: Mutex<HashMap<Cid, Bytes>>,
+    /// The keys of sealed outputs opened lately, by output: `output`
+    /// needs not find and verify their receipts again.
+    output_keys: Mutex<HashMap<Cid, ContentKey>>,
+    /// HPKE encapsulations made ahead for the workers sealed tasks go to,
+    /// so a task's wrap costs no public-key operation on its path.
+    prepared: Arc<Mutex<HashMap<SealPublic, Prepared>>>,
     /// Logs likewise, by job.
     pending_logs: Mutex<HashMap<String, JobLogs>>,
     /// Records queued but not yet committed, by job: what a reader gets
@@ -647,6 +662,8 @@ impl Network {
             watches: Mutex::new(HashMap::new()),
             recent: Mutex::new((VecDeque::new(), HashMap::new())),
             pending: Mutex::new(HashMap::new()),
+            output_keys: Mutex::new(HashMap::new()),
+            prepared: Arc::new(Mutex::new(HashMap::new())),
             pending_logs: Mutex::new(HashMap::new()),
             pending_infos: Mutex::new(HashMap::new()),
             write_failed: std::sync::atomic::AtomicBool::new(false),
@@ -903,8 +920,24 @@ impl Network {
         }
         // Sealed: the key is in the receipt that names this output,
         // wrapped for this node.
+        let cached = lock(&self.inner.output_keys).get(&cid).cloned();
+        let key = match cached {
+            Some(key) => key,
+            None => self.output_key_of(id, cid).await?,
+        };
+        let id = id.to_owned();
+        let plain = crate::blocking(move || {
+            p2pc_crypto::seal::open_bytes(&key, &bytes)
+                .map_err(|e| Error::Submit(format!("job {id}'s sealed output: {e}")))
+        });
+        Ok(plain.await?.into())
+    }
+
+    /// The key of job `id`'s sealed output `cid`, from the receipt that
+    /// names it.
+    async fn output_key_of(&self, id: &str, cid: Cid) -> Result<ContentKey> {
         let logs = self.logs(id).await?;
-        let key = logs
+        logs
             .receipts
             .iter()
             .filter_map(|wire| {
@@ -919,13 +952,7 @@ impl Network {
                 Error::Submit(format!(
                     "job {id}'s output is sealed and no receipt kept for it has a key this node opens"
                 ))
-            })?;
-        let id = id.to_owned();
-        let plain = crate::blocking(move || {
-            p2pc_crypto::seal::open_bytes(&key, &bytes)
-                .map_err(|e| Error::Submit(format!("job {id}'s sealed output: {e}")))
-        });
-        Ok(plain.await?.into())
+            })
     }
 
     /// The node is stopping: every job still running ends as lost (its
@@ -1288,6 +1315,13 @@ struct Placement {
     paid: Option<Paid>,
     /// The key its sealed tasks' inputs are wrapped for, from its advert.
     seal: Option<SealPublic>,
+}
+
+/// Wraps prepared for one worker's seal key.
+#[derive(Default)]
+struct Prepared {
+    wraps: Vec<PreparedWrap>,
+    refilling: bool,
 }
 
 /// A task's input as the submitter sends it.
@@ -1675,6 +1709,31 @@ impl Inner {
         Ok(TaskInput { blob, inline, key })
     }
 
+    /// A wrap prepared for `reader`, if one is ready; starts preparing more
+    /// off the async threads when few are left.
+    fn take_prepared(&self, reader: SealPublic) -> Option<PreparedWrap> {
+        let mut pools = lock(&self.prepared);
+        if pools.len() >= PREPARED_READERS && !pools.contains_key(&reader) {
+            pools.clear();
+        }
+        let pool = pools.entry(reader).or_default();
+        let taken = pool.wraps.pop();
+        if !pool.refilling && pool.wraps.len() < PREPARED_LOW {
+            pool.refilling = true;
+            let pools = self.prepared.clone();
+            tokio::task::spawn_blocking(move || {
+                let fresh: Vec<PreparedWrap> = (0..PREPARED_BATCH)
+                    .map(|_| PreparedWrap::new(&reader))
+                    .collect();
+                let mut pools = lock(&pools);
+                let pool = pools.entry(reader).or_default();
+                pool.wraps.extend(fresh);
+                pool.refilling = false;
+            });
+        }
+        taken
+    }
+
     /// The content key of the sealed output `receipt` names: wrapped for
     /// this node by `worker`, for this job's task.
     fn output_key(&self, job: &str, receipt: &Receipt, worker: &PeerId) -> Result<ContentKey> {
@@ -1728,7 +1787,7 @@ impl Inner {
                 (plain.len() as u64, hasher)
             }
             None => {
-                let store = self.store.clone();
+                let (store, key) = (self.store.clone(), key.clone());
                 crate::blocking(move || -> Result<(u64, blake3::Hasher)> {
                     let sealed = store.get(&cid)?;
                     let mut plain = p2pc_crypto::OpeningReader::new(sealed, &key);
@@ -1751,6 +1810,11 @@ impl Inner {
                 "its sealed output is not the output its receipt's digest names".into(),
             ));
         }
+        let mut keys = lock(&self.output_keys);
+        if keys.len() >= RECENT_OUTPUT_KEYS {
+            keys.clear();
+        }
+        keys.insert(cid, key);
         Ok(())
     }
 
@@ -2637,13 +2701,11 @@ impl Inner {
             // The output's key comes back under a reply key derived from
             // this binding, which this node can derive again at any time.
             let reply = self.signer.seal_key().reply_key(&binding);
-            spec.input_key = Some(SealedKey::from_wrapped(wrap(
-                &seal,
-                content,
-                Some(&reply),
-                &blob,
-                &binding,
-            )));
+            let wrapped = match self.take_prepared(seal) {
+                Some(prepared) => prepared.wrap(content, Some(&reply), &blob, &binding),
+                None => wrap(&seal, content, Some(&reply), &blob, &binding),
+            };
+            spec.input_key = Some(SealedKey::from_wrapped(wrapped));
         }
         if let Some(p) = &paid {
             spec.fuel = p.fuel;
