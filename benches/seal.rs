@@ -66,7 +66,7 @@ fn main() {
     let t = Instant::now();
     let mut wraps = Vec::with_capacity(n);
     for _ in 0..n {
-        wraps.push(wrap(&reader.public(), &key, &blob, b"binding"));
+        wraps.push(wrap(&reader.public(), &key, None, &blob, b"binding"));
     }
     let wrap_us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
     let t = Instant::now();
