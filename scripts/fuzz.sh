@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../fuzz"
 export RUSTC_BOOTSTRAP=1
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-  targets=(bundle envelope op sync credit genesis task advert chunk config frames api_bodies)
+  targets=(bundle envelope sealed op sync credit genesis task advert chunk config frames api_bodies)
 fi
 cargo fuzz build -s none
 # Seeds: the valid encodings the smoke tests mutate, one directory a target.
