@@ -60,6 +60,17 @@ def test_a_plain_job_and_its_cost_moves_the_balance(net: ComputeNetwork, network
     assert before.available - after.available == cost, (before, after, cost)
 
 
+def test_paid_jobs_are_sealed_unless_told_otherwise(net: ComputeNetwork, network: Network) -> None:
+    hello = net.publish(guest("hello"), "hello", "1.0.0")
+    big = "s" * (300 << 10)  # stored as a blob, unannounced, then sealed
+    sealed = net.submit(hello, big, to=network.worker.peer_id)
+    assert sealed.result(timeout=WAIT) == f"Hello, {big}!".encode()
+    assert sealed.status().sealed
+    plain = net.submit(hello, "in the clear", to=network.worker.peer_id, seal=False)
+    assert plain.result(timeout=WAIT) == b"Hello, in the clear!"
+    assert not plain.status().sealed
+
+
 def test_a_sharded_job(net: ComputeNetwork) -> None:
     wc = net.publish(guest("wordcount"), "wordcount")
     job = net.submit(wc, TEXT, shards=3)
