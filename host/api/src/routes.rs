@@ -221,7 +221,7 @@ async fn blob_list(State(s): State<AppState>) -> ApiResult<Json<Vec<BlobInfo>>> 
 /// announce it to the network, unless `announce=false`.
 #[utoipa::path(post, path = "/v1/blobs", tag = "blobs", params(UploadQuery),
     request_body(content = RawBytes, content_type = "application/octet-stream"),
-    responses((status = 201, body = BlobInfo), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 201, body = BlobInfo), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json")))]
 async fn blob_upload(
     State(s): State<AppState>,
