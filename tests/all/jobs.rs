@@ -160,6 +160,8 @@ fn a_worker_lost_mid_task_is_replaced_not_paid_and_its_hold_refunded() {
         assert_eq!(gone.state, "lost", "{gone:?}");
         assert_ne!(took_over.worker, gone.worker);
         assert_eq!(took_over.state, "done", "{took_over:?}");
+        // A paid job is sealed: the replacement got a wrap of its own.
+        assert!(info.sealed);
 
         // The same answer a second, undisturbed run gives.
         let mut s = Submission::new(file, input, WAIT);

@@ -186,10 +186,10 @@ impl Submitter {
 #[test]
 fn sealed_inputs_altered_cut_reordered_or_moved_to_another_task_are_refused() {
     block_on(async {
-        let cluster = Cluster::start_keyed((0..2).map(key).collect(), |_, _| {})
+        let cluster = Cluster::start_keyed((0..3).map(key).collect(), |_, _| {})
             .await
             .expect("cluster");
-        let worker = cluster.node(1);
+        let (worker, other) = (cluster.node(1), cluster.node(2));
         let me = Submitter::start(worker).await;
         // The worker's seal key, from its signed offer.
         let described = me
@@ -219,6 +219,7 @@ fn sealed_inputs_altered_cut_reordered_or_moved_to_another_task_are_refused() {
             RequestedLimits::default(),
         );
         let bundle_cid = worker.store().put_bytes(&file).expect("bundle").id;
+        other.store().put_bytes(&file).expect("bundle");
         let plain: Vec<u8> = (0..3 * SEGMENT + 500)
             .map(|i| b'a' + (i % 26) as u8)
             .collect();
@@ -340,6 +341,25 @@ fn sealed_inputs_altered_cut_reordered_or_moved_to_another_task_are_refused() {
         refused(
             me.request(worker, task(&swapped, [5; 16], w)).await,
             "segment 0 fails authentication",
+        );
+        // A key wrapped for one worker, in a task for another: the task
+        // names the other worker and is bound to it, and its wrap is not.
+        let w = wrap_for(&sealed, &[7; 16]);
+        let mut spec_for_other = task(&sealed, [7; 16], w);
+        {
+            let opened = Envelope::decode_bounded(&spec_for_other.task).expect("task");
+            let mut spec =
+                TaskSpec::decode(opened.open(TASK_KIND).expect("signed").payload).expect("spec");
+            spec.worker = other.public_key().to_bytes().to_vec();
+            spec_for_other.task =
+                Envelope::seal(&me.key, TASK_KIND, 100, spec.encode_to_vec()).encode_to_vec();
+        }
+        let reply = me.request(other, spec_for_other).await;
+        assert_eq!(reply.refused_code, "bad_seal", "{}", reply.refused);
+        assert!(
+            reply.refused.contains("another reader"),
+            "{}",
+            reply.refused
         );
         // Cut after a whole segment: its last segment is missing.
         let cut = sealed[..seg(2)].to_vec();
