@@ -39,4 +39,4 @@ pub use op::{
 pub use state::{
     AccountRow, ArbiterPolicy, CreditManager, Dirty, Escrow, Genesis, Insert, Proof, Reject, Supply,
 };
-pub use store::{Audit, Ledger, LedgerError, Persister, Report};
+pub use store::{Audit, Ledger, LedgerError, Persister, Record, Report};

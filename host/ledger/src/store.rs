@@ -1,7 +1,8 @@
 //! [`Ledger`]: a [`CreditManager`] kept on disk in fjall.
 //!
 //! Keyspaces: `ops` (op id → op bytes), `accounts` (key → derived row),
-//! `escrows` (hold id → derived row), `meta` (`network` → genesis id).
+//! `escrows` (hold id → derived row), `meta` (`network` → genesis id),
+//! `records` (what a service recorded with the ops it caused).
 //! Every insert writes its ops and the rows they changed in one batch,
 //! synced to disk (`PersistMode::SyncAll`) before the insert returns: an
 //! acknowledged op survives a crash, and a crash leaves either the whole
@@ -86,11 +87,19 @@ pub struct Ledger {
     ops: Keyspace,
     accounts: Keyspace,
     escrows: Keyspace,
+    /// What services record with the ops they cause, so the two are
+    /// written together or not at all (the issuer's webhook event ids
+    /// with their mints). Not derived from the ops: never rewritten.
+    records: Keyspace,
     state: CreditManager,
     poisoned: bool,
 }
 
 const ACK: PersistMode = PersistMode::SyncAll;
+
+/// A key and value a service records with the ops it causes
+/// ([`Ledger::insert_recorded`]).
+pub type Record = (Vec<u8>, Vec<u8>);
 
 /// Syncs a [`Ledger`]'s writes to disk ([`Ledger::persister`]).
 #[derive(Clone)]
@@ -115,8 +124,13 @@ impl Ledger {
         std::fs::create_dir_all(&path).map_err(|e| open_err(e.into()))?;
         let db = Database::builder(&path).open().map_err(open_err)?;
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
-        let (ops, accounts, escrows, meta) =
-            (ks("ops")?, ks("accounts")?, ks("escrows")?, ks("meta")?);
+        let (ops, accounts, escrows, meta, records) = (
+            ks("ops")?,
+            ks("accounts")?,
+            ks("escrows")?,
+            ks("meta")?,
+            ks("records")?,
+        );
         let network = genesis.id();
         match meta.get(b"network")? {
             Some(stored) if stored.as_ref() != network => {
@@ -140,6 +154,7 @@ impl Ledger {
             ops,
             accounts,
             escrows,
+            records,
             state,
             poisoned: false,
         })
@@ -221,6 +236,34 @@ impl Ledger {
         self.insert_with(ops, None, true)
     }
 
+    /// Inserts `ops` as [`insert_many`](Self::insert_many) does, and
+    /// writes `records` (key, value) in the same synced batch: after a
+    /// crash either the ops and the records are on disk, or neither is.
+    /// The records are written whatever became of the ops (a duplicate
+    /// included), so a caller can record that it acted on something once.
+    pub fn insert_recorded(
+        &mut self,
+        ops: Vec<Op>,
+        records: &[Record],
+    ) -> Result<Vec<Insert>, LedgerError> {
+        self.insert_inner(ops, Some(ACK), true, records)
+    }
+
+    /// A value [`insert_recorded`](Self::insert_recorded) wrote under `key`.
+    pub fn record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
+        Ok(self.records.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Every record whose key starts with `prefix`, in key order.
+    pub fn records(&self, prefix: &[u8]) -> Result<Vec<Record>, LedgerError> {
+        let mut out = Vec::new();
+        for item in self.records.prefix(prefix) {
+            let (k, v) = item.into_inner()?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     /// A handle that syncs what was written, usable without the ledger
     /// borrowed (so a sync need not hold a lock around the ledger).
     pub fn persister(&self) -> Persister {
@@ -233,10 +276,23 @@ impl Ledger {
         durability: Option<PersistMode>,
         admit: bool,
     ) -> Result<Vec<Insert>, LedgerError> {
+        self.insert_inner(ops, durability, admit, &[])
+    }
+
+    fn insert_inner(
+        &mut self,
+        ops: Vec<Op>,
+        durability: Option<PersistMode>,
+        admit: bool,
+        records: &[Record],
+    ) -> Result<Vec<Insert>, LedgerError> {
         if self.poisoned {
             return Err(LedgerError::Poisoned);
         }
         let mut batch = self.db.batch().durability(durability);
+        for (k, v) in records {
+            batch.insert(&self.records, k.as_slice(), v.as_slice());
+        }
         let mut results = Vec::with_capacity(ops.len());
         let mut kept = 0;
         for op in ops {
@@ -256,7 +312,7 @@ impl Ledger {
             }
             results.push(r);
         }
-        if kept == 0 {
+        if kept == 0 && records.is_empty() {
             return Ok(results);
         }
         let dirty = self.state.take_dirty();

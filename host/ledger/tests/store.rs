@@ -145,3 +145,49 @@ fn another_networks_genesis_or_damaged_rows_are_reported() {
     };
     assert!(err.to_string().contains("is damaged"), "{err}");
 }
+
+#[test]
+fn records_are_written_with_the_ops_they_go_with_and_survive_reopening() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (issuer, buyer) = (SecretKey::generate(), SecretKey::generate());
+    let g = Genesis {
+        network: "records-test".into(),
+        issuers: [issuer.public()].into(),
+        ..Genesis::default()
+    };
+    {
+        let mut ledger = Ledger::open(dir.path(), g.clone()).expect("open");
+        let mint = ledger.state().draft(
+            &issuer,
+            1,
+            Body::Mint {
+                to: buyer.public(),
+                amount: 500,
+            },
+        );
+        let id = mint.id();
+        let inserted = ledger
+            .insert_recorded(vec![mint], &[(b"event/evt_1".to_vec(), id.to_vec())])
+            .expect("insert");
+        assert!(matches!(inserted[0], Insert::Applied(_)), "{inserted:?}");
+        // A record alone, with no op, is written too.
+        ledger
+            .insert_recorded(
+                Vec::new(),
+                &[(b"event/evt_2".to_vec(), b"ignored".to_vec())],
+            )
+            .expect("record");
+        assert_eq!(
+            ledger.record(b"event/evt_1").expect("read"),
+            Some(id.to_vec())
+        );
+        assert_eq!(ledger.record(b"event/evt_3").expect("read"), None);
+    }
+    let ledger = Ledger::open(dir.path(), g).expect("reopen");
+    // The mint is there (the buyer claims it with its next op).
+    assert_eq!(ledger.state().len(), 1);
+    let all = ledger.records(b"event/").expect("records");
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1], (b"event/evt_2".to_vec(), b"ignored".to_vec()));
+    assert!(ledger.verify().expect("verify").problems.is_empty());
+}
