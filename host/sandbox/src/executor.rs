@@ -399,27 +399,12 @@ impl WasmExecutor {
     pub async fn execute_streamed(
         &self,
         artifact: &Artifact,
-        mut task: Task,
+        task: Task,
         input: StreamedInput,
         progress: Option<ProgressSink>,
     ) -> Outcome {
-        if !artifact.args.is_empty() {
-            task.args.splice(0..0, artifact.args.iter().cloned());
-        }
-        let start = Instant::now();
-        match self.load(&artifact.bytes).await {
-            Ok(program) if program.world != World::Command => Outcome::rejected(
-                TaskError::WrongWorld {
-                    reason: format!(
-                        "a streamed input is a command's stdin; this component is {}",
-                        program.world
-                    ),
-                },
-                start.elapsed(),
-            ),
-            Ok(program) => self.run_with(&program, task, progress, Some(input)).await,
-            Err(e) => Outcome::rejected(e, start.elapsed()),
-        }
+        self.execute_with(artifact, task, progress, Some(input))
+            .await
     }
 
     /// [`SandboxExecutor::execute`], with the job's progress sent on
@@ -427,15 +412,36 @@ impl WasmExecutor {
     pub async fn execute_reporting(
         &self,
         artifact: &Artifact,
+        task: Task,
+        progress: Option<ProgressSink>,
+    ) -> Outcome {
+        self.execute_with(artifact, task, progress, None).await
+    }
+
+    async fn execute_with(
+        &self,
+        artifact: &Artifact,
         mut task: Task,
         progress: Option<ProgressSink>,
+        streamed: Option<StreamedInput>,
     ) -> Outcome {
         if !artifact.args.is_empty() {
             task.args.splice(0..0, artifact.args.iter().cloned());
         }
         let start = Instant::now();
         match self.load(&artifact.bytes).await {
-            Ok(program) => self.run_reporting(&program, task, progress).await,
+            Ok(program) if streamed.is_some() && program.world != World::Command => {
+                Outcome::rejected(
+                    TaskError::WrongWorld {
+                        reason: format!(
+                            "a streamed input is a command's stdin; this component is {}",
+                            program.world
+                        ),
+                    },
+                    start.elapsed(),
+                )
+            }
+            Ok(program) => self.run_with(&program, task, progress, streamed).await,
             Err(e) => Outcome::rejected(e, start.elapsed()),
         }
     }
