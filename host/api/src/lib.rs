@@ -23,6 +23,7 @@ mod dashboard;
 pub mod events;
 mod extract;
 pub mod fuzzing;
+mod issuer;
 mod problem;
 mod routes;
 mod serve;
@@ -53,6 +54,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         (name = "ledger", description = "Credits, escrows and transfers"),
         (name = "market", description = "Offers, prices and reputation"),
         (name = "events", description = "The event stream, over WebSocket or NDJSON"),
+        (name = "issuer", description = "The issuer service: payment webhooks, payments, payouts"),
     )
 )]
 struct ApiDoc;
@@ -77,6 +79,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api.merge(routes::long_routes().split_for_parts().1);
     api.merge(routes::stream_routes().split_for_parts().1);
     api.merge(routes::metrics_routes().split_for_parts().1);
+    api.merge(issuer::routes().split_for_parts().1);
+    api.merge(issuer::open_routes().split_for_parts().1);
     api.info.version = env!("CARGO_PKG_VERSION").to_owned();
     api
 }

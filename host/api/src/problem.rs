@@ -106,6 +106,17 @@ impl From<p2pc_node::Error> for Problem {
             // worker, no budget, a ledger that refuses.
             E::Submit(_) | E::Ledger(_) => StatusCode::UNPROCESSABLE_ENTITY,
             E::InsufficientCredits(_) => StatusCode::PAYMENT_REQUIRED,
+            E::Webhook(w) => {
+                use p2pc_payments::WebhookError as W;
+                match w {
+                    W::MissingSignature(_)
+                    | W::MalformedSignature(_)
+                    | W::Stale { .. }
+                    | W::BadSignature => StatusCode::UNAUTHORIZED,
+                    W::Malformed(_) => StatusCode::BAD_REQUEST,
+                    _ => StatusCode::UNPROCESSABLE_ENTITY,
+                }
+            }
             E::Fetch(_) => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -302,7 +302,9 @@ pub fn router(node: Handle, settings: &Settings) -> Router {
     });
     let max_body = usize::try_from(api.max_body.bytes()).unwrap_or(usize::MAX);
     let (json, _) = routes::json_routes().split_for_parts();
+    let (issuer, _) = crate::issuer::routes().split_for_parts();
     let json = json
+        .merge(issuer)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -347,6 +349,16 @@ pub fn router(node: Handle, settings: &Settings) -> Router {
     if api.metrics_public {
         open = open.merge(metrics);
     }
+    // Its signature is its authentication (`crate::issuer`).
+    let (webhooks, _) = crate::issuer::open_routes().split_for_parts();
+    open = open.merge(
+        webhooks
+            .layer(DefaultBodyLimit::max(crate::issuer::MAX_WEBHOOK))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                api.request_timeout,
+            )),
+    );
     if api.dashboard {
         open = open.merge(crate::dashboard::routes());
     }

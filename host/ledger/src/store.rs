@@ -249,6 +249,22 @@ impl Ledger {
         self.insert_inner(ops, Some(ACK), true, records)
     }
 
+    /// [`insert_recorded`](Self::insert_recorded) for ops that
+    /// [`CreditManager::check`] just passed on this ledger's state (their
+    /// signatures are not checked again), without the sync: the
+    /// ops and the records are one batch, whole or absent after a crash,
+    /// but possibly absent until a later synced insert or
+    /// [`Persister::sync`] (the journal is written in order). A caller
+    /// acknowledges nothing before that sync; many such writes can then
+    /// share one sync (group commit).
+    pub fn insert_recorded_buffered(
+        &mut self,
+        ops: Vec<Op>,
+        records: &[Record],
+    ) -> Result<Vec<Insert>, LedgerError> {
+        self.insert_inner(ops, None, false, records)
+    }
+
     /// A value [`insert_recorded`](Self::insert_recorded) wrote under `key`.
     pub fn record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
         Ok(self.records.get(key)?.map(|v| v.to_vec()))

@@ -529,3 +529,129 @@ mod tests {
         }
     }
 }
+
+/// What the issuer did with one webhook.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookReceipt {
+    /// The provider's event id.
+    pub event: String,
+    /// The payment it is about.
+    pub payment: String,
+    /// `minted` (credits to the buyer), `clearing` (minted to the issuer,
+    /// to reach the buyer when clearing ends), `reversed` (a refund or
+    /// dispute before the credits reached the buyer), `debt` (after),
+    /// `ignored` (a kind the issuer does not act on), or `none` (nothing
+    /// left to do, e.g. a second success event for one payment).
+    pub action: String,
+    /// This event id was seen before: nothing was done again.
+    pub duplicate: bool,
+    /// The op the event caused, hex; none when it caused none.
+    pub op: Option<String>,
+    /// Credits minted or owed by it.
+    pub credits: u64,
+}
+
+/// A payment the issuer knows of.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PaymentView {
+    /// The provider's payment id.
+    pub payment: String,
+    /// The account it buys credits for, once the success event named it.
+    pub account: Option<String>,
+    /// Minor units paid.
+    pub amount: u64,
+    /// Currency, lower case.
+    pub currency: String,
+    /// Credits it bought.
+    pub credits: u64,
+    /// Minor units refunded so far.
+    pub refunded: u64,
+    /// The payer disputed it.
+    pub disputed: bool,
+    /// `clearing`, `credited`, `reversed`, or `unseen` (a refund or
+    /// dispute came before the payment's own event).
+    pub state: String,
+    /// When clearing ends, Unix ms (with `clearing`).
+    pub clears_unix_ms: Option<u64>,
+    /// The mint op, hex.
+    pub mint: Option<String>,
+    /// The transfer to the buyer at the end of clearing, hex.
+    pub credit: Option<String>,
+}
+
+/// A payout request, as the issuer records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PayoutView {
+    /// Its id: the transfer op's id, hex.
+    pub id: String,
+    /// The operator's account.
+    pub account: String,
+    /// Credits moved to the issuer.
+    pub credits: u64,
+    /// Of them, credits kept against the account's debt (money is sent
+    /// for the rest).
+    pub netted: u64,
+    /// Where the money goes, as the operator gave it.
+    pub destination: String,
+    /// `unsent` (on the operator's node: not yet acknowledged by the
+    /// issuer), `requested`, `sent`, or `failed`.
+    pub state: String,
+    /// The provider's reference once sent; why, once failed.
+    pub detail: String,
+    /// With `failed`: the transfer returning the credits, hex.
+    pub returned: Option<String>,
+}
+
+/// The issuer service's summary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IssuerStatus {
+    /// The issuer's account.
+    pub account: String,
+    /// The provider (`stripe`).
+    pub provider: String,
+    /// Credits minted for payments, in all.
+    pub minted: u64,
+    /// Credits in clearing: minted, not yet the buyers'.
+    pub clearing: u64,
+    /// The issuer's spendable balance: clearing credits, payouts
+    /// received, reversed payments' credits.
+    pub balance: u64,
+    /// Credits accounts owe for payments reversed after they were
+    /// credited.
+    pub debt: u64,
+    /// Payments recorded.
+    pub payments: usize,
+    /// Payouts recorded, and how many still wait to be sent.
+    pub payouts: usize,
+    /// Payouts in `requested`.
+    pub payouts_waiting: usize,
+    /// How long bought credits clear, milliseconds.
+    pub clearing_ms: u64,
+}
+
+/// What the issuer's operator says became of a payout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum PayoutUpdate {
+    /// Sent: the provider's reference.
+    Sent {
+        /// The transfer's reference at the provider or bank.
+        reference: String,
+    },
+    /// Failed for good: the credits go back to the operator.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// An operator's payout request, to its own node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutRequestBody {
+    /// Credits to turn into money.
+    pub amount: u64,
+    /// Where the money goes (an IBAN, a provider account id), at most 256
+    /// bytes.
+    pub destination: String,
+}

@@ -102,6 +102,14 @@ pub struct NodeConfig {
     pub api: ApiSection,
     /// `[health]`.
     pub health: HealthSection,
+    /// `[issuer]`.
+    pub issuer: IssuerSection,
+    /// `[payouts]`.
+    pub payouts: PayoutsSection,
+    /// The issuer's signing key, unlocked by whoever starts the node from
+    /// the keystore key `[issuer] key` names. Never read from `node.toml`.
+    #[serde(skip)]
+    pub issuer_key: Option<IssuerKey>,
     /// Fault hooks for tests: never read from `node.toml`.
     #[doc(hidden)]
     #[serde(skip)]
@@ -392,6 +400,71 @@ impl MarketSection {
     }
 }
 
+/// `[issuer]`: the issuer service, which mints credits for payments a
+/// provider reports through signed webhooks and records payouts
+/// (`docs/design/payments.md`). Off unless `key` is set.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IssuerSection {
+    /// The keystore key that signs mints; the genesis file must list its
+    /// public key among the issuers. Unset: no issuer service.
+    pub key: Option<String>,
+    /// The payment provider: `stripe` (Stripe-style signed webhooks).
+    pub provider: String,
+    /// A file holding the provider's webhook signing secrets, one per
+    /// line (two while a secret is rotated). Relative to `node.toml`'s
+    /// directory. Required with `key`.
+    pub webhook_secrets: Option<PathBuf>,
+    /// Credits minted per minor unit of each currency, such as
+    /// `{ usd = 100 }` (100 credits a cent). A payment in a currency not
+    /// listed is refused.
+    pub rates: std::collections::BTreeMap<String, u64>,
+    /// How far a webhook's signed timestamp may be from this node's clock.
+    #[serde(deserialize_with = "duration")]
+    pub tolerance: Duration,
+    /// How long bought credits stay in the issuer's account before they
+    /// are transferred to the buyer: a refund or chargeback inside it
+    /// takes nothing from anyone. `0s` mints to the buyer at once, and a
+    /// later reversal becomes a debt netted from the account's payouts.
+    #[serde(deserialize_with = "duration")]
+    pub clearing: Duration,
+}
+
+impl Default for IssuerSection {
+    fn default() -> Self {
+        Self {
+            key: None,
+            provider: "stripe".into(),
+            webhook_secrets: None,
+            rates: std::collections::BTreeMap::new(),
+            tolerance: Duration::from_secs(300),
+            clearing: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// `[payouts]`: where this node's operator's payout requests go.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PayoutsSection {
+    /// The peer id of the node running the issuer service.
+    pub issuer_peer: Option<String>,
+    /// The issuer's account (public key) the credits are transferred to.
+    /// Unset: the genesis file's issuer, when it lists exactly one.
+    pub issuer_account: Option<String>,
+}
+
+/// The issuer's signing key, shared by the services that need it. Its
+/// `Debug` names the public key only.
+#[derive(Clone)]
+pub struct IssuerKey(pub std::sync::Arc<p2pc_crypto::SecretKey>);
+
+impl std::fmt::Debug for IssuerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IssuerKey({})", self.0.public())
+    }
+}
+
 /// `[arbiter]`: whether this node arbitrates other nodes' escrows.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -610,6 +683,11 @@ impl NodeConfig {
         {
             *g = path.parent().unwrap_or(Path::new(".")).join(&*g);
         }
+        if let Some(f) = &mut config.issuer.webhook_secrets
+            && f.is_relative()
+        {
+            *f = path.parent().unwrap_or(Path::new(".")).join(&*f);
+        }
         config.apply_env(|k| std::env::var(k).ok())?;
         Ok(config)
     }
@@ -660,6 +738,29 @@ impl NodeConfig {
             self.api.history_step,
             Duration::from_millis(10),
         )?;
+        if self.issuer.key.is_some() {
+            period(
+                "[issuer] tolerance",
+                self.issuer.tolerance,
+                Duration::from_secs(1),
+            )?;
+            if self.issuer.clearing > Duration::from_secs(180 * 86_400) {
+                return Err(Error::Config(format!(
+                    "[issuer] clearing is {}; it must be at most 180 days",
+                    humantime::format_duration(self.issuer.clearing)
+                )));
+            }
+            if self.issuer.rates.is_empty() {
+                return Err(Error::Config(
+                    "[issuer] rates is empty: say how many credits a minor unit buys, e.g. rates = { usd = 100 }".into(),
+                ));
+            }
+            if let Some((c, _)) = self.issuer.rates.iter().find(|(_, r)| **r == 0) {
+                return Err(Error::Config(format!(
+                    "[issuer] rates: {c} is 0; a payment must buy at least one credit a unit"
+                )));
+            }
+        }
         count("[node] slots", self.node.slots, 4096)?;
         count("[api] concurrency", self.api.concurrency, 1 << 20)?;
         count("[api] events_clients", self.api.events_clients, 1 << 16)?;

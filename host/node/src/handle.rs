@@ -327,6 +327,71 @@ impl Handle {
         self.services.replica()?.command(request).await
     }
 
+    fn issuer(&self) -> Result<&crate::issuer::Issuer> {
+        self.services.issuer.as_ref().ok_or_else(|| {
+            Error::NotFound(
+                "this node runs no issuer service ([issuer] key is not set in node.toml)".into(),
+            )
+        })
+    }
+
+    fn own_payouts(&self) -> Result<&crate::payout::Payouts> {
+        self.services.payouts.as_ref().ok_or_else(|| {
+            Error::Control("this node has no ledger ([ledger] genesis): nothing to pay out".into())
+        })
+    }
+
+    /// Verifies and acts on one webhook from payment provider `provider`
+    /// (the issuer service): `signature` is its signature header, `body`
+    /// the raw bytes as received.
+    pub async fn issuer_webhook(
+        &self,
+        provider: &str,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<crate::api::WebhookReceipt> {
+        let now = crate::messages::now_unix_ms() / 1000;
+        self.issuer()?.webhook(provider, signature, body, now).await
+    }
+
+    /// The issuer service's summary.
+    pub async fn issuer_status(&self) -> Result<crate::api::IssuerStatus> {
+        self.issuer()?.status().await
+    }
+
+    /// The payments the issuer has recorded.
+    pub async fn issuer_payments(&self) -> Result<Vec<crate::api::PaymentView>> {
+        self.issuer()?.payments().await
+    }
+
+    /// The payouts the issuer has recorded.
+    pub async fn issuer_payouts(&self) -> Result<Vec<crate::api::PayoutView>> {
+        self.issuer()?.payouts().await
+    }
+
+    /// The issuer's operator says payout `id` was sent or failed (a failed
+    /// one's credits go back to the operator who asked).
+    pub async fn issuer_update_payout(
+        &self,
+        id: &str,
+        update: crate::api::PayoutUpdate,
+    ) -> Result<crate::api::PayoutView> {
+        self.issuer()?.update(id, update).await
+    }
+
+    /// Asks the network's issuer to pay out some of this node's credits.
+    pub async fn request_payout(
+        &self,
+        body: crate::api::PayoutRequestBody,
+    ) -> Result<crate::api::PayoutView> {
+        self.own_payouts()?.request(body).await
+    }
+
+    /// This node's payout requests, refreshed from the issuer.
+    pub async fn payouts(&self) -> Result<Vec<crate::api::PayoutView>> {
+        self.own_payouts()?.list().await
+    }
+
     /// The fresh offers held, cheapest first.
     pub fn offers(&self) -> Vec<OfferView> {
         self.services.offers()

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use crate::events::EventKind;
+use crate::issuer::Issuer;
 use crate::messages::{ADVERT_TOPIC, TaskReply, TaskRequest};
 use crate::metrics::Telemetry;
 use crate::network::Network;
@@ -29,6 +30,7 @@ pub(crate) struct Router {
     network: Network,
     replica: Option<Replica>,
     payments: Option<Payments>,
+    issuer: Option<Issuer>,
     telemetry: Telemetry,
     scores: PeerScores,
 }
@@ -42,6 +44,7 @@ impl Router {
             network: s.network.clone(),
             replica: s.replica.clone(),
             payments,
+            issuer: s.issuer.clone(),
             telemetry: s.telemetry.clone(),
             scores: s.scores.clone(),
         }
@@ -83,6 +86,7 @@ impl Router {
                 let network = self.network.clone();
                 let client = self.client.clone();
                 let payments = self.payments.clone();
+                let issuer = self.issuer.clone();
                 let scores = self.scores.clone();
                 tokio::spawn(async move {
                     let unpaid = || {
@@ -107,6 +111,17 @@ impl Router {
                         }) => match &payments {
                             Some(p) => p.on_arbitrate(peer, a).await,
                             None => unpaid(),
+                        },
+                        // An operator asking this node, as the issuer, to
+                        // pay out.
+                        Ok(TaskRequest {
+                            payout: Some(p), ..
+                        }) => match &issuer {
+                            Some(i) => i.on_payout(peer, p).await,
+                            None => TaskReply::refusal(
+                                "not_issuer",
+                                "this node runs no issuer service ([issuer] key is not set)",
+                            ),
                         },
                         Ok(r) => worker.handle_task(peer, r).await,
                     };

@@ -58,12 +58,14 @@ mod handle;
 pub mod health;
 pub mod history;
 mod inbound;
+mod issuer;
 mod market;
 pub mod messages;
 mod metrics;
 mod network;
 mod node;
 mod pay;
+mod payout;
 mod replica;
 mod scores;
 mod signer;
@@ -71,8 +73,9 @@ mod worker;
 
 pub use api::{LedgerAnswer, LedgerRequest};
 pub use config::{
-    ApiSection, ArbiterSection, Faults, HealthSection, JobsSection, LedgerSection, LimitsSection,
-    MarketSection, NodeConfig, NodeSection, ReputationSection, TrustSection,
+    ApiSection, ArbiterSection, Faults, HealthSection, IssuerKey, IssuerSection, JobsSection,
+    LedgerSection, LimitsSection, MarketSection, NodeConfig, NodeSection, PayoutsSection,
+    ReputationSection, TrustSection,
 };
 pub use events::{Event, EventKind, Events, Gone};
 pub use fetch::{FetchError, FetchStats, WINDOW, fetch};
@@ -129,6 +132,10 @@ pub enum Error {
     /// The ledger refused or failed.
     #[error("ledger: {0}")]
     Ledger(String),
+    /// A payment provider's webhook was refused: its signature, its age,
+    /// or an event the issuer cannot act on. Nothing was recorded.
+    #[error("webhook refused: {0}")]
+    Webhook(p2pc_payments::WebhookError),
     /// The account has too few credits for what was asked: a transfer, a
     /// task's hold, a job's holds.
     #[error("{0}")]

@@ -378,6 +378,48 @@ pub struct TaskRequest {
     /// A request to this node as an arbiter.
     #[prost(message, optional, tag = "6")]
     pub arbitrate: Option<Arbitrate>,
+    /// A payout request or a question about one, to this node as the
+    /// network's issuer.
+    #[prost(message, optional, tag = "7")]
+    pub payout: Option<PayoutAsk>,
+}
+
+/// An operator asking the issuer to turn credits back into money, or how
+/// a payout it asked for stands. The asker is the peer the request came
+/// from (the overlay authenticates it); its account is that peer's key.
+#[derive(Clone, PartialEq, Message)]
+pub struct PayoutAsk {
+    /// The asker's signed transfer to the issuer's account (ledger op
+    /// bytes). Empty: a question about payout `id`.
+    #[prost(bytes = "vec", tag = "1")]
+    pub transfer: Vec<u8>,
+    /// Where the money goes (an IBAN, a provider account id): opaque to
+    /// the network, at most 256 bytes.
+    #[prost(string, tag = "2")]
+    pub destination: String,
+    /// With no transfer: the payout asked about (the transfer's op id).
+    #[prost(bytes = "vec", tag = "3")]
+    pub id: Vec<u8>,
+}
+
+/// The issuer's answer to a [`PayoutAsk`].
+#[derive(Clone, PartialEq, Message)]
+pub struct PayoutAnswer {
+    /// The payout's id (its transfer's op id).
+    #[prost(bytes = "vec", tag = "1")]
+    pub id: Vec<u8>,
+    /// `requested`, `sent` or `failed`.
+    #[prost(string, tag = "2")]
+    pub state: String,
+    /// The provider's reference once sent, or why it failed.
+    #[prost(string, tag = "3")]
+    pub detail: String,
+    /// Credits the transfer moved.
+    #[prost(uint64, tag = "4")]
+    pub credits: u64,
+    /// Of them, credits kept against a debt from a reversed payment.
+    #[prost(uint64, tag = "5")]
+    pub netted: u64,
 }
 
 /// The owner's side of a settlement, sent to the worker once its receipt
@@ -473,6 +515,9 @@ pub struct TaskReply {
     /// The time the co-signed decisions carry (Unix ms).
     #[prost(uint64, tag = "7")]
     pub decision_unix_ms: u64,
+    /// The issuer's answer to a [`PayoutAsk`].
+    #[prost(message, optional, tag = "8")]
+    pub payout: Option<PayoutAnswer>,
 }
 
 impl TaskReply {

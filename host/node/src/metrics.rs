@@ -77,6 +77,14 @@ pub(crate) struct Metrics {
     pub(crate) event_streams_dropped: Counter,
     pub(crate) findings: Family<Severity, IntGauge>,
     pub(crate) uptime: IntGauge,
+    /// The issuer's webhooks, by result: what an accepted one did
+    /// (`minted`, `clearing`, `reversed`, `debt`, `ignored`, `duplicate`)
+    /// or why one was refused (`rejected_signature`, `rejected_event`).
+    pub(crate) webhooks: Family<Outcome, Counter>,
+    /// Credits the issuer minted.
+    pub(crate) minted: Counter,
+    /// Payouts by the state they reached: requested, sent, failed.
+    pub(crate) payouts: Family<State, Counter>,
     /// Peers' tasks ok, failed and refused: the history's counts (a
     /// family cannot be summed cheaply).
     counts: [AtomicU64; 3],
@@ -192,8 +200,29 @@ impl Metrics {
             Unit::Seconds,
             uptime.clone(),
         );
+        let webhooks = Family::<Outcome, Counter>::default();
+        r.register(
+            "issuer_webhooks",
+            "Payment webhooks the issuer answered, by result: minted, clearing, reversed, debt, ignored, duplicate, rejected_signature, rejected_event",
+            webhooks.clone(),
+        );
+        let minted = Counter::default();
+        r.register(
+            "issuer_minted_credits",
+            "Credits the issuer minted for payments",
+            minted.clone(),
+        );
+        let payouts = Family::<State, Counter>::default();
+        r.register(
+            "issuer_payouts",
+            "Payouts the issuer recorded, by the state they reached: requested, sent, failed",
+            payouts.clone(),
+        );
         Self {
             registry: r,
+            webhooks,
+            minted,
+            payouts,
             tasks,
             task_seconds,
             task_fuel,

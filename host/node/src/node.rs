@@ -84,6 +84,10 @@ pub(crate) struct Services {
     pub(crate) telemetry: Telemetry,
     pub(crate) health: Health,
     pub(crate) history: Recorder,
+    /// The issuer service, with `[issuer] key`.
+    pub(crate) issuer: Option<crate::issuer::Issuer>,
+    /// This node's payout requests, on a network with a ledger.
+    pub(crate) payouts: Option<crate::payout::Payouts>,
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -304,6 +308,18 @@ impl ComputeNode {
             }
             None => None,
         };
+        let issuer = match crate::issuer::Issuer::start(&config, replica.clone(), telemetry.clone())
+            .await?
+        {
+            Some((issuer, task)) => {
+                tasks.push(task);
+                Some(issuer)
+            }
+            None => None,
+        };
+        let payouts = replica
+            .clone()
+            .map(|r| crate::payout::Payouts::new(&config, r, client.clone(), signer.clone()));
         let (worker, advertise) = Worker::start(
             &config,
             client.clone(),
@@ -367,6 +383,8 @@ impl ComputeNode {
             telemetry: telemetry.clone(),
             health,
             history,
+            issuer,
+            payouts,
         };
         let router = Router::new(&services, payments);
         tasks.push(tokio::spawn(router.run(inbound)));

@@ -31,7 +31,7 @@ use p2pc_crypto::{PublicKey, SecretKey};
 use p2pc_ledger::sync::{SyncRequest, answer, decode_ops, encode_ops};
 use p2pc_ledger::{
     ArbiterPolicy, Body, CreditManager, Escrow, FutureOps, Genesis, Insert, Ledger, Offer, Op,
-    OpId, Outcome, Persister, Proof, Reject,
+    OpId, Outcome, Persister, Proof, Record, Reject,
 };
 use p2pc_net::{Client, GossipId, PeerId, Verdict};
 use tokio::sync::mpsc;
@@ -290,6 +290,18 @@ impl Replica {
         self.inner.lock().state().genesis().min_window_ms
     }
 
+    /// The keys the genesis lets mint.
+    pub(crate) fn issuers(&self) -> Vec<PublicKey> {
+        self.inner
+            .lock()
+            .state()
+            .genesis()
+            .issuers
+            .iter()
+            .copied()
+            .collect()
+    }
+
     /// The arbiters the genesis lists, if it lists any.
     pub(crate) fn listed_arbiters(&self) -> Vec<PublicKey> {
         match &self.inner.lock().state().genesis().arbiters {
@@ -359,6 +371,58 @@ impl Replica {
         self.inner.changed.send_modify(|n| *n += 1);
         self.inner.gossip_ops(std::slice::from_ref(&op));
         Ok(op)
+    }
+
+    /// Runs `decide` on the ledger under its lock and writes what it
+    /// returns: at most one op (drafted on that same state, so nothing can
+    /// come between the decision and the write) and records, in one batch,
+    /// durable before this returns. Writers waiting together share one
+    /// sync (group commit). So a service that records "done X" with the
+    /// op X caused, and checks that record in `decide`, does X exactly
+    /// once, crash or not.
+    pub(crate) async fn write_recorded<T: Send + 'static>(
+        &self,
+        decide: impl FnOnce(&Ledger, u64) -> Result<(Option<Op>, Vec<Record>, T)> + Send + 'static,
+    ) -> Result<(T, Option<Op>)> {
+        let inner = self.inner.clone();
+        let (value, op) = tokio::task::spawn_blocking(move || -> Result<(T, Option<Op>)> {
+            let mine = {
+                let mut l = inner.lock();
+                let (op, records, value) = decide(&l, now_ms())?;
+                if let Some(op) = &op {
+                    checked(l.state(), op)?;
+                }
+                if op.is_none() && records.is_empty() {
+                    return Ok((value, None));
+                }
+                let results = l
+                    .insert_recorded_buffered(op.iter().cloned().collect(), &records)
+                    .map_err(|e| Error::Ledger(e.to_string()))?;
+                if let (Some(op), Some(r)) = (&op, results.first()) {
+                    inner.stored(op, r);
+                }
+                let mine = inner.written.fetch_add(1, Ordering::SeqCst) + 1;
+                (value, op, mine)
+            };
+            let (value, op, mine) = mine;
+            inner.sync_own(mine)?;
+            Ok((value, op))
+        })
+        .await
+        .map_err(|e| Error::Ledger(format!("ledger task failed: {e}")))??;
+        if let Some(op) = &op {
+            self.inner.changed.send_modify(|n| *n += 1);
+            self.inner.gossip_ops(std::slice::from_ref(op));
+        }
+        Ok((value, op))
+    }
+
+    /// Reads the ledger (its records, its state) off the async threads.
+    pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Ledger) -> T + Send + 'static,
+    ) -> Result<T> {
+        self.inner.with(move |l| f(l)).await
     }
 
     /// Takes an op a peer sent directly (a hold inside a task request):

@@ -126,6 +126,15 @@ pub enum PayoutState {
     Failed(String),
 }
 
+/// The header provider `name` signs its webhooks in, if `name` is a
+/// provider this crate knows.
+pub fn signature_header(name: &str) -> Option<&'static str> {
+    match name {
+        "stripe" => Some(stripe::SIGNATURE_HEADER),
+        _ => None,
+    }
+}
+
 /// One payment provider, both ways.
 pub trait Provider: Send + Sync {
     /// Its name, as config and metrics name it (`stripe`).

@@ -9,6 +9,7 @@ mod ledger;
 mod market;
 mod new;
 mod node;
+mod payout;
 mod run;
 
 use std::path::PathBuf;
@@ -63,6 +64,12 @@ enum Command {
     Job(job::Args),
     /// Credits: balances, history, transfers, escrows, and the genesis file.
     Ledger(ledger::Args),
+    /// Turn this node's credits back into money through the network's
+    /// issuer: request a payout, list requests.
+    Payout(payout::Args),
+    /// The issuer service on this node (`[issuer]`): payments minted,
+    /// payouts to send, and marking them sent or failed.
+    Issuer(payout::IssuerArgs),
     /// The market: the workers' offers and prices, and this node's price.
     Market(market::Args),
     /// What this node knows of the workers it used: scores and evidence.
@@ -118,6 +125,8 @@ impl Cli {
             Command::Job(args) => job::run(args, g),
             Command::Ledger(args) => ledger::run(args, g),
             Command::Market(args) => market::run(args, g),
+            Command::Payout(args) => payout::run(args, g),
+            Command::Issuer(args) => payout::issuer(args, g),
             Command::Reputation(args) => market::reputation(args, g),
             Command::Health(args) => health::health(args, g),
             Command::Events(args) => health::events(args, g),

@@ -404,6 +404,20 @@ pub fn unlock_key(config: &NodeConfig, g: &Global) -> anyhow::Result<SecretKey> 
 fn start(dir: &Path, g: &Global) -> anyhow::Result<()> {
     let mut config = load_config(dir)?;
     let key = unlock_key(&config, g)?;
+    // The issuer's key signs mints; it lives in the node's keystore beside
+    // the node key and is unlocked here, as that one is.
+    if let Some(name) = config.issuer.key.clone() {
+        let keystore = Keystore::open(config.node.data_dir.join("keys"))?;
+        let passphrase = if keystore.is_encrypted(&name)? {
+            Some(g.passphrase(&format!("Passphrase for issuer key {name}: "), false)?)
+        } else {
+            None
+        };
+        let issuer = keystore
+            .unlock(&name, passphrase.as_deref())
+            .with_context(|| format!("cannot unlock [issuer] key {name:?}"))?;
+        config.issuer_key = Some(p2pc_node::IssuerKey(std::sync::Arc::new(issuer)));
+    }
     // With `[executors.wasm] isolated = true`, peers' wasm tasks run in
     // copies of this binary in its worker mode.
     if config.executors.wasm.isolated {
