@@ -10,6 +10,7 @@ mod determinism;
 mod events;
 mod examples;
 mod hostile;
+mod issuer;
 mod jobs;
 mod ledger;
 mod market;

@@ -1,7 +1,7 @@
 //! axum's extractors, with every rejection turned into a [`Problem`] whose
 //! detail says what was wrong with the request.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -17,6 +17,24 @@ pub struct Json<T>(pub T);
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
+    }
+}
+
+/// A raw body, whole, as bytes (a webhook's, whose signature covers the
+/// exact bytes).
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = Problem;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::body::Bytes::from_request(request, state)
+            .await
+            .map(RawBody)
+            .map_err(Problem::from)
     }
 }
 
@@ -58,5 +76,18 @@ impl From<QueryRejection> for Problem {
 impl From<PathRejection> for Problem {
     fn from(r: PathRejection) -> Self {
         Problem::bad_request(format!("bad path: {}", r.body_text()))
+    }
+}
+
+impl From<BytesRejection> for Problem {
+    fn from(r: BytesRejection) -> Self {
+        let status = r.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return Problem::new(status, "the body is larger than this route takes");
+        }
+        Problem::new(
+            status,
+            format!("the body could not be read: {}", r.body_text()),
+        )
     }
 }

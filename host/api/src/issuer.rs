@@ -4,7 +4,6 @@
 //! webhook's own signature, checked before its body is read, is its
 //! authentication.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use p2pc_node::api::{
@@ -13,7 +12,7 @@ use p2pc_node::api::{
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, RawBody};
 use crate::problem::{ApiResult, Problem};
 use crate::routes::AppState;
 use crate::types::RawBytes;
@@ -54,7 +53,7 @@ async fn issuer_webhook(
     State(s): State<AppState>,
     Path(provider): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Json<WebhookReceipt>> {
     let header = p2pc_payments::signature_header(&provider).ok_or_else(|| {
         Problem::not_found(format!("{provider:?} is not a payment provider p2pc knows"))
