@@ -15,7 +15,17 @@
 //!    measured in part 1. Reported: simulated time from heal until every
 //!    replica holds every op, and that all digests agree.
 //!
-//! Run: `cargo bench -p p2pc-benches --bench ledger`
+//! 3. Webhooks: payment events verified and minted per second by a real
+//!    node's issuer service (`[issuer]`, clearing 0): each event's
+//!    `Stripe-Signature` checked over its raw body, the event parsed, a
+//!    mint signed, checked and written with the event's record in one
+//!    batch, synced (group commit) before the answer. Sent by 32 clients
+//!    at once, through the gateway over HTTP/1.1 keep-alive and, to see
+//!    what HTTP costs, straight to the node's handle. Against part 1's
+//!    apply rate, measured in the same run.
+//!
+//! Run: `cargo bench -p p2pc-benches --bench ledger [apply|convergence|webhooks]`
+//! (`P2PC_BENCH_WEBHOOKS=5000`).
 //! (`P2PC_BENCH_OPS=20000`, `P2PC_BENCH_PARTITION_OPS=200`.)
 
 use std::cmp::Reverse;
@@ -384,8 +394,192 @@ fn convergence(replicas: usize, per_op: Micros, links: Option<usize>) {
     );
 }
 
+const SECRET: &[u8] = b"whsec_bench";
+
+/// A signed `payment_intent.succeeded` event, numbered `i`.
+fn webhook(i: usize, account: &str) -> (Vec<u8>, String) {
+    let body = serde_json::to_vec(&serde_json::json!({
+        "id": format!("evt_{i:08}"),
+        "type": "payment_intent.succeeded",
+        "data": {"object": {
+            "id": format!("pi_{i:08}"),
+            "amount": 100 + (i % 1000),
+            "currency": "usd",
+            "metadata": {"p2pc_account": account},
+        }},
+    }))
+    .expect("json");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let signature = p2pc_payments::stripe::Stripe::sign(SECRET, now, &body);
+    (body, signature)
+}
+
+/// Events per second through one issuer node, `clients` senders at once:
+/// over HTTP when `http`, else straight to the node's handle.
+async fn webhook_rate(n: usize, clients: usize, http: bool) -> f64 {
+    use http_body_util::BodyExt;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let issuer = SecretKey::generate();
+    let genesis = Genesis {
+        network: "bench-issuer".into(),
+        issuers: [issuer.public()].into(),
+        ..Genesis::default()
+    };
+    let path = dir.path().join("genesis.toml");
+    std::fs::write(&path, genesis.to_toml()).expect("genesis");
+    let secrets = dir.path().join("secrets");
+    std::fs::write(&secrets, SECRET).expect("secrets");
+    let issuer = std::sync::Arc::new(issuer);
+    let cluster = p2pc_testkit::Cluster::start_with(1, |_, c| {
+        c.ledger.genesis = Some(path.clone());
+        c.issuer.key = Some("issuer".into());
+        c.issuer.webhook_secrets = Some(secrets.clone());
+        c.issuer.rates = [("usd".to_owned(), 1)].into();
+        c.issuer.clearing = Duration::ZERO;
+        c.issuer_key = Some(p2pc_node::IssuerKey(issuer.clone()));
+    })
+    .await
+    .expect("node");
+    let handle = cluster.node(0).handle();
+    let account = SecretKey::generate().public().to_string();
+    let events: Vec<(Vec<u8>, String)> = (0..n).map(|i| webhook(i, &account)).collect();
+    let events = std::sync::Arc::new(events);
+    let gateway = if http {
+        let dir = handle.data_dir();
+        p2pc_node::ensure_token(&dir).expect("token");
+        let settings = p2pc_api::Settings {
+            token: p2pc_node::read_token(&dir).expect("token"),
+            api: p2pc_node::ApiSection {
+                listen: "127.0.0.1:0".into(),
+                ..Default::default()
+            },
+        };
+        Some(
+            p2pc_api::serve_with(handle.clone(), settings)
+                .await
+                .expect("gateway"),
+        )
+    } else {
+        None
+    };
+    let addr = gateway.as_ref().and_then(|g| g.addr);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (events, next, handle) = (events.clone(), next.clone(), handle.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut sender = match addr {
+                Some(addr) => {
+                    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                    stream.set_nodelay(true).expect("nodelay");
+                    let (sender, conn) =
+                        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                            .await
+                            .expect("handshake");
+                    tokio::spawn(conn);
+                    Some(sender)
+                }
+                None => None,
+            };
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((body, signature)) = events.get(i) else {
+                    break;
+                };
+                match &mut sender {
+                    Some(sender) => {
+                        let request = hyper::Request::post("/v1/issuer/webhooks/stripe")
+                            .header("host", "localhost")
+                            .header("content-type", "application/json")
+                            .header("stripe-signature", signature.as_str())
+                            .body(http_body_util::Full::new(bytes::Bytes::from(body.clone())))
+                            .expect("request");
+                        let response = sender.send_request(request).await.expect("answer");
+                        assert_eq!(response.status(), 200);
+                        let _ = response.into_body().collect().await.expect("body");
+                    }
+                    None => {
+                        let r = handle
+                            .issuer_webhook("stripe", Some(signature), body)
+                            .await
+                            .expect("minted");
+                        assert_eq!(r.action, "minted");
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("sender");
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let supply = handle
+        .ledger(p2pc_node::LedgerRequest::Verify)
+        .await
+        .expect("verify");
+    match supply {
+        p2pc_node::LedgerAnswer::Verify(v) => {
+            assert!(v.ok, "{v:?}");
+            let want: u64 = (0..n).map(|i| 100 + (i % 1000) as u64).sum();
+            assert_eq!(v.minted, want.to_string(), "every event minted once");
+        }
+        other => panic!("{other:?}"),
+    }
+    if let Some(g) = gateway {
+        g.shutdown().await;
+    }
+    cluster.shutdown().await;
+    rate
+}
+
+fn webhooks(per_op: Duration) {
+    let n = env_usize("P2PC_BENCH_WEBHOOKS", 5000);
+    let apply = 1.0 / per_op.as_secs_f64();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut http = Vec::new();
+    let mut direct = Vec::new();
+    // Three rounds, alternating; the median of each.
+    for _ in 0..3 {
+        http.push(rt.block_on(webhook_rate(n, 32, true)));
+        direct.push(rt.block_on(webhook_rate(n, 32, false)));
+    }
+    http.sort_by(f64::total_cmp);
+    direct.sort_by(f64::total_cmp);
+    println!("webhooks verified and minted ({n} events, 32 senders, median of 3):");
+    println!(
+        "  through the gateway (HTTP)   {:>10.0} events/s   {:.2}x the apply rate",
+        http[1],
+        http[1] / apply
+    );
+    println!(
+        "  to the node's handle         {:>10.0} events/s   {:.2}x the apply rate",
+        direct[1],
+        direct[1] / apply
+    );
+    println!("  ledger apply rate (part 1)   {apply:>10.0} ops/s");
+}
+
 fn main() {
+    let which: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let on = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
     let per_op = apply_rate();
+    if on("webhooks") {
+        webhooks(per_op);
+    }
+    if !on("convergence") {
+        return;
+    }
     let per_op_us = per_op.as_micros().max(1) as Micros;
     println!(
         "convergence after heal (latency 20-80 ms, degree ~8, {per_op_us} µs per op applied):"

@@ -621,7 +621,7 @@ pub struct IssuerStatus {
     pub debt: u64,
     /// Payments recorded.
     pub payments: usize,
-    /// Payouts recorded, and how many still wait to be sent.
+    /// Payouts recorded.
     pub payouts: usize,
     /// Payouts in `requested`.
     pub payouts_waiting: usize,

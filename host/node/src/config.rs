@@ -60,6 +60,15 @@
 //! interval = "30s"                     # how often the checks run
 //! min_peers = 1                        # fewer is a warning
 //! disk_free_percent = 5                # less free is a warning
+//!
+//! [payouts]
+//! issuer_peer = "12D3Koo…"             # the node running the issuer service
+//!
+//! [issuer]                             # only on the node that sells credits
+//! key = "issuer"                       # a genesis issuer's key in <data_dir>/keys
+//! webhook_secrets = "webhook-secrets"  # the provider's signing secrets, one a line
+//! rates = { usd = 100 }                # credits per minor unit
+//! clearing = "7d"                      # before bought credits reach the buyer
 //! ```
 //!
 //! Environment overrides: `P2PC_LISTEN` and `P2PC_BOOTSTRAP` (comma

@@ -424,17 +424,18 @@ impl Issuer {
                 Ok(IssuerStatus {
                     account: account.to_string(),
                     provider,
-                    minted: payments.iter().map(|(_, p)| p.minted).sum(),
-                    clearing: payments
-                        .iter()
-                        .filter(|(_, p)| matches!(p.state, PayState::Clearing { .. }))
-                        .map(|(_, p)| p.minted)
-                        .sum(),
-                    balance: l
-                        .state()
-                        .balance(&account)
-                        .saturating_add(l.state().incoming(&account).iter().map(|(_, a)| a).sum()),
-                    debt: debts.iter().map(|(_, d)| d).sum(),
+                    minted: total(payments.iter().map(|(_, p)| p.minted)),
+                    clearing: total(
+                        payments
+                            .iter()
+                            .filter(|(_, p)| matches!(p.state, PayState::Clearing { .. }))
+                            .map(|(_, p)| p.minted),
+                    ),
+                    balance: total(
+                        std::iter::once(l.state().balance(&account))
+                            .chain(l.state().incoming(&account).iter().map(|(_, a)| *a)),
+                    ),
+                    debt: total(debts.iter().map(|(_, d)| *d)),
                     payments: payments.len(),
                     payouts: payouts.len(),
                     payouts_waiting: payouts
@@ -652,6 +653,11 @@ impl Issuer {
             })
             .inc();
     }
+}
+
+/// A sum that stops at `u64::MAX` rather than wrapping.
+fn total(values: impl Iterator<Item = u64>) -> u64 {
+    values.fold(0, u64::saturating_add)
 }
 
 /// Whether a refusal is about the signature (a stranger or a replay)

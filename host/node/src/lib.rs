@@ -22,6 +22,9 @@
 //!   queries `p2pctl ledger` makes.
 //! - `pay`: how tasks are paid: holds, settlements, refunds, and the
 //!   arbiter.
+//! - `issuer`: with `[issuer] key`, the one service that signs mints:
+//!   payment providers' webhooks, exactly once, and payout requests.
+//! - `payout`: this node's own payout requests to the issuer.
 //! - `attempts`: the pure state machine of a task's attempts.
 //! - `market`: this node's price as a worker, its reputation records of
 //!   the workers it used, and its jobs' random replication choices.
@@ -42,7 +45,7 @@
 //!
 //! Modules depend on each other one way only:
 //! `config`, `messages`, `api`, `signer`, `metrics`, `events`, `fetch` ←
-//! `replica` ← `pay` ← `worker` ← `network` ← `health`, `history` ←
+//! `replica` ← `issuer`, `payout`, `pay` ← `worker` ← `network` ← `health`, `history` ←
 //! `inbound` ← `node` ← `handle`. A service asks another only through its
 //! handle.
 

@@ -27,9 +27,12 @@ use crate::signer::Signer;
 use crate::{Error, NodeConfig, Result};
 
 const OWN: &str = "payout/";
-/// How long the issuer has to answer (it waits for the transfer to apply
-/// first, up to 20 s).
+/// How long the issuer has to answer a new request (it waits for the
+/// transfer to apply first, up to 20 s).
 const ASK_TIMEOUT: Duration = Duration::from_secs(40);
+/// How long a listing waits for the issuer's answer about one request; a
+/// listing asks no more once the issuer did not answer.
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct OwnPayout {
@@ -161,7 +164,7 @@ impl Payouts {
                 Ok((Some(op), vec![(k, v)], (id, record)))
             })
             .await?;
-        Ok(self.send(&id, record).await)
+        Ok(self.send(&id, record, ASK_TIMEOUT).await.0)
     }
 
     /// This node's payout requests, each refreshed from the issuer when it
@@ -173,12 +176,15 @@ impl Payouts {
             .await?
             .map_err(|e| Error::Ledger(e.to_string()))?;
         let mut out = Vec::with_capacity(rows.len());
+        let mut reachable = true;
         for (k, v) in rows {
             let id = String::from_utf8_lossy(&k[OWN.len()..]).into_owned();
             let record: OwnPayout = serde_json::from_slice(&v)
                 .map_err(|e| Error::Ledger(format!("payout record {id} is damaged: {e}")))?;
-            let view = if matches!(record.state.as_str(), "unsent" | "requested") {
-                self.send(&id, record).await
+            let view = if reachable && matches!(record.state.as_str(), "unsent" | "requested") {
+                let (view, answered) = self.send(&id, record, REFRESH_TIMEOUT).await;
+                reachable = answered;
+                view
             } else {
                 record.view(&id, &self.signer.public())
             };
@@ -189,7 +195,8 @@ impl Payouts {
 
     /// Sends (or asks about) one request and records the answer. A
     /// failure to reach the issuer leaves the record as it was, with why.
-    async fn send(&self, id: &str, mut record: OwnPayout) -> PayoutView {
+    /// Also says whether the issuer answered at all.
+    async fn send(&self, id: &str, mut record: OwnPayout, timeout: Duration) -> (PayoutView, bool) {
         let me = self.signer.public();
         let ask = if record.state == "unsent" {
             PayoutAsk {
@@ -204,9 +211,13 @@ impl Payouts {
             }
         };
         let reply = match record.issuer_peer.parse::<PeerId>() {
-            Ok(peer) => self.ask(peer, ask).await,
-            Err(_) => Err("the recorded issuer peer id does not parse".to_owned()),
+            Ok(peer) => self.ask(peer, ask, timeout).await,
+            Err(_) => Err((
+                false,
+                "the recorded issuer peer id does not parse".to_owned(),
+            )),
         };
+        let answered = !matches!(reply, Err((false, _)));
         match reply {
             Ok(answer) => {
                 record.state = answer.state;
@@ -222,37 +233,42 @@ impl Payouts {
                     debug!(payout = id, error = %e, "payout state not recorded");
                 }
             }
-            Err(why) => {
+            Err((_, why)) => {
                 debug!(payout = id, %why, "the issuer did not answer");
                 record.detail = why;
             }
         }
-        record.view(id, &me)
+        (record.view(id, &me), answered)
     }
 
+    /// The issuer's answer, or why not and whether it answered at all.
     async fn ask(
         &self,
         peer: PeerId,
         ask: PayoutAsk,
-    ) -> std::result::Result<crate::messages::PayoutAnswer, String> {
+        timeout: Duration,
+    ) -> std::result::Result<crate::messages::PayoutAnswer, (bool, String)> {
         let request = TaskRequest {
             payout: Some(ask),
             ..TaskRequest::default()
         };
         let bytes = self
             .client
-            .request_task(peer, request.encode_to_vec(), ASK_TIMEOUT)
+            .request_task(peer, request.encode_to_vec(), timeout)
             .await
-            .map_err(|e| format!("the issuer {peer} is unreachable: {e}"))?;
+            .map_err(|e| (false, format!("the issuer {peer} is unreachable: {e}")))?;
         let reply = TaskReply::decode(bytes.as_slice())
-            .map_err(|e| format!("the issuer's answer does not decode: {e}"))?;
+            .map_err(|e| (true, format!("the issuer's answer does not decode: {e}")))?;
         match reply.payout {
             Some(a) => Ok(a),
-            None if !reply.refused.is_empty() => Err(format!(
-                "the issuer refused ({}): {}",
-                reply.refused_code, reply.refused
+            None if !reply.refused.is_empty() => Err((
+                true,
+                format!(
+                    "the issuer refused ({}): {}",
+                    reply.refused_code, reply.refused
+                ),
             )),
-            None => Err("the issuer gave no answer".into()),
+            None => Err((true, "the issuer gave no answer".into())),
         }
     }
 }

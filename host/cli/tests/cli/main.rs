@@ -5,6 +5,7 @@ mod blobs;
 mod bundles;
 mod churn;
 mod executors;
+mod issuer;
 mod keys;
 mod ledger;
 mod network;
