@@ -34,6 +34,9 @@ pub fn task(data: &[u8]) {
         }
         let _ = open::<Progress>(&request.progress, PROGRESS_KIND);
         let _ = p2pc_ledger::Op::from_bytes(&request.hold);
+        if let Some(payout) = &request.payout {
+            let _ = p2pc_ledger::Op::from_bytes(&payout.transfer);
+        }
     }
     if let Ok(reply) = TaskReply::decode(data) {
         let worker = SecretKey::from_seed(&[7; 32]).public();

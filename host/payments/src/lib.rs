@@ -14,6 +14,7 @@
 
 #![deny(missing_docs)]
 
+pub mod fuzzing;
 pub mod stripe;
 
 use p2pc_crypto::PublicKey;
