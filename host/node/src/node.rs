@@ -548,6 +548,9 @@ impl ComputeNode {
             t.abort();
             let _ = t.await;
         }
+        if let Some(replica) = &self.handle.services.replica {
+            replica.stop().await;
+        }
     }
 }
 

@@ -83,11 +83,27 @@ pub fn open_ledger(config: &NodeConfig) -> Result<Option<Ledger>> {
 /// cannot grow memory or hold up the inbound router.
 const GOSSIP_QUEUE: usize = 256;
 
+/// Writes [`Replica::write_recorded`] runs on one writer thread at most at
+/// once, under one hold of the lock and one sync.
+const WRITE_BATCH: usize = 256;
+/// Writes waiting for the writer thread, at most.
+const WRITE_QUEUE: usize = 1024;
+
+/// One write for the writer thread: run under the ledger's lock, it
+/// returns what to do once the batch it was in is durable (or not).
+type WriteJob = Box<dyn FnOnce(&mut Ledger, u64) -> Box<dyn FnOnce(Result<()>) + Send> + Send>;
+
+/// What the writer thread is sent: a write, or `None` to stop.
+type Write = Option<WriteJob>;
+
 /// A handle on the node's ledger replica. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Replica {
     inner: Arc<Inner>,
     gossip: mpsc::Sender<(PeerId, Vec<u8>, GossipId)>,
+    writes: mpsc::Sender<Write>,
+    /// The writer thread, until [`stop`](Replica::stop) waits for it.
+    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 struct Inner {
@@ -192,13 +208,26 @@ impl Replica {
             sync_state: Mutex::new(SyncState::default()),
         });
         let (gossip, queue) = mpsc::channel(GOSSIP_QUEUE);
+        let (writes, jobs) = mpsc::channel(WRITE_QUEUE);
+        let writer = inner.clone();
+        // A thread of its own: it blocks on the lock and on fsync. It ends
+        // at `stop`, once every write sent before it is done.
+        let writer = tokio::task::spawn_blocking(move || write_loop(&writer, jobs));
         let tasks = vec![
             tokio::spawn(gossip_loop(inner.clone(), queue)),
             tokio::spawn(sync_loop(inner.clone(), config.ledger.sync_interval)),
             tokio::spawn(release_loop(inner.clone())),
             tokio::spawn(outbox_loop(inner.clone(), outgoing)),
         ];
-        (Self { inner, gossip }, tasks)
+        (
+            Self {
+                inner,
+                gossip,
+                writes,
+                writer: Arc::new(Mutex::new(Some(writer))),
+            },
+            tasks,
+        )
     }
 
     /// Queues a gossip message on [`LEDGER_TOPIC`] for the replica, in
@@ -376,19 +405,24 @@ impl Replica {
     /// Runs `decide` on the ledger under its lock and writes what it
     /// returns: at most one op (drafted on that same state, so nothing can
     /// come between the decision and the write) and records, in one batch,
-    /// durable before this returns. Writers waiting together share one
-    /// sync (group commit). So a service that records "done X" with the
-    /// op X caused, and checks that record in `decide`, does X exactly
-    /// once, crash or not.
+    /// durable before this returns. So a service that records "done X"
+    /// with the op X caused, and checks that record in `decide`, does X
+    /// exactly once, crash or not.
+    ///
+    /// One writer thread runs these: it takes every write waiting (up to
+    /// [`WRITE_BATCH`]), runs them one after another under one hold of the
+    /// lock, then makes them all durable with one sync before any is
+    /// answered (group commit), so a burst costs one lock and one fsync,
+    /// not one each.
     pub(crate) async fn write_recorded<T: Send + 'static>(
         &self,
         decide: impl FnOnce(&Ledger, u64) -> Result<(Option<Op>, Vec<Record>, T)> + Send + 'static,
     ) -> Result<(T, Option<Op>)> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
         let inner = self.inner.clone();
-        let (value, op) = tokio::task::spawn_blocking(move || -> Result<(T, Option<Op>)> {
-            let mine = {
-                let mut l = inner.lock();
-                let (op, records, value) = decide(&l, now_ms())?;
+        let job: WriteJob = Box::new(move |l: &mut Ledger, now: u64| {
+            let written = (|| -> Result<(T, Option<Op>)> {
+                let (op, records, value) = decide(l, now)?;
                 if let Some(op) = &op {
                     checked(l.state(), op)?;
                 }
@@ -401,20 +435,39 @@ impl Replica {
                 if let (Some(op), Some(r)) = (&op, results.first()) {
                     inner.stored(op, r);
                 }
-                let mine = inner.written.fetch_add(1, Ordering::SeqCst) + 1;
-                (value, op, mine)
-            };
-            let (value, op, mine) = mine;
-            inner.sync_own(mine)?;
-            Ok((value, op))
-        })
-        .await
-        .map_err(|e| Error::Ledger(format!("ledger task failed: {e}")))??;
+                inner.written.fetch_add(1, Ordering::SeqCst);
+                Ok((value, op))
+            })();
+            Box::new(move |synced: Result<()>| {
+                let _ = tx.send(synced.and(written));
+            })
+        });
+        self.writes
+            .send(Some(job))
+            .await
+            .map_err(|_| Error::Ledger("the ledger's writer has stopped".into()))?;
+        let (value, op) = rx
+            .await
+            .map_err(|_| Error::Ledger("the ledger's writer has stopped".into()))??;
         if let Some(op) = &op {
             self.inner.changed.send_modify(|n| *n += 1);
             self.inner.gossip_ops(std::slice::from_ref(op));
         }
         Ok((value, op))
+    }
+
+    /// Stops the writer thread once the writes sent before are done, and
+    /// waits for it, so the ledger's database can close.
+    pub(crate) async fn stop(&self) {
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(writer) = writer {
+            let _ = self.writes.send(None).await;
+            let _ = writer.await;
+        }
     }
 
     /// Reads the ledger (its records, its state) off the async threads.
@@ -524,6 +577,42 @@ impl Replica {
     /// Ops waiting for the clock.
     pub(crate) fn future_ops(&self) -> usize {
         self.inner.future().len()
+    }
+}
+
+/// The writer thread: batches of [`Replica::write_recorded`] jobs, each
+/// batch run under one hold of the lock and made durable by one sync
+/// before its jobs are answered.
+fn write_loop(inner: &Arc<Inner>, mut jobs: mpsc::Receiver<Write>) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut stop = false;
+    while !stop {
+        match jobs.blocking_recv() {
+            Some(Some(job)) => batch.push(job),
+            Some(None) | None => break,
+        }
+        while batch.len() < WRITE_BATCH {
+            match jobs.try_recv() {
+                Ok(Some(job)) => batch.push(job),
+                Ok(None) => {
+                    stop = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let done: Vec<_> = {
+            let mut l = inner.lock();
+            let now = now_ms();
+            batch.drain(..).map(|job| job(&mut l, now)).collect()
+        };
+        let synced = inner.sync_own(inner.written.load(Ordering::SeqCst));
+        for finish in done {
+            finish(match &synced {
+                Ok(()) => Ok(()),
+                Err(e) => Err(Error::Ledger(e.to_string())),
+            });
+        }
     }
 }
 
@@ -915,10 +1004,11 @@ fn now_ms() -> u64 {
     crate::messages::now_unix_ms()
 }
 
-/// Checks a draft before it is stored: a refused op would still take its
-/// place in the chain (and stall every op after it).
+/// Checks a draft (signed here a moment ago, so its author's signature is
+/// not verified again) before it is stored: a refused op would still take
+/// its place in the chain (and stall every op after it).
 fn checked(state: &CreditManager, op: &Op) -> Result<()> {
-    match state.check(op) {
+    match state.check_draft(op) {
         Insert::Applied(_) => Ok(()),
         Insert::Waiting => Err(Error::Ledger(
             "this account's chain is waiting for an earlier op; try again once it applies".into(),
