@@ -303,7 +303,9 @@ fn forged_stale_changed_unsigned_and_unactionable_webhooks_are_refused_and_mint_
                 "metadata": {"p2pc_account": buyer}}},
         }))
         .expect("json");
-        let cases: Vec<(&str, Vec<u8>, Option<String>, u16, &str)> = vec![
+        // What is sent, how it is signed, and the status and words expected.
+        type Case<'a> = (&'a str, Vec<u8>, Option<String>, u16, &'a str);
+        let cases: Vec<Case<'_>> = vec![
             (
                 "a wrong secret",
                 body.clone(),

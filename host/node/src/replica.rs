@@ -459,11 +459,7 @@ impl Replica {
     /// Stops the writer thread once the writes sent before are done, and
     /// waits for it, so the ledger's database can close.
     pub(crate) async fn stop(&self) {
-        let writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(writer) = writer {
             let _ = self.writes.send(None).await;
             let _ = writer.await;
