@@ -1,5 +1,8 @@
 //! Compute overhead: the same kernels (`benches/kernels`) built natively and
-//! as components, run in the sandbox with fuel metering on and off.
+//! as components, run in the sandbox three ways: as a node runs them (fuel
+//! metered, the deadline kept at fuel yields), with fuel off (the deadline
+//! then kept by epoch interruption), and bare (neither fuel nor a
+//! deadline: what metering is measured against).
 //!
 //! Each wasm figure includes instantiation and the call; the kernels are
 //! sized to run for milliseconds so that start-up is noise.
@@ -23,8 +26,15 @@ fn main() {
         ..Config::default()
     })
     .expect("executor");
+    let bare = WasmExecutor::new(Config {
+        fuel_metering: false,
+        deadlines: false,
+        ..Config::default()
+    })
+    .expect("executor");
     let p_metered = rt.block_on(metered.load(&bytes)).expect("load");
     let p_unmetered = rt.block_on(unmetered.load(&bytes)).expect("load");
+    let p_bare = rt.block_on(bare.load(&bytes)).expect("load");
 
     let wasm = |exec: &WasmExecutor, program: &Program, name: &str, size: u64| {
         let input = format!("{name} {size}").into_bytes();
@@ -66,16 +76,20 @@ fn main() {
         g.bench_function("wasm_no_fuel", |b| {
             b.iter(|| wasm(&unmetered, &p_unmetered, name, size))
         });
+        g.bench_function("wasm_bare", |b| b.iter(|| wasm(&bare, &p_bare, name, size)));
         g.finish();
     }
     c.final_summary();
 
     // The ratio table, from medians of interleaved samples taken in this run.
     const N: usize = 15;
-    let (mut fuel_ratios, mut nofuel_ratios) = (Vec::new(), Vec::new());
+    let (mut fuel_ratios, mut nofuel_ratios, mut bare_ratios, mut costs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     println!("\ncompute overhead (median of {N}):");
-    println!("| kernel | native | wasm, fuel on | ratio | wasm, fuel off | ratio |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| kernel | native | fuel and deadline (shipped) | ratio | fuel off, epoch deadline | ratio | bare (neither) | ratio | metering cost (shipped / bare) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for &(name, size) in KERNELS {
         let mut n = sample(N, || {
             std::hint::black_box(p2pc_kernels::run(std::hint::black_box(name), size));
@@ -86,22 +100,31 @@ fn main() {
         let mut u = sample(N, || {
             wasm(&unmetered, &p_unmetered, name, size);
         });
-        let (n, f, u) = (
+        let mut b = sample(N, || {
+            wasm(&bare, &p_bare, name, size);
+        });
+        let (n, f, u, b) = (
             percentile(&mut n, 50.0),
             percentile(&mut f, 50.0),
             percentile(&mut u, 50.0),
+            percentile(&mut b, 50.0),
         );
-        let (rf, ru) = (
-            f.as_secs_f64() / n.as_secs_f64(),
-            u.as_secs_f64() / n.as_secs_f64(),
-        );
+        let ratio = |d: Duration| d.as_secs_f64() / n.as_secs_f64();
+        let (rf, ru, rb) = (ratio(f), ratio(u), ratio(b));
+        let cost = f.as_secs_f64() / b.as_secs_f64();
         fuel_ratios.push(rf);
         nofuel_ratios.push(ru);
-        println!("| {name} {size} | {n:.2?} | {f:.2?} | {rf:.2}x | {u:.2?} | {ru:.2}x |");
+        bare_ratios.push(rb);
+        costs.push(cost);
+        println!(
+            "| {name} {size} | {n:.2?} | {f:.2?} | {rf:.2}x | {u:.2?} | {ru:.2}x | {b:.2?} | {rb:.2}x | {cost:.2}x |"
+        );
     }
     println!(
-        "| geometric mean | | | {:.2}x | | {:.2}x |",
+        "| geometric mean | | | {:.2}x | | {:.2}x | | {:.2}x | {:.2}x |",
         geomean(&fuel_ratios),
-        geomean(&nofuel_ratios)
+        geomean(&nofuel_ratios),
+        geomean(&bare_ratios),
+        geomean(&costs)
     );
 }

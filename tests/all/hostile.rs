@@ -145,6 +145,58 @@ fn a_compute_loop_is_stopped_at_its_deadline() {
 }
 
 #[test]
+fn a_job_spinning_on_host_calls_or_compute_is_stopped_on_time() {
+    let exec = executor();
+    block_on(async {
+        for job in ["host-spin", "loop"] {
+            let t = Task {
+                limits: Limits {
+                    fuel: u64::MAX,
+                    timeout: Duration::from_millis(300),
+                    ..limits()
+                },
+                ..task(job)
+            };
+            let o = run_task(&exec, "hostile", t).await;
+            assert_eq!(err(&o), &TaskError::Deadline { timeout_ms: 300 }, "{job}");
+            assert!(o.usage.wall_time >= Duration::from_millis(300), "{job}");
+            // On time: a deadline is kept at fuel yields (every 10^6 fuel),
+            // so it is late by about a millisecond; the bound leaves room
+            // for a loaded machine, not for a missed deadline.
+            assert!(
+                o.usage.wall_time < Duration::from_millis(2300),
+                "{job} ran {:?} past a 300 ms deadline",
+                o.usage.wall_time
+            );
+        }
+    });
+}
+
+#[test]
+fn the_fuel_yield_interval_never_changes_fuel_or_output() {
+    block_on(async {
+        let mut outcomes = Vec::new();
+        for interval in [1_000, 1_000_000, u64::MAX / 2] {
+            let exec = p2pc_sandbox::WasmExecutor::new(p2pc_sandbox::Config {
+                fuel_yield_interval: interval,
+                max_concurrent: 2,
+                ..p2pc_sandbox::Config::default()
+            })
+            .expect("executor");
+            let o = crate::support::run(&exec, "sha256", &[7u8; 100_000]).await;
+            let output = ok(&o).to_vec();
+            outcomes.push((output, o.usage.fuel_used));
+        }
+        assert!(outcomes[0].1 > 1_000_000, "the task yields many times");
+        assert!(
+            outcomes.windows(2).all(|w| w[0] == w[1]),
+            "fuel or output changed with the yield interval: {:?}",
+            outcomes.iter().map(|o| o.1).collect::<Vec<_>>()
+        );
+    });
+}
+
+#[test]
 fn a_job_blocked_in_a_host_call_is_stopped_at_its_deadline() {
     let exec = executor();
     block_on(async {
@@ -157,6 +209,8 @@ fn a_job_blocked_in_a_host_call_is_stopped_at_its_deadline() {
         };
         let o = run_task(&exec, "hostile", t).await;
         assert_eq!(err(&o), &TaskError::Deadline { timeout_ms: 300 });
+        // No grace period: the host's timer ends it as the deadline passes.
+        assert!(o.usage.wall_time < Duration::from_millis(2300));
     });
 }
 

@@ -19,9 +19,21 @@ pub struct Config {
     /// Whether to meter fuel. Always on in a node, because fuel is what a
     /// task is billed for; off only to measure what metering costs.
     pub fuel_metering: bool,
-    /// How often the deadline clock ticks. A task overruns its timeout by at
-    /// most about one tick.
+    /// How often the deadline clock ticks, when fuel metering is off (with
+    /// it on, deadlines need no clock: see `fuel_yield_interval`). A task
+    /// overruns its timeout by at most about one tick.
     pub epoch_tick: Duration,
+    /// With fuel metering on: a running task hands control back to the host
+    /// after every this much fuel, and the host ends it there once its
+    /// deadline has passed. This replaces epoch interruption, whose checks
+    /// cost every loop and call, with the fuel checks metering makes anyway.
+    /// A deadline is then late by at most the time this much fuel takes
+    /// (about a millisecond at 10^6) plus the host calls made meanwhile.
+    /// It never changes the fuel a task uses.
+    pub fuel_yield_interval: u64,
+    /// Enforce deadlines. Always on in a node; off (with fuel metering off)
+    /// only to measure what metering and deadlines cost together.
+    pub deadlines: bool,
     /// Deepest wasm stack a task may use before it ends with "stack
     /// overflow".
     pub max_wasm_stack: usize,
@@ -37,6 +49,8 @@ impl Default for Config {
             max_memory: ByteSize::gib(4),
             fuel_metering: true,
             epoch_tick: Duration::from_millis(10),
+            fuel_yield_interval: 1_000_000,
+            deadlines: true,
             max_wasm_stack: 512 * 1024,
             program_cache_entries: 256,
         }

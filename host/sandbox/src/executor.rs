@@ -38,9 +38,6 @@ const PROVIDED: &[&str] = &[
 /// Interfaces that need the network grant.
 const NETWORK: &str = "wasi:sockets/";
 
-/// Extra time past a task's timeout before the host stops waiting even if the
-/// guest is blocked in a host call (where epoch interruption cannot reach).
-const DEADLINE_GRACE: Duration = Duration::from_millis(250);
 
 /// A compiled, linked component, ready to instantiate in microseconds.
 /// Obtained from [`WasmExecutor::load`]; cheap to share.
@@ -124,7 +121,9 @@ impl WasmExecutor {
         }
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.clone(), config.epoch_tick, ticker_stop.clone())?;
+        if epochs(&config) {
+            spawn_epoch_ticker(engine.clone(), config.epoch_tick, ticker_stop.clone())?;
+        }
 
         Ok(Self {
             inner: Arc::new(Inner {
@@ -279,31 +278,37 @@ impl WasmExecutor {
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
         let fuel_limit = task.limits.fuel;
-        if self.inner.config.fuel_metering {
+        // A timeout too large to add is no deadline at all (fuel still ends
+        // the task).
+        let deadline = start
+            .checked_add(task.limits.timeout)
+            .filter(|_| self.inner.config.deadlines);
+        let config = &self.inner.config;
+        if config.fuel_metering {
             store
                 .set_fuel(fuel_limit)
                 .expect("fuel metering is enabled");
+            // The guest yields every so much fuel; `until_deadline` ends it
+            // at the first yield past the deadline. Yields never change the
+            // fuel used, only where the host gets control.
+            store
+                .fuel_async_yield_interval(Some(config.fuel_yield_interval.max(1)))
+                .expect("fuel metering is enabled");
+        } else if epochs(config) {
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(move |_| {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    Ok(UpdateDeadline::Interrupt)
+                } else {
+                    // Yielding at every tick lets one thread interleave many
+                    // long-running tasks fairly.
+                    Ok(UpdateDeadline::Yield(1))
+                }
+            });
         }
-        // A timeout too large to add is no deadline at all (fuel still ends
-        // the task).
-        let deadline = start.checked_add(task.limits.timeout);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                // Yielding at every tick lets one thread interleave many
-                // long-running tasks fairly.
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
 
         let call = call(&program.pre, &mut store, task.call);
-        let backstop = task.limits.timeout.saturating_add(DEADLINE_GRACE);
-        let raw = match tokio::time::timeout(backstop, call).await {
-            Ok(r) => r,
-            Err(_) => Err(wasmtime::Error::new(Trap::Interrupt)),
-        };
+        let raw = until_deadline(call, deadline).await;
         let wall_time = start.elapsed();
 
         let fuel_used = if self.inner.config.fuel_metering {
@@ -693,6 +698,43 @@ fn detect_world(engine: &Engine, component: &Component) -> Result<World, TaskErr
     }
 }
 
+/// Whether deadlines are kept by epoch interruption: only without fuel
+/// metering, which keeps them at its own yield points.
+fn epochs(config: &Config) -> bool {
+    config.deadlines && !config.fuel_metering
+}
+
+/// Runs a task's call until it ends or `deadline` passes. The call is
+/// polled first, so a task that finishes as its deadline passes is not
+/// cut off; then the clock is read at every point the guest yields (each
+/// `fuel_yield_interval` of fuel, each epoch tick) and a timer covers a
+/// guest waiting in a host call. Past the deadline the call is dropped
+/// (wasmtime disposes of its stack) and the task ends as an interrupt,
+/// which is reported as a deadline.
+async fn until_deadline<T>(
+    call: impl std::future::Future<Output = wasmtime::Result<T>>,
+    deadline: Option<Instant>,
+) -> wasmtime::Result<T> {
+    let Some(deadline) = deadline else {
+        return call.await;
+    };
+    let mut call = std::pin::pin!(call);
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)));
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(r) = call.as_mut().poll(cx) {
+            return std::task::Poll::Ready(r);
+        }
+        // A guest that yields (and so is woken at once) keeps this task
+        // busy; the timer alone could fire late then. The clock is read
+        // at each yield instead: once per fuel interval.
+        if Instant::now() >= deadline || timer.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(Err(wasmtime::Error::new(Trap::Interrupt)));
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
 fn engine_config(config: &Config) -> Result<wasmtime::Config, Error> {
     let mut pool = PoolingAllocationConfig::default();
     let slots = config.max_concurrent.max(1);
@@ -711,7 +753,9 @@ fn engine_config(config: &Config) -> Result<wasmtime::Config, Error> {
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .memory_init_cow(true)
         .consume_fuel(config.fuel_metering)
-        .epoch_interruption(true)
+        // With fuel on, deadlines are kept at fuel yields: no epoch checks
+        // in every loop and call.
+        .epoch_interruption(epochs(config))
         .max_wasm_stack(config.max_wasm_stack)
         .async_stack_size(config.max_wasm_stack.saturating_add(1024 * 1024))
         .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(BACKTRACE_FRAMES))

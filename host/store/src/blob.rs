@@ -199,14 +199,17 @@ impl Store {
     /// A reader over blob `id` that verifies every chunk as it reads it.
     pub fn get(&self, id: &Cid) -> Result<BlobReader> {
         let record = self.record(id)?;
-        Ok(BlobReader {
+        let mut reader = BlobReader {
             store: self.clone(),
             blob: *id,
             record,
             next: 0,
             chunk: Vec::with_capacity(CHUNK_SIZE),
             pos: 0,
-        })
+            ahead: None,
+        };
+        reader.read_ahead();
+        Ok(reader)
     }
 
     /// The whole blob in memory, verified.
@@ -481,7 +484,8 @@ impl Record {
 }
 
 /// Reads a blob chunk by chunk, verifying each chunk before returning any of
-/// its bytes. A verification failure is an `io::Error` of kind
+/// its bytes; a large blob's chunks are read and verified ahead on other
+/// threads (`readahead`). A verification failure is an `io::Error` of kind
 /// `InvalidData` wrapping the store [`Error`].
 pub struct BlobReader {
     store: Store,
@@ -491,6 +495,9 @@ pub struct BlobReader {
     /// The current chunk, verified; the buffer is reused chunk to chunk.
     chunk: Vec<u8>,
     pos: usize,
+    /// Chunks being read and verified ahead on other threads, for a blob
+    /// of [`MIN_CHUNKS`](crate::readahead::MIN_CHUNKS) or more.
+    ahead: Option<crate::readahead::ReadAhead>,
 }
 
 impl BlobReader {
@@ -504,9 +511,23 @@ impl BlobReader {
         self.record.len == 0
     }
 
+    /// Starts reading the chunks from `next` on ahead, if enough remain.
+    fn read_ahead(&mut self) {
+        let left = self.record.hashes.len().saturating_sub(self.next);
+        self.ahead = (left >= crate::readahead::MIN_CHUNKS).then(|| {
+            crate::readahead::ReadAhead::start(
+                &self.store,
+                self.blob,
+                self.record.hashes.as_slice().into(),
+                self.next,
+            )
+        });
+    }
+
     /// Moves the reader to byte `offset` (at most the length), so a range
     /// is read without reading what comes before it.
     pub fn seek_to(&mut self, offset: u64) -> Result<()> {
+        self.ahead = None;
         let offset = offset.min(self.record.len);
         let chunk = offset / CHUNK_SIZE as u64;
         self.next = usize::try_from(chunk).unwrap_or(usize::MAX);
@@ -525,6 +546,7 @@ impl BlobReader {
             self.next += 1;
             self.pos = within.min(self.chunk.len());
         }
+        self.read_ahead();
         Ok(())
     }
 
@@ -544,9 +566,17 @@ impl Read for BlobReader {
             let Some(hash) = self.record.hashes.get(self.next) else {
                 return Ok(0);
             };
-            self.store
-                .read_chunk(&self.blob, hash, &mut self.chunk)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let ahead = self.ahead.as_mut().and_then(|a| a.take(self.next, &mut self.chunk));
+            let read = match ahead {
+                Some(r) => r,
+                None => self.store.read_chunk(&self.blob, hash, &mut self.chunk),
+            };
+            if read.is_err() {
+                // Read again, the same chunk fails the same way, in this
+                // thread: the workers are done with this blob.
+                self.ahead = None;
+            }
+            read.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             self.next += 1;
             self.pos = 0;
         }

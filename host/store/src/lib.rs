@@ -17,6 +17,8 @@
 //! - `keyspaces`: the one list of fjall keyspaces and what each holds.
 //! - `pack`: append-only pack files holding chunk bytes.
 //! - `blob`: [`Store`] with put/get/has/list/pin/remove/gc, [`BlobReader`].
+//! - `readahead`: a large blob's chunks read and verified ahead of its
+//!   reader on every core, in bounded memory.
 //! - `import`: [`Import`], a blob assembled from verified chunks that
 //!   arrive in any order (a network download).
 //! - `bundle`: [`BundleRecord`]s of verified bundles, files kept as pinned blobs.
@@ -32,6 +34,7 @@ mod error;
 mod import;
 mod keyspaces;
 mod pack;
+mod readahead;
 mod records;
 
 pub use blob::{BlobInfo, BlobReader, CHUNK_SIZE, GcStats, Store};
