@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use criterion::Criterion;
 use p2pc_benches::{geomean, percentile, sample};
-use p2pc_sandbox::{Config, Limits, Program, Task, WasmExecutor};
+use p2pc_sandbox::{Config, Deadlines, Limits, Program, Task, WasmExecutor};
 
 const KERNELS: &[(&str, u64)] = &[("hash", 20_000_000), ("matmul", 160), ("fib", 27)];
 
@@ -28,10 +28,17 @@ fn main() {
     .expect("executor");
     let bare = WasmExecutor::new(Config {
         fuel_metering: false,
-        deadlines: false,
+        deadlines: Deadlines::Off,
         ..Config::default()
     })
     .expect("executor");
+    // How a node kept deadlines before fuel yields: epochs with fuel.
+    let before = WasmExecutor::new(Config {
+        deadlines: Deadlines::Epoch,
+        ..Config::default()
+    })
+    .expect("executor");
+    let p_before = rt.block_on(before.load(&bytes)).expect("load");
     let p_metered = rt.block_on(metered.load(&bytes)).expect("load");
     let p_unmetered = rt.block_on(unmetered.load(&bytes)).expect("load");
     let p_bare = rt.block_on(bare.load(&bytes)).expect("load");
@@ -77,6 +84,9 @@ fn main() {
             b.iter(|| wasm(&unmetered, &p_unmetered, name, size))
         });
         g.bench_function("wasm_bare", |b| b.iter(|| wasm(&bare, &p_bare, name, size)));
+        g.bench_function("wasm_fuel_epoch", |b| {
+            b.iter(|| wasm(&before, &p_before, name, size))
+        });
         g.finish();
     }
     c.final_summary();
@@ -85,11 +95,12 @@ fn main() {
     const N: usize = 15;
     let (mut fuel_ratios, mut nofuel_ratios, mut bare_ratios, mut costs) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut before_ratios, mut before_costs) = (Vec::new(), Vec::new());
     println!("\ncompute overhead (median of {N}):");
     println!(
-        "| kernel | native | fuel and deadline (shipped) | ratio | fuel off, epoch deadline | ratio | bare (neither) | ratio | metering cost (shipped / bare) |"
+        "| kernel | native | fuel, deadline at fuel yields (shipped) | ratio | fuel, epoch deadline (before) | ratio | fuel off, epoch deadline | ratio | bare (neither) | ratio | metering cost, shipped / bare | before / bare |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &(name, size) in KERNELS {
         let mut n = sample(N, || {
             std::hint::black_box(p2pc_kernels::run(std::hint::black_box(name), size));
@@ -103,28 +114,37 @@ fn main() {
         let mut b = sample(N, || {
             wasm(&bare, &p_bare, name, size);
         });
-        let (n, f, u, b) = (
+        let mut e = sample(N, || {
+            wasm(&before, &p_before, name, size);
+        });
+        let (n, f, u, b, e) = (
             percentile(&mut n, 50.0),
             percentile(&mut f, 50.0),
             percentile(&mut u, 50.0),
             percentile(&mut b, 50.0),
+            percentile(&mut e, 50.0),
         );
         let ratio = |d: Duration| d.as_secs_f64() / n.as_secs_f64();
-        let (rf, ru, rb) = (ratio(f), ratio(u), ratio(b));
+        let (rf, ru, rb, re) = (ratio(f), ratio(u), ratio(b), ratio(e));
         let cost = f.as_secs_f64() / b.as_secs_f64();
+        let before_cost = e.as_secs_f64() / b.as_secs_f64();
         fuel_ratios.push(rf);
         nofuel_ratios.push(ru);
         bare_ratios.push(rb);
         costs.push(cost);
+        before_ratios.push(re);
+        before_costs.push(before_cost);
         println!(
-            "| {name} {size} | {n:.2?} | {f:.2?} | {rf:.2}x | {u:.2?} | {ru:.2}x | {b:.2?} | {rb:.2}x | {cost:.2}x |"
+            "| {name} {size} | {n:.2?} | {f:.2?} | {rf:.2}x | {e:.2?} | {re:.2}x | {u:.2?} | {ru:.2}x | {b:.2?} | {rb:.2}x | {cost:.2}x | {before_cost:.2}x |"
         );
     }
     println!(
-        "| geometric mean | | | {:.2}x | | {:.2}x | | {:.2}x | {:.2}x |",
+        "| geometric mean | | | {:.2}x | | {:.2}x | | {:.2}x | | {:.2}x | {:.2}x | {:.2}x |",
         geomean(&fuel_ratios),
+        geomean(&before_ratios),
         geomean(&nofuel_ratios),
         geomean(&bare_ratios),
-        geomean(&costs)
+        geomean(&costs),
+        geomean(&before_costs)
     );
 }

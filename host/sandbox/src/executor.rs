@@ -38,7 +38,6 @@ const PROVIDED: &[&str] = &[
 /// Interfaces that need the network grant.
 const NETWORK: &str = "wasi:sockets/";
 
-
 /// A compiled, linked component, ready to instantiate in microseconds.
 /// Obtained from [`WasmExecutor::load`]; cheap to share.
 pub struct Program {
@@ -282,12 +281,14 @@ impl WasmExecutor {
         // the task).
         let deadline = start
             .checked_add(task.limits.timeout)
-            .filter(|_| self.inner.config.deadlines);
+            .filter(|_| self.inner.config.deadlines != crate::Deadlines::Off);
         let config = &self.inner.config;
         if config.fuel_metering {
             store
                 .set_fuel(fuel_limit)
                 .expect("fuel metering is enabled");
+        }
+        if config.fuel_metering && !epochs(config) {
             // The guest yields every so much fuel; `until_deadline` ends it
             // at the first yield past the deadline. Yields never change the
             // fuel used, only where the host gets control.
@@ -698,10 +699,14 @@ fn detect_world(engine: &Engine, component: &Component) -> Result<World, TaskErr
     }
 }
 
-/// Whether deadlines are kept by epoch interruption: only without fuel
-/// metering, which keeps them at its own yield points.
+/// Whether deadlines are kept by epoch interruption: without fuel
+/// metering (which keeps them at its own yield points), or when asked.
 fn epochs(config: &Config) -> bool {
-    config.deadlines && !config.fuel_metering
+    match config.deadlines {
+        crate::Deadlines::Auto => !config.fuel_metering,
+        crate::Deadlines::Epoch => true,
+        crate::Deadlines::Off => false,
+    }
 }
 
 /// Runs a task's call until it ends or `deadline` passes. The call is
@@ -719,7 +724,9 @@ async fn until_deadline<T>(
         return call.await;
     };
     let mut call = std::pin::pin!(call);
-    let mut timer = std::pin::pin!(tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)));
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(tokio::time::Instant::from_std(
+        deadline
+    )));
     std::future::poll_fn(|cx| {
         if let std::task::Poll::Ready(r) = call.as_mut().poll(cx) {
             return std::task::Poll::Ready(r);

@@ -55,7 +55,7 @@ use std::future::Future;
 use std::path::PathBuf;
 
 pub use cache::CacheStats;
-pub use config::Config;
+pub use config::{Config, Deadlines};
 #[doc(hidden)]
 pub use executor::cache_files;
 pub use executor::{Program, ProgressSink, WasmExecutor};

@@ -566,7 +566,10 @@ impl Read for BlobReader {
             let Some(hash) = self.record.hashes.get(self.next) else {
                 return Ok(0);
             };
-            let ahead = self.ahead.as_mut().and_then(|a| a.take(self.next, &mut self.chunk));
+            let ahead = self
+                .ahead
+                .as_mut()
+                .and_then(|a| a.take(self.next, &mut self.chunk));
             let read = match ahead {
                 Some(r) => r,
                 None => self.store.read_chunk(&self.blob, hash, &mut self.chunk),

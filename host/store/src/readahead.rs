@@ -20,8 +20,8 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use p2pc_types::Cid;
 
-use crate::blob::Store;
 use crate::Result;
+use crate::blob::Store;
 
 /// Chunks from this many on, a read goes ahead in the background; a
 /// smaller blob costs more to start threads for than it gains.
