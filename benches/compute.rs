@@ -39,6 +39,15 @@ fn main() {
     })
     .expect("executor");
     let p_before = rt.block_on(before.load(&bytes)).expect("load");
+    // Bare, and NaNs left as the CPU makes them: what determinism costs.
+    let raw = WasmExecutor::new(Config {
+        fuel_metering: false,
+        deadlines: Deadlines::Off,
+        nan_canonicalization: false,
+        ..Config::default()
+    })
+    .expect("executor");
+    let p_raw = rt.block_on(raw.load(&bytes)).expect("load");
     let p_metered = rt.block_on(metered.load(&bytes)).expect("load");
     let p_unmetered = rt.block_on(unmetered.load(&bytes)).expect("load");
     let p_bare = rt.block_on(bare.load(&bytes)).expect("load");
@@ -147,4 +156,20 @@ fn main() {
         geomean(&costs),
         geomean(&before_costs)
     );
+    println!("\nbare, and without NaN canonicalisation (median of {N}):");
+    println!("| kernel | bare | without NaN canonicalisation | ratio |");
+    println!("|---|---|---|---|");
+    for &(name, size) in KERNELS {
+        let mut b = sample(N, || {
+            wasm(&bare, &p_bare, name, size);
+        });
+        let mut r = sample(N, || {
+            wasm(&raw, &p_raw, name, size);
+        });
+        let (b, r) = (percentile(&mut b, 50.0), percentile(&mut r, 50.0));
+        println!(
+            "| {name} {size} | {b:.2?} | {r:.2?} | {:.2}x |",
+            b.as_secs_f64() / r.as_secs_f64()
+        );
+    }
 }

@@ -31,6 +31,10 @@ pub struct Config {
     /// (about a millisecond at 10^6) plus the host calls made meanwhile.
     /// It never changes the fuel a task uses.
     pub fuel_yield_interval: u64,
+    /// Canonicalise NaNs, which makes floating-point results the same bits
+    /// on every CPU. Always on in a node (replicas compare outputs); off
+    /// only to measure what it costs.
+    pub nan_canonicalization: bool,
     /// How deadlines are kept. [`Deadlines::Auto`] in a node; the others
     /// exist to measure what each way costs.
     pub deadlines: Deadlines,
@@ -66,6 +70,7 @@ impl Default for Config {
             epoch_tick: Duration::from_millis(10),
             fuel_yield_interval: 1_000_000,
             deadlines: Deadlines::Auto,
+            nan_canonicalization: true,
             max_wasm_stack: 512 * 1024,
             program_cache_entries: 256,
         }

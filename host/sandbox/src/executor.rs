@@ -77,7 +77,7 @@ impl std::fmt::Debug for Program {
 /// Runs WebAssembly components in a fuel-, memory- and time-limited sandbox.
 ///
 /// One executor owns one wasmtime `Engine` (Cranelift, pooling allocator,
-/// fuel metering, epoch deadlines) and serves many concurrent tasks. Cloning
+/// fuel metering that also keeps deadlines) and serves many concurrent tasks. Cloning
 /// is cheap and shares everything.
 ///
 /// Order of use: [`new`](Self::new) once; [`load`](Self::load) a component
@@ -105,7 +105,8 @@ impl Drop for Inner {
 }
 
 impl WasmExecutor {
-    /// Builds the engine and starts its deadline clock.
+    /// Builds the engine (and, with fuel metering off, starts its deadline
+    /// clock).
     pub fn new(config: Config) -> Result<Self, Error> {
         let engine = Engine::new(&engine_config(&config)?).map_err(Error::Engine)?;
         let mut linker = Linker::new(&engine);
@@ -769,7 +770,7 @@ fn engine_config(config: &Config) -> Result<wasmtime::Config, Error> {
         // Determinism is engine-wide: it costs little and means any replica
         // computes the same bits. Wasm threads are compiled out (the
         // `threads` feature is off), so there is no scheduling to vary.
-        .cranelift_nan_canonicalization(true)
+        .cranelift_nan_canonicalization(config.nan_canonicalization)
         .relaxed_simd_deterministic(true)
         .wasm_component_model(true);
     if config.max_memory.bytes() > 4 << 30 {

@@ -4,7 +4,7 @@
 //! [`SandboxExecutor`] is the interface a node uses to run a task whatever
 //! the executor; [`WasmExecutor`] is the default
 //! implementation in this crate: wasmtime with Cranelift, the pooling allocator, fuel
-//! metering, epoch deadlines and a per-task memory limiter, WASI P2 with no
+//! metering (which also keeps deadlines, at fuel yields) and a per-task memory limiter, WASI P2 with no
 //! ambient authority, and an on-disk cache of compiled components.
 //!
 //! This crate does not fetch, verify or schedule anything: it is handed
