@@ -36,6 +36,36 @@ fn rss(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("RssAnon:"))
 }
 
+/// `VmRSS` of process `pid` and every process under it (a bubblewrap
+/// sandbox runs the worker as its child), in KiB.
+fn tree_rss(pid: u32) -> u64 {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(p) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            // The parent is the second field after the command's closing
+            // parenthesis (the command may hold spaces).
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok());
+            if let Some(ppid) = ppid {
+                parents.push((p, ppid));
+            }
+        }
+    }
+    let mut todo = vec![pid];
+    let mut total = 0;
+    while let Some(p) = todo.pop() {
+        total += rss(p).0;
+        todo.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+    }
+    total
+}
+
 struct NodeProcess {
     child: Child,
     stdin: ChildStdin,
@@ -162,7 +192,11 @@ fn tasks() {
     })
     .expect("executor");
     let program = rt.block_on(exec.load(&bytes)).expect("load");
-    let _ = rt.block_on(exec.run(&program, sleep_task()));
+    let warm = rt.block_on(exec.run(&program, sleep_task()));
+    assert!(
+        warm.usage.wall_time >= Duration::from_secs(4),
+        "the task sleeps until its deadline: {warm:?}"
+    );
     let before = rss(me);
     let running: Vec<_> = (0..n)
         .map(|_| {
@@ -188,11 +222,12 @@ fn tasks() {
     config.workers = n;
     config.allow_unisolated = true;
     config.max_memory = p2pc_sandbox::ByteSize::mib(64);
+    let _runtime = rt.enter();
     let pool = WasmPool::new(config);
     let program = PoolProgram::new(bytes.clone());
     pool.warm().expect("workers start");
     let workers = pool.idle_workers();
-    let idle: u64 = workers.iter().map(|&p| rss(p).0).sum();
+    let idle: u64 = workers.iter().map(|&p| tree_rss(p)).sum();
     let running: Vec<_> = (0..n)
         .map(|_| {
             let (pool, program) = (pool.clone(), program.clone());
@@ -201,12 +236,12 @@ fn tasks() {
         .collect();
     std::thread::sleep(Duration::from_secs(2));
     let busy = pool.busy().borrow().clone();
-    let during: u64 = busy.iter().map(|&p| rss(p).0).sum();
+    let during: u64 = busy.iter().map(|&p| tree_rss(p)).sum();
     for t in running {
         let _ = rt.block_on(t).expect("task");
     }
     println!(
-        "isolated ({}): {n} worker processes idle {:.1} MiB each; running a task {:.1} MiB each ({} busy when measured)",
+        "isolated ({}): {n} worker processes (with their sandbox's own processes) idle {:.1} MiB each; running a task {:.1} MiB each ({} busy when measured)",
         pool.isolation(),
         mib(idle) / workers.len().max(1) as f64,
         mib(during) / busy.len().max(1) as f64,
