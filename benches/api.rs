@@ -42,21 +42,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Starts the gateway of `cluster`'s node `i` on an ephemeral port.
 async fn gateway(cluster: &Cluster, i: usize) -> (p2pc_api::Gateway, String) {
-    let handle = cluster.node(i).handle();
-    let dir = handle.data_dir();
-    p2pc_node::ensure_token(&dir).expect("token");
-    let settings = p2pc_api::Settings {
-        token: p2pc_node::read_token(&dir).expect("token"),
-        api: p2pc_node::ApiSection {
-            listen: "127.0.0.1:0".into(),
-            ..Default::default()
-        },
-    };
-    let token = settings.token.clone();
-    let g = p2pc_api::serve_with(handle, settings)
-        .await
-        .expect("gateway");
-    (g, token)
+    p2pc_benches::gateway(cluster.node(i).handle()).await
 }
 
 /// `clients` keep-alive clients each asking `path` for `secs`: requests
@@ -287,11 +273,7 @@ fn blobs(rt: &tokio::runtime::Runtime) {
 }
 
 fn main() {
-    let which: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let on = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
+    let on = p2pc_benches::chosen;
     let rt = runtime();
     if on("node") {
         node_route(&rt);

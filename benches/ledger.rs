@@ -449,20 +449,7 @@ async fn webhook_rate(n: usize, clients: usize, http: bool) -> f64 {
     let events: Vec<(Vec<u8>, String)> = (0..n).map(|i| webhook(i, &account)).collect();
     let events = std::sync::Arc::new(events);
     let gateway = if http {
-        let dir = handle.data_dir();
-        p2pc_node::ensure_token(&dir).expect("token");
-        let settings = p2pc_api::Settings {
-            token: p2pc_node::read_token(&dir).expect("token"),
-            api: p2pc_node::ApiSection {
-                listen: "127.0.0.1:0".into(),
-                ..Default::default()
-            },
-        };
-        Some(
-            p2pc_api::serve_with(handle.clone(), settings)
-                .await
-                .expect("gateway"),
-        )
+        Some(p2pc_benches::gateway(handle.clone()).await.0)
     } else {
         None
     };
@@ -568,11 +555,7 @@ fn webhooks(per_op: Duration) {
 }
 
 fn main() {
-    let which: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let on = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
+    let on = p2pc_benches::chosen;
     let per_op = apply_rate();
     if on("webhooks") {
         webhooks(per_op);

@@ -1,6 +1,7 @@
-//! Helpers shared by the benchmarks: percentiles and ratio tables. The
-//! benchmarks themselves are `warm_start.rs` and `compute.rs`; run them with
-//! `cargo bench -p p2pc-benches` and see `docs/benchmarks.md`.
+//! Helpers shared by the benchmarks: percentiles and ratio tables, which
+//! parts of a benchmark to run, a gateway on a node. The benchmarks are
+//! the other files here, one per concern; run them with
+//! `cargo bench -p p2pc-benches --bench NAME` and see `docs/benchmarks.md`.
 
 #![deny(missing_docs)]
 
@@ -32,6 +33,35 @@ pub fn sample(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
             t.elapsed()
         })
         .collect()
+}
+
+/// Whether part `name` of a benchmark was asked for: the arguments that
+/// are not flags name the parts to run; none runs them all.
+pub fn chosen(name: &str) -> bool {
+    let which: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    which.is_empty() || which.iter().any(|w| w == name)
+}
+
+/// A gateway on `handle` on an ephemeral loopback port, with the node's
+/// token; returns it and the token.
+pub async fn gateway(handle: p2pc_node::Handle) -> (p2pc_api::Gateway, String) {
+    let dir = handle.data_dir();
+    p2pc_node::ensure_token(&dir).expect("token");
+    let settings = p2pc_api::Settings {
+        token: p2pc_node::read_token(&dir).expect("token"),
+        api: p2pc_node::ApiSection {
+            listen: "127.0.0.1:0".into(),
+            ..Default::default()
+        },
+    };
+    let token = settings.token.clone();
+    let g = p2pc_api::serve_with(handle, settings)
+        .await
+        .expect("gateway");
+    (g, token)
 }
 
 /// Geometric mean of positive ratios.

@@ -254,11 +254,7 @@ fn tasks() {
 }
 
 fn main() {
-    let which: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let on = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
+    let on = p2pc_benches::chosen;
     if on("tasks") {
         tasks();
     }
