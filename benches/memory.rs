@@ -230,6 +230,27 @@ fn tasks() {
     let pool = WasmPool::new(config);
     let program = PoolProgram::new(bytes.clone());
     pool.warm().expect("workers start");
+    // Every worker compiles the component once, on its first task: run
+    // one quick task on each first, with time to compile, so the figure
+    // is of running tasks, not of compiling them.
+    let quick = Task {
+        limits: Limits {
+            timeout: Duration::from_secs(120),
+            memory: p2pc_sandbox::ByteSize::mib(64),
+            ..Limits::DEFAULT
+        },
+        ..Task::run(b"echo".to_vec())
+    };
+    let warming: Vec<_> = (0..n)
+        .map(|_| {
+            let (pool, program, quick) = (pool.clone(), program.clone(), quick.clone());
+            rt.spawn(async move { pool.run(&program, quick).await })
+        })
+        .collect();
+    for t in warming {
+        let o = rt.block_on(t).expect("task");
+        assert!(o.result.is_ok(), "a quick task runs: {:?}", o.result);
+    }
     let workers = pool.idle_workers();
     let idle: u64 = workers.iter().map(|&p| tree_rss(p)).sum();
     let running: Vec<_> = (0..n)
@@ -241,9 +262,16 @@ fn tasks() {
     std::thread::sleep(Duration::from_secs(2));
     let busy = pool.busy().borrow().clone();
     let during: u64 = busy.iter().map(|&p| tree_rss(p)).sum();
+    let mut endings = std::collections::BTreeMap::<String, usize>::new();
     for t in running {
-        let _ = rt.block_on(t).expect("task");
+        let o = rt.block_on(t).expect("task");
+        let ending = match &o.result {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.code().to_owned(),
+        };
+        *endings.entry(ending).or_default() += 1;
     }
+    println!("isolated tasks ended: {endings:?}");
     println!(
         "isolated ({}): {n} worker processes (with their sandbox's own processes) idle {:.1} MiB each; running a task {:.1} MiB each ({} busy when measured)",
         pool.isolation(),
