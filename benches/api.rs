@@ -204,7 +204,7 @@ fn blobs(rt: &tokio::runtime::Runtime) {
             .expect("put");
         let put = t.elapsed();
         let t = Instant::now();
-        let mut reader = store.get(&info.id).expect("get");
+        let mut reader = store.get_ahead(&info.id).expect("get");
         let mut out = std::fs::File::create(dir.path().join("direct.out")).expect("create");
         std::io::copy(&mut reader, &mut out).expect("copy");
         out.sync_all().expect("sync");

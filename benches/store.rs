@@ -97,7 +97,7 @@ fn main() {
             let t = Instant::now();
             for _ in 0..iters {
                 let t1 = Instant::now();
-                assert_eq!(drain(store.get(&id).expect("get")), LEN as u64);
+                assert_eq!(drain(store.get_ahead(&id).expect("get")), LEN as u64);
                 record("store_get", t1.elapsed());
             }
             t.elapsed()

@@ -27,7 +27,7 @@ fn a_large_blob_reads_back_whole_in_order_and_from_any_offset() {
     let bytes = data(40 * CHUNK_SIZE + 123, 1);
     let id = store.put_bytes(&bytes).expect("put").id;
     // Odd read sizes, so reads straddle chunks.
-    let mut reader = store.get(&id).expect("get");
+    let mut reader = store.get_ahead(&id).expect("get");
     let mut out = Vec::new();
     let mut buf = vec![0u8; 77_777];
     loop {
@@ -45,14 +45,14 @@ fn a_large_blob_reads_back_whole_in_order_and_from_any_offset() {
         7 * CHUNK_SIZE as u64 + 5,
         bytes.len() as u64 - 1,
     ] {
-        let mut reader = store.get(&id).expect("get");
+        let mut reader = store.get_ahead(&id).expect("get");
         reader.seek_to(offset).expect("seek");
         let mut rest = Vec::new();
         reader.read_to_end(&mut rest).expect("read");
         assert!(rest == bytes[offset as usize..], "from {offset}");
     }
     // Dropped half way: nothing waits on it.
-    let mut reader = store.get(&id).expect("get");
+    let mut reader = store.get_ahead(&id).expect("get");
     let mut half = vec![0u8; 10 * CHUNK_SIZE];
     reader.read_exact(&mut half).expect("read");
     drop(reader);
@@ -69,7 +69,7 @@ fn a_damaged_chunk_read_ahead_gives_the_bytes_before_it_then_the_error() {
     let mut bad = bytes[13 * CHUNK_SIZE..14 * CHUNK_SIZE].to_vec();
     bad[9] ^= 1;
     store.put_chunk_unchecked(&victim, &bad).expect("damage");
-    let mut reader = store.get(&id).expect("get");
+    let mut reader = store.get_ahead(&id).expect("get");
     let mut good = vec![0u8; 13 * CHUNK_SIZE];
     reader
         .read_exact(&mut good)

@@ -133,7 +133,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Get { cid, output } => {
-            let mut reader = store.get(&cid)?;
+            // The node is stopped: this reader has the machine to itself.
+            let mut reader = store.get_ahead(&cid)?;
             match output {
                 None => {
                     let mut out = std::io::stdout().lock();
