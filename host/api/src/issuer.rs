@@ -19,6 +19,10 @@ use crate::types::RawBytes;
 
 /// The largest webhook body taken: providers' events are a few KiB.
 pub(crate) const MAX_WEBHOOK: usize = 256 << 10;
+/// Webhooks answered at once, apart from the other routes' permits.
+pub(crate) const WEBHOOK_CONCURRENCY: usize = 64;
+/// How long a webhook's sender has to send its body.
+pub(crate) const WEBHOOK_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The webhook route: open, its body bounded by [`MAX_WEBHOOK`].
 pub(crate) fn open_routes() -> OpenApiRouter<AppState> {
@@ -48,7 +52,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         (status = 401, description = "No signature, a wrong or malformed one, or a timestamp outside the tolerance", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "This node runs no issuer, or not for that provider", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A signed event the issuer cannot act on: no account, a malformed account, a currency with no rate", body = Problem, content_type = "application/problem+json")))]
+        (status = 422, description = "A signed event the issuer cannot act on: no account, a malformed account, a currency with no rate", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The node could not record the event; nothing was done, send it again", body = Problem, content_type = "application/problem+json")))]
 async fn issuer_webhook(
     State(s): State<AppState>,
     Path(provider): Path<String>,

@@ -349,20 +349,30 @@ pub fn router(node: Handle, settings: &Settings) -> Router {
     if api.metrics_public {
         open = open.merge(metrics);
     }
-    // Its signature is its authentication (`crate::issuer`).
-    let (webhooks, _) = crate::issuer::open_routes().split_for_parts();
-    open = open.merge(
-        webhooks
-            .layer(DefaultBodyLimit::max(crate::issuer::MAX_WEBHOOK))
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::REQUEST_TIMEOUT,
-                api.request_timeout,
-            )),
-    );
+
     if api.dashboard {
         open = open.merge(crate::dashboard::routes());
     }
     let open = open.layer(limit);
+    // The webhook route: its signature is its authentication
+    // (`crate::issuer`). Anyone can reach it, so it has permits of its own
+    // (a flood of slow webhooks cannot take the token-holders' ones) and
+    // a short time to send its body.
+    let (webhooks, _) = crate::issuer::open_routes().split_for_parts();
+    let open = open.merge(
+        webhooks
+            .layer(DefaultBodyLimit::max(crate::issuer::MAX_WEBHOOK))
+            .layer(RequestBodyTimeoutLayer::new(
+                crate::issuer::WEBHOOK_BODY_TIMEOUT,
+            ))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                api.request_timeout,
+            ))
+            .layer(GlobalConcurrencyLimitLayer::new(
+                crate::issuer::WEBHOOK_CONCURRENCY,
+            )),
+    );
     let (n404, n405) = (node.clone(), node.clone());
     let mut app = guarded
         .merge(streams)

@@ -53,6 +53,8 @@ const MAX_ID: usize = 255;
 pub(crate) const MAX_DESTINATION: usize = 256;
 /// How long a payout request waits for its transfer to apply here.
 const APPLY_WAIT: Duration = Duration::from_secs(20);
+/// Bodies up to this size are verified on the async thread that got them.
+const VERIFY_INLINE: usize = 16 << 10;
 /// The clearing loop looks again at least this often.
 const CLEAR_TICK: Duration = Duration::from_secs(3600);
 
@@ -229,6 +231,33 @@ fn all<T: for<'de> Deserialize<'de>>(l: &Ledger, prefix: &str) -> Result<Vec<(St
     Ok(out)
 }
 
+/// Payments in clearing: each once, by when it clears.
+#[derive(Default)]
+struct Due {
+    by_time: BTreeSet<(u64, String)>,
+    by_id: std::collections::HashMap<String, u64>,
+}
+
+impl Due {
+    /// Queues `id` at `until`, in place of where it was.
+    fn insert(&mut self, until: u64, id: String) {
+        self.remove(&id);
+        self.by_id.insert(id.clone(), until);
+        self.by_time.insert((until, id));
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(until) = self.by_id.remove(id) {
+            self.by_time.remove(&(until, id.to_owned()));
+        }
+    }
+
+    /// The payment that clears first.
+    fn first(&self) -> Option<(u64, String)> {
+        self.by_time.first().cloned()
+    }
+}
+
 /// The issuer service's handle. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Issuer {
@@ -242,8 +271,8 @@ struct Inner {
     provider: Box<dyn Provider>,
     clearing_ms: u64,
     telemetry: Telemetry,
-    /// Payments in clearing: (when they clear, payment id).
-    due: Mutex<BTreeSet<(u64, String)>>,
+    /// Payments in clearing, by when they clear.
+    due: Mutex<Due>,
     /// Woken when a payment starts clearing sooner than any before it.
     wake: tokio::sync::Notify,
 }
@@ -319,7 +348,7 @@ impl Issuer {
             provider,
             clearing_ms: u64::try_from(config.issuer.clearing.as_millis()).unwrap_or(u64::MAX),
             telemetry,
-            due: Mutex::new(BTreeSet::new()),
+            due: Mutex::new(Due::default()),
             wake: tokio::sync::Notify::new(),
         });
         // Payments still clearing from before a restart.
@@ -332,7 +361,12 @@ impl Issuer {
                 PayState::Clearing { until_ms } => Some((until_ms, id)),
                 _ => None,
             });
-        inner.due().extend(clearing);
+        {
+            let mut due = inner.due();
+            for (until, id) in clearing {
+                due.insert(until, id);
+            }
+        }
         info!(%account, provider = inner.provider.name(), "issuer service started");
         let task = tokio::spawn(clear_loop(inner.clone()));
         Ok(Some((Self { inner }, task)))
@@ -364,7 +398,20 @@ impl Issuer {
                 inner.provider.name()
             )));
         }
-        let event = match inner.provider.verify(signature, body, now_unix) {
+        // A large body's MAC (at most 256 KiB) is computed off the async
+        // threads; a small one costs less than the hop.
+        let verified = if body.len() > VERIFY_INLINE {
+            let (this, signature, body) =
+                (inner.clone(), signature.map(str::to_owned), body.to_vec());
+            tokio::task::spawn_blocking(move || {
+                this.provider.verify(signature.as_deref(), &body, now_unix)
+            })
+            .await
+            .map_err(|e| Error::Io(format!("a webhook's verification failed: {e}")))?
+        } else {
+            inner.provider.verify(signature, body, now_unix)
+        };
+        let event = match verified {
             Ok(e) => e,
             Err(e) => {
                 count(if signature_fault(&e) {
@@ -400,8 +447,8 @@ impl Issuer {
         }
         if let Some(until) = clears {
             let mut due = inner.due();
-            let sooner = due.first().is_none_or(|(t, _)| until < *t);
-            due.insert((until, receipt.payment.clone()));
+            let sooner = due.first().is_none_or(|(t, _)| until < t);
+            due.insert(until, receipt.payment.clone());
             drop(due);
             if sooner {
                 inner.wake.notify_one();
@@ -675,7 +722,7 @@ fn signature_fault(e: &WebhookError) -> bool {
 type Decided<T> = Result<(Option<Op>, Vec<Record>, T)>;
 
 impl Inner {
-    fn due(&self) -> std::sync::MutexGuard<'_, BTreeSet<(u64, String)>> {
+    fn due(&self) -> std::sync::MutexGuard<'_, Due> {
         self.due.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -685,6 +732,15 @@ impl Inner {
     fn decide(&self, l: &Ledger, now: u64, event: Event) -> Decided<(WebhookReceipt, Option<u64>)> {
         let ek = key(EVT, &event.id);
         if let Some(r) = get::<EventRecord>(l, &ek)? {
+            // A payment still clearing is queued again: the first answer
+            // (which queues it) may never have reached its handler.
+            let clears = match get::<Payment>(l, &key(PAY, &r.payment))? {
+                Some(Payment {
+                    state: PayState::Clearing { until_ms },
+                    ..
+                }) => Some(until_ms),
+                _ => None,
+            };
             let receipt = WebhookReceipt {
                 event: event.id,
                 payment: r.payment,
@@ -693,7 +749,7 @@ impl Inner {
                 op: r.op,
                 credits: r.credits,
             };
-            return Ok((None, Vec::new(), (receipt, None)));
+            return Ok((None, Vec::new(), (receipt, clears)));
         }
         let pk = key(PAY, &event.payment);
         let before = get::<Payment>(l, &pk)?;
@@ -817,7 +873,9 @@ impl Inner {
                 if more == 0 {
                     "none"
                 } else {
-                    let account = pay.account.expect("a credited payment names its account");
+                    let account = pay.account.ok_or_else(|| {
+                        Error::Ledger("a credited payment's record names no account".into())
+                    })?;
                     let dk = key(DEBT, &account.to_string());
                     let debt: u64 = get(l, &dk)?.unwrap_or(0);
                     records.push((dk, encode(&debt.saturating_add(more))));
@@ -842,7 +900,11 @@ impl Inner {
             return Ok((None, Vec::new(), Some(until_ms)));
         }
         let amount = pay.kept().min(pay.minted);
-        let account = pay.account.expect("a clearing payment names its account");
+        let account = pay.account.ok_or_else(|| {
+            Error::Ledger(format!(
+                "payment {id}'s record is clearing but names no account"
+            ))
+        })?;
         let op = (amount > 0).then(|| {
             l.state().draft(
                 &self.key,
@@ -910,29 +972,47 @@ impl Inner {
 }
 
 /// Transfers each payment's credits to its buyer when its clearing ends.
+/// A payment whose transfer fails is tried again a minute later, behind
+/// the others. Every [`CLEAR_TICK`] the records are read again, so a
+/// payment that started clearing while its webhook's answer was lost
+/// (the in-memory queue is filled after the write) still clears.
 async fn clear_loop(inner: Arc<Inner>) {
+    let mut rescan = tokio::time::Instant::now() + CLEAR_TICK;
     loop {
         let now = now_ms();
-        let next = inner.due().iter().next().cloned();
+        if tokio::time::Instant::now() >= rescan {
+            rescan = tokio::time::Instant::now() + CLEAR_TICK;
+            match inner.replica.read(|l| all::<Payment>(l, PAY)).await {
+                Ok(Ok(payments)) => {
+                    let clearing = payments.into_iter().filter_map(|(id, p)| match p.state {
+                        PayState::Clearing { until_ms } => Some((until_ms, id)),
+                        _ => None,
+                    });
+                    let mut due = inner.due();
+                    for (until, id) in clearing {
+                        due.insert(until, id);
+                    }
+                }
+                Ok(Err(e)) | Err(e) => warn!(error = %e, "cannot read the payments in clearing"),
+            }
+        }
+        let next = inner.due().first();
         match next {
             Some((until, id)) if until <= now => {
                 let this = inner.clone();
                 let pid = id.clone();
-                match inner
+                let result = inner
                     .replica
                     .write_recorded(move |l, now| this.clear(l, now, &pid))
-                    .await
-                {
-                    Ok((later, _)) => {
-                        let mut due = inner.due();
-                        due.remove(&(until, id.clone()));
-                        if let Some(later) = later {
-                            due.insert((later, id));
-                        }
-                    }
+                    .await;
+                let mut due = inner.due();
+                due.remove(&id);
+                match result {
+                    Ok((Some(later), _)) => due.insert(later, id),
+                    Ok((None, _)) => {}
                     Err(e) => {
-                        warn!(payment = %id, error = %e, "a cleared payment's transfer failed; trying again in a minute");
-                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        warn!(payment = %id, error = %e, "a cleared payment's transfer failed; trying it again in a minute");
+                        due.insert(now.saturating_add(60_000), id);
                     }
                 }
             }
@@ -940,7 +1020,7 @@ async fn clear_loop(inner: Arc<Inner>) {
                 let wait = next
                     .map(|(until, _)| Duration::from_millis(until.saturating_sub(now)))
                     .unwrap_or(CLEAR_TICK)
-                    .min(CLEAR_TICK);
+                    .min(rescan.saturating_duration_since(tokio::time::Instant::now()));
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = inner.wake.notified() => {}

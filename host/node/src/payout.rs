@@ -96,13 +96,23 @@ impl Payouts {
         let peer: PeerId = peer.parse().map_err(|_| {
             Error::Config(format!("[payouts] issuer_peer {peer:?} is not a peer id"))
         })?;
+        let issuers = self.replica.issuers();
         let account = match self.issuer_account.as_deref() {
-            Some(a) => a.parse().map_err(|_| {
-                Error::Config(format!(
-                    "[payouts] issuer_account {a:?} is not a public key (64 hex digits)"
-                ))
-            })?,
-            None => match self.replica.issuers().as_slice() {
+            Some(a) => {
+                let account: PublicKey = a.parse().map_err(|_| {
+                    Error::Config(format!(
+                        "[payouts] issuer_account {a:?} is not a public key (64 hex digits)"
+                    ))
+                })?;
+                // Credits sent anywhere else could never be paid out.
+                if !issuers.contains(&account) {
+                    return Err(Error::Config(format!(
+                        "[payouts] issuer_account {a} is not an issuer in the genesis file"
+                    )));
+                }
+                account
+            }
+            None => match issuers.as_slice() {
                 [one] => *one,
                 [] => {
                     return Err(Error::Config(
@@ -182,7 +192,14 @@ impl Payouts {
             let record: OwnPayout = serde_json::from_slice(&v)
                 .map_err(|e| Error::Ledger(format!("payout record {id} is damaged: {e}")))?;
             let view = if reachable && matches!(record.state.as_str(), "unsent" | "requested") {
-                let (view, answered) = self.send(&id, record, REFRESH_TIMEOUT).await;
+                // An unsent request may wait for its transfer to apply at
+                // the issuer; a question about a requested one does not.
+                let timeout = if record.state == "unsent" {
+                    ASK_TIMEOUT
+                } else {
+                    REFRESH_TIMEOUT
+                };
+                let (view, answered) = self.send(&id, record, timeout).await;
                 reachable = answered;
                 view
             } else {

@@ -33,6 +33,9 @@ pub const ACCOUNT_KEY: &str = "p2pc_account";
 pub const DEFAULT_TOLERANCE_S: u64 = 300;
 /// Longest header accepted: a few signatures, never kilobytes.
 const MAX_HEADER: usize = 4096;
+/// Most `v1` signatures a header may carry (a provider sends one per
+/// active secret: two during a rotation).
+const MAX_SIGNATURES: usize = 8;
 
 /// A Stripe-style provider: its webhook secrets and the credit rates.
 #[derive(Clone)]
@@ -103,6 +106,11 @@ impl Stripe {
                         return Err(WebhookError::MalformedSignature("two timestamps".into()));
                     }
                 }
+                "v1" if signatures.len() == MAX_SIGNATURES => {
+                    return Err(WebhookError::MalformedSignature(format!(
+                        "more than {MAX_SIGNATURES} v1 signatures"
+                    )));
+                }
                 "v1" => match hex::decode(v) {
                     Ok(sig) if sig.len() == 32 => signatures.push(sig),
                     _ => {
@@ -128,11 +136,13 @@ impl Stripe {
                 tolerance_s: self.tolerance_s,
             });
         }
+        // One MAC a secret, however many signatures the header carries:
+        // the work an unauthenticated request can cause is bounded by the
+        // secrets configured, not by what it sends.
         for secret in &self.secrets {
+            let tag = keyed(secret, t, body).finalize().into_bytes();
             for sig in &signatures {
-                let m = keyed(secret, t, body);
-                // `verify_slice` compares in constant time.
-                if m.verify_slice(sig).is_ok() {
+                if constant_time_eq(&tag, sig) {
                     return Ok(());
                 }
             }
@@ -188,6 +198,13 @@ impl Stripe {
             kind,
         })
     }
+}
+
+/// Whether `a` and `b` are equal, in time that does not depend on where
+/// they differ (`subtle`, which `hmac`'s own comparison uses).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 fn keyed(secret: &[u8], timestamp: u64, body: &[u8]) -> Hmac<Sha256> {
@@ -389,6 +406,15 @@ mod tests {
         let new = hex::encode(mac(b"new", NOW, &body));
         let header = format!("t={NOW},v1={stranger},v0=abc,v1={new}");
         assert!(s.verify(Some(&header), &body, NOW).is_ok());
+        // Eight signatures are read; a ninth is refused before any MAC, so
+        // a header cannot multiply the work a request causes.
+        let eight = format!("t={NOW}{},v1={new}", format!(",v1={stranger}").repeat(7));
+        assert!(s.verify(Some(&eight), &body, NOW).is_ok());
+        let nine = format!("t={NOW}{},v1={new}", format!(",v1={stranger}").repeat(8));
+        assert!(matches!(
+            s.verify(Some(&nine), &body, NOW),
+            Err(WebhookError::MalformedSignature(m)) if m.contains("more than 8")
+        ));
     }
 
     #[test]

@@ -10,7 +10,8 @@ use tokio::sync::Semaphore;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
-    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
+    CallHook, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
 };
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p2::bindings::CommandPre;
@@ -309,6 +310,20 @@ impl WasmExecutor {
             });
         }
 
+        if let Some(deadline) = deadline {
+            // Host calls use little fuel for what they may do (a megabyte
+            // of randomness, a large log line), so fuel yields alone could
+            // let a loop of them run on: the deadline is also checked as
+            // the guest enters and leaves each one.
+            store.call_hook(move |_, hook| match hook {
+                CallHook::CallingHost | CallHook::ReturningFromHost
+                    if Instant::now() >= deadline =>
+                {
+                    Err(wasmtime::Error::new(Trap::Interrupt))
+                }
+                _ => Ok(()),
+            });
+        }
         let call = call(&program.pre, &mut store, task.call);
         let raw = until_deadline(call, deadline).await;
         let wall_time = start.elapsed();
