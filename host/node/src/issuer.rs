@@ -50,7 +50,20 @@ const OUT: &str = "issuer/out/";
 /// Longest provider id (event or payment) kept; Stripe's are about 30.
 const MAX_ID: usize = 255;
 /// Longest payout destination.
-pub(crate) const MAX_DESTINATION: usize = 256;
+const MAX_DESTINATION: usize = 256;
+
+/// A payout destination as given, trimmed, if it is one: 1 to
+/// [`MAX_DESTINATION`] bytes with no control characters. Checked by the
+/// operator's node before it signs anything, and again by the issuer.
+pub(crate) fn destination(given: &str) -> std::result::Result<String, String> {
+    let d = given.trim();
+    if d.is_empty() || d.len() > MAX_DESTINATION || d.chars().any(char::is_control) {
+        return Err(format!(
+            "the destination must be 1 to {MAX_DESTINATION} printable bytes (an IBAN, a provider account id)"
+        ));
+    }
+    Ok(d.to_owned())
+}
 /// How long a payout request waits for its transfer to apply here.
 const APPLY_WAIT: Duration = Duration::from_secs(20);
 /// Bodies up to this size are verified on the async thread that got them.
@@ -588,16 +601,7 @@ impl Issuer {
                 "the transfer is not signed by the asking node's account".into(),
             ));
         }
-        let destination = ask.destination.trim().to_owned();
-        if destination.is_empty()
-            || destination.len() > MAX_DESTINATION
-            || destination.chars().any(char::is_control)
-        {
-            return Err((
-                "bad_payout",
-                format!("the destination must be 1 to {MAX_DESTINATION} printable bytes"),
-            ));
-        }
+        let destination = destination(&ask.destination).map_err(|why| ("bad_payout", why))?;
         let id = op.id();
         let id_hex = hex::encode(id);
         // A retry of a request already recorded gets the record.

@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use crate::api::{PayoutRequestBody, PayoutView};
-use crate::issuer::MAX_DESTINATION;
 use crate::messages::{PayoutAsk, TaskReply, TaskRequest};
 use crate::replica::Replica;
 use crate::signer::Signer;
@@ -135,15 +134,7 @@ impl Payouts {
         if body.amount == 0 {
             return Err(Error::Control("a payout's amount must be above 0".into()));
         }
-        let destination = body.destination.trim().to_owned();
-        if destination.is_empty()
-            || destination.len() > MAX_DESTINATION
-            || destination.chars().any(char::is_control)
-        {
-            return Err(Error::Control(format!(
-                "the destination must be 1 to {MAX_DESTINATION} printable bytes (an IBAN, a provider account id)"
-            )));
-        }
+        let destination = crate::issuer::destination(&body.destination).map_err(Error::Control)?;
         let (peer, account) = self.issuer()?;
         let signer = self.signer.clone();
         let amount = body.amount;
